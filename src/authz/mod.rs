@@ -1,0 +1,463 @@
+//! Authorization: principals, the in-memory permission index and the checks every service
+//! function starts with. Pure and synchronous: the index is built from rows the services load,
+//! and time is passed in. Must not import `store`, `http` or `services`.
+
+use crate::domain::role::{AccountPermission, AccountRole, BuiltinWorkspaceRole};
+use crate::domain::scope::{Scope, ScopeSet};
+use crate::domain::{AccountId, ApiKeyId, RoleId, UserId, WorkspaceId};
+use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: UserId,
+    pub site_admin: bool,
+    pub credential: Credential,
+}
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A dashboard/API session; carries the hash of the session id (to end it on logout).
+    Session { id_hash: String },
+    ApiKey { key_id: ApiKeyId },
+    /// Operator commands run on the server's machine (`atrium …` CLI).
+    Cli,
+}
+
+/// Why a check failed. `NotFound` hides the existence of other tenants' objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    NotFound,
+    Forbidden(String),
+}
+
+/// One account member as the index holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberEntry {
+    pub role: AccountRole,
+    pub active: bool,
+}
+
+/// One grant as the index holds it: the role's closed scope set and an expiry in Unix
+/// microseconds (`i64::MAX` = never).
+#[derive(Debug, Clone, Copy)]
+pub struct GrantEntry {
+    pub role_id: RoleId,
+    pub scopes: ScopeSet,
+    pub expires_at_us: i64,
+}
+
+/// A workspace's access data.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceEntry {
+    pub default_role: Option<(RoleId, ScopeSet)>,
+    pub grants: FxHashMap<Uuid, GrantEntry>,
+}
+
+/// Immutable access data of one account. Replaced whole when anything in it changes.
+#[derive(Debug, Default)]
+pub struct AccountSnapshot {
+    pub version: u64,
+    pub members: FxHashMap<Uuid, MemberEntry>,
+    pub workspaces: FxHashMap<Uuid, WorkspaceEntry>,
+}
+
+/// Rows an account snapshot is built from.
+pub struct SnapshotRows {
+    pub members: Vec<(UserId, AccountRole, bool)>,
+    /// (workspace, default role id with its closed scopes)
+    pub workspaces: Vec<(WorkspaceId, Option<(RoleId, ScopeSet)>)>,
+    /// (workspace, user, role, closed scopes, expiry µs or None)
+    pub grants: Vec<(WorkspaceId, UserId, RoleId, ScopeSet, Option<i64>)>,
+}
+
+static VERSION: AtomicU64 = AtomicU64::new(1);
+
+impl AccountSnapshot {
+    pub fn build(rows: SnapshotRows) -> AccountSnapshot {
+        let mut s = AccountSnapshot {
+            version: VERSION.fetch_add(1, Ordering::Relaxed),
+            ..Default::default()
+        };
+        for (user, role, active) in rows.members {
+            s.members.insert(user.0, MemberEntry { role, active });
+        }
+        for (ws, default_role) in rows.workspaces {
+            s.workspaces.insert(
+                ws.0,
+                WorkspaceEntry {
+                    default_role,
+                    grants: FxHashMap::default(),
+                },
+            );
+        }
+        for (ws, user, role_id, scopes, expires) in rows.grants {
+            if let Some(w) = s.workspaces.get_mut(&ws.0) {
+                w.grants.insert(
+                    user.0,
+                    GrantEntry {
+                        role_id,
+                        scopes,
+                        expires_at_us: expires.unwrap_or(i64::MAX),
+                    },
+                );
+            }
+        }
+        s
+    }
+
+    /// The active member's account role, if the user is an active member.
+    pub fn active_role(&self, user: &Uuid) -> Option<AccountRole> {
+        self.members
+            .get(user)
+            .filter(|m| m.active)
+            .map(|m| m.role)
+    }
+
+    /// Effective scopes of `user` in `workspace` at `now_us`: direct grant (unless expired) ∪ the
+    /// workspace default role ∪ implicit Owner for account Owners/Admins. `None` when the user is
+    /// not an active member or the workspace is not in this account.
+    #[inline]
+    pub fn workspace_scopes(&self, user: &Uuid, workspace: &Uuid, now_us: i64) -> Option<ScopeSet> {
+        let role = self.active_role(user)?;
+        let ws = self.workspaces.get(workspace)?;
+        if role.implicit_workspace_owner() {
+            return Some(owner_scopes());
+        }
+        let mut set = ws.default_role.map(|(_, s)| s).unwrap_or_default();
+        if let Some(g) = ws.grants.get(user) {
+            if g.expires_at_us > now_us {
+                set = set.union(g.scopes);
+            }
+        }
+        Some(set)
+    }
+}
+
+#[inline]
+fn owner_scopes() -> ScopeSet {
+    use std::sync::OnceLock;
+    static OWNER: OnceLock<ScopeSet> = OnceLock::new();
+    *OWNER.get_or_init(|| BuiltinWorkspaceRole::Owner.scopes())
+}
+
+type Slot = Arc<ArcSwap<AccountSnapshot>>;
+
+/// The permission index: one snapshot per account behind an atomic pointer. Readers never lock
+/// or allocate; writers build a new snapshot and swap it in.
+#[derive(Default)]
+pub struct Index {
+    accounts: ArcSwap<FxHashMap<Uuid, Slot>>,
+}
+
+impl Index {
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    /// Installs (or replaces) an account's snapshot.
+    pub fn put(&self, account: AccountId, snapshot: AccountSnapshot) {
+        let snapshot = Arc::new(snapshot);
+        if let Some(slot) = self.accounts.load().get(&account.0) {
+            slot.store(snapshot);
+            return;
+        }
+        self.accounts.rcu(|map| {
+            let mut m = FxHashMap::clone(map);
+            m.insert(account.0, Arc::new(ArcSwap::new(snapshot.clone())));
+            m
+        });
+    }
+
+    /// Forgets a deleted account.
+    pub fn remove(&self, account: AccountId) {
+        self.accounts.rcu(|map| {
+            let mut m = FxHashMap::clone(map);
+            m.remove(&account.0);
+            m
+        });
+    }
+
+    /// The current snapshot of an account.
+    pub fn snapshot(&self, account: &Uuid) -> Option<Arc<AccountSnapshot>> {
+        self.accounts.load().get(account).map(|slot| slot.load_full())
+    }
+
+    pub fn len(&self) -> usize {
+        self.accounts.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The check as a request carries it: ids as strings. No allocation, no database.
+    #[inline]
+    pub fn check_str(&self, account: &str, user: &str, workspace: &str, scope: Scope, now_us: i64) -> bool {
+        let (Ok(a), Ok(u), Ok(w)) = (
+            Uuid::try_parse(account),
+            Uuid::try_parse(user),
+            Uuid::try_parse(workspace),
+        ) else {
+            return false;
+        };
+        self.check(&a, &u, &w, scope, now_us)
+    }
+
+    /// One scope check by parsed ids.
+    #[inline]
+    pub fn check(&self, account: &Uuid, user: &Uuid, workspace: &Uuid, scope: Scope, now_us: i64) -> bool {
+        let accounts = self.accounts.load();
+        let Some(slot) = accounts.get(account) else {
+            return false;
+        };
+        let snap = slot.load();
+        snap.workspace_scopes(user, workspace, now_us)
+            .is_some_and(|s| s.contains(scope))
+    }
+
+    /// Account membership check: the caller's role, or `NotFound` when they are not an active
+    /// member (other tenants' accounts do not exist for them).
+    pub fn account_role(&self, p: &Principal, account: AccountId) -> Result<AccountRole, Denied> {
+        self.snapshot(&account.0)
+            .and_then(|s| s.active_role(&p.user_id.0))
+            .ok_or(Denied::NotFound)
+    }
+
+    /// Requires an account permission.
+    pub fn require_permission(
+        &self,
+        p: &Principal,
+        account: AccountId,
+        perm: AccountPermission,
+    ) -> Result<AccountRole, Denied> {
+        let role = self.account_role(p, account)?;
+        if role.permissions().contains(perm) {
+            Ok(role)
+        } else {
+            Err(Denied::Forbidden(format!(
+                "missing account permission {} (your role: {})",
+                perm.name(),
+                role.name()
+            )))
+        }
+    }
+
+    /// The caller's scopes in a workspace; `NotFound` when the caller is not an active member of
+    /// the account, the workspace is not in it, or the caller holds no scope there.
+    pub fn workspace_scopes(
+        &self,
+        p: &Principal,
+        account: AccountId,
+        workspace: WorkspaceId,
+        now_us: i64,
+    ) -> Result<ScopeSet, Denied> {
+        let snap = self.snapshot(&account.0).ok_or(Denied::NotFound)?;
+        match snap.workspace_scopes(&p.user_id.0, &workspace.0, now_us) {
+            Some(s) if !s.is_empty() => Ok(s),
+            _ => Err(Denied::NotFound),
+        }
+    }
+
+    /// Requires a workspace scope.
+    pub fn require_scope(
+        &self,
+        p: &Principal,
+        account: AccountId,
+        workspace: WorkspaceId,
+        scope: Scope,
+        now_us: i64,
+    ) -> Result<ScopeSet, Denied> {
+        let set = self.workspace_scopes(p, account, workspace, now_us)?;
+        if set.contains(scope) {
+            Ok(set)
+        } else {
+            Err(Denied::Forbidden(format!(
+                "missing workspace scope {}",
+                scope.name()
+            )))
+        }
+    }
+}
+
+/// Resolves a role id to its closed scope set: built-ins from code, custom roles from `custom`.
+pub fn role_scopes(id: RoleId, custom: &FxHashMap<Uuid, ScopeSet>) -> Option<ScopeSet> {
+    BuiltinWorkspaceRole::from_id(id.0)
+        .map(BuiltinWorkspaceRole::scopes)
+        .or_else(|| custom.get(&id.0).copied())
+}
+
+/// A custom role's effective scopes: its own plus its inherited built-in's, closed.
+pub fn custom_role_scopes(own: ScopeSet, inherited: Option<RoleId>) -> ScopeSet {
+    let base = inherited
+        .and_then(|r| BuiltinWorkspaceRole::from_id(r.0))
+        .map(BuiltinWorkspaceRole::scopes)
+        .unwrap_or_default();
+    own.union(base).closed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(user: UserId) -> Principal {
+        Principal {
+            user_id: user,
+            site_admin: false,
+            credential: Credential::Cli,
+        }
+    }
+
+    struct World {
+        index: Index,
+        account: AccountId,
+        ws: WorkspaceId,
+        other_ws: WorkspaceId,
+        owner: UserId,
+        admin: UserId,
+        member: UserId,
+        viewer: UserId,
+        expired: UserId,
+        inactive: UserId,
+        outsider: UserId,
+    }
+
+    fn world(default_role: Option<BuiltinWorkspaceRole>) -> World {
+        let w = World {
+            index: Index::new(),
+            account: AccountId::new(),
+            ws: WorkspaceId::new(),
+            other_ws: WorkspaceId::new(),
+            owner: UserId::new(),
+            admin: UserId::new(),
+            member: UserId::new(),
+            viewer: UserId::new(),
+            expired: UserId::new(),
+            inactive: UserId::new(),
+            outsider: UserId::new(),
+        };
+        let viewer = BuiltinWorkspaceRole::Viewer;
+        let dev = BuiltinWorkspaceRole::Developer;
+        let snap = AccountSnapshot::build(SnapshotRows {
+            members: vec![
+                (w.owner, AccountRole::Owner, true),
+                (w.admin, AccountRole::Admin, true),
+                (w.member, AccountRole::Member, true),
+                (w.viewer, AccountRole::Member, true),
+                (w.expired, AccountRole::Member, true),
+                (w.inactive, AccountRole::Admin, false),
+            ],
+            workspaces: vec![
+                (w.ws, default_role.map(|r| (RoleId(r.id()), r.scopes()))),
+                (w.other_ws, None),
+            ],
+            grants: vec![
+                (w.ws, w.viewer, RoleId(viewer.id()), viewer.scopes(), None),
+                (w.ws, w.expired, RoleId(dev.id()), dev.scopes(), Some(1_000)),
+                (w.ws, w.inactive, RoleId(dev.id()), dev.scopes(), None),
+            ],
+        });
+        w.index.put(w.account, snap);
+        w
+    }
+
+    #[test]
+    fn matrix_of_principals_and_scopes() {
+        let w = world(None);
+        let now = 500;
+        let can = |u: UserId, ws: WorkspaceId, s: Scope| w.index.check(&w.account.0, &u.0, &ws.0, s, now);
+        // (principal, see_flows, run_deployments, manage_workspace_users) in ws
+        let table = [
+            (w.owner, true, true, true),
+            (w.admin, true, true, true),
+            (w.member, false, false, false),
+            (w.viewer, true, false, false),
+            (w.expired, true, true, false),
+            (w.inactive, false, false, false),
+            (w.outsider, false, false, false),
+        ];
+        for (u, see, run, manage) in table {
+            assert_eq!(can(u, w.ws, Scope::SeeFlows), see, "{u:?} see_flows");
+            assert_eq!(can(u, w.ws, Scope::RunDeployments), run, "{u:?} run_deployments");
+            assert_eq!(can(u, w.ws, Scope::ManageWorkspaceUsers), manage, "{u:?} manage users");
+        }
+        // The viewer's grant is for ws only.
+        assert!(!can(w.viewer, w.other_ws, Scope::SeeFlows));
+    }
+
+    #[test]
+    fn a_grant_stops_counting_at_its_expiry_instant() {
+        let w = world(None);
+        assert!(w.index.check(&w.account.0, &w.expired.0, &w.ws.0, Scope::RunFlows, 999));
+        assert!(!w.index.check(&w.account.0, &w.expired.0, &w.ws.0, Scope::RunFlows, 1_000));
+    }
+
+    #[test]
+    fn default_role_reaches_every_active_member_and_unions_with_grants() {
+        let w = world(Some(BuiltinWorkspaceRole::Runner));
+        let now = 0;
+        assert!(w.index.check(&w.account.0, &w.member.0, &w.ws.0, Scope::RunDeployments, now));
+        assert!(!w.index.check(&w.account.0, &w.member.0, &w.ws.0, Scope::ManageFlows, now));
+        assert!(!w.index.check(&w.account.0, &w.inactive.0, &w.ws.0, Scope::SeeFlows, now));
+        assert!(!w.index.check(&w.account.0, &w.outsider.0, &w.ws.0, Scope::SeeFlows, now));
+    }
+
+    #[test]
+    fn string_ids_are_parsed_and_garbage_is_refused() {
+        let w = world(None);
+        let (a, u, ws) = (w.account.to_string(), w.viewer.to_string(), w.ws.to_string());
+        assert!(w.index.check_str(&a, &u, &ws, Scope::SeeFlows, 0));
+        assert!(!w.index.check_str("nope", &u, &ws, Scope::SeeFlows, 0));
+        assert!(!w.index.check_str(&a, &u, &w.account.to_string(), Scope::SeeFlows, 0));
+    }
+
+    #[test]
+    fn account_permission_denials_distinguish_not_found_from_forbidden() {
+        let w = world(None);
+        assert_eq!(
+            w.index.require_permission(&p(w.outsider), w.account, AccountPermission::ReadAccount),
+            Err(Denied::NotFound)
+        );
+        assert_eq!(
+            w.index.require_permission(&p(w.inactive), w.account, AccountPermission::ReadAccount),
+            Err(Denied::NotFound)
+        );
+        assert!(matches!(
+            w.index.require_permission(&p(w.member), w.account, AccountPermission::UpdateAccount),
+            Err(Denied::Forbidden(m)) if m.contains("update:account")
+        ));
+        assert_eq!(
+            w.index.require_permission(&p(w.admin), w.account, AccountPermission::UpdateAccount),
+            Ok(AccountRole::Admin)
+        );
+    }
+
+    #[test]
+    fn replacing_a_snapshot_is_seen_by_the_next_check() {
+        let w = world(None);
+        assert!(w.index.check(&w.account.0, &w.viewer.0, &w.ws.0, Scope::SeeFlows, 0));
+        w.index.put(
+            w.account,
+            AccountSnapshot::build(SnapshotRows {
+                members: vec![(w.viewer, AccountRole::Member, true)],
+                workspaces: vec![(w.ws, None)],
+                grants: vec![],
+            }),
+        );
+        assert!(!w.index.check(&w.account.0, &w.viewer.0, &w.ws.0, Scope::SeeFlows, 0));
+    }
+
+    #[test]
+    fn custom_roles_include_the_inherited_builtin() {
+        let own: ScopeSet = [Scope::ManageVariables].into_iter().collect();
+        let s = custom_role_scopes(own, Some(RoleId(BuiltinWorkspaceRole::Viewer.id())));
+        assert!(s.contains(Scope::SeeFlows));
+        assert!(s.contains(Scope::WriteVariables));
+        assert!(!s.contains(Scope::RunDeployments));
+    }
+}

@@ -1,0 +1,276 @@
+//! The command line: `serve`, `migrate`, and operator commands that go through the same
+//! services as the API.
+
+use crate::app::{App, SystemClock};
+use crate::config::{Config, Overrides};
+use crate::services::{self, auth::Signup};
+use crate::store::{self, Store};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "atrium", version, about = "Accounts, workspaces and RBAC for Prefect")]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrations are applied first).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "ATRIUM_BIND")]
+        bind: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        handle: Option<String>,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// Make the user a site admin (may create accounts).
+        #[arg(long)]
+        site_admin: bool,
+    },
+    /// Create a personal API key and print it (and nothing else) on standard output.
+    ApiKey {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Lifetime such as 30d, 12h, 90m (default: never expires).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Create an account owned by an existing user.
+    Create {
+        #[arg(long)]
+        handle: String,
+        #[arg(long)]
+        name: String,
+        /// Email of the user who becomes its Owner.
+        #[arg(long)]
+        owner_email: String,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ATRIUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(config: Config) -> anyhow::Result<App> {
+    let store = Store::connect(&config.database_url, None).await?;
+    store.migrate().await?;
+    App::new(config, store, Arc::new(SystemClock)).await
+}
+
+/// Parses `30d`, `12h`, `90m`, `45s`.
+pub fn parse_duration(s: &str) -> anyhow::Result<chrono::Duration> {
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
+    anyhow::ensure!(n > 0, "duration must be positive");
+    Ok(match unit {
+        "d" => chrono::Duration::days(n),
+        "h" => chrono::Duration::hours(n),
+        "m" => chrono::Duration::minutes(n),
+        "s" => chrono::Duration::seconds(n),
+        _ => anyhow::bail!("invalid duration {s:?}: use a number followed by d, h, m or s"),
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { bind } => {
+            let config = Config::load(&cli.overrides, bind.as_deref())?;
+            serve(config).await
+        }
+        Command::Migrate => {
+            let config = Config::load(&cli.overrides, None)?;
+            let store = Store::connect(&config.database_url, None).await?;
+            store.migrate().await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Create {
+            email,
+            handle,
+            first_name,
+            last_name,
+            site_admin,
+        }) => {
+            let app = open(Config::load(&cli.overrides, None)?).await?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            let user = services::auth::create_user(
+                &app,
+                Signup {
+                    email,
+                    password,
+                    handle,
+                    first_name,
+                    last_name,
+                },
+                site_admin,
+            )
+            .await?;
+            eprintln!("created user {} ({}) with id {}", user.email, user.handle, user.id);
+            Ok(())
+        }
+        Command::Users(UsersCommand::ApiKey {
+            email,
+            name,
+            expires_in,
+        }) => {
+            let app = open(Config::load(&cli.overrides, None)?).await?;
+            let expiration = expires_in
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?
+                .map(|d| app.now() + d);
+            let user = {
+                let mut c = app.store.reader().await?;
+                store::users::find_user_by_email(&mut c, &email)
+                    .await?
+                    .with_context(|| format!("no user with email {email}"))?
+            };
+            let key = services::users::issue_api_key(&app, user.id, &name, expiration).await?;
+            println!("{}", key.key);
+            Ok(())
+        }
+        Command::Accounts(AccountsCommand::Create {
+            handle,
+            name,
+            owner_email,
+        }) => {
+            let app = open(Config::load(&cli.overrides, None)?).await?;
+            let owner = {
+                let mut c = app.store.reader().await?;
+                store::users::find_user_by_email(&mut c, &owner_email)
+                    .await?
+                    .with_context(|| format!("no user with email {owner_email}"))?
+            };
+            let principal = crate::authz::Principal {
+                user_id: owner.id,
+                site_admin: true,
+                credential: crate::authz::Credential::Cli,
+            };
+            let account = services::accounts::create_account(
+                &app,
+                &principal,
+                services::accounts::CreateAccount {
+                    name,
+                    handle,
+                    location: None,
+                    link: None,
+                    billing_email: None,
+                },
+            )
+            .await?;
+            println!("{}", account.id);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let bind = config.bind.clone();
+    let app = open(config).await?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    let users = {
+        let mut c = app.store.reader().await?;
+        store::users::count_users(&mut c).await?
+    };
+    eprintln!("Atrium is listening on http://{} (public URL {})", listener.local_addr()?, app.config.public_url);
+    eprintln!("API: {}/api  ·  OpenAPI: {}/api/openapi.json", app.config.public_url, app.config.public_url);
+    if users == 0 {
+        eprintln!(
+            "No users yet. Create the first (site admin) user with:\n  \
+             echo 'a-long-password' | cargo run --release -- users create --email you@example.com --site-admin"
+        );
+    }
+    let store = app.store.clone();
+    let service = crate::http::service(app);
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving")?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,158 @@
+//! Configuration: defaults, then a TOML file, then `ATRIUM_*` environment variables, then CLI
+//! flags (clap reads the last two). Validated once at start-up.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Who may sign up without an invitation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignupPolicy {
+    Open,
+    InviteOnly,
+}
+
+/// Who may create accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountCreation {
+    SiteAdmins,
+    Anyone,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: String,
+    pub database_url: String,
+    /// The URL users reach Atrium at, without a trailing slash. Links are built only from it.
+    pub public_url: String,
+    pub signup_policy: SignupPolicy,
+    pub account_creation: AccountCreation,
+    pub session_ttl_seconds: i64,
+}
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:4300";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./atrium-data/atrium.db";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: DEFAULT_BIND.into(),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            public_url: format!("http://{DEFAULT_BIND}"),
+            signup_policy: SignupPolicy::InviteOnly,
+            account_creation: AccountCreation::SiteAdmins,
+            session_ttl_seconds: 14 * 24 * 3600,
+        }
+    }
+}
+
+/// Values that may come from the TOML file (every key optional; unknown keys are an error).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub signup_policy: Option<SignupPolicy>,
+    pub account_creation: Option<AccountCreation>,
+    pub session_ttl_seconds: Option<i64>,
+}
+
+/// Values from the environment and flags (clap fills these).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "ATRIUM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default ./atrium-data/atrium.db) or postgres://…
+    #[arg(long, env = "ATRIUM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// File holding the database URL (for secrets managers).
+    #[arg(long, env = "ATRIUM_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+    /// Public URL users reach Atrium at (default http://BIND).
+    #[arg(long, env = "ATRIUM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Who may sign up without an invitation.
+    #[arg(long, env = "ATRIUM_SIGNUP_POLICY", value_enum)]
+    pub signup_policy: Option<SignupPolicy>,
+    /// Who may create accounts.
+    #[arg(long, env = "ATRIUM_ACCOUNT_CREATION", value_enum)]
+    pub account_creation: Option<AccountCreation>,
+}
+
+impl Config {
+    /// Layers defaults, the TOML file, then environment and flags; `bind` comes from `serve` only.
+    pub fn load(o: &Overrides, bind: Option<&str>) -> anyhow::Result<Config> {
+        let file = match &o.config {
+            Some(p) => read_file_config(p)?,
+            None => FileConfig::default(),
+        };
+        let mut c = Config::default();
+        let file_bind = file.bind.clone();
+        if let Some(v) = bind.map(str::to_string).or(file_bind) {
+            c.bind = v;
+        }
+        c.public_url = format!("http://{}", c.bind);
+        if let Some(v) = file.database_url {
+            c.database_url = v;
+        }
+        if let Some(v) = file.public_url {
+            c.public_url = v;
+        }
+        if let Some(v) = file.signup_policy {
+            c.signup_policy = v;
+        }
+        if let Some(v) = file.account_creation {
+            c.account_creation = v;
+        }
+        if let Some(v) = file.session_ttl_seconds {
+            c.session_ttl_seconds = v;
+        }
+        if let Some(p) = &o.database_url_file {
+            c.database_url = std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim()
+                .to_string();
+        }
+        if let Some(v) = &o.database_url {
+            c.database_url = v.clone();
+        }
+        if let Some(v) = &o.public_url {
+            c.public_url = v.clone();
+        }
+        if let Some(v) = o.signup_policy {
+            c.signup_policy = v;
+        }
+        if let Some(v) = o.account_creation {
+            c.account_creation = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&mut self) -> anyhow::Result<()> {
+        self.public_url = self.public_url.trim_end_matches('/').to_string();
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            bail!("public URL must start with http:// or https://");
+        }
+        crate::store::Engine::from_url(&self.database_url)?;
+        if self.session_ttl_seconds < 60 {
+            bail!("session_ttl_seconds must be at least 60");
+        }
+        Ok(())
+    }
+
+    /// Cookies get `Secure` and the `__Host-` prefix when users reach us over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+fn read_file_config(p: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+}

@@ -1,0 +1,11 @@
+//! Pure types and rules: ids, validated inputs, entities, scopes, roles. No sqlx, axum or tokio
+//! here; time is always passed in.
+
+pub mod entities;
+pub mod ids;
+pub mod role;
+pub mod scope;
+pub mod validate;
+
+pub use entities::*;
+pub use ids::*;

@@ -1,0 +1,90 @@
+//! Sign-up, login, logout (session cookie) and health.
+
+use crate::app::App;
+use crate::domain::User;
+use crate::http::extract::{Auth, Json, SECURE_SESSION_COOKIE, SESSION_COOKIE};
+use crate::services::{auth, Result};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// `POST /api/auth/signup` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    pub email: String,
+    pub password: String,
+    pub handle: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// Creates a user (when the sign-up policy is `open`).
+#[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = SignupBody,
+    responses((status = 201, body = User), (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+pub async fn signup(State(app): State<App>, Json(b): Json<SignupBody>) -> Result<(StatusCode, axum::Json<User>)> {
+    let user = auth::signup(
+        &app,
+        auth::Signup {
+            email: b.email,
+            password: b.password,
+            handle: b.handle,
+            first_name: b.first_name,
+            last_name: b.last_name,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(user)))
+}
+
+/// `POST /api/auth/login` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+fn cookie(app: &App, value: &str, max_age: i64) -> String {
+    let (name, secure) = if app.config.secure_cookies() {
+        (SECURE_SESSION_COOKIE, "; Secure")
+    } else {
+        (SESSION_COOKIE, "")
+    };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+/// Signs in with email and password; sets a fresh session cookie.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = User), (status = 401, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+pub async fn login(State(app): State<App>, headers: HeaderMap, Json(b): Json<LoginBody>) -> Result<Response> {
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let s = auth::login(&app, &b.email, b.password, None, ua).await?;
+    let max_age = (s.expires_at - app.now()).num_seconds();
+    Ok((
+        [(header::SET_COOKIE, cookie(&app, &s.id, max_age))],
+        axum::Json(s.user),
+    )
+        .into_response())
+}
+
+/// Ends the current session and clears the cookie.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
+    responses((status = 204), (status = 401, body = super::ErrorBody)), security(("bearer" = [])))]
+pub async fn logout(State(app): State<App>, Auth(p): Auth) -> Result<Response> {
+    auth::logout(&app, &p).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie(&app, "", 0))]).into_response())
+}
+
+/// `true` when the database answers; 503 otherwise.
+#[utoipa::path(get, path = "/api/health", tag = "health",
+    responses((status = 200, body = bool), (status = 503, body = super::ErrorBody)))]
+pub async fn health(State(app): State<App>) -> Response {
+    if app.store.ping().await {
+        axum::Json(true).into_response()
+    } else {
+        crate::services::Error::Unavailable.into_response()
+    }
+}

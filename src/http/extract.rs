@@ -1,0 +1,109 @@
+//! Extractors: the authenticated principal (bearer key or session cookie), JSON bodies and path
+//! parameters whose rejections become `{"detail": …}` errors with the right status.
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::services::{auth, Error};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+pub const SESSION_COOKIE: &str = "atrium_session";
+pub const SECURE_SESSION_COOKIE: &str = "__Host-atrium_session";
+
+/// The caller. Missing or bad credentials → 401.
+pub struct Auth(pub Principal);
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The session id from the cookie header, if any.
+pub fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE || *k == SECURE_SESSION_COOKIE)
+        .map(|(_, v)| v)
+}
+
+impl FromRequestParts<App> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        if let Some(key) = bearer(parts) {
+            return auth::authenticate_key(app, key).await.map(Auth);
+        }
+        if let Some(sid) = session_cookie(parts) {
+            return auth::authenticate_session(app, sid).await.map(Auth);
+        }
+        Err(Error::Unauthenticated(
+            "not authenticated: send Authorization: Bearer <API key> or sign in".into(),
+        ))
+    }
+}
+
+/// JSON body with our error mapping (bad JSON or unknown fields → 422, too large → 413).
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(JsonRejection::BytesRejection(b)) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Error::PayloadTooLarge)
+            }
+            Err(JsonRejection::JsonDataError(e)) => Err(Error::Validation(format!(
+                "invalid request body: {}",
+                std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string())
+            ))),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(Error::Validation(format!(
+                "request body is not valid JSON: {}",
+                std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string())
+            ))),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::Validation(
+                "expected a JSON body with Content-Type: application/json".into(),
+            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::PayloadTooLarge),
+            Err(e) => Err(Error::Validation(e.body_text())),
+        }
+    }
+}
+
+/// Path parameters; a malformed id → 422.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e: PathRejection| Error::Validation(format!("invalid path: {}", e.body_text())))
+    }
+}
+
+/// Query string; bad values → 422.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e: QueryRejection| Error::Validation(format!("invalid query: {}", e.body_text())))
+    }
+}

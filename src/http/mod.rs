@@ -1,0 +1,151 @@
+//! HTTP: the router, extractors, error mapping and the OpenAPI document. Handlers hold no SQL
+//! and no permission logic.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+
+use crate::app::App;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::{Json, Router};
+use tower::util::MapRequest;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Request bodies above this are refused with 413 (as Prefect Cloud does).
+pub const MAX_BODY: usize = 5 * 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Atrium", description = "Accounts, workspaces and RBAC with a Prefect Cloud-compatible API"),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API routes with their OpenAPI description.
+pub fn api_router() -> OpenApiRouter<App> {
+    use api::*;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::health))
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(me::read_me))
+        .routes(routes!(me::my_workspaces))
+        .routes(routes!(me::my_scopes))
+        .routes(routes!(me::has_scope))
+        .routes(routes!(me::my_accounts))
+        .routes(routes!(me::my_permissions))
+        .routes(routes!(me::has_permission))
+        .routes(routes!(me::leave_account))
+        .routes(routes!(me::list_my_api_keys, me::create_my_api_key))
+        .routes(routes!(me::filter_my_api_keys))
+        .routes(routes!(me::delete_my_api_key))
+        .routes(routes!(me::workspace_scopes))
+        .routes(routes!(users::read_user, users::update_user))
+        .routes(routes!(users::create_api_key, users::list_api_keys))
+        .routes(routes!(users::read_api_key, users::delete_api_key))
+        .routes(routes!(accounts::create_account))
+        .routes(routes!(accounts::list_permissions))
+        .routes(routes!(accounts::read_account, accounts::update_account, accounts::delete_account))
+        .routes(routes!(accounts::read_settings, accounts::update_settings))
+        .routes(routes!(accounts::filter_account_roles))
+        .routes(routes!(accounts::read_account_role))
+        .routes(routes!(memberships::filter_memberships))
+        .routes(routes!(memberships::count_memberships))
+        .routes(routes!(memberships::read_membership_by_user))
+        .routes(routes!(
+            memberships::read_membership,
+            memberships::update_membership,
+            memberships::delete_membership
+        ))
+        .routes(routes!(workspaces::create_workspace))
+        .routes(routes!(workspaces::filter_workspaces))
+        .routes(routes!(workspaces::count_workspaces))
+        .routes(routes!(
+            workspaces::read_workspace,
+            workspaces::update_workspace,
+            workspaces::delete_workspace
+        ))
+        .routes(routes!(workspaces::read_workspace_by_id))
+        .routes(routes!(roles::create_role))
+        .routes(routes!(roles::filter_roles))
+        .routes(routes!(roles::read_role, roles::update_role, roles::delete_role))
+        .routes(routes!(access::upsert_user_access))
+        .routes(routes!(access::filter_user_access))
+        .routes(routes!(access::read_user_access, access::delete_user_access))
+}
+
+/// The OpenAPI document (3.1).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"detail": "not found"})),
+    )
+}
+
+/// The full router with state applied.
+pub fn router(app: App) -> Router {
+    let (router, doc) = api_router().split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(serde_json::json!({"detail": "method not allowed"})),
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// Strips one trailing slash from the path so `/workspaces/` and `/workspaces` reach the same
+/// route (the reference uses both forms).
+fn strip_trailing_slash(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let new = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(uri) = new.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// The service to serve: the router behind path normalization.
+pub type AppService = MapRequest<Router, fn(Request) -> Request>;
+
+pub fn service(app: App) -> AppService {
+    MapRequest::new(router(app), strip_trailing_slash as fn(Request) -> Request)
+}

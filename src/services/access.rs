@@ -1,0 +1,171 @@
+//! User access to workspaces: grant (upsert), list, read, revoke. Nobody grants a role with
+//! scopes they do not hold themselves in that workspace.
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::domain::scope::Scope;
+use crate::domain::{AccessId, AccountId, RoleId, UserAccess, UserId, WorkspaceId};
+use crate::services::input::{page, AnyOf};
+use crate::services::roles::usable_role_scopes;
+use crate::services::{index, Error, Result};
+use crate::store;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// One grant in an upsert.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserAccessInput {
+    pub user_id: UserId,
+    pub workspace_role_id: RoleId,
+    /// Atrium extension: the grant stops counting at this instant.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The upsert body: one grant or a list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum UserAccessUpsert {
+    Many(Vec<UserAccessInput>),
+    One(UserAccessInput),
+}
+
+pub const MAX_GRANTS_PER_REQUEST: usize = 200;
+
+pub async fn upsert_user_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    body: UserAccessUpsert,
+) -> Result<Vec<UserAccess>> {
+    let now = app.now();
+    let held = app
+        .index
+        .require_scope(p, account, workspace, Scope::ManageWorkspaceUsers, now.timestamp_micros())?;
+    let grants = match body {
+        UserAccessUpsert::Many(v) => v,
+        UserAccessUpsert::One(g) => vec![g],
+    };
+    if grants.len() > MAX_GRANTS_PER_REQUEST {
+        return Err(Error::validation(format!(
+            "at most {MAX_GRANTS_PER_REQUEST} grants per request"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut tx = app.store.begin().await?;
+    let mut ids = Vec::with_capacity(grants.len());
+    for g in &grants {
+        if !seen.insert(g.user_id) {
+            return Err(Error::validation(format!("user {} appears twice", g.user_id)));
+        }
+        if matches!(g.expires_at, Some(t) if t <= now) {
+            return Err(Error::validation("expires_at must be in the future"));
+        }
+        let scopes = usable_role_scopes(&mut tx, account, g.workspace_role_id).await?;
+        if !held.is_superset(scopes) {
+            return Err(Error::Forbidden(
+                "you cannot grant a role with scopes you do not hold in this workspace".into(),
+            ));
+        }
+        if store::memberships::find_membership_by_user(&mut tx, account, g.user_id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::validation(format!(
+                "user {} is not a member of this account",
+                g.user_id
+            )));
+        }
+        let id = store::access::upsert_user_access(
+            &mut tx,
+            account,
+            workspace,
+            g.user_id,
+            g.workspace_role_id,
+            g.expires_at,
+            now,
+        )
+        .await?;
+        ids.push(id);
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(a) = store::access::find_user_access(&mut tx, account, workspace, id).await? {
+            out.push(a);
+        }
+    }
+    tx.commit().await?;
+    index::reload_account(app, account).await?;
+    Ok(out)
+}
+
+/// `users` part of the filter body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessUserFields {
+    pub id: Option<AnyOf<UserId>>,
+}
+
+/// `POST …/user_access/filter` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterUserAccess {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub users: Option<AccessUserFields>,
+    #[schema(value_type = Option<Object>)]
+    pub workspace_accesses: Option<serde_json::Value>,
+    pub sort: Option<String>,
+}
+
+pub async fn filter_user_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    f: FilterUserAccess,
+) -> Result<Vec<UserAccess>> {
+    app.index
+        .require_scope(p, account, workspace, Scope::SeeWorkspaceUsers, app.now().timestamp_micros())?;
+    let (limit, offset) = page(f.limit, f.offset)?;
+    let ids = f
+        .users
+        .and_then(|u| u.id)
+        .map(|i| i.any_.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+    let mut c = app.store.reader().await?;
+    Ok(store::access::find_user_accesses(&mut c, account, workspace, ids.as_deref(), limit, offset).await?)
+}
+
+pub async fn read_user_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    id: AccessId,
+) -> Result<UserAccess> {
+    app.index
+        .require_scope(p, account, workspace, Scope::SeeWorkspaceUsers, app.now().timestamp_micros())?;
+    let mut c = app.store.reader().await?;
+    store::access::find_user_access(&mut c, account, workspace, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace access"))
+}
+
+/// Revokes a grant; the next request by that user sees the change.
+pub async fn delete_user_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    id: AccessId,
+) -> Result<()> {
+    app.index
+        .require_scope(p, account, workspace, Scope::ManageWorkspaceUsers, app.now().timestamp_micros())?;
+    let mut tx = app.store.begin().await?;
+    if !store::access::delete_user_access(&mut tx, account, workspace, id).await? {
+        return Err(Error::not_found("workspace access"));
+    }
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}

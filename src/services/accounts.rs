@@ -1,0 +1,322 @@
+//! Accounts: create, read, update, delete, settings, roles catalogue.
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::config::AccountCreation;
+use crate::domain::role::{AccountPermission as P, AccountRole};
+use crate::domain::{validate, Account, AccountId, AccountRoleView, RoleId};
+use crate::services::error::unique_or;
+use crate::services::input::double_option;
+use crate::services::{index, Error, Result};
+use crate::store::{self, accounts::AccountRow};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// Plan features every account has until plans are configurable (the members issue adds the
+/// catalogue): the Enterprise set, everything on.
+pub const FEATURES: &[&str] = &[
+    "service_accounts",
+    "workspace_rbac",
+    "custom_roles",
+    "teams",
+    "audit_log",
+    "sso",
+    "scim",
+    "ip_allowlist",
+];
+
+/// Account settings keys with their defaults and whether clients may change them.
+const SETTINGS: &[(&str, SettingKind)] = &[
+    ("allow_public_workspaces", SettingKind::Bool(false)),
+    ("ai_log_summaries", SettingKind::Bool(true)),
+    ("managed_execution", SettingKind::Bool(false)),
+    ("enforce_ip_allowlist", SettingKind::Bool(false)),
+    ("enforce_webhook_authentication", SettingKind::Bool(false)),
+    ("self_healing_enabled", SettingKind::Bool(false)),
+    ("enabled_feature_flags", SettingKind::ReadOnlyList),
+    ("default_result_storage", SettingKind::ObjectOrNull),
+];
+
+#[derive(Clone, Copy)]
+enum SettingKind {
+    Bool(bool),
+    ReadOnlyList,
+    ObjectOrNull,
+}
+
+/// Stored settings merged over the defaults: every known key is always present.
+pub fn effective_settings(stored: &Map<String, Value>) -> Map<String, Value> {
+    SETTINGS
+        .iter()
+        .map(|(k, kind)| {
+            let default = match kind {
+                SettingKind::Bool(b) => Value::Bool(*b),
+                SettingKind::ReadOnlyList => Value::Array(vec![]),
+                SettingKind::ObjectOrNull => Value::Null,
+            };
+            (k.to_string(), stored.get(*k).cloned().unwrap_or(default))
+        })
+        .collect()
+}
+
+fn account_view(row: AccountRow) -> Account {
+    Account {
+        id: row.id,
+        created: row.created,
+        updated: row.updated,
+        settings: effective_settings(&row.settings),
+        name: row.name,
+        handle: row.handle,
+        location: row.location,
+        link: row.link,
+        image_location: None,
+        billing_email: row.billing_email,
+        auth_expiration_seconds: row.auth_expiration_seconds,
+        status: "active",
+        plan_type: "enterprise",
+        plan_tier: None,
+        self_serve: false,
+        features: FEATURES.to_vec(),
+        sso_state: "disabled",
+        scim_state: "disabled",
+        workos_connection_ids: vec![],
+        workos_directory_ids: vec![],
+        workos_organization_id: None,
+        stripe_customer_id: None,
+        run_retention_days: 365,
+        audit_log_retention_days: 365,
+        automations_limit: None,
+        max_deployments_per_workspace: None,
+        work_pool_limit: None,
+        mex_work_pool_limit: 0,
+    }
+}
+
+/// `POST /api/accounts/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    pub name: String,
+    pub handle: String,
+    pub location: Option<String>,
+    pub link: Option<String>,
+    pub billing_email: Option<String>,
+}
+
+/// Creates an account with the caller as its Owner.
+pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Result<Account> {
+    if !p.site_admin && app.config.account_creation != AccountCreation::Anyone {
+        return Err(Error::Forbidden(
+            "only site admins may create accounts on this server".into(),
+        ));
+    }
+    let name = validate::name("name", &a.name).map_err(Error::Validation)?;
+    let handle = validate::handle(&a.handle).map_err(Error::Validation)?;
+    let now = app.now();
+    let id = AccountId::new();
+    let mut tx = app.store.begin().await?;
+    store::accounts::insert_account(&mut tx, id, &name, &handle, now)
+        .await
+        .map_err(|e| unique_or(e, format!("account handle {handle:?} is taken")))?;
+    let mut row = store::accounts::find_account(&mut tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("account"))?;
+    apply_patch(
+        &mut row,
+        UpdateAccount {
+            location: a.location.map(Some),
+            link: a.link.map(Some),
+            billing_email: a.billing_email.map(Some),
+            ..Default::default()
+        },
+    )?;
+    store::accounts::update_account(&mut tx, &row, now).await?;
+    store::memberships::insert_membership(&mut tx, id, p.user_id, AccountRole::Owner, now).await?;
+    tx.commit().await?;
+    index::reload_account(app, id).await?;
+    Ok(account_view(row))
+}
+
+pub async fn read_account(app: &App, p: &Principal, id: AccountId) -> Result<Account> {
+    app.index.require_permission(p, id, P::ReadAccount)?;
+    let mut c = app.store.reader().await?;
+    let row = store::accounts::find_account(&mut c, id)
+        .await?
+        .ok_or_else(|| Error::not_found("account"))?;
+    Ok(account_view(row))
+}
+
+/// `PATCH /api/accounts/{id}` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    pub name: Option<String>,
+    pub handle: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub link: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub billing_email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub auth_expiration_seconds: Option<Option<i64>>,
+    #[schema(value_type = Object)]
+    pub settings: Option<Map<String, Value>>,
+}
+
+fn apply_patch(row: &mut AccountRow, u: UpdateAccount) -> Result<()> {
+    let v = |r: std::result::Result<String, String>| r.map_err(Error::Validation);
+    if let Some(n) = u.name {
+        row.name = v(validate::name("name", &n))?;
+    }
+    if let Some(h) = u.handle {
+        row.handle = v(validate::handle(&h))?;
+    }
+    if let Some(l) = u.location {
+        row.location = l.map(|s| v(validate::text("location", &s, 200))).transpose()?;
+    }
+    if let Some(l) = u.link {
+        row.link = l.map(|s| v(validate::text("link", &s, 2000))).transpose()?;
+    }
+    if let Some(e) = u.billing_email {
+        row.billing_email = e.map(|s| v(validate::email(&s))).transpose()?;
+    }
+    if let Some(s) = u.auth_expiration_seconds {
+        if matches!(s, Some(n) if n < 60) {
+            return Err(Error::validation("auth_expiration_seconds must be at least 60"));
+        }
+        row.auth_expiration_seconds = s;
+    }
+    if let Some(s) = u.settings {
+        merge_settings(&mut row.settings, s)?;
+    }
+    Ok(())
+}
+
+/// Validates a partial settings object against the known keys and merges it.
+fn merge_settings(stored: &mut Map<String, Value>, patch: Map<String, Value>) -> Result<()> {
+    for (k, val) in &patch {
+        let kind = SETTINGS
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| Error::validation(format!("unknown account setting {k:?}")))?;
+        match kind {
+            SettingKind::Bool(_) if val.is_boolean() => {}
+            SettingKind::Bool(_) => {
+                return Err(Error::validation(format!("setting {k:?} must be a boolean")))
+            }
+            SettingKind::ReadOnlyList => {
+                return Err(Error::validation(format!("setting {k:?} is read-only")))
+            }
+            SettingKind::ObjectOrNull if val.is_object() || val.is_null() => {}
+            SettingKind::ObjectOrNull => {
+                return Err(Error::validation(format!(
+                    "setting {k:?} must be an object or null"
+                )))
+            }
+        }
+    }
+    stored.extend(patch);
+    Ok(())
+}
+
+pub async fn update_account(app: &App, p: &Principal, id: AccountId, u: UpdateAccount) -> Result<()> {
+    app.index.require_permission(p, id, P::UpdateAccount)?;
+    let mut tx = app.store.begin().await?;
+    let mut row = store::accounts::find_account(&mut tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("account"))?;
+    apply_patch(&mut row, u)?;
+    store::accounts::update_account(&mut tx, &row, app.now())
+        .await
+        .map_err(|e| unique_or(e, format!("account handle {:?} is taken", row.handle)))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<()> {
+    app.index.require_permission(p, id, P::DeleteAccount)?;
+    let mut tx = app.store.begin().await?;
+    if !store::accounts::delete_account(&mut tx, id).await? {
+        return Err(Error::not_found("account"));
+    }
+    tx.commit().await?;
+    app.index.remove(id);
+    Ok(())
+}
+
+pub async fn read_settings(app: &App, p: &Principal, id: AccountId) -> Result<Map<String, Value>> {
+    Ok(read_account(app, p, id).await?.settings)
+}
+
+pub async fn update_settings(
+    app: &App,
+    p: &Principal,
+    id: AccountId,
+    patch: Map<String, Value>,
+) -> Result<()> {
+    update_account(
+        app,
+        p,
+        id,
+        UpdateAccount {
+            settings: Some(patch),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Every account permission string.
+pub fn all_permissions() -> Vec<&'static str> {
+    P::ALL.iter().map(|p| p.name()).collect()
+}
+
+fn role_view(r: AccountRole) -> AccountRoleView {
+    AccountRoleView {
+        id: RoleId(r.id()),
+        created: None,
+        updated: None,
+        account_id: None,
+        name: r.name(),
+        permissions: r.permissions().names(),
+        is_system_role: true,
+    }
+}
+
+/// The account roles (system roles; optionally filtered by name).
+pub async fn list_account_roles(
+    app: &App,
+    p: &Principal,
+    id: AccountId,
+    names: Option<Vec<String>>,
+) -> Result<Vec<AccountRoleView>> {
+    app.index.require_permission(p, id, P::ReadAccountRole)?;
+    Ok(AccountRole::ALL
+        .into_iter()
+        .filter(|r| names.as_ref().is_none_or(|n| n.iter().any(|x| x == r.name())))
+        .map(role_view)
+        .collect())
+}
+
+pub async fn read_account_role(
+    app: &App,
+    p: &Principal,
+    id: AccountId,
+    role: RoleId,
+) -> Result<AccountRoleView> {
+    app.index.require_permission(p, id, P::ReadAccountRole)?;
+    AccountRole::from_id(role.0)
+        .map(role_view)
+        .ok_or_else(|| Error::not_found("account role"))
+}
+
+/// Finds an account by handle (operator CLI).
+pub async fn find_by_handle(app: &App, handle: &str) -> Result<AccountRow> {
+    let mut c = app.store.reader().await?;
+    store::accounts::find_account_by_handle(&mut c, handle)
+        .await?
+        .ok_or_else(|| Error::not_found("account"))
+}

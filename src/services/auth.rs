@@ -1,0 +1,182 @@
+//! Authentication: bearer keys, sessions, sign-up, login, logout.
+
+use crate::app::App;
+use crate::authz::{Credential, Principal};
+use crate::config::SignupPolicy;
+use crate::domain::{validate, Time, User};
+use crate::services::credentials::{random_base62, sha256_hex, well_formed_key, CachedKey};
+use crate::services::{Error, Result};
+use crate::store;
+
+const BAD_KEY: &str = "invalid or expired API key";
+
+/// Resolves `Authorization: Bearer <key>`. Malformed keys are refused before any lookup; a warm
+/// key is answered from the cache.
+pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
+    if !well_formed_key(key) {
+        return Err(Error::Unauthenticated(BAD_KEY.into()));
+    }
+    let hash = sha256_hex(key);
+    let now_us = app.now().timestamp_micros();
+    let cached = match app.keys.get(&hash) {
+        Some(k) => k,
+        None => {
+            let mut c = app.store.reader().await?;
+            let owner = store::api_keys::find_key_owner_by_hash(&mut c, &hash)
+                .await?
+                .ok_or_else(|| Error::Unauthenticated(BAD_KEY.into()))?;
+            let k = CachedKey {
+                key_id: owner.key_id,
+                user_id: owner.user_id,
+                expires_at_us: owner.expires_at.map_or(i64::MAX, |t| t.timestamp_micros()),
+                site_admin: owner.site_admin,
+            };
+            app.keys.insert(hash, k);
+            k
+        }
+    };
+    if cached.expires_at_us <= now_us {
+        return Err(Error::Unauthenticated(BAD_KEY.into()));
+    }
+    Ok(Principal {
+        user_id: cached.user_id,
+        site_admin: cached.site_admin,
+        credential: Credential::ApiKey {
+            key_id: cached.key_id,
+        },
+    })
+}
+
+/// Resolves a session cookie value.
+pub async fn authenticate_session(app: &App, session_id: &str) -> Result<Principal> {
+    let hash = sha256_hex(session_id);
+    let mut c = app.store.reader().await?;
+    let user = store::users::find_session_user(&mut c, &hash, app.now())
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("session expired or signed out".into()))?;
+    Ok(Principal {
+        user_id: user.id,
+        site_admin: user.site_admin,
+        credential: Credential::Session { id_hash: hash },
+    })
+}
+
+/// Input of sign-up (API and CLI).
+pub struct Signup {
+    pub email: String,
+    pub password: String,
+    pub handle: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// Creates a user with a password. `site_admin` only from the CLI or the first-run setup.
+pub async fn create_user(app: &App, s: Signup, site_admin: bool) -> Result<User> {
+    let email = validate::email(&s.email).map_err(Error::Validation)?;
+    validate::password(&s.password).map_err(Error::Validation)?;
+    let handle = match &s.handle {
+        Some(h) => validate::handle(h).map_err(Error::Validation)?,
+        None => validate::handle_from_email(&email),
+    };
+    let first = s.first_name.as_deref().map(|n| validate::text("first_name", n, 100)).transpose().map_err(Error::Validation)?;
+    let last = s.last_name.as_deref().map(|n| validate::text("last_name", n, 100)).transpose().map_err(Error::Validation)?;
+    let hash = app.hasher.hash(s.password).await.map_err(Error::Unexpected)?;
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    if store::users::find_user_by_email(&mut tx, &email).await?.is_some() {
+        return Err(Error::conflict("a user with this email already exists"));
+    }
+    let chosen = s.handle.is_some();
+    let handle = unique_handle(&mut tx, handle, chosen).await?;
+    let user = store::users::insert_user(
+        &mut tx,
+        store::users::NewUser {
+            email: &email,
+            handle: &handle,
+            first_name: first.as_deref().unwrap_or(""),
+            last_name: last.as_deref().unwrap_or(""),
+            password_hash: Some(&hash),
+            site_admin,
+        },
+        now,
+    )
+    .await
+    .map_err(|e| crate::services::error::unique_or(e, "a user with this email or handle already exists"))?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// A chosen handle must be free; a derived one gets a numeric suffix until it is.
+async fn unique_handle(c: &mut store::Conn, base: String, chosen: bool) -> Result<String> {
+    for n in 0..100 {
+        let h = if n == 0 { base.clone() } else { format!("{base}-{n}") };
+        if !store::users::handle_taken(c, &h).await? {
+            return Ok(h);
+        }
+        if chosen {
+            return Err(Error::conflict(format!("handle {h:?} is taken")));
+        }
+    }
+    Ok(format!("{base}-{}", random_base62(6).to_lowercase()))
+}
+
+/// Sign-up through the API, honouring the sign-up policy.
+pub async fn signup(app: &App, s: Signup) -> Result<User> {
+    if app.config.signup_policy == SignupPolicy::InviteOnly {
+        return Err(Error::Forbidden(
+            "sign-up is by invitation only on this server".into(),
+        ));
+    }
+    create_user(app, s, false).await
+}
+
+/// A new session: (cookie value, expiry).
+pub struct NewSession {
+    pub id: String,
+    pub expires_at: Time,
+    pub user: User,
+}
+
+const BAD_LOGIN: &str = "invalid email or password";
+
+/// Verifies a password and opens a fresh session (a new id at every login). Unknown email and
+/// wrong password give the same answer after the same work.
+pub async fn login(
+    app: &App,
+    email: &str,
+    password: String,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<NewSession> {
+    let found = {
+        let mut c = app.store.reader().await?;
+        store::users::find_credentials_by_email(&mut c, email).await?
+    };
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, None),
+    };
+    let ok = app.hasher.verify(password, hash).await.map_err(Error::Unexpected)?;
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        _ => return Err(Error::Unauthenticated(BAD_LOGIN.into())),
+    };
+    let now = app.now();
+    let id = random_base62(43);
+    let expires_at = now + chrono::Duration::seconds(app.config.session_ttl_seconds);
+    let mut tx = app.store.begin().await?;
+    store::users::insert_session(&mut tx, &sha256_hex(&id), user.id, now, expires_at, ip, user_agent).await?;
+    store::users::update_last_login(&mut tx, user.id, now).await?;
+    tx.commit().await?;
+    Ok(NewSession { id, expires_at, user })
+}
+
+/// Ends the caller's session (no-op for key callers).
+pub async fn logout(app: &App, p: &Principal) -> Result<()> {
+    if let Credential::Session { id_hash } = &p.credential {
+        let mut tx = app.store.begin().await?;
+        store::users::delete_session(&mut tx, id_hash).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! The service-layer error: every failure a caller can see, mapped to HTTP in one place
+//! (`http::error`), to a message in the CLI.
+
+use crate::authz::Denied;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("request body is larger than the 5 MiB limit")]
+    PayloadTooLarge,
+    #[error("rate limit exceeded; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("unexpected error")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn not_found(what: &str) -> Error {
+        Error::NotFound(format!("{what} not found"))
+    }
+    pub fn validation(msg: impl Into<String>) -> Error {
+        Error::Validation(msg.into())
+    }
+    pub fn conflict(msg: impl Into<String>) -> Error {
+        Error::Conflict(msg.into())
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Error::Unavailable
+            }
+            other => Error::Unexpected(anyhow::Error::new(other).context("database error")),
+        }
+    }
+}
+
+impl From<Denied> for Error {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::NotFound => Error::NotFound("not found".into()),
+            Denied::Forbidden(m) => Error::Forbidden(m),
+        }
+    }
+}
+
+/// Maps a unique violation to a 409 with `msg`, anything else as usual.
+pub fn unique_or(e: sqlx::Error, msg: impl Into<String>) -> Error {
+    if crate::store::is_unique_violation(&e) {
+        Error::Conflict(msg.into())
+    } else {
+        e.into()
+    }
+}

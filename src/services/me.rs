@@ -1,0 +1,101 @@
+//! The caller's own view: accounts, workspaces, scopes, permissions.
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::domain::role::AccountPermission;
+use crate::domain::scope::Scope;
+use crate::domain::{AccountId, MeAccount, MeWorkspace, User, WorkspaceId};
+use crate::services::accounts::FEATURES;
+use crate::services::{Error, Result};
+use crate::store;
+
+pub async fn read_me(app: &App, p: &Principal) -> Result<User> {
+    let mut c = app.store.reader().await?;
+    store::users::find_user_by_id(&mut c, p.user_id)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("user no longer exists".into()))
+}
+
+/// Every workspace the caller holds at least one scope in, across their active memberships.
+pub async fn my_workspaces(app: &App, p: &Principal) -> Result<Vec<MeWorkspace>> {
+    let mut c = app.store.reader().await?;
+    let accounts = store::memberships::find_accounts_of_user(&mut c, p.user_id).await?;
+    let now = app.now().timestamp_micros();
+    let mut out = Vec::new();
+    for a in accounts.into_iter().filter(|a| a.active) {
+        for w in store::workspaces::find_all_workspaces(&mut c, a.account_id).await? {
+            if app.index.workspace_scopes(p, a.account_id, w.id, now).is_ok() {
+                out.push(MeWorkspace {
+                    account_id: a.account_id,
+                    account_name: a.account_name.clone(),
+                    account_handle: a.account_handle.clone(),
+                    workspace_id: w.id,
+                    workspace_name: w.name,
+                    workspace_description: w.description,
+                    workspace_handle: w.handle,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The caller's active memberships.
+pub async fn my_accounts(app: &App, p: &Principal) -> Result<Vec<MeAccount>> {
+    let mut c = app.store.reader().await?;
+    Ok(store::memberships::find_accounts_of_user(&mut c, p.user_id)
+        .await?
+        .into_iter()
+        .filter(|a| a.active)
+        .map(|a| MeAccount {
+            account_membership_id: a.membership_id,
+            account_id: a.account_id,
+            account_name: a.account_name,
+            account_handle: a.account_handle,
+            account_role_name: a.role.name(),
+            account_plan_type: "enterprise",
+            account_plan_tier: None,
+            account_plan_features: FEATURES.to_vec(),
+            self_serve: false,
+            annual_billing: false,
+            annual_self_serve_enabled: false,
+        })
+        .collect())
+}
+
+/// Scope names the caller holds in a workspace (404 when none).
+pub fn my_scopes(app: &App, p: &Principal, account: AccountId, ws: WorkspaceId) -> Result<Vec<&'static str>> {
+    Ok(app
+        .index
+        .workspace_scopes(p, account, ws, app.now().timestamp_micros())?
+        .names())
+}
+
+/// Whether the caller holds `scope` in a workspace they can reach (an unknown scope → 422).
+pub fn has_scope(app: &App, p: &Principal, account: AccountId, ws: WorkspaceId, scope: &str) -> Result<bool> {
+    let scope = Scope::parse(scope).ok_or_else(|| Error::validation(format!("unknown scope {scope:?}")))?;
+    Ok(app
+        .index
+        .workspace_scopes(p, account, ws, app.now().timestamp_micros())?
+        .contains(scope))
+}
+
+/// Finds the account of a workspace the caller can see, for `/me/workspaces/{w}/…` routes.
+pub async fn account_of_workspace(app: &App, p: &Principal, ws: WorkspaceId) -> Result<AccountId> {
+    let mut c = app.store.reader().await?;
+    let w = store::workspaces::find_workspace_any_account(&mut c, ws)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace"))?;
+    app.index.account_role(p, w.account_id)?;
+    Ok(w.account_id)
+}
+
+pub fn my_permissions(app: &App, p: &Principal, account: AccountId) -> Result<Vec<&'static str>> {
+    Ok(app.index.account_role(p, account)?.permissions().names())
+}
+
+pub fn has_permission(app: &App, p: &Principal, account: AccountId, perm: &str) -> Result<bool> {
+    let perm = AccountPermission::parse(perm)
+        .ok_or_else(|| Error::validation(format!("unknown permission {perm:?}")))?;
+    Ok(app.index.account_role(p, account)?.permissions().contains(perm))
+}

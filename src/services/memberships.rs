@@ -1,0 +1,205 @@
+//! Account memberships: list, read, change role, remove, leave — with the rules that an account
+//! always keeps an active Owner and that nobody grants a role above their own.
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::domain::role::{AccountPermission as P, AccountRole};
+use crate::domain::{AccountId, Membership, MembershipId, RoleId, UserId};
+use crate::services::input::{page, AnyOf};
+use crate::services::{index, Error, Result};
+use crate::store::{self, memberships::MembershipFilter};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// `account_memberships` part of a filter body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipFields {
+    pub email: Option<AnyOf<String>>,
+    pub user_id: Option<AnyOf<UserId>>,
+}
+
+/// `POST …/account_memberships/filter` and `/count` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterMemberships {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub account_memberships: Option<MembershipFields>,
+    #[serde(default)]
+    pub only_users: bool,
+    #[serde(default)]
+    pub only_bots: bool,
+    pub active: Option<bool>,
+    /// Accepted for compatibility; members are ordered by email.
+    pub sort: Option<String>,
+}
+
+impl FilterMemberships {
+    fn to_filter(&self) -> MembershipFilter {
+        let fields = self.account_memberships.as_ref();
+        MembershipFilter {
+            emails: fields.and_then(|f| f.email.as_ref()).map(|e| e.any_.clone()),
+            user_ids: fields
+                .and_then(|f| f.user_id.as_ref())
+                .map(|u| u.any_.iter().map(|i| i.to_string()).collect()),
+            active: self.active,
+        }
+    }
+}
+
+pub async fn filter_memberships(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    f: FilterMemberships,
+) -> Result<Vec<Membership>> {
+    app.index.require_permission(p, account, P::ReadAccountMembership)?;
+    let (limit, offset) = page(f.limit, f.offset)?;
+    if f.only_bots {
+        // Service accounts are not members yet (their issue adds them).
+        return Ok(vec![]);
+    }
+    let mut c = app.store.reader().await?;
+    Ok(store::memberships::find_memberships(&mut c, account, &f.to_filter(), limit, offset).await?)
+}
+
+pub async fn count_memberships(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    f: FilterMemberships,
+) -> Result<i64> {
+    app.index.require_permission(p, account, P::ReadAccountMembership)?;
+    if f.only_bots {
+        return Ok(0);
+    }
+    let mut c = app.store.reader().await?;
+    Ok(store::memberships::count_memberships(&mut c, account, &f.to_filter()).await?)
+}
+
+pub async fn read_membership(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: MembershipId,
+) -> Result<Membership> {
+    app.index.require_permission(p, account, P::ReadAccountMembership)?;
+    let mut c = app.store.reader().await?;
+    store::memberships::find_membership(&mut c, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("membership"))
+}
+
+pub async fn read_membership_by_user(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    user: UserId,
+) -> Result<Membership> {
+    app.index.require_permission(p, account, P::ReadAccountMembership)?;
+    let mut c = app.store.reader().await?;
+    store::memberships::find_membership_by_user(&mut c, account, user)
+        .await?
+        .ok_or_else(|| Error::not_found("membership"))
+}
+
+/// `PATCH …/account_memberships/{id}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMembership {
+    pub account_role_id: RoleId,
+}
+
+/// Changes a member's account role. The caller may not grant a role above their own, and only
+/// Owners may change an Owner's role; the last active Owner cannot be demoted.
+pub async fn update_membership(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: MembershipId,
+    u: UpdateMembership,
+) -> Result<()> {
+    let caller = app.index.require_permission(p, account, P::UpdateAccountMembership)?;
+    let new_role = AccountRole::from_id(u.account_role_id.0)
+        .ok_or_else(|| Error::validation("unknown account_role_id"))?;
+    if new_role > caller {
+        return Err(Error::Forbidden(format!(
+            "a {} cannot grant the {} role",
+            caller.name(),
+            new_role.name()
+        )));
+    }
+    let mut tx = app.store.begin().await?;
+    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let m = store::memberships::find_membership(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("membership"))?;
+    let current = AccountRole::from_id(m.account_role_id.0).unwrap_or(AccountRole::Member);
+    if current > caller {
+        return Err(Error::Forbidden(format!(
+            "a {} cannot change the role of an {}",
+            caller.name(),
+            current.name()
+        )));
+    }
+    if current == new_role {
+        return Ok(());
+    }
+    store::memberships::update_membership_role(&mut tx, account, id, new_role, app.now()).await?;
+    ensure_an_owner_remains(&mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+/// Removes a member (their workspace grants go with the membership).
+pub async fn delete_membership(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: MembershipId,
+) -> Result<()> {
+    let caller = app.index.require_permission(p, account, P::DeleteAccountMembership)?;
+    let mut tx = app.store.begin().await?;
+    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let m = store::memberships::find_membership(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("membership"))?;
+    let current = AccountRole::from_id(m.account_role_id.0).unwrap_or(AccountRole::Member);
+    if current > caller {
+        return Err(Error::Forbidden(format!(
+            "a {} cannot remove an {}",
+            caller.name(),
+            current.name()
+        )));
+    }
+    store::memberships::delete_membership(&mut tx, account, id).await?;
+    ensure_an_owner_remains(&mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+/// The caller leaves the account.
+pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Result<()> {
+    app.index.account_role(p, account)?;
+    let mut tx = app.store.begin().await?;
+    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let m = store::memberships::find_membership_by_user(&mut tx, account, p.user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("membership"))?;
+    store::memberships::delete_membership(&mut tx, account, m.id).await?;
+    ensure_an_owner_remains(&mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+/// Called after a change, inside the transaction that holds the account lock: refuses (and so
+/// rolls back) a change that leaves no active Owner.
+async fn ensure_an_owner_remains(tx: &mut store::Conn, account: AccountId) -> Result<()> {
+    if store::memberships::count_active_owners(tx, account).await? < 1 {
+        return Err(Error::conflict(
+            "an account must keep at least one active Owner; make someone else Owner first",
+        ));
+    }
+    Ok(())
+}

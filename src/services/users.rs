@@ -1,0 +1,181 @@
+//! Users' own profiles and personal API keys.
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::domain::{validate, ApiKeyCreated, ApiKeyId, ApiKeyInfo, Time, User, UserId};
+use crate::services::credentials::{generate_api_key, USER_KEY_PREFIX};
+use crate::services::error::unique_or;
+use crate::services::input::{double_option, page};
+use crate::services::{Error, Result};
+use crate::store;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// Users act on their own user record only (site admins may read any).
+fn require_self(p: &Principal, user: UserId, allow_site_admin: bool) -> Result<()> {
+    if p.user_id == user || (allow_site_admin && p.site_admin) {
+        Ok(())
+    } else {
+        Err(Error::not_found("user"))
+    }
+}
+
+pub async fn read_user(app: &App, p: &Principal, user: UserId) -> Result<User> {
+    require_self(p, user, true)?;
+    let mut c = app.store.reader().await?;
+    store::users::find_user_by_id(&mut c, user)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))
+}
+
+/// `PATCH /api/users/{id}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub handle: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub image_location: Option<Option<String>>,
+    #[schema(value_type = Object)]
+    pub settings: Option<serde_json::Value>,
+    /// Accepted for compatibility; the server records logins itself.
+    pub last_login: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn update_user(app: &App, p: &Principal, user: UserId, u: UpdateUser) -> Result<()> {
+    require_self(p, user, false)?;
+    let v = |r: std::result::Result<String, String>| r.map_err(Error::Validation);
+    let text_opt = |field: &str, o: &Option<Option<String>>| -> Result<Option<Option<String>>> {
+        o.as_ref()
+            .map(|inner| {
+                inner
+                    .as_deref()
+                    .map(|s| validate::text(field, s, 200).map_err(Error::Validation))
+                    .transpose()
+            })
+            .transpose()
+    };
+    if matches!(&u.settings, Some(s) if !s.is_object()) {
+        return Err(Error::validation("settings must be an object"));
+    }
+    let patch = store::users::UserPatch {
+        handle: u.handle.as_deref().map(validate::handle).map(v).transpose()?,
+        first_name: u.first_name.as_deref().map(|s| validate::text("first_name", s, 100)).map(v).transpose()?,
+        last_name: u.last_name.as_deref().map(|s| validate::text("last_name", s, 100)).map(v).transpose()?,
+        email: u.email.as_deref().map(validate::email).map(v).transpose()?,
+        location: text_opt("location", &u.location)?,
+        title: text_opt("title", &u.title)?,
+        image_location: text_opt("image_location", &u.image_location)?,
+        settings: u.settings,
+    };
+    let mut tx = app.store.begin().await?;
+    store::users::find_user_by_id(&mut tx, user)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    store::users::update_user(&mut tx, user, &patch, app.now())
+        .await
+        .map_err(|e| unique_or(e, "that handle or email is taken"))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Body of key creation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    pub name: String,
+    /// When the key stops working (RFC 3339); null = never.
+    pub expiration: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn create_api_key(
+    app: &App,
+    p: &Principal,
+    user: UserId,
+    k: CreateApiKey,
+) -> Result<ApiKeyCreated> {
+    require_self(p, user, false)?;
+    issue_api_key(app, user, &k.name, k.expiration).await
+}
+
+/// Issues a key for `user` without an authorization check: for `create_api_key` above and the
+/// operator CLI, which runs on the server's own machine.
+pub async fn issue_api_key(
+    app: &App,
+    user: UserId,
+    name: &str,
+    expiration: Option<Time>,
+) -> Result<ApiKeyCreated> {
+    let name = validate::name("name", name).map_err(Error::Validation)?;
+    let now = app.now();
+    if matches!(expiration, Some(t) if t <= now) {
+        return Err(Error::validation("expiration must be in the future"));
+    }
+    let (key, hash, masked) = generate_api_key(USER_KEY_PREFIX);
+    let id = ApiKeyId::new();
+    let mut tx = app.store.begin().await?;
+    store::users::find_user_by_id(&mut tx, user)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    store::api_keys::insert_api_key(
+        &mut tx,
+        store::api_keys::NewApiKey {
+            id,
+            user_id: user,
+            name: &name,
+            key_hash: &hash,
+            masked_key: &masked,
+            expires_at: expiration,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ApiKeyCreated {
+        id,
+        created: now,
+        name,
+        expiration,
+        key,
+    })
+}
+
+pub async fn list_api_keys(
+    app: &App,
+    p: &Principal,
+    user: UserId,
+    name: Option<&str>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+) -> Result<Vec<ApiKeyInfo>> {
+    require_self(p, user, false)?;
+    let (limit, offset) = page(limit, offset)?;
+    let mut c = app.store.reader().await?;
+    Ok(store::api_keys::find_api_keys_by_user(&mut c, user, name, limit, offset).await?)
+}
+
+pub async fn read_api_key(app: &App, p: &Principal, user: UserId, id: ApiKeyId) -> Result<ApiKeyInfo> {
+    require_self(p, user, false)?;
+    let mut c = app.store.reader().await?;
+    store::api_keys::find_api_key(&mut c, user, id)
+        .await?
+        .ok_or_else(|| Error::not_found("API key"))
+}
+
+/// Deletes a key; the next request with it is refused (the cache entry goes too).
+pub async fn delete_api_key(app: &App, p: &Principal, user: UserId, id: ApiKeyId) -> Result<()> {
+    require_self(p, user, false)?;
+    let mut tx = app.store.begin().await?;
+    if !store::api_keys::delete_api_key(&mut tx, user, id).await? {
+        return Err(Error::not_found("API key"));
+    }
+    tx.commit().await?;
+    app.keys.remove_key(id);
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Workspaces: create, read, update, delete, list — visible to a caller only where they hold at
+//! least one scope (account Owners and Admins see all).
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::domain::role::AccountPermission as P;
+use crate::domain::scope::Scope;
+use crate::domain::{validate, AccountId, RoleId, Workspace, WorkspaceId};
+use crate::services::error::unique_or;
+use crate::services::input::{double_option, page, AnyOf};
+use crate::services::roles::usable_role_scopes;
+use crate::services::{index, Error, Result};
+use crate::store;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// `POST …/workspaces/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    pub name: String,
+    pub handle: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub default_workspace_role_id: Option<RoleId>,
+}
+
+pub async fn create_workspace(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    w: CreateWorkspace,
+) -> Result<Workspace> {
+    app.index.require_permission(p, account, P::CreateWorkspace)?;
+    let now = app.now();
+    let ws = Workspace {
+        id: WorkspaceId::new(),
+        created: now,
+        updated: now,
+        account_id: account,
+        name: validate::name("name", &w.name).map_err(Error::Validation)?,
+        handle: validate::handle(&w.handle).map_err(Error::Validation)?,
+        description: validate::text("description", w.description.as_deref().unwrap_or(""), 2000)
+            .map_err(Error::Validation)?,
+        default_workspace_role_id: w.default_workspace_role_id,
+        is_public: false,
+    };
+    let mut tx = app.store.begin().await?;
+    if let Some(r) = ws.default_workspace_role_id {
+        usable_role_scopes(&mut tx, account, r).await?;
+    }
+    store::workspaces::insert_workspace(&mut tx, &ws)
+        .await
+        .map_err(|e| unique_or(e, format!("workspace handle {:?} is taken in this account", ws.handle)))?;
+    tx.commit().await?;
+    index::reload_account(app, account).await?;
+    Ok(ws)
+}
+
+/// Reads a workspace the caller can reach (any scope in it).
+pub async fn read_workspace(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: WorkspaceId,
+) -> Result<Workspace> {
+    app.index
+        .workspace_scopes(p, account, id, app.now().timestamp_micros())?;
+    let mut c = app.store.reader().await?;
+    store::workspaces::find_workspace(&mut c, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace"))
+}
+
+/// `GET /api/workspaces/{id}`: the workspace, found without its account.
+pub async fn read_workspace_by_id(app: &App, p: &Principal, id: WorkspaceId) -> Result<Workspace> {
+    let ws = {
+        let mut c = app.store.reader().await?;
+        store::workspaces::find_workspace_any_account(&mut c, id)
+            .await?
+            .ok_or_else(|| Error::not_found("workspace"))?
+    };
+    app.index
+        .workspace_scopes(p, ws.account_id, id, app.now().timestamp_micros())
+        .map_err(|_| Error::not_found("workspace"))?;
+    Ok(ws)
+}
+
+/// `workspaces` part of the filter body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceFields {
+    pub handle: Option<AnyOf<String>>,
+    pub id: Option<AnyOf<WorkspaceId>>,
+}
+
+/// `POST …/workspaces/filter` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterWorkspaces {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub workspaces: Option<WorkspaceFields>,
+    pub sort: Option<String>,
+}
+
+pub async fn filter_workspaces(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    f: FilterWorkspaces,
+) -> Result<Vec<Workspace>> {
+    app.index.require_permission(p, account, P::ReadWorkspace)?;
+    let (limit, offset) = page(f.limit, f.offset)?;
+    let handles = f.workspaces.as_ref().and_then(|w| w.handle.as_ref()).map(|h| h.any_.clone());
+    let ids = f
+        .workspaces
+        .as_ref()
+        .and_then(|w| w.id.as_ref())
+        .map(|i| i.any_.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+    let all = {
+        let mut c = app.store.reader().await?;
+        store::workspaces::find_workspaces(&mut c, account, handles.as_deref(), ids.as_deref(), i64::MAX, 0)
+            .await?
+    };
+    let now = app.now().timestamp_micros();
+    Ok(all
+        .into_iter()
+        .filter(|w| app.index.workspace_scopes(p, account, w.id, now).is_ok())
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect())
+}
+
+pub async fn count_workspaces(app: &App, p: &Principal, account: AccountId, mut f: FilterWorkspaces) -> Result<i64> {
+    f.limit = None;
+    f.offset = None;
+    let mut total = 0i64;
+    let mut offset = 0;
+    loop {
+        let page = filter_workspaces(
+            app,
+            p,
+            account,
+            FilterWorkspaces {
+                limit: Some(200),
+                offset: Some(offset),
+                workspaces: f.workspaces.take(),
+                sort: None,
+            },
+        )
+        .await?;
+        total += page.len() as i64;
+        if page.len() < 200 {
+            return Ok(total);
+        }
+        offset += 200;
+    }
+}
+
+/// `PATCH …/workspaces/{id}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspace {
+    pub name: Option<String>,
+    pub handle: Option<String>,
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub default_workspace_role_id: Option<Option<RoleId>>,
+}
+
+/// Renaming needs `write_workspace_settings`; setting the default role for all members needs
+/// `manage_workspace_users` as well (it grants access).
+pub async fn update_workspace(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: WorkspaceId,
+    u: UpdateWorkspace,
+) -> Result<()> {
+    let now = app.now();
+    let held = app
+        .index
+        .require_scope(p, account, id, Scope::WriteWorkspaceSettings, now.timestamp_micros())?;
+    let mut tx = app.store.begin().await?;
+    let mut ws = store::workspaces::find_workspace(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace"))?;
+    if let Some(n) = u.name {
+        ws.name = validate::name("name", &n).map_err(Error::Validation)?;
+    }
+    if let Some(h) = u.handle {
+        ws.handle = validate::handle(&h).map_err(Error::Validation)?;
+    }
+    if let Some(d) = u.description {
+        ws.description = validate::text("description", &d, 2000).map_err(Error::Validation)?;
+    }
+    if let Some(role) = u.default_workspace_role_id {
+        if !held.contains(Scope::ManageWorkspaceUsers) {
+            return Err(Error::Forbidden(
+                "missing workspace scope manage_workspace_users (needed to set the default role)".into(),
+            ));
+        }
+        if let Some(r) = role {
+            let scopes = usable_role_scopes(&mut tx, account, r).await?;
+            if !held.is_superset(scopes) {
+                return Err(Error::Forbidden("you cannot grant a role with scopes you do not hold".into()));
+            }
+        }
+        ws.default_workspace_role_id = role;
+    }
+    ws.updated = now;
+    store::workspaces::update_workspace(&mut tx, &ws)
+        .await
+        .map_err(|e| unique_or(e, format!("workspace handle {:?} is taken in this account", ws.handle)))?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+pub async fn delete_workspace(app: &App, p: &Principal, account: AccountId, id: WorkspaceId) -> Result<()> {
+    app.index.require_permission(p, account, P::DeleteWorkspace)?;
+    let mut tx = app.store.begin().await?;
+    if !store::workspaces::delete_workspace(&mut tx, account, id).await? {
+        return Err(Error::not_found("workspace"));
+    }
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}

@@ -1,0 +1,133 @@
+//! Accounts and their settings.
+
+use super::{get_uuid, micros, time, Conn};
+use crate::domain::{AccountId, Time};
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// An account row as stored; services add plan-derived fields to build the API object.
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub id: AccountId,
+    pub handle: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub link: Option<String>,
+    pub billing_email: Option<String>,
+    pub auth_expiration_seconds: Option<i64>,
+    pub settings: Map<String, Value>,
+    pub created: Time,
+    pub updated: Time,
+}
+
+const COLS: &str = "id, handle, name, location, link, billing_email, auth_expiration_seconds, \
+                    settings, created, updated";
+
+fn account_from(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
+    let settings: String = row.try_get("settings")?;
+    Ok(AccountRow {
+        id: AccountId(get_uuid(row, "id")?),
+        handle: row.try_get("handle")?,
+        name: row.try_get("name")?,
+        location: row.try_get("location")?,
+        link: row.try_get("link")?,
+        billing_email: row.try_get("billing_email")?,
+        auth_expiration_seconds: row.try_get("auth_expiration_seconds")?,
+        settings: serde_json::from_str(&settings).unwrap_or_default(),
+        created: time(row.try_get("created")?),
+        updated: time(row.try_get("updated")?),
+    })
+}
+
+pub async fn insert_account(
+    c: &mut Conn,
+    id: AccountId,
+    name: &str,
+    handle: &str,
+    now: Time,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO accounts (id, handle, name, settings, created, updated) \
+         VALUES ($1, $2, $3, '{}', $4, $4)",
+    )
+    .bind(id.to_string())
+    .bind(handle)
+    .bind(name)
+    .bind(micros(now))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_account(c: &mut Conn, id: AccountId) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLS} FROM accounts WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| account_from(&r))
+        .transpose()
+}
+
+pub async fn find_account_by_handle(
+    c: &mut Conn,
+    handle: &str,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLS} FROM accounts WHERE handle = $1"))
+        .bind(handle)
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| account_from(&r))
+        .transpose()
+}
+
+/// Every account id (for building the permission index at start-up).
+pub async fn find_account_ids(c: &mut Conn) -> Result<Vec<AccountId>, sqlx::Error> {
+    sqlx::query("SELECT id FROM accounts")
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| get_uuid(r, "id").map(AccountId))
+        .collect()
+}
+
+/// Writes every mutable column of `a` (the service loads, changes and saves inside one transaction).
+pub async fn update_account(c: &mut Conn, a: &AccountRow, now: Time) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE accounts SET handle = $2, name = $3, location = $4, link = $5, billing_email = $6, \
+         auth_expiration_seconds = $7, settings = $8, updated = $9 WHERE id = $1",
+    )
+    .bind(a.id.to_string())
+    .bind(&a.handle)
+    .bind(&a.name)
+    .bind(&a.location)
+    .bind(&a.link)
+    .bind(&a.billing_email)
+    .bind(a.auth_expiration_seconds)
+    .bind(Value::Object(a.settings.clone()).to_string())
+    .bind(micros(now))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_account(c: &mut Conn, id: AccountId) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM accounts WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Locks the account row for the rest of the transaction (see `Engine::lock_account_sql`).
+pub async fn lock_account(
+    c: &mut Conn,
+    engine: super::Engine,
+    id: AccountId,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(engine.lock_account_sql())
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .is_some())
+}

@@ -1,0 +1,31 @@
+//! The one place that knows how SQLite and PostgreSQL differ.
+
+/// Which database engine a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn from_url(url: &str) -> anyhow::Result<Engine> {
+        if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Engine::Postgres)
+        } else {
+            anyhow::bail!("unsupported database URL (use sqlite:PATH or postgres://…)")
+        }
+    }
+
+    /// A statement that takes the account row's write lock for the rest of the transaction, so
+    /// counted invariants (at least one Owner) are checked by one writer at a time. SQLite
+    /// serializes writers already (single write connection, database-level lock), so a plain read
+    /// does; PostgreSQL needs `FOR UPDATE`.
+    pub const fn lock_account_sql(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "SELECT id FROM accounts WHERE id = $1",
+            Engine::Postgres => "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Persistence only: one set of queries for SQLite and PostgreSQL through sqlx's `Any` driver
+//! (`$n` placeholders work on both). Returns domain types, never sees a principal, never decides
+//! permissions. Every query that reads tenant data takes the account id. Engine differences live
+//! in [`dialect`].
+
+pub mod access;
+pub mod accounts;
+pub mod api_keys;
+pub mod dialect;
+pub mod memberships;
+pub mod roles;
+pub mod users;
+pub mod workspaces;
+
+use crate::domain::Time;
+use anyhow::Context;
+use chrono::{TimeZone, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Row};
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub use dialect::Engine;
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub type Conn = AnyConnection;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Database handles. On SQLite all writes go through a single-connection pool, so writers queue
+/// in-process instead of failing with SQLITE_BUSY, while reads use a pool of their own (WAL lets
+/// them run beside the writer). On PostgreSQL both handles are the same pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    write: AnyPool,
+    read: AnyPool,
+    pub engine: Engine,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`). `schema`, for PostgreSQL only, puts
+    /// every connection in that schema (tests use one fresh schema each).
+    pub async fn connect(url: &str, schema: Option<&str>) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::from_url(url)?;
+        let store = match engine {
+            Engine::Sqlite => {
+                ensure_sqlite_dir(url)?;
+                let write = sqlite_pool(url, 1).await?;
+                let read = sqlite_pool(url, 8).await?;
+                Store { write, read, engine }
+            }
+            Engine::Postgres => {
+                let schema = schema.map(str::to_string);
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .after_connect(move |conn, _| {
+                        let schema = schema.clone();
+                        Box::pin(async move {
+                            if let Some(s) = schema {
+                                sqlx::query(&format!("SET search_path TO \"{s}\""))
+                                    .execute(&mut *conn)
+                                    .await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await
+                    .context("connecting to PostgreSQL")?;
+                Store {
+                    write: pool.clone(),
+                    read: pool,
+                    engine,
+                }
+            }
+        };
+        Ok(store)
+    }
+
+    /// Applies pending migrations of this engine.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATOR,
+            Engine::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator
+            .run(&self.write)
+            .await
+            .context("applying migrations")?;
+        Ok(())
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.write.begin().await
+    }
+
+    /// A connection for reads.
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        self.read.acquire().await
+    }
+
+    /// True when the database answers.
+    pub async fn ping(&self) -> bool {
+        let probe = async {
+            let mut c = self.read.acquire().await?;
+            sqlx::query("SELECT 1").execute(&mut *c).await
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), probe).await,
+            Ok(Ok(_))
+        )
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data directory {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn sqlite_pool(url: &str, max: u32) -> anyhow::Result<AnyPool> {
+    let url = if url.contains('?') {
+        url.to_string()
+    } else {
+        format!("{url}?mode=rwc")
+    };
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                for pragma in [
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA synchronous = NORMAL",
+                    "PRAGMA foreign_keys = ON",
+                    "PRAGMA busy_timeout = 5000",
+                ] {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .with_context(|| format!("opening SQLite database {url}"))
+}
+
+// ---- value conversions shared by the query modules ----
+
+pub(crate) fn micros(t: Time) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn time(us: i64) -> Time {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+pub(crate) fn opt_time(us: Option<i64>) -> Option<Time> {
+    us.map(time)
+}
+
+pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<Uuid, sqlx::Error> {
+    let s: String = row.try_get(col)?;
+    Uuid::from_str(&s).map_err(|e| sqlx::Error::ColumnDecode {
+        index: col.to_string(),
+        source: Box::new(e),
+    })
+}
+
+pub(crate) fn get_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| Uuid::from_str(&s))
+        .transpose()
+        .map_err(|e| sqlx::Error::ColumnDecode {
+            index: col.to_string(),
+            source: Box::new(e),
+        })
+}
+
+pub(crate) fn get_bool(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
+    let v: i64 = row.try_get(col)?;
+    Ok(v != 0)
+}
+
+/// True when `e` is a unique-constraint violation.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// True when `e` is a foreign-key violation (for example deleting a role still in use).
+pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+}
+
+/// Builds SQL with `$n` placeholders for optional filters, binding values in order.
+#[derive(Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Sql {
+    pub fn new(base: &str) -> Sql {
+        Sql {
+            text: base.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Appends `fragment`, replacing each `?` with the next placeholder bound to `arg`.
+    pub fn push(&mut self, fragment: &str, args: impl IntoIterator<Item = Arg>) -> &mut Self {
+        let mut args = args.into_iter();
+        for ch in fragment.chars() {
+            if ch == '?' {
+                if let Some(a) = args.next() {
+                    self.args.push(a);
+                    self.text.push_str(&format!("${}", self.args.len()));
+                    continue;
+                }
+            }
+            self.text.push(ch);
+        }
+        self
+    }
+
+    /// Appends ` AND col IN ($a, $b, …)`; an empty list matches nothing.
+    pub fn and_in(&mut self, col: &str, values: &[String]) -> &mut Self {
+        if values.is_empty() {
+            self.text.push_str(" AND 1 = 0");
+            return self;
+        }
+        let marks = vec!["?"; values.len()].join(", ");
+        self.push(
+            &format!(" AND {col} IN ({marks})"),
+            values.iter().cloned().map(Arg::Text),
+        )
+    }
+
+    pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for a in &self.args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
