@@ -23,8 +23,12 @@ pub struct Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// A dashboard/API session; carries the hash of the session id (to end it on logout).
-    Session { id_hash: String },
-    ApiKey { key_id: ApiKeyId },
+    Session {
+        id_hash: String,
+    },
+    ApiKey {
+        key_id: ApiKeyId,
+    },
     /// Operator commands run on the server's machine (`atrium …` CLI).
     Cli,
 }
@@ -113,10 +117,7 @@ impl AccountSnapshot {
 
     /// The active member's account role, if the user is an active member.
     pub fn active_role(&self, user: &Uuid) -> Option<AccountRole> {
-        self.members
-            .get(user)
-            .filter(|m| m.active)
-            .map(|m| m.role)
+        self.members.get(user).filter(|m| m.active).map(|m| m.role)
     }
 
     /// Effective scopes of `user` in `workspace` at `now_us`: direct grant (unless expired) ∪ the
@@ -185,7 +186,10 @@ impl Index {
 
     /// The current snapshot of an account.
     pub fn snapshot(&self, account: &Uuid) -> Option<Arc<AccountSnapshot>> {
-        self.accounts.load().get(account).map(|slot| slot.load_full())
+        self.accounts
+            .load()
+            .get(account)
+            .map(|slot| slot.load_full())
     }
 
     pub fn len(&self) -> usize {
@@ -198,7 +202,14 @@ impl Index {
 
     /// The check as a request carries it: ids as strings. No allocation, no database.
     #[inline]
-    pub fn check_str(&self, account: &str, user: &str, workspace: &str, scope: Scope, now_us: i64) -> bool {
+    pub fn check_str(
+        &self,
+        account: &str,
+        user: &str,
+        workspace: &str,
+        scope: Scope,
+        now_us: i64,
+    ) -> bool {
         let (Ok(a), Ok(u), Ok(w)) = (
             Uuid::try_parse(account),
             Uuid::try_parse(user),
@@ -211,7 +222,14 @@ impl Index {
 
     /// One scope check by parsed ids.
     #[inline]
-    pub fn check(&self, account: &Uuid, user: &Uuid, workspace: &Uuid, scope: Scope, now_us: i64) -> bool {
+    pub fn check(
+        &self,
+        account: &Uuid,
+        user: &Uuid,
+        workspace: &Uuid,
+        scope: Scope,
+        now_us: i64,
+    ) -> bool {
         let accounts = self.accounts.load();
         let Some(slot) = accounts.get(account) else {
             return false;
@@ -370,7 +388,8 @@ mod tests {
     fn matrix_of_principals_and_scopes() {
         let w = world(None);
         let now = 500;
-        let can = |u: UserId, ws: WorkspaceId, s: Scope| w.index.check(&w.account.0, &u.0, &ws.0, s, now);
+        let can =
+            |u: UserId, ws: WorkspaceId, s: Scope| w.index.check(&w.account.0, &u.0, &ws.0, s, now);
         // (principal, see_flows, run_deployments, manage_workspace_users) in ws
         let table = [
             (w.owner, true, true, true),
@@ -383,8 +402,16 @@ mod tests {
         ];
         for (u, see, run, manage) in table {
             assert_eq!(can(u, w.ws, Scope::SeeFlows), see, "{u:?} see_flows");
-            assert_eq!(can(u, w.ws, Scope::RunDeployments), run, "{u:?} run_deployments");
-            assert_eq!(can(u, w.ws, Scope::ManageWorkspaceUsers), manage, "{u:?} manage users");
+            assert_eq!(
+                can(u, w.ws, Scope::RunDeployments),
+                run,
+                "{u:?} run_deployments"
+            );
+            assert_eq!(
+                can(u, w.ws, Scope::ManageWorkspaceUsers),
+                manage,
+                "{u:?} manage users"
+            );
         }
         // The viewer's grant is for ws only.
         assert!(!can(w.viewer, w.other_ws, Scope::SeeFlows));
@@ -393,38 +420,62 @@ mod tests {
     #[test]
     fn a_grant_stops_counting_at_its_expiry_instant() {
         let w = world(None);
-        assert!(w.index.check(&w.account.0, &w.expired.0, &w.ws.0, Scope::RunFlows, 999));
-        assert!(!w.index.check(&w.account.0, &w.expired.0, &w.ws.0, Scope::RunFlows, 1_000));
+        assert!(w
+            .index
+            .check(&w.account.0, &w.expired.0, &w.ws.0, Scope::RunFlows, 999));
+        assert!(!w
+            .index
+            .check(&w.account.0, &w.expired.0, &w.ws.0, Scope::RunFlows, 1_000));
     }
 
     #[test]
     fn default_role_reaches_every_active_member_and_unions_with_grants() {
         let w = world(Some(BuiltinWorkspaceRole::Runner));
         let now = 0;
-        assert!(w.index.check(&w.account.0, &w.member.0, &w.ws.0, Scope::RunDeployments, now));
-        assert!(!w.index.check(&w.account.0, &w.member.0, &w.ws.0, Scope::ManageFlows, now));
-        assert!(!w.index.check(&w.account.0, &w.inactive.0, &w.ws.0, Scope::SeeFlows, now));
-        assert!(!w.index.check(&w.account.0, &w.outsider.0, &w.ws.0, Scope::SeeFlows, now));
+        assert!(w.index.check(
+            &w.account.0,
+            &w.member.0,
+            &w.ws.0,
+            Scope::RunDeployments,
+            now
+        ));
+        assert!(!w
+            .index
+            .check(&w.account.0, &w.member.0, &w.ws.0, Scope::ManageFlows, now));
+        assert!(!w
+            .index
+            .check(&w.account.0, &w.inactive.0, &w.ws.0, Scope::SeeFlows, now));
+        assert!(!w
+            .index
+            .check(&w.account.0, &w.outsider.0, &w.ws.0, Scope::SeeFlows, now));
     }
 
     #[test]
     fn string_ids_are_parsed_and_garbage_is_refused() {
         let w = world(None);
-        let (a, u, ws) = (w.account.to_string(), w.viewer.to_string(), w.ws.to_string());
+        let (a, u, ws) = (
+            w.account.to_string(),
+            w.viewer.to_string(),
+            w.ws.to_string(),
+        );
         assert!(w.index.check_str(&a, &u, &ws, Scope::SeeFlows, 0));
         assert!(!w.index.check_str("nope", &u, &ws, Scope::SeeFlows, 0));
-        assert!(!w.index.check_str(&a, &u, &w.account.to_string(), Scope::SeeFlows, 0));
+        assert!(!w
+            .index
+            .check_str(&a, &u, &w.account.to_string(), Scope::SeeFlows, 0));
     }
 
     #[test]
     fn account_permission_denials_distinguish_not_found_from_forbidden() {
         let w = world(None);
         assert_eq!(
-            w.index.require_permission(&p(w.outsider), w.account, AccountPermission::ReadAccount),
+            w.index
+                .require_permission(&p(w.outsider), w.account, AccountPermission::ReadAccount),
             Err(Denied::NotFound)
         );
         assert_eq!(
-            w.index.require_permission(&p(w.inactive), w.account, AccountPermission::ReadAccount),
+            w.index
+                .require_permission(&p(w.inactive), w.account, AccountPermission::ReadAccount),
             Err(Denied::NotFound)
         );
         assert!(matches!(
@@ -432,7 +483,8 @@ mod tests {
             Err(Denied::Forbidden(m)) if m.contains("update:account")
         ));
         assert_eq!(
-            w.index.require_permission(&p(w.admin), w.account, AccountPermission::UpdateAccount),
+            w.index
+                .require_permission(&p(w.admin), w.account, AccountPermission::UpdateAccount),
             Ok(AccountRole::Admin)
         );
     }
@@ -440,7 +492,9 @@ mod tests {
     #[test]
     fn replacing_a_snapshot_is_seen_by_the_next_check() {
         let w = world(None);
-        assert!(w.index.check(&w.account.0, &w.viewer.0, &w.ws.0, Scope::SeeFlows, 0));
+        assert!(w
+            .index
+            .check(&w.account.0, &w.viewer.0, &w.ws.0, Scope::SeeFlows, 0));
         w.index.put(
             w.account,
             AccountSnapshot::build(SnapshotRows {
@@ -449,7 +503,9 @@ mod tests {
                 grants: vec![],
             }),
         );
-        assert!(!w.index.check(&w.account.0, &w.viewer.0, &w.ws.0, Scope::SeeFlows, 0));
+        assert!(!w
+            .index
+            .check(&w.account.0, &w.viewer.0, &w.ws.0, Scope::SeeFlows, 0));
     }
 
     #[test]

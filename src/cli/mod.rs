@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "atrium", version, about = "Accounts, workspaces and RBAC for Prefect")]
+#[command(
+    name = "atrium",
+    version,
+    about = "Accounts, workspaces and RBAC for Prefect"
+)]
 struct Cli {
     #[command(flatten)]
     overrides: Overrides,
@@ -78,6 +82,17 @@ enum AccountsCommand {
         #[arg(long)]
         owner_email: String,
     },
+    /// Add an existing user to an account (invitations are the usual way in).
+    AddMember {
+        /// Account handle.
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        email: String,
+        /// owner, admin or member.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
 }
 
 /// Entry point of the binary.
@@ -90,7 +105,10 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -115,7 +133,9 @@ async fn open(config: Config) -> anyhow::Result<App> {
 /// Parses `30d`, `12h`, `90m`, `45s`.
 pub fn parse_duration(s: &str) -> anyhow::Result<chrono::Duration> {
     let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("invalid duration {s:?}"))?;
     anyhow::ensure!(n > 0, "duration must be positive");
     Ok(match unit {
         "d" => chrono::Duration::days(n),
@@ -164,7 +184,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 site_admin,
             )
             .await?;
-            eprintln!("created user {} ({}) with id {}", user.email, user.handle, user.id);
+            eprintln!(
+                "created user {} ({}) with id {}",
+                user.email, user.handle, user.id
+            );
             Ok(())
         }
         Command::Users(UsersCommand::ApiKey {
@@ -220,7 +243,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", account.id);
             Ok(())
         }
+        Command::Accounts(AccountsCommand::AddMember {
+            account,
+            email,
+            role,
+        }) => {
+            let app = open(Config::load(&cli.overrides, None)?).await?;
+            let role = crate::domain::role::AccountRole::from_code(&role)
+                .context("role must be owner, admin or member")?;
+            let (account_id, principal) = account_owner(&app, &account).await?;
+            let user = {
+                let mut c = app.store.reader().await?;
+                store::users::find_user_by_email(&mut c, &email)
+                    .await?
+                    .with_context(|| format!("no user with email {email}"))?
+            };
+            let m = services::memberships::add_member(&app, &principal, account_id, user.id, role)
+                .await?;
+            println!("{}", m.id);
+            Ok(())
+        }
     }
+}
+
+/// The operator acting on an account: its first active Owner, so the change is made (and later
+/// audited) through the same permission checks as an API call.
+async fn account_owner(
+    app: &App,
+    handle: &str,
+) -> anyhow::Result<(crate::domain::AccountId, crate::authz::Principal)> {
+    let account = services::accounts::find_by_handle(app, handle).await?;
+    let mut c = app.store.reader().await?;
+    let owners = store::memberships::find_memberships(
+        &mut c,
+        account.id,
+        &store::memberships::MembershipFilter {
+            active: Some(true),
+            ..Default::default()
+        },
+        200,
+        0,
+    )
+    .await?;
+    let owner = owners
+        .into_iter()
+        .find(|m| m.account_role_name == "Owner")
+        .context("the account has no active Owner")?;
+    Ok((
+        account.id,
+        crate::authz::Principal {
+            user_id: owner.user_id,
+            site_admin: true,
+            credential: crate::authz::Credential::Cli,
+        },
+    ))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -233,8 +309,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let mut c = app.store.reader().await?;
         store::users::count_users(&mut c).await?
     };
-    eprintln!("Atrium is listening on http://{} (public URL {})", listener.local_addr()?, app.config.public_url);
-    eprintln!("API: {}/api  ·  OpenAPI: {}/api/openapi.json", app.config.public_url, app.config.public_url);
+    eprintln!(
+        "Atrium is listening on http://{} (public URL {})",
+        listener.local_addr()?,
+        app.config.public_url
+    );
+    eprintln!(
+        "API: {}/api  ·  OpenAPI: {}/api/openapi.json",
+        app.config.public_url, app.config.public_url
+    );
     if users == 0 {
         eprintln!(
             "No users yet. Create the first (site admin) user with:\n  \

@@ -174,7 +174,10 @@ impl ScopeSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL.iter().copied().filter(move |s| self.contains(*s))
+        Scope::ALL
+            .iter()
+            .copied()
+            .filter(move |s| self.contains(*s))
     }
 
     /// Wire names, in catalogue order.
@@ -274,7 +277,12 @@ mod tests {
             assert!(c.contains(*s));
             assert_eq!(c.closed(), c);
             for implied in s.implies() {
-                assert!(c.contains(*implied), "{} must imply {}", s.name(), implied.name());
+                assert!(
+                    c.contains(*implied),
+                    "{} must imply {}",
+                    s.name(),
+                    implied.name()
+                );
             }
         }
     }
@@ -289,7 +297,10 @@ mod tests {
 
     #[test]
     fn see_scope_points_to_the_resource_read_scope() {
-        assert_eq!(Scope::ManageWorkPools.see_scope(), Some(Scope::SeeWorkPools));
+        assert_eq!(
+            Scope::ManageWorkPools.see_scope(),
+            Some(Scope::SeeWorkPools)
+        );
         assert_eq!(Scope::SeeWorkPools.see_scope(), None);
         assert_eq!(Scope::ManageAcls.see_scope(), None);
     }

@@ -27,7 +27,9 @@ pub fn name(field: &str, s: &str) -> Result<String, String> {
 /// other than newlines and tabs.
 pub fn text(field: &str, s: &str, max: usize) -> Result<String, String> {
     if s.chars().count() > max || s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(format!("{field} must be at most {max} printable characters"));
+        return Err(format!(
+            "{field} must be at most {max} printable characters"
+        ));
     }
     Ok(s.to_string())
 }
@@ -64,7 +66,11 @@ pub fn password(s: &str) -> Result<(), String> {
 
 /// A handle derived from an email's local part, for users who do not choose one.
 pub fn handle_from_email(email: &str) -> String {
-    let local = email.split('@').next().unwrap_or_default().to_ascii_lowercase();
+    let local = email
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let mut h: String = local
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -92,7 +98,9 @@ mod tests {
     #[test]
     fn emails() {
         assert!(email("Ann@Example.com").is_ok());
-        for bad in ["", "a", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@.c", "a@c.", "a@b..c"] {
+        for bad in [
+            "", "a", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@.c", "a@c.", "a@b..c",
+        ] {
             assert!(email(bad).is_err(), "{bad:?} must be refused");
         }
     }

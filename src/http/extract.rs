@@ -60,7 +60,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(JsonRejection::BytesRejection(b)) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(JsonRejection::BytesRejection(b))
+                if b.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Err(Error::PayloadTooLarge)
             }
             Err(JsonRejection::JsonDataError(e)) => Err(Error::Validation(format!(
@@ -90,7 +92,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
-            .map_err(|e: PathRejection| Error::Validation(format!("invalid path: {}", e.body_text())))
+            .map_err(|e: PathRejection| {
+                Error::Validation(format!("invalid path: {}", e.body_text()))
+            })
     }
 }
 
@@ -104,6 +108,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|e: QueryRejection| Error::Validation(format!("invalid query: {}", e.body_text())))
+            .map_err(|e: QueryRejection| {
+                Error::Validation(format!("invalid query: {}", e.body_text()))
+            })
     }
 }

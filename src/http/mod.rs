@@ -62,7 +62,11 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(users::read_api_key, users::delete_api_key))
         .routes(routes!(accounts::create_account))
         .routes(routes!(accounts::list_permissions))
-        .routes(routes!(accounts::read_account, accounts::update_account, accounts::delete_account))
+        .routes(routes!(
+            accounts::read_account,
+            accounts::update_account,
+            accounts::delete_account
+        ))
         .routes(routes!(accounts::read_settings, accounts::update_settings))
         .routes(routes!(accounts::filter_account_roles))
         .routes(routes!(accounts::read_account_role))
@@ -85,10 +89,17 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(workspaces::read_workspace_by_id))
         .routes(routes!(roles::create_role))
         .routes(routes!(roles::filter_roles))
-        .routes(routes!(roles::read_role, roles::update_role, roles::delete_role))
+        .routes(routes!(
+            roles::read_role,
+            roles::update_role,
+            roles::delete_role
+        ))
         .routes(routes!(access::upsert_user_access))
         .routes(routes!(access::filter_user_access))
-        .routes(routes!(access::read_user_access, access::delete_user_access))
+        .routes(routes!(
+            access::read_user_access,
+            access::delete_user_access
+        ))
 }
 
 /// The OpenAPI document (3.1).

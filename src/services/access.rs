@@ -40,9 +40,13 @@ pub async fn upsert_user_access(
     body: UserAccessUpsert,
 ) -> Result<Vec<UserAccess>> {
     let now = app.now();
-    let held = app
-        .index
-        .require_scope(p, account, workspace, Scope::ManageWorkspaceUsers, now.timestamp_micros())?;
+    let held = app.index.require_scope(
+        p,
+        account,
+        workspace,
+        Scope::ManageWorkspaceUsers,
+        now.timestamp_micros(),
+    )?;
     let grants = match body {
         UserAccessUpsert::Many(v) => v,
         UserAccessUpsert::One(g) => vec![g],
@@ -57,7 +61,10 @@ pub async fn upsert_user_access(
     let mut ids = Vec::with_capacity(grants.len());
     for g in &grants {
         if !seen.insert(g.user_id) {
-            return Err(Error::validation(format!("user {} appears twice", g.user_id)));
+            return Err(Error::validation(format!(
+                "user {} appears twice",
+                g.user_id
+            )));
         }
         if matches!(g.expires_at, Some(t) if t <= now) {
             return Err(Error::validation("expires_at must be in the future"));
@@ -126,15 +133,30 @@ pub async fn filter_user_access(
     workspace: WorkspaceId,
     f: FilterUserAccess,
 ) -> Result<Vec<UserAccess>> {
-    app.index
-        .require_scope(p, account, workspace, Scope::SeeWorkspaceUsers, app.now().timestamp_micros())?;
+    app.index.require_scope(
+        p,
+        account,
+        workspace,
+        Scope::SeeWorkspaceUsers,
+        app.now().timestamp_micros(),
+    )?;
     let (limit, offset) = page(f.limit, f.offset)?;
     let ids = f
         .users
         .and_then(|u| u.id)
         .map(|i| i.any_.iter().map(|x| x.to_string()).collect::<Vec<_>>());
     let mut c = app.store.reader().await?;
-    Ok(store::access::find_user_accesses(&mut c, account, workspace, ids.as_deref(), limit, offset).await?)
+    Ok(
+        store::access::find_user_accesses(
+            &mut c,
+            account,
+            workspace,
+            ids.as_deref(),
+            limit,
+            offset,
+        )
+        .await?,
+    )
 }
 
 pub async fn read_user_access(
@@ -144,8 +166,13 @@ pub async fn read_user_access(
     workspace: WorkspaceId,
     id: AccessId,
 ) -> Result<UserAccess> {
-    app.index
-        .require_scope(p, account, workspace, Scope::SeeWorkspaceUsers, app.now().timestamp_micros())?;
+    app.index.require_scope(
+        p,
+        account,
+        workspace,
+        Scope::SeeWorkspaceUsers,
+        app.now().timestamp_micros(),
+    )?;
     let mut c = app.store.reader().await?;
     store::access::find_user_access(&mut c, account, workspace, id)
         .await?
@@ -160,8 +187,13 @@ pub async fn delete_user_access(
     workspace: WorkspaceId,
     id: AccessId,
 ) -> Result<()> {
-    app.index
-        .require_scope(p, account, workspace, Scope::ManageWorkspaceUsers, app.now().timestamp_micros())?;
+    app.index.require_scope(
+        p,
+        account,
+        workspace,
+        Scope::ManageWorkspaceUsers,
+        app.now().timestamp_micros(),
+    )?;
     let mut tx = app.store.begin().await?;
     if !store::access::delete_user_access(&mut tx, account, workspace, id).await? {
         return Err(Error::not_found("workspace access"));

@@ -174,7 +174,9 @@ fn apply_patch(row: &mut AccountRow, u: UpdateAccount) -> Result<()> {
         row.handle = v(validate::handle(&h))?;
     }
     if let Some(l) = u.location {
-        row.location = l.map(|s| v(validate::text("location", &s, 200))).transpose()?;
+        row.location = l
+            .map(|s| v(validate::text("location", &s, 200)))
+            .transpose()?;
     }
     if let Some(l) = u.link {
         row.link = l.map(|s| v(validate::text("link", &s, 2000))).transpose()?;
@@ -184,7 +186,9 @@ fn apply_patch(row: &mut AccountRow, u: UpdateAccount) -> Result<()> {
     }
     if let Some(s) = u.auth_expiration_seconds {
         if matches!(s, Some(n) if n < 60) {
-            return Err(Error::validation("auth_expiration_seconds must be at least 60"));
+            return Err(Error::validation(
+                "auth_expiration_seconds must be at least 60",
+            ));
         }
         row.auth_expiration_seconds = s;
     }
@@ -205,7 +209,9 @@ fn merge_settings(stored: &mut Map<String, Value>, patch: Map<String, Value>) ->
         match kind {
             SettingKind::Bool(_) if val.is_boolean() => {}
             SettingKind::Bool(_) => {
-                return Err(Error::validation(format!("setting {k:?} must be a boolean")))
+                return Err(Error::validation(format!(
+                    "setting {k:?} must be a boolean"
+                )))
             }
             SettingKind::ReadOnlyList => {
                 return Err(Error::validation(format!("setting {k:?} is read-only")))
@@ -222,7 +228,12 @@ fn merge_settings(stored: &mut Map<String, Value>, patch: Map<String, Value>) ->
     Ok(())
 }
 
-pub async fn update_account(app: &App, p: &Principal, id: AccountId, u: UpdateAccount) -> Result<()> {
+pub async fn update_account(
+    app: &App,
+    p: &Principal,
+    id: AccountId,
+    u: UpdateAccount,
+) -> Result<()> {
     app.index.require_permission(p, id, P::UpdateAccount)?;
     let mut tx = app.store.begin().await?;
     let mut row = store::accounts::find_account(&mut tx, id)
@@ -296,7 +307,11 @@ pub async fn list_account_roles(
     app.index.require_permission(p, id, P::ReadAccountRole)?;
     Ok(AccountRole::ALL
         .into_iter()
-        .filter(|r| names.as_ref().is_none_or(|n| n.iter().any(|x| x == r.name())))
+        .filter(|r| {
+            names
+                .as_ref()
+                .is_none_or(|n| n.iter().any(|x| x == r.name()))
+        })
         .map(role_view)
         .collect())
 }

@@ -78,12 +78,29 @@ pub async fn create_user(app: &App, s: Signup, site_admin: bool) -> Result<User>
         Some(h) => validate::handle(h).map_err(Error::Validation)?,
         None => validate::handle_from_email(&email),
     };
-    let first = s.first_name.as_deref().map(|n| validate::text("first_name", n, 100)).transpose().map_err(Error::Validation)?;
-    let last = s.last_name.as_deref().map(|n| validate::text("last_name", n, 100)).transpose().map_err(Error::Validation)?;
-    let hash = app.hasher.hash(s.password).await.map_err(Error::Unexpected)?;
+    let first = s
+        .first_name
+        .as_deref()
+        .map(|n| validate::text("first_name", n, 100))
+        .transpose()
+        .map_err(Error::Validation)?;
+    let last = s
+        .last_name
+        .as_deref()
+        .map(|n| validate::text("last_name", n, 100))
+        .transpose()
+        .map_err(Error::Validation)?;
+    let hash = app
+        .hasher
+        .hash(s.password)
+        .await
+        .map_err(Error::Unexpected)?;
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    if store::users::find_user_by_email(&mut tx, &email).await?.is_some() {
+    if store::users::find_user_by_email(&mut tx, &email)
+        .await?
+        .is_some()
+    {
         return Err(Error::conflict("a user with this email already exists"));
     }
     let chosen = s.handle.is_some();
@@ -101,7 +118,9 @@ pub async fn create_user(app: &App, s: Signup, site_admin: bool) -> Result<User>
         now,
     )
     .await
-    .map_err(|e| crate::services::error::unique_or(e, "a user with this email or handle already exists"))?;
+    .map_err(|e| {
+        crate::services::error::unique_or(e, "a user with this email or handle already exists")
+    })?;
     tx.commit().await?;
     Ok(user)
 }
@@ -109,7 +128,11 @@ pub async fn create_user(app: &App, s: Signup, site_admin: bool) -> Result<User>
 /// A chosen handle must be free; a derived one gets a numeric suffix until it is.
 async fn unique_handle(c: &mut store::Conn, base: String, chosen: bool) -> Result<String> {
     for n in 0..100 {
-        let h = if n == 0 { base.clone() } else { format!("{base}-{n}") };
+        let h = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
         if !store::users::handle_taken(c, &h).await? {
             return Ok(h);
         }
@@ -156,7 +179,11 @@ pub async fn login(
         Some((u, h)) => (Some(u), h),
         None => (None, None),
     };
-    let ok = app.hasher.verify(password, hash).await.map_err(Error::Unexpected)?;
+    let ok = app
+        .hasher
+        .verify(password, hash)
+        .await
+        .map_err(Error::Unexpected)?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => return Err(Error::Unauthenticated(BAD_LOGIN.into())),
@@ -165,10 +192,23 @@ pub async fn login(
     let id = random_base62(43);
     let expires_at = now + chrono::Duration::seconds(app.config.session_ttl_seconds);
     let mut tx = app.store.begin().await?;
-    store::users::insert_session(&mut tx, &sha256_hex(&id), user.id, now, expires_at, ip, user_agent).await?;
+    store::users::insert_session(
+        &mut tx,
+        &sha256_hex(&id),
+        user.id,
+        now,
+        expires_at,
+        ip,
+        user_agent,
+    )
+    .await?;
     store::users::update_last_login(&mut tx, user.id, now).await?;
     tx.commit().await?;
-    Ok(NewSession { id, expires_at, user })
+    Ok(NewSession {
+        id,
+        expires_at,
+        user,
+    })
 }
 
 /// Ends the caller's session (no-op for key callers).

@@ -178,7 +178,11 @@ impl PasswordHasher {
                     .clone()
             });
             let ok = PasswordHash::new(&stored)
-                .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+                .map(|parsed| {
+                    argon2()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
                 .unwrap_or(false);
             Ok(ok && real)
         })
@@ -217,8 +221,17 @@ mod tests {
         let h = PasswordHasher::new(1);
         let hash = h.hash("correct horse".into()).await.expect("hash");
         assert!(hash.starts_with("$argon2id$"));
-        assert!(h.verify("correct horse".into(), Some(hash.clone())).await.expect("verify"));
-        assert!(!h.verify("wrong horse".into(), Some(hash)).await.expect("verify"));
-        assert!(!h.verify("dummy password".into(), None).await.expect("verify"));
+        assert!(h
+            .verify("correct horse".into(), Some(hash.clone()))
+            .await
+            .expect("verify"));
+        assert!(!h
+            .verify("wrong horse".into(), Some(hash))
+            .await
+            .expect("verify"));
+        assert!(!h
+            .verify("dummy password".into(), None)
+            .await
+            .expect("verify"));
     }
 }

@@ -26,7 +26,10 @@ pub async fn load_all(app: &App) -> anyhow::Result<()> {
 /// Rebuilds one account's snapshot from the database (or drops it if the account is gone).
 pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     let mut c = app.store.reader().await?;
-    if store::accounts::find_account(&mut c, account).await?.is_none() {
+    if store::accounts::find_account(&mut c, account)
+        .await?
+        .is_none()
+    {
         app.index.remove(account);
         return Ok(());
     }
@@ -35,7 +38,8 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     let custom: FxHashMap<_, _> = roles
         .iter()
         .map(|r| {
-            let own = ScopeSet::parse_names(r.scopes.iter().map(String::as_str)).unwrap_or_default();
+            let own =
+                ScopeSet::parse_names(r.scopes.iter().map(String::as_str)).unwrap_or_default();
             (r.id.0, custom_role_scopes(own, r.inherited_role_id))
         })
         .collect();

@@ -24,7 +24,11 @@ pub async fn my_workspaces(app: &App, p: &Principal) -> Result<Vec<MeWorkspace>>
     let mut out = Vec::new();
     for a in accounts.into_iter().filter(|a| a.active) {
         for w in store::workspaces::find_all_workspaces(&mut c, a.account_id).await? {
-            if app.index.workspace_scopes(p, a.account_id, w.id, now).is_ok() {
+            if app
+                .index
+                .workspace_scopes(p, a.account_id, w.id, now)
+                .is_ok()
+            {
                 out.push(MeWorkspace {
                     account_id: a.account_id,
                     account_name: a.account_name.clone(),
@@ -64,7 +68,12 @@ pub async fn my_accounts(app: &App, p: &Principal) -> Result<Vec<MeAccount>> {
 }
 
 /// Scope names the caller holds in a workspace (404 when none).
-pub fn my_scopes(app: &App, p: &Principal, account: AccountId, ws: WorkspaceId) -> Result<Vec<&'static str>> {
+pub fn my_scopes(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    ws: WorkspaceId,
+) -> Result<Vec<&'static str>> {
     Ok(app
         .index
         .workspace_scopes(p, account, ws, app.now().timestamp_micros())?
@@ -72,8 +81,15 @@ pub fn my_scopes(app: &App, p: &Principal, account: AccountId, ws: WorkspaceId) 
 }
 
 /// Whether the caller holds `scope` in a workspace they can reach (an unknown scope → 422).
-pub fn has_scope(app: &App, p: &Principal, account: AccountId, ws: WorkspaceId, scope: &str) -> Result<bool> {
-    let scope = Scope::parse(scope).ok_or_else(|| Error::validation(format!("unknown scope {scope:?}")))?;
+pub fn has_scope(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    ws: WorkspaceId,
+    scope: &str,
+) -> Result<bool> {
+    let scope =
+        Scope::parse(scope).ok_or_else(|| Error::validation(format!("unknown scope {scope:?}")))?;
     Ok(app
         .index
         .workspace_scopes(p, account, ws, app.now().timestamp_micros())?
@@ -97,5 +113,9 @@ pub fn my_permissions(app: &App, p: &Principal, account: AccountId) -> Result<Ve
 pub fn has_permission(app: &App, p: &Principal, account: AccountId, perm: &str) -> Result<bool> {
     let perm = AccountPermission::parse(perm)
         .ok_or_else(|| Error::validation(format!("unknown permission {perm:?}")))?;
-    Ok(app.index.account_role(p, account)?.permissions().contains(perm))
+    Ok(app
+        .index
+        .account_role(p, account)?
+        .permissions()
+        .contains(perm))
 }

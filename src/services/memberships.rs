@@ -39,7 +39,9 @@ impl FilterMemberships {
     fn to_filter(&self) -> MembershipFilter {
         let fields = self.account_memberships.as_ref();
         MembershipFilter {
-            emails: fields.and_then(|f| f.email.as_ref()).map(|e| e.any_.clone()),
+            emails: fields
+                .and_then(|f| f.email.as_ref())
+                .map(|e| e.any_.clone()),
             user_ids: fields
                 .and_then(|f| f.user_id.as_ref())
                 .map(|u| u.any_.iter().map(|i| i.to_string()).collect()),
@@ -54,14 +56,18 @@ pub async fn filter_memberships(
     account: AccountId,
     f: FilterMemberships,
 ) -> Result<Vec<Membership>> {
-    app.index.require_permission(p, account, P::ReadAccountMembership)?;
+    app.index
+        .require_permission(p, account, P::ReadAccountMembership)?;
     let (limit, offset) = page(f.limit, f.offset)?;
     if f.only_bots {
         // Service accounts are not members yet (their issue adds them).
         return Ok(vec![]);
     }
     let mut c = app.store.reader().await?;
-    Ok(store::memberships::find_memberships(&mut c, account, &f.to_filter(), limit, offset).await?)
+    Ok(
+        store::memberships::find_memberships(&mut c, account, &f.to_filter(), limit, offset)
+            .await?,
+    )
 }
 
 pub async fn count_memberships(
@@ -70,7 +76,8 @@ pub async fn count_memberships(
     account: AccountId,
     f: FilterMemberships,
 ) -> Result<i64> {
-    app.index.require_permission(p, account, P::ReadAccountMembership)?;
+    app.index
+        .require_permission(p, account, P::ReadAccountMembership)?;
     if f.only_bots {
         return Ok(0);
     }
@@ -84,7 +91,8 @@ pub async fn read_membership(
     account: AccountId,
     id: MembershipId,
 ) -> Result<Membership> {
-    app.index.require_permission(p, account, P::ReadAccountMembership)?;
+    app.index
+        .require_permission(p, account, P::ReadAccountMembership)?;
     let mut c = app.store.reader().await?;
     store::memberships::find_membership(&mut c, account, id)
         .await?
@@ -97,7 +105,8 @@ pub async fn read_membership_by_user(
     account: AccountId,
     user: UserId,
 ) -> Result<Membership> {
-    app.index.require_permission(p, account, P::ReadAccountMembership)?;
+    app.index
+        .require_permission(p, account, P::ReadAccountMembership)?;
     let mut c = app.store.reader().await?;
     store::memberships::find_membership_by_user(&mut c, account, user)
         .await?
@@ -120,7 +129,9 @@ pub async fn update_membership(
     id: MembershipId,
     u: UpdateMembership,
 ) -> Result<()> {
-    let caller = app.index.require_permission(p, account, P::UpdateAccountMembership)?;
+    let caller = app
+        .index
+        .require_permission(p, account, P::UpdateAccountMembership)?;
     let new_role = AccountRole::from_id(u.account_role_id.0)
         .ok_or_else(|| Error::validation("unknown account_role_id"))?;
     if new_role > caller {
@@ -159,7 +170,9 @@ pub async fn delete_membership(
     account: AccountId,
     id: MembershipId,
 ) -> Result<()> {
-    let caller = app.index.require_permission(p, account, P::DeleteAccountMembership)?;
+    let caller = app
+        .index
+        .require_permission(p, account, P::DeleteAccountMembership)?;
     let mut tx = app.store.begin().await?;
     store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
     let m = store::memberships::find_membership(&mut tx, account, id)
@@ -202,4 +215,38 @@ async fn ensure_an_owner_remains(tx: &mut store::Conn, account: AccountId) -> Re
         ));
     }
     Ok(())
+}
+
+/// Adds an existing user to the account with a role (`add:account_member`; never above the
+/// caller's own role). Used by the operator CLI; invitations are the way in for everyone else.
+pub async fn add_member(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    user: UserId,
+    role: AccountRole,
+) -> Result<Membership> {
+    let caller = app
+        .index
+        .require_permission(p, account, P::AddAccountMember)?;
+    if role > caller {
+        return Err(Error::Forbidden(format!(
+            "a {} cannot grant the {} role",
+            caller.name(),
+            role.name()
+        )));
+    }
+    let mut tx = app.store.begin().await?;
+    store::users::find_user_by_id(&mut tx, user)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    let id = store::memberships::insert_membership(&mut tx, account, user, role, app.now())
+        .await
+        .map_err(|e| crate::services::error::unique_or(e, "the user is already a member"))?;
+    let m = store::memberships::find_membership(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("membership"))?;
+    tx.commit().await?;
+    index::reload_account(app, account).await?;
+    Ok(m)
 }

@@ -76,8 +76,13 @@ fn check_inherited(id: Option<RoleId>) -> Result<Option<RoleId>> {
 
 fn check_name(name: &str) -> Result<String> {
     let n = validate::name("name", name).map_err(Error::Validation)?;
-    if BuiltinWorkspaceRole::ALL.iter().any(|b| b.name().eq_ignore_ascii_case(&n)) {
-        return Err(Error::conflict(format!("{n:?} is the name of a built-in role")));
+    if BuiltinWorkspaceRole::ALL
+        .iter()
+        .any(|b| b.name().eq_ignore_ascii_case(&n))
+    {
+        return Err(Error::conflict(format!(
+            "{n:?} is the name of a built-in role"
+        )));
     }
     Ok(n)
 }
@@ -88,7 +93,8 @@ pub async fn create_role(
     account: AccountId,
     r: CreateWorkspaceRole,
 ) -> Result<WorkspaceRole> {
-    app.index.require_permission(p, account, P::CreateWorkspaceRole)?;
+    app.index
+        .require_permission(p, account, P::CreateWorkspaceRole)?;
     let now = app.now();
     let row = CustomRoleRow {
         id: RoleId::new(),
@@ -96,7 +102,8 @@ pub async fn create_role(
         updated: now,
         account_id: account,
         name: check_name(&r.name)?,
-        description: validate::text("description", &r.description, 1000).map_err(Error::Validation)?,
+        description: validate::text("description", &r.description, 1000)
+            .map_err(Error::Validation)?,
         scopes: check_scopes(&r.scopes)?,
         inherited_role_id: check_inherited(r.inherited_role_id)?,
     };
@@ -109,8 +116,14 @@ pub async fn create_role(
 }
 
 /// Reads a role of this account or a built-in.
-pub async fn read_role(app: &App, p: &Principal, account: AccountId, id: RoleId) -> Result<WorkspaceRole> {
-    app.index.require_permission(p, account, P::ReadWorkspaceRole)?;
+pub async fn read_role(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: RoleId,
+) -> Result<WorkspaceRole> {
+    app.index
+        .require_permission(p, account, P::ReadWorkspaceRole)?;
     if let Some(b) = BuiltinWorkspaceRole::from_id(id.0) {
         return Ok(builtin_view(b));
     }
@@ -144,14 +157,19 @@ pub async fn filter_roles(
     account: AccountId,
     f: FilterWorkspaceRoles,
 ) -> Result<Vec<WorkspaceRole>> {
-    app.index.require_permission(p, account, P::ReadWorkspaceRole)?;
+    app.index
+        .require_permission(p, account, P::ReadWorkspaceRole)?;
     let (limit, offset) = page(f.limit, f.offset)?;
     let names = f.workspace_roles.and_then(|r| r.name).map(|n| n.any_);
     let mut c = app.store.reader().await?;
     let custom = store::roles::find_roles(&mut c, account, names.as_deref()).await?;
     let all = BuiltinWorkspaceRole::ALL
         .into_iter()
-        .filter(|b| names.as_ref().is_none_or(|n| n.iter().any(|x| x == b.name())))
+        .filter(|b| {
+            names
+                .as_ref()
+                .is_none_or(|n| n.iter().any(|x| x == b.name()))
+        })
         .map(builtin_view)
         .chain(custom.into_iter().map(custom_view));
     Ok(all.skip(offset as usize).take(limit as usize).collect())
@@ -175,7 +193,8 @@ pub async fn update_role(
     id: RoleId,
     u: UpdateWorkspaceRole,
 ) -> Result<()> {
-    app.index.require_permission(p, account, P::UpdateWorkspaceRole)?;
+    app.index
+        .require_permission(p, account, P::UpdateWorkspaceRole)?;
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be changed".into()));
     }
@@ -205,7 +224,8 @@ pub async fn update_role(
 
 /// Deletes a custom role; a role still granted or used as a workspace default → 409.
 pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleId) -> Result<()> {
-    app.index.require_permission(p, account, P::DeleteWorkspaceRole)?;
+    app.index
+        .require_permission(p, account, P::DeleteWorkspaceRole)?;
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be deleted".into()));
     }
@@ -220,7 +240,9 @@ pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleI
         Ok(true) => {}
         Ok(false) => return Err(Error::not_found("workspace role")),
         Err(e) if store::is_foreign_key_violation(&e) => {
-            return Err(Error::conflict("the role is in use; reassign its grants first"))
+            return Err(Error::conflict(
+                "the role is in use; reassign its grants first",
+            ))
         }
         Err(e) => return Err(e.into()),
     }
@@ -230,7 +252,11 @@ pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleI
 
 /// Resolves a role id usable in this account (built-in or the account's own custom role) to its
 /// closed scopes; anything else is a validation error.
-pub async fn usable_role_scopes(c: &mut store::Conn, account: AccountId, id: RoleId) -> Result<ScopeSet> {
+pub async fn usable_role_scopes(
+    c: &mut store::Conn,
+    account: AccountId,
+    id: RoleId,
+) -> Result<ScopeSet> {
     if let Some(b) = BuiltinWorkspaceRole::from_id(id.0) {
         return Ok(b.scopes());
     }

@@ -65,9 +65,24 @@ pub async fn update_user(app: &App, p: &Principal, user: UserId, u: UpdateUser) 
         return Err(Error::validation("settings must be an object"));
     }
     let patch = store::users::UserPatch {
-        handle: u.handle.as_deref().map(validate::handle).map(v).transpose()?,
-        first_name: u.first_name.as_deref().map(|s| validate::text("first_name", s, 100)).map(v).transpose()?,
-        last_name: u.last_name.as_deref().map(|s| validate::text("last_name", s, 100)).map(v).transpose()?,
+        handle: u
+            .handle
+            .as_deref()
+            .map(validate::handle)
+            .map(v)
+            .transpose()?,
+        first_name: u
+            .first_name
+            .as_deref()
+            .map(|s| validate::text("first_name", s, 100))
+            .map(v)
+            .transpose()?,
+        last_name: u
+            .last_name
+            .as_deref()
+            .map(|s| validate::text("last_name", s, 100))
+            .map(v)
+            .transpose()?,
         email: u.email.as_deref().map(validate::email).map(v).transpose()?,
         location: text_opt("location", &u.location)?,
         title: text_opt("title", &u.title)?,
@@ -160,7 +175,12 @@ pub async fn list_api_keys(
     Ok(store::api_keys::find_api_keys_by_user(&mut c, user, name, limit, offset).await?)
 }
 
-pub async fn read_api_key(app: &App, p: &Principal, user: UserId, id: ApiKeyId) -> Result<ApiKeyInfo> {
+pub async fn read_api_key(
+    app: &App,
+    p: &Principal,
+    user: UserId,
+    id: ApiKeyId,
+) -> Result<ApiKeyInfo> {
     require_self(p, user, false)?;
     let mut c = app.store.reader().await?;
     store::api_keys::find_api_key(&mut c, user, id)

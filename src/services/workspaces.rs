@@ -31,7 +31,8 @@ pub async fn create_workspace(
     account: AccountId,
     w: CreateWorkspace,
 ) -> Result<Workspace> {
-    app.index.require_permission(p, account, P::CreateWorkspace)?;
+    app.index
+        .require_permission(p, account, P::CreateWorkspace)?;
     let now = app.now();
     let ws = Workspace {
         id: WorkspaceId::new(),
@@ -51,7 +52,12 @@ pub async fn create_workspace(
     }
     store::workspaces::insert_workspace(&mut tx, &ws)
         .await
-        .map_err(|e| unique_or(e, format!("workspace handle {:?} is taken in this account", ws.handle)))?;
+        .map_err(|e| {
+            unique_or(
+                e,
+                format!("workspace handle {:?} is taken in this account", ws.handle),
+            )
+        })?;
     tx.commit().await?;
     index::reload_account(app, account).await?;
     Ok(ws)
@@ -112,7 +118,11 @@ pub async fn filter_workspaces(
 ) -> Result<Vec<Workspace>> {
     app.index.require_permission(p, account, P::ReadWorkspace)?;
     let (limit, offset) = page(f.limit, f.offset)?;
-    let handles = f.workspaces.as_ref().and_then(|w| w.handle.as_ref()).map(|h| h.any_.clone());
+    let handles = f
+        .workspaces
+        .as_ref()
+        .and_then(|w| w.handle.as_ref())
+        .map(|h| h.any_.clone());
     let ids = f
         .workspaces
         .as_ref()
@@ -120,8 +130,15 @@ pub async fn filter_workspaces(
         .map(|i| i.any_.iter().map(|x| x.to_string()).collect::<Vec<_>>());
     let all = {
         let mut c = app.store.reader().await?;
-        store::workspaces::find_workspaces(&mut c, account, handles.as_deref(), ids.as_deref(), i64::MAX, 0)
-            .await?
+        store::workspaces::find_workspaces(
+            &mut c,
+            account,
+            handles.as_deref(),
+            ids.as_deref(),
+            i64::MAX,
+            0,
+        )
+        .await?
     };
     let now = app.now().timestamp_micros();
     Ok(all
@@ -132,7 +149,12 @@ pub async fn filter_workspaces(
         .collect())
 }
 
-pub async fn count_workspaces(app: &App, p: &Principal, account: AccountId, mut f: FilterWorkspaces) -> Result<i64> {
+pub async fn count_workspaces(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    mut f: FilterWorkspaces,
+) -> Result<i64> {
     f.limit = None;
     f.offset = None;
     let mut total = 0i64;
@@ -179,9 +201,13 @@ pub async fn update_workspace(
     u: UpdateWorkspace,
 ) -> Result<()> {
     let now = app.now();
-    let held = app
-        .index
-        .require_scope(p, account, id, Scope::WriteWorkspaceSettings, now.timestamp_micros())?;
+    let held = app.index.require_scope(
+        p,
+        account,
+        id,
+        Scope::WriteWorkspaceSettings,
+        now.timestamp_micros(),
+    )?;
     let mut tx = app.store.begin().await?;
     let mut ws = store::workspaces::find_workspace(&mut tx, account, id)
         .await?
@@ -198,13 +224,16 @@ pub async fn update_workspace(
     if let Some(role) = u.default_workspace_role_id {
         if !held.contains(Scope::ManageWorkspaceUsers) {
             return Err(Error::Forbidden(
-                "missing workspace scope manage_workspace_users (needed to set the default role)".into(),
+                "missing workspace scope manage_workspace_users (needed to set the default role)"
+                    .into(),
             ));
         }
         if let Some(r) = role {
             let scopes = usable_role_scopes(&mut tx, account, r).await?;
             if !held.is_superset(scopes) {
-                return Err(Error::Forbidden("you cannot grant a role with scopes you do not hold".into()));
+                return Err(Error::Forbidden(
+                    "you cannot grant a role with scopes you do not hold".into(),
+                ));
             }
         }
         ws.default_workspace_role_id = role;
@@ -212,13 +241,24 @@ pub async fn update_workspace(
     ws.updated = now;
     store::workspaces::update_workspace(&mut tx, &ws)
         .await
-        .map_err(|e| unique_or(e, format!("workspace handle {:?} is taken in this account", ws.handle)))?;
+        .map_err(|e| {
+            unique_or(
+                e,
+                format!("workspace handle {:?} is taken in this account", ws.handle),
+            )
+        })?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }
 
-pub async fn delete_workspace(app: &App, p: &Principal, account: AccountId, id: WorkspaceId) -> Result<()> {
-    app.index.require_permission(p, account, P::DeleteWorkspace)?;
+pub async fn delete_workspace(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: WorkspaceId,
+) -> Result<()> {
+    app.index
+        .require_permission(p, account, P::DeleteWorkspace)?;
     let mut tx = app.store.begin().await?;
     if !store::workspaces::delete_workspace(&mut tx, account, id).await? {
         return Err(Error::not_found("workspace"));

@@ -1,9 +1,7 @@
 //! Workspace access grants for users.
 
 use super::{get_uuid, micros, opt_time, time, Arg, Conn, Sql};
-use crate::domain::{
-    AccessId, AccountId, ActorId, RoleId, Time, UserAccess, UserId, WorkspaceId,
-};
+use crate::domain::{AccessId, AccountId, ActorId, RoleId, Time, UserAccess, UserId, WorkspaceId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -133,7 +131,10 @@ pub struct GrantRow {
     pub expires_at: Option<Time>,
 }
 
-pub async fn find_account_grants(c: &mut Conn, account: AccountId) -> Result<Vec<GrantRow>, sqlx::Error> {
+pub async fn find_account_grants(
+    c: &mut Conn,
+    account: AccountId,
+) -> Result<Vec<GrantRow>, sqlx::Error> {
     sqlx::query(
         "SELECT workspace_id, user_id, workspace_role_id, expires_at \
          FROM workspace_user_access WHERE account_id = $1",

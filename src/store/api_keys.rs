@@ -107,9 +107,9 @@ pub async fn find_key_owner_by_hash(
         "SELECT k.id, k.user_id, k.expires_at, u.site_admin FROM api_keys k \
          JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
     )
-        .bind(key_hash)
-        .fetch_optional(&mut *c)
-        .await?;
+    .bind(key_hash)
+    .fetch_optional(&mut *c)
+    .await?;
     row.map(|r| {
         Ok(KeyOwner {
             key_id: ApiKeyId(get_uuid(&r, "id")?),
@@ -122,7 +122,11 @@ pub async fn find_key_owner_by_hash(
 }
 
 /// Records last use for a batch of keys (called by the batching flusher, not per request).
-pub async fn update_last_used(c: &mut Conn, ids: &[ApiKeyId], now: Time) -> Result<(), sqlx::Error> {
+pub async fn update_last_used(
+    c: &mut Conn,
+    ids: &[ApiKeyId],
+    now: Time,
+) -> Result<(), sqlx::Error> {
     for id in ids {
         sqlx::query("UPDATE api_keys SET last_used = $2 WHERE id = $1")
             .bind(id.to_string())

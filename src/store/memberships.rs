@@ -6,7 +6,8 @@ use crate::domain::{AccountId, ActorId, Membership, MembershipId, RoleId, Time, 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-const SELECT: &str = "SELECT m.id, m.account_id, m.user_id, m.role, m.active, m.created, m.updated, \
+const SELECT: &str =
+    "SELECT m.id, m.account_id, m.user_id, m.role, m.active, m.created, m.updated, \
      u.actor_id, u.handle, u.first_name, u.last_name, u.email, u.last_login \
      FROM account_memberships m JOIN users u ON u.id = m.user_id";
 
@@ -82,13 +83,15 @@ pub async fn find_membership_by_user(
     account: AccountId,
     user: UserId,
 ) -> Result<Option<Membership>, sqlx::Error> {
-    sqlx::query(&format!("{SELECT} WHERE m.account_id = $1 AND m.user_id = $2"))
-        .bind(account.to_string())
-        .bind(user.to_string())
-        .fetch_optional(&mut *c)
-        .await?
-        .map(|r| membership_from(&r))
-        .transpose()
+    sqlx::query(&format!(
+        "{SELECT} WHERE m.account_id = $1 AND m.user_id = $2"
+    ))
+    .bind(account.to_string())
+    .bind(user.to_string())
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| membership_from(&r))
+    .transpose()
 }
 
 /// Filters for listing and counting members.

@@ -50,7 +50,11 @@ impl Store {
                 ensure_sqlite_dir(url)?;
                 let write = sqlite_pool(url, 1).await?;
                 let read = sqlite_pool(url, 8).await?;
-                Store { write, read, engine }
+                Store {
+                    write,
+                    read,
+                    engine,
+                }
             }
             Engine::Postgres => {
                 let schema = schema.map(str::to_string);

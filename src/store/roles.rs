@@ -78,7 +78,9 @@ pub async fn find_roles(
     account: AccountId,
     names: Option<&[String]>,
 ) -> Result<Vec<CustomRoleRow>, sqlx::Error> {
-    let mut q = Sql::new(&format!("SELECT {COLS} FROM workspace_roles WHERE account_id = "));
+    let mut q = Sql::new(&format!(
+        "SELECT {COLS} FROM workspace_roles WHERE account_id = "
+    ));
     q.push("?", [Arg::Text(account.to_string())]);
     if let Some(n) = names {
         q.and_in("name", n);
@@ -94,7 +96,11 @@ pub async fn find_roles(
 
 /// Deletes a custom role. A role still referenced by a grant or a workspace default fails with a
 /// foreign-key violation, which the service reports as 409.
-pub async fn delete_role(c: &mut Conn, account: AccountId, id: RoleId) -> Result<bool, sqlx::Error> {
+pub async fn delete_role(
+    c: &mut Conn,
+    account: AccountId,
+    id: RoleId,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("DELETE FROM workspace_roles WHERE account_id = $1 AND id = $2")
         .bind(account.to_string())
         .bind(id.to_string())
@@ -104,7 +110,11 @@ pub async fn delete_role(c: &mut Conn, account: AccountId, id: RoleId) -> Result
 }
 
 /// How many grants and workspace defaults use the role (for a clear 409 message).
-pub async fn count_role_uses(c: &mut Conn, account: AccountId, id: RoleId) -> Result<i64, sqlx::Error> {
+pub async fn count_role_uses(
+    c: &mut Conn,
+    account: AccountId,
+    id: RoleId,
+) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "SELECT (SELECT COUNT(*) FROM workspace_user_access WHERE account_id = $1 AND workspace_role_id = $2) \
               + (SELECT COUNT(*) FROM workspaces WHERE account_id = $1 AND default_workspace_role_id = $2) AS n",
@@ -115,4 +125,3 @@ pub async fn count_role_uses(c: &mut Conn, account: AccountId, id: RoleId) -> Re
     .await?
     .try_get("n")
 }
-

@@ -80,7 +80,9 @@ pub async fn find_workspaces(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Workspace>, sqlx::Error> {
-    let mut q = Sql::new(&format!("SELECT {COLS} FROM workspaces WHERE account_id = "));
+    let mut q = Sql::new(&format!(
+        "SELECT {COLS} FROM workspaces WHERE account_id = "
+    ));
     q.push("?", [Arg::Text(account.to_string())]);
     if let Some(h) = handles {
         q.and_in("handle", h);

@@ -14,28 +14,67 @@ use axum::Json as Out;
 /// only roles whose scopes you hold yourself).
 #[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/user_access", tag = "access", params(AccountWorkspacePath), request_body = UserAccessUpsert,
     responses((status = 200, body = Vec<UserAccess>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn upsert_user_access(State(app): State<App>, Auth(p): Auth, Path(w): Path<AccountWorkspacePath>, Json(b): Json<UserAccessUpsert>) -> Result<Out<Vec<UserAccess>>> {
-    Ok(Out(access::upsert_user_access(&app, &p, w.account_id, w.workspace_id, b).await?))
+pub async fn upsert_user_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(w): Path<AccountWorkspacePath>,
+    Json(b): Json<UserAccessUpsert>,
+) -> Result<Out<Vec<UserAccess>>> {
+    Ok(Out(access::upsert_user_access(
+        &app,
+        &p,
+        w.account_id,
+        w.workspace_id,
+        b,
+    )
+    .await?))
 }
 
 /// Lists user grants (`see_workspace_users`).
 #[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/user_access/filter", tag = "access", params(AccountWorkspacePath), request_body = FilterUserAccess,
     responses((status = 200, body = Vec<UserAccess>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn filter_user_access(State(app): State<App>, Auth(p): Auth, Path(w): Path<AccountWorkspacePath>, Json(b): Json<FilterUserAccess>) -> Result<Out<Vec<UserAccess>>> {
-    Ok(Out(access::filter_user_access(&app, &p, w.account_id, w.workspace_id, b).await?))
+pub async fn filter_user_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(w): Path<AccountWorkspacePath>,
+    Json(b): Json<FilterUserAccess>,
+) -> Result<Out<Vec<UserAccess>>> {
+    Ok(Out(access::filter_user_access(
+        &app,
+        &p,
+        w.account_id,
+        w.workspace_id,
+        b,
+    )
+    .await?))
 }
 
 /// Reads one grant (`see_workspace_users`).
 #[utoipa::path(get, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/user_access/{access_id}", tag = "access", params(AccessPath),
     responses((status = 200, body = UserAccess), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn read_user_access(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccessPath>) -> Result<Out<UserAccess>> {
-    Ok(Out(access::read_user_access(&app, &p, a.account_id, a.workspace_id, a.access_id).await?))
+pub async fn read_user_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccessPath>,
+) -> Result<Out<UserAccess>> {
+    Ok(Out(access::read_user_access(
+        &app,
+        &p,
+        a.account_id,
+        a.workspace_id,
+        a.access_id,
+    )
+    .await?))
 }
 
 /// Revokes a grant (`manage_workspace_users`); effective at the next request.
 #[utoipa::path(delete, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/user_access/{access_id}", tag = "access", params(AccessPath),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete_user_access(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccessPath>) -> Result<StatusCode> {
+pub async fn delete_user_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccessPath>,
+) -> Result<StatusCode> {
     access::delete_user_access(&app, &p, a.account_id, a.workspace_id, a.access_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,21 +18,37 @@ use utoipa::ToSchema;
 /// `ATRIUM_ACCOUNT_CREATION=anyone`.
 #[utoipa::path(post, path = "/api/accounts", tag = "accounts", request_body = CreateAccount,
     responses((status = 201, body = Account), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create_account(State(app): State<App>, Auth(p): Auth, Json(b): Json<CreateAccount>) -> Result<(StatusCode, Out<Account>)> {
-    Ok((StatusCode::CREATED, Out(accounts::create_account(&app, &p, b).await?)))
+pub async fn create_account(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Json(b): Json<CreateAccount>,
+) -> Result<(StatusCode, Out<Account>)> {
+    Ok((
+        StatusCode::CREATED,
+        Out(accounts::create_account(&app, &p, b).await?),
+    ))
 }
 
 /// Reads an account (`read:account`).
 #[utoipa::path(get, path = "/api/accounts/{account_id}", tag = "accounts", params(AccountPath),
     responses((status = 200, body = Account), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn read_account(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccountPath>) -> Result<Out<Account>> {
+pub async fn read_account(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<Out<Account>> {
     Ok(Out(accounts::read_account(&app, &p, a.account_id).await?))
 }
 
 /// Updates an account (`update:account`).
 #[utoipa::path(patch, path = "/api/accounts/{account_id}", tag = "accounts", params(AccountPath), request_body = UpdateAccount,
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn update_account(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccountPath>, Json(b): Json<UpdateAccount>) -> Result<StatusCode> {
+pub async fn update_account(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Json(b): Json<UpdateAccount>,
+) -> Result<StatusCode> {
     accounts::update_account(&app, &p, a.account_id, b).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -40,7 +56,11 @@ pub async fn update_account(State(app): State<App>, Auth(p): Auth, Path(a): Path
 /// Deletes an account and everything in it (`delete:account`, Owners).
 #[utoipa::path(delete, path = "/api/accounts/{account_id}", tag = "accounts", params(AccountPath),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete_account(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccountPath>) -> Result<StatusCode> {
+pub async fn delete_account(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<StatusCode> {
     accounts::delete_account(&app, &p, a.account_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -48,14 +68,23 @@ pub async fn delete_account(State(app): State<App>, Auth(p): Auth, Path(a): Path
 /// Account settings, every known key present (`read:account`).
 #[utoipa::path(get, path = "/api/accounts/{account_id}/settings", tag = "accounts", params(AccountPath),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn read_settings(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccountPath>) -> Result<Out<Map<String, Value>>> {
+pub async fn read_settings(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<Out<Map<String, Value>>> {
     Ok(Out(accounts::read_settings(&app, &p, a.account_id).await?))
 }
 
 /// Changes some settings (`update:account`); unknown keys or wrong types → 422.
 #[utoipa::path(patch, path = "/api/accounts/{account_id}/settings", tag = "accounts", params(AccountPath), request_body = Object,
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn update_settings(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccountPath>, Json(b): Json<Map<String, Value>>) -> Result<StatusCode> {
+pub async fn update_settings(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Json(b): Json<Map<String, Value>>,
+) -> Result<StatusCode> {
     accounts::update_settings(&app, &p, a.account_id, b).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -85,15 +114,36 @@ pub struct FilterAccountRoles {
 /// Account roles (`read:account_role`).
 #[utoipa::path(post, path = "/api/accounts/{account_id}/account_roles/filter", tag = "roles", params(AccountPath), request_body = FilterAccountRoles,
     responses((status = 200, body = Vec<AccountRoleView>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn filter_account_roles(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccountPath>, Json(b): Json<FilterAccountRoles>) -> Result<Out<Vec<AccountRoleView>>> {
+pub async fn filter_account_roles(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Json(b): Json<FilterAccountRoles>,
+) -> Result<Out<Vec<AccountRoleView>>> {
     crate::services::input::page(b.limit, b.offset)?;
     let names = b.account_roles.and_then(|r| r.name).map(|n| n.any_);
-    Ok(Out(accounts::list_account_roles(&app, &p, a.account_id, names).await?))
+    Ok(Out(accounts::list_account_roles(
+        &app,
+        &p,
+        a.account_id,
+        names,
+    )
+    .await?))
 }
 
 /// One account role (`read:account_role`).
 #[utoipa::path(get, path = "/api/accounts/{account_id}/account_roles/{role_id}", tag = "roles", params(RolePath),
     responses((status = 200, body = AccountRoleView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn read_account_role(State(app): State<App>, Auth(p): Auth, Path(r): Path<RolePath>) -> Result<Out<AccountRoleView>> {
-    Ok(Out(accounts::read_account_role(&app, &p, r.account_id, r.role_id).await?))
+pub async fn read_account_role(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(r): Path<RolePath>,
+) -> Result<Out<AccountRoleView>> {
+    Ok(Out(accounts::read_account_role(
+        &app,
+        &p,
+        r.account_id,
+        r.role_id,
+    )
+    .await?))
 }

@@ -24,7 +24,10 @@ pub struct SignupBody {
 /// Creates a user (when the sign-up policy is `open`).
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = SignupBody,
     responses((status = 201, body = User), (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
-pub async fn signup(State(app): State<App>, Json(b): Json<SignupBody>) -> Result<(StatusCode, axum::Json<User>)> {
+pub async fn signup(
+    State(app): State<App>,
+    Json(b): Json<SignupBody>,
+) -> Result<(StatusCode, axum::Json<User>)> {
     let user = auth::signup(
         &app,
         auth::Signup {
@@ -59,8 +62,14 @@ fn cookie(app: &App, value: &str, max_age: i64) -> String {
 /// Signs in with email and password; sets a fresh session cookie.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = User), (status = 401, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
-pub async fn login(State(app): State<App>, headers: HeaderMap, Json(b): Json<LoginBody>) -> Result<Response> {
-    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+pub async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(b): Json<LoginBody>,
+) -> Result<Response> {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
     let s = auth::login(&app, &b.email, b.password, None, ua).await?;
     let max_age = (s.expires_at - app.now()).num_seconds();
     Ok((
@@ -75,7 +84,11 @@ pub async fn login(State(app): State<App>, headers: HeaderMap, Json(b): Json<Log
     responses((status = 204), (status = 401, body = super::ErrorBody)), security(("bearer" = [])))]
 pub async fn logout(State(app): State<App>, Auth(p): Auth) -> Result<Response> {
     auth::logout(&app, &p).await?;
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie(&app, "", 0))]).into_response())
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, cookie(&app, "", 0))],
+    )
+        .into_response())
 }
 
 /// `true` when the database answers; 503 otherwise.

@@ -28,7 +28,11 @@ pub async fn my_workspaces(State(app): State<App>, Auth(p): Auth) -> Result<Out<
 /// Scope names the caller holds in a workspace.
 #[utoipa::path(get, path = "/api/me/workspaces/{workspace_id}/scopes", tag = "me", params(WorkspacePath),
     responses((status = 200, body = Vec<String>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn my_scopes(State(app): State<App>, Auth(p): Auth, Path(w): Path<WorkspacePath>) -> Result<Out<Vec<&'static str>>> {
+pub async fn my_scopes(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(w): Path<WorkspacePath>,
+) -> Result<Out<Vec<&'static str>>> {
     let account = me::account_of_workspace(&app, &p, w.workspace_id).await?;
     Ok(Out(me::my_scopes(&app, &p, account, w.workspace_id)?))
 }
@@ -49,7 +53,13 @@ pub async fn has_scope(
     Query(q): Query<ScopeQuery>,
 ) -> Result<Out<bool>> {
     let account = me::account_of_workspace(&app, &p, w.workspace_id).await?;
-    Ok(Out(me::has_scope(&app, &p, account, w.workspace_id, &q.scope)?))
+    Ok(Out(me::has_scope(
+        &app,
+        &p,
+        account,
+        w.workspace_id,
+        &q.scope,
+    )?))
 }
 
 /// The caller's accounts.
@@ -61,7 +71,11 @@ pub async fn my_accounts(State(app): State<App>, Auth(p): Auth) -> Result<Out<Ve
 /// The caller's account permissions.
 #[utoipa::path(get, path = "/api/me/accounts/{account_id}/permissions", tag = "me", params(AccountPath),
     responses((status = 200, body = Vec<String>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn my_permissions(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccountPath>) -> Result<Out<Vec<&'static str>>> {
+pub async fn my_permissions(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<Out<Vec<&'static str>>> {
     Ok(Out(me::my_permissions(&app, &p, a.account_id)?))
 }
 
@@ -80,13 +94,22 @@ pub async fn has_permission(
     Path(a): Path<AccountPath>,
     Query(q): Query<PermissionQuery>,
 ) -> Result<Out<bool>> {
-    Ok(Out(me::has_permission(&app, &p, a.account_id, &q.permission)?))
+    Ok(Out(me::has_permission(
+        &app,
+        &p,
+        a.account_id,
+        &q.permission,
+    )?))
 }
 
 /// Leaves an account (the last Owner cannot: 409).
 #[utoipa::path(delete, path = "/api/me/accounts/{account_id}", tag = "me", params(AccountPath),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn leave_account(State(app): State<App>, Auth(p): Auth, Path(a): Path<AccountPath>) -> Result<StatusCode> {
+pub async fn leave_account(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<StatusCode> {
     memberships::leave_account(&app, &p, a.account_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -99,15 +122,34 @@ pub struct NameQuery {
 
 /// The caller's API keys (masked).
 #[utoipa::path(get, path = "/api/me/api_keys", tag = "me", params(NameQuery), responses((status = 200, body = Vec<ApiKeyInfo>)), security(("bearer" = [])))]
-pub async fn list_my_api_keys(State(app): State<App>, Auth(p): Auth, Query(q): Query<NameQuery>) -> Result<Out<Vec<ApiKeyInfo>>> {
-    Ok(Out(users::list_api_keys(&app, &p, p.user_id, q.name.as_deref(), None, None).await?))
+pub async fn list_my_api_keys(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Query(q): Query<NameQuery>,
+) -> Result<Out<Vec<ApiKeyInfo>>> {
+    Ok(Out(users::list_api_keys(
+        &app,
+        &p,
+        p.user_id,
+        q.name.as_deref(),
+        None,
+        None,
+    )
+    .await?))
 }
 
 /// Creates a key for the caller; the secret is in the response only.
 #[utoipa::path(post, path = "/api/me/api_keys", tag = "me", request_body = CreateApiKey,
     responses((status = 201, body = ApiKeyCreated), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create_my_api_key(State(app): State<App>, Auth(p): Auth, Json(b): Json<CreateApiKey>) -> Result<(StatusCode, Out<ApiKeyCreated>)> {
-    Ok((StatusCode::CREATED, Out(users::create_api_key(&app, &p, p.user_id, b).await?)))
+pub async fn create_my_api_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Json(b): Json<CreateApiKey>,
+) -> Result<(StatusCode, Out<ApiKeyCreated>)> {
+    Ok((
+        StatusCode::CREATED,
+        Out(users::create_api_key(&app, &p, p.user_id, b).await?),
+    ))
 }
 
 /// `POST /api/me/api_keys/filter` body.
@@ -123,14 +165,25 @@ pub struct FilterApiKeys {
 /// Lists the caller's keys with paging.
 #[utoipa::path(post, path = "/api/me/api_keys/filter", tag = "me", request_body = FilterApiKeys,
     responses((status = 200, body = Vec<ApiKeyInfo>)), security(("bearer" = [])))]
-pub async fn filter_my_api_keys(State(app): State<App>, Auth(p): Auth, Json(b): Json<FilterApiKeys>) -> Result<Out<Vec<ApiKeyInfo>>> {
-    Ok(Out(users::list_api_keys(&app, &p, p.user_id, None, b.limit, b.offset).await?))
+pub async fn filter_my_api_keys(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Json(b): Json<FilterApiKeys>,
+) -> Result<Out<Vec<ApiKeyInfo>>> {
+    Ok(Out(users::list_api_keys(
+        &app, &p, p.user_id, None, b.limit, b.offset,
+    )
+    .await?))
 }
 
 /// Deletes one of the caller's keys.
 #[utoipa::path(delete, path = "/api/me/api_keys/{key_id}", tag = "me", params(KeyPath),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete_my_api_key(State(app): State<App>, Auth(p): Auth, Path(k): Path<KeyPath>) -> Result<StatusCode> {
+pub async fn delete_my_api_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(k): Path<KeyPath>,
+) -> Result<StatusCode> {
     users::delete_api_key(&app, &p, p.user_id, k.key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

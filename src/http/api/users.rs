@@ -14,14 +14,23 @@ use axum::Json as Out;
 /// Reads a user (yourself; site admins any).
 #[utoipa::path(get, path = "/api/users/{user_id}", tag = "users", params(UserPath),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn read_user(State(app): State<App>, Auth(p): Auth, Path(u): Path<UserPath>) -> Result<Out<User>> {
+pub async fn read_user(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(u): Path<UserPath>,
+) -> Result<Out<User>> {
     Ok(Out(users::read_user(&app, &p, u.user_id).await?))
 }
 
 /// Updates your own profile.
 #[utoipa::path(patch, path = "/api/users/{user_id}", tag = "users", params(UserPath), request_body = UpdateUser,
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn update_user(State(app): State<App>, Auth(p): Auth, Path(u): Path<UserPath>, Json(b): Json<UpdateUser>) -> Result<StatusCode> {
+pub async fn update_user(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(u): Path<UserPath>,
+    Json(b): Json<UpdateUser>,
+) -> Result<StatusCode> {
     users::update_user(&app, &p, u.user_id, b).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -29,28 +38,59 @@ pub async fn update_user(State(app): State<App>, Auth(p): Auth, Path(u): Path<Us
 /// Creates a personal API key (shown once).
 #[utoipa::path(post, path = "/api/users/{user_id}/api_keys", tag = "users", params(UserPath), request_body = CreateApiKey,
     responses((status = 201, body = ApiKeyCreated), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create_api_key(State(app): State<App>, Auth(p): Auth, Path(u): Path<UserPath>, Json(b): Json<CreateApiKey>) -> Result<(StatusCode, Out<ApiKeyCreated>)> {
-    Ok((StatusCode::CREATED, Out(users::create_api_key(&app, &p, u.user_id, b).await?)))
+pub async fn create_api_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(u): Path<UserPath>,
+    Json(b): Json<CreateApiKey>,
+) -> Result<(StatusCode, Out<ApiKeyCreated>)> {
+    Ok((
+        StatusCode::CREATED,
+        Out(users::create_api_key(&app, &p, u.user_id, b).await?),
+    ))
 }
 
 /// Lists your keys (masked).
 #[utoipa::path(get, path = "/api/users/{user_id}/api_keys", tag = "users", params(UserPath, NameQuery),
     responses((status = 200, body = Vec<ApiKeyInfo>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_api_keys(State(app): State<App>, Auth(p): Auth, Path(u): Path<UserPath>, Query(q): Query<NameQuery>) -> Result<Out<Vec<ApiKeyInfo>>> {
-    Ok(Out(users::list_api_keys(&app, &p, u.user_id, q.name.as_deref(), None, None).await?))
+pub async fn list_api_keys(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(u): Path<UserPath>,
+    Query(q): Query<NameQuery>,
+) -> Result<Out<Vec<ApiKeyInfo>>> {
+    Ok(Out(users::list_api_keys(
+        &app,
+        &p,
+        u.user_id,
+        q.name.as_deref(),
+        None,
+        None,
+    )
+    .await?))
 }
 
 /// Reads one of your keys (masked).
 #[utoipa::path(get, path = "/api/users/{user_id}/api_keys/{key_id}", tag = "users", params(UserKeyPath),
     responses((status = 200, body = ApiKeyInfo), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn read_api_key(State(app): State<App>, Auth(p): Auth, Path(k): Path<UserKeyPath>) -> Result<Out<ApiKeyInfo>> {
-    Ok(Out(users::read_api_key(&app, &p, k.user_id, k.key_id).await?))
+pub async fn read_api_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(k): Path<UserKeyPath>,
+) -> Result<Out<ApiKeyInfo>> {
+    Ok(Out(
+        users::read_api_key(&app, &p, k.user_id, k.key_id).await?
+    ))
 }
 
 /// Deletes one of your keys; it stops working at once.
 #[utoipa::path(delete, path = "/api/users/{user_id}/api_keys/{key_id}", tag = "users", params(UserKeyPath),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete_api_key(State(app): State<App>, Auth(p): Auth, Path(k): Path<UserKeyPath>) -> Result<StatusCode> {
+pub async fn delete_api_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(k): Path<UserKeyPath>,
+) -> Result<StatusCode> {
     users::delete_api_key(&app, &p, k.user_id, k.key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,10 @@
+//! The integration tests: one binary, every test on SQLite and (when configured) PostgreSQL.
+
+mod support;
+
+mod accounts;
+mod concurrency;
+mod inputs;
+mod matrix;
+mod migrations;
+mod prefect_cli;

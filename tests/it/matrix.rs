@@ -1,0 +1,532 @@
+//! The authorization matrix: every API route × (no credential, member of another account,
+//! Member, workspace Viewer, Admin, Owner) → the expected status, each cell on a fresh account so
+//! a successful mutation in one cell cannot change another. A route missing from the table fails
+//! the test, so new routes must be placed in the matrix.
+
+use crate::support::*;
+use atrium::domain::role::{AccountRole, BuiltinWorkspaceRole};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+struct World {
+    account: String,
+    ws: String,
+    owner: TestUser,
+    keys: [Option<String>; 6],
+    target_user: String,
+    target_membership: String,
+    custom_role: String,
+    viewer_access: String,
+}
+
+const WHO: [&str; 6] = [
+    "anonymous",
+    "outsider",
+    "member",
+    "viewer",
+    "admin",
+    "owner",
+];
+
+async fn world(t: &TestApp, n: usize) -> World {
+    let owner = t.user(&format!("owner{n}@a.test")).await;
+    let admin = t.user(&format!("admin{n}@a.test")).await;
+    let member = t.user(&format!("member{n}@a.test")).await;
+    let viewer = t.user(&format!("viewer{n}@a.test")).await;
+    let target = t.user(&format!("target{n}@a.test")).await;
+    let outsider = t.user(&format!("outsider{n}@b.test")).await;
+    let account = t.account(&owner, &format!("acct-{n}")).await;
+    t.account(&outsider, &format!("other-{n}")).await;
+    t.add_member(account, &owner, &admin, AccountRole::Admin)
+        .await;
+    t.add_member(account, &owner, &member, AccountRole::Member)
+        .await;
+    t.add_member(account, &owner, &viewer, AccountRole::Member)
+        .await;
+    let target_membership = t
+        .add_member(account, &owner, &target, AccountRole::Member)
+        .await;
+    let ws = t.workspace(account, &owner.key, "prod").await;
+    let (s, v) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{account}/workspaces/{ws}/user_access/"),
+            Some(&owner.key),
+            Some(json!([{"user_id": viewer.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}])),
+        )
+        .await;
+    assert_eq!(s, S::OK, "{v}");
+    let viewer_access = v[0]["id"].as_str().expect("access id").to_string();
+    let (s, v) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{account}/workspace_roles/"),
+            Some(&owner.key),
+            Some(json!({"name": "Auditor", "scopes": ["see_flows"]})),
+        )
+        .await;
+    assert_eq!(s, S::CREATED, "{v}");
+    World {
+        account: account.to_string(),
+        ws: ws.to_string(),
+        keys: [
+            None,
+            Some(outsider.key.clone()),
+            Some(member.key.clone()),
+            Some(viewer.key.clone()),
+            Some(admin.key.clone()),
+            Some(owner.key.clone()),
+        ],
+        target_user: target.id.to_string(),
+        target_membership: target_membership.to_string(),
+        custom_role: v["id"].as_str().expect("role id").to_string(),
+        viewer_access,
+        owner,
+    }
+}
+
+struct Cell {
+    method: M,
+    template: &'static str,
+    body: Option<Value>,
+    expect: [u16; 6],
+}
+
+fn fill(template: &str, w: &World) -> String {
+    template
+        .replace("{account_id}", &w.account)
+        .replace("{workspace_id}", &w.ws)
+        .replace("{user_id}", &w.owner.id.to_string())
+        .replace("{key_id}", &w.owner.key_id.to_string())
+        .replace("{membership_id}", &w.target_membership)
+        .replace("{target_user_id}", &w.target_user)
+        .replace("{role_id}", &w.custom_role)
+        .replace("{access_id}", &w.viewer_access)
+}
+
+fn table() -> Vec<Cell> {
+    let c = |method: M, template: &'static str, body: Option<Value>, expect: [u16; 6]| Cell {
+        method,
+        template,
+        body,
+        expect,
+    };
+    let viewer_role = BuiltinWorkspaceRole::Viewer.id().to_string();
+    let admin_role = AccountRole::Admin.id().to_string();
+    let owner_role = AccountRole::Owner.id().to_string();
+    vec![
+        c(M::GET, "/api/health", None, [200; 6]),
+        c(
+            M::POST,
+            "/api/auth/signup",
+            Some(json!({"email": "new@x.test", "password": "long enough"})),
+            [403; 6],
+        ),
+        c(
+            M::POST,
+            "/api/auth/login",
+            Some(json!({"email": "nobody@x.test", "password": "long enough"})),
+            [401; 6],
+        ),
+        c(
+            M::POST,
+            "/api/auth/logout",
+            None,
+            [401, 204, 204, 204, 204, 204],
+        ),
+        c(M::GET, "/api/me", None, [401, 200, 200, 200, 200, 200]),
+        c(
+            M::GET,
+            "/api/me/workspaces",
+            None,
+            [401, 200, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/me/workspaces/{workspace_id}/scopes",
+            None,
+            [401, 404, 404, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/me/workspaces/{workspace_id}/has_scope?scope=see_flows",
+            None,
+            [401, 404, 404, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/me/accounts",
+            None,
+            [401, 200, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/me/accounts/{account_id}/permissions",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/me/accounts/{account_id}/has_permission?permission=read:account",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::DELETE,
+            "/api/me/accounts/{account_id}",
+            None,
+            [401, 404, 204, 204, 204, 409],
+        ),
+        c(
+            M::GET,
+            "/api/me/api_keys",
+            None,
+            [401, 200, 200, 200, 200, 200],
+        ),
+        c(
+            M::POST,
+            "/api/me/api_keys",
+            Some(json!({"name": "k"})),
+            [401, 201, 201, 201, 201, 201],
+        ),
+        c(
+            M::POST,
+            "/api/me/api_keys/filter",
+            Some(json!({})),
+            [401, 200, 200, 200, 200, 200],
+        ),
+        c(
+            M::DELETE,
+            "/api/me/api_keys/{key_id}",
+            None,
+            [401, 404, 404, 404, 404, 204],
+        ),
+        c(M::GET, "/api/workspace_scopes", None, [200; 6]),
+        c(
+            M::GET,
+            "/api/users/{user_id}",
+            None,
+            [401, 404, 404, 404, 404, 200],
+        ),
+        c(
+            M::PATCH,
+            "/api/users/{user_id}",
+            Some(json!({"first_name": "Ann"})),
+            [401, 404, 404, 404, 404, 204],
+        ),
+        c(
+            M::POST,
+            "/api/users/{user_id}/api_keys",
+            Some(json!({"name": "k"})),
+            [401, 404, 404, 404, 404, 201],
+        ),
+        c(
+            M::GET,
+            "/api/users/{user_id}/api_keys",
+            None,
+            [401, 404, 404, 404, 404, 200],
+        ),
+        c(
+            M::GET,
+            "/api/users/{user_id}/api_keys/{key_id}",
+            None,
+            [401, 404, 404, 404, 404, 200],
+        ),
+        c(
+            M::DELETE,
+            "/api/users/{user_id}/api_keys/{key_id}",
+            None,
+            [401, 404, 404, 404, 404, 204],
+        ),
+        c(
+            M::POST,
+            "/api/accounts",
+            Some(json!({"name": "N", "handle": "new-acct"})),
+            [401, 403, 403, 403, 403, 403],
+        ),
+        c(M::GET, "/api/accounts/permissions", None, [200; 6]),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::PATCH,
+            "/api/accounts/{account_id}",
+            Some(json!({"name": "Renamed"})),
+            [401, 404, 403, 403, 204, 204],
+        ),
+        c(
+            M::DELETE,
+            "/api/accounts/{account_id}",
+            None,
+            [401, 404, 403, 403, 403, 204],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/settings",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::PATCH,
+            "/api/accounts/{account_id}/settings",
+            Some(json!({"ai_log_summaries": false})),
+            [401, 404, 403, 403, 204, 204],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/account_roles/filter",
+            Some(json!({})),
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/account_roles/{owner_role}",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/account_memberships/filter",
+            Some(json!({})),
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/account_memberships/count",
+            Some(json!({})),
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/account_memberships/{membership_id}",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/account_memberships/by-user/{target_user_id}",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::PATCH,
+            "/api/accounts/{account_id}/account_memberships/{membership_id}",
+            Some(json!({"account_role_id": admin_role})),
+            [401, 404, 403, 403, 204, 204],
+        ),
+        c(
+            M::DELETE,
+            "/api/accounts/{account_id}/account_memberships/{membership_id}",
+            None,
+            [401, 404, 403, 403, 204, 204],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/workspaces",
+            Some(json!({"name": "Dev", "handle": "dev"})),
+            [401, 404, 403, 403, 201, 201],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/workspaces/filter",
+            Some(json!({})),
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/workspaces/count",
+            Some(json!({})),
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/workspaces/{workspace_id}",
+            None,
+            [401, 404, 404, 200, 200, 200],
+        ),
+        c(
+            M::PATCH,
+            "/api/accounts/{account_id}/workspaces/{workspace_id}",
+            Some(json!({"description": "d"})),
+            [401, 404, 404, 403, 204, 204],
+        ),
+        c(
+            M::DELETE,
+            "/api/accounts/{account_id}/workspaces/{workspace_id}",
+            None,
+            [401, 404, 403, 403, 204, 204],
+        ),
+        c(
+            M::GET,
+            "/api/workspaces/{workspace_id}",
+            None,
+            [401, 404, 404, 200, 200, 200],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/workspace_roles",
+            Some(json!({"name": "R2", "scopes": ["see_flows"]})),
+            [401, 404, 403, 403, 201, 201],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/workspace_roles/filter",
+            Some(json!({})),
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/workspace_roles/{role_id}",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::PATCH,
+            "/api/accounts/{account_id}/workspace_roles/{role_id}",
+            Some(json!({"description": "d"})),
+            [401, 404, 403, 403, 204, 204],
+        ),
+        c(
+            M::DELETE,
+            "/api/accounts/{account_id}/workspace_roles/{role_id}",
+            None,
+            [401, 404, 403, 403, 204, 204],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/workspaces/{workspace_id}/user_access",
+            Some(json!([{"user_id": "{target_user_id}", "workspace_role_id": viewer_role}])),
+            [401, 404, 404, 403, 200, 200],
+        ),
+        c(
+            M::POST,
+            "/api/accounts/{account_id}/workspaces/{workspace_id}/user_access/filter",
+            Some(json!({})),
+            [401, 404, 404, 403, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/workspaces/{workspace_id}/user_access/{access_id}",
+            None,
+            [401, 404, 404, 403, 200, 200],
+        ),
+        c(
+            M::DELETE,
+            "/api/accounts/{account_id}/workspaces/{workspace_id}/user_access/{access_id}",
+            None,
+            [401, 404, 404, 403, 204, 204],
+        ),
+    ]
+    .into_iter()
+    .map(|mut cell| {
+        if let Some(b) = cell.body.take() {
+            cell.body = Some(
+                serde_json::from_str(&b.to_string().replace("{owner_role}", &owner_role))
+                    .expect("json"),
+            );
+        }
+        if cell.template.contains("{owner_role}") {
+            cell.template = Box::leak(
+                cell.template
+                    .replace("{owner_role}", &owner_role)
+                    .into_boxed_str(),
+            );
+        }
+        cell
+    })
+    .collect()
+}
+
+fn normalize(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let mut out = Vec::new();
+    for seg in path.split('/') {
+        if seg.starts_with('{') || uuid::Uuid::try_parse(seg).is_ok() {
+            out.push("{}".to_string());
+        } else {
+            out.push(seg.to_string());
+        }
+    }
+    out.join("/")
+}
+
+#[tokio::test]
+async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
+    // Coverage: every (method, path) of the OpenAPI document is in the table.
+    let doc = serde_json::to_value(atrium::http::openapi()).expect("openapi json");
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            routes.insert((method.to_uppercase(), normalize(path)));
+        }
+    }
+    let cells = table();
+    let covered: BTreeSet<_> = cells
+        .iter()
+        .map(|c| (c.method.to_string(), normalize(c.template)))
+        .collect();
+    let missing: Vec<_> = routes.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from the authorization matrix: {missing:?}"
+    );
+
+    each_db(|t| {
+        let cells = table();
+        async move {
+            let mut surprises = Vec::new();
+            let mut n = 0;
+            // Reads share one world; each mutation gets a fresh one per caller.
+            let shared = world(&t, 0).await;
+            for cell in &cells {
+                let read_only = cell.method == M::GET
+                    || cell.template.ends_with("/filter")
+                    || cell.template.ends_with("/count")
+                    || cell.template.starts_with("/api/auth/");
+                for (who, expected) in cell.expect.iter().enumerate() {
+                    n += 1;
+                    let fresh;
+                    let w = if read_only {
+                        &shared
+                    } else {
+                        fresh = world(&t, n).await;
+                        &fresh
+                    };
+                    let path = fill(cell.template, w);
+                    let body = cell
+                        .body
+                        .as_ref()
+                        .map(|b| serde_json::from_str(&fill(&b.to_string(), w)).expect("json"));
+                    let (status, v) = t
+                        .call(cell.method.clone(), &path, w.keys[who].as_deref(), body)
+                        .await;
+                    if status.as_u16() != *expected {
+                        surprises.push(format!(
+                            "{} {} as {}: expected {expected}, got {status} {v}",
+                            cell.method, cell.template, WHO[who]
+                        ));
+                    }
+                    if status.is_client_error() {
+                        assert!(
+                            v["detail"].is_string(),
+                            "{} {}: error without detail: {v}",
+                            cell.method,
+                            cell.template
+                        );
+                    }
+                }
+            }
+            assert!(
+                surprises.is_empty(),
+                "{:?}: {} surprise(s):\n{}",
+                t.db,
+                surprises.len(),
+                surprises.join("\n")
+            );
+        }
+    })
+    .await;
+}
