@@ -40,13 +40,8 @@ pub async fn upsert_user_access(
     body: UserAccessUpsert,
 ) -> Result<Vec<UserAccess>> {
     let now = app.now();
-    let held = app.index.require_scope(
-        p,
-        account,
-        workspace,
-        Scope::ManageWorkspaceUsers,
-        now.timestamp_micros(),
-    )?;
+    let held =
+        crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers)?;
     let grants = match body {
         UserAccessUpsert::Many(v) => v,
         UserAccessUpsert::One(g) => vec![g],
@@ -133,13 +128,7 @@ pub async fn filter_user_access(
     workspace: WorkspaceId,
     f: FilterUserAccess,
 ) -> Result<Vec<UserAccess>> {
-    app.index.require_scope(
-        p,
-        account,
-        workspace,
-        Scope::SeeWorkspaceUsers,
-        app.now().timestamp_micros(),
-    )?;
+    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers)?;
     let (limit, offset) = page(f.limit, f.offset)?;
     let ids = f
         .users
@@ -166,13 +155,7 @@ pub async fn read_user_access(
     workspace: WorkspaceId,
     id: AccessId,
 ) -> Result<UserAccess> {
-    app.index.require_scope(
-        p,
-        account,
-        workspace,
-        Scope::SeeWorkspaceUsers,
-        app.now().timestamp_micros(),
-    )?;
+    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers)?;
     let mut c = app.store.reader().await?;
     store::access::find_user_access(&mut c, account, workspace, id)
         .await?
@@ -187,13 +170,7 @@ pub async fn delete_user_access(
     workspace: WorkspaceId,
     id: AccessId,
 ) -> Result<()> {
-    app.index.require_scope(
-        p,
-        account,
-        workspace,
-        Scope::ManageWorkspaceUsers,
-        app.now().timestamp_micros(),
-    )?;
+    crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers)?;
     let mut tx = app.store.begin().await?;
     if !store::access::delete_user_access(&mut tx, account, workspace, id).await? {
         return Err(Error::not_found("workspace access"));

@@ -16,3 +16,16 @@ pub mod users;
 pub mod workspaces;
 
 pub use error::{Error, Result};
+
+/// Requires `scope` in a workspace at the clock's current instant.
+pub(crate) fn require_scope(
+    app: &crate::app::App,
+    p: &crate::authz::Principal,
+    account: crate::domain::AccountId,
+    workspace: crate::domain::WorkspaceId,
+    scope: crate::domain::scope::Scope,
+) -> Result<crate::domain::scope::ScopeSet> {
+    Ok(app
+        .index
+        .require_scope(p, account, workspace, scope, app.now().timestamp_micros())?)
+}

@@ -201,13 +201,7 @@ pub async fn update_workspace(
     u: UpdateWorkspace,
 ) -> Result<()> {
     let now = app.now();
-    let held = app.index.require_scope(
-        p,
-        account,
-        id,
-        Scope::WriteWorkspaceSettings,
-        now.timestamp_micros(),
-    )?;
+    let held = crate::services::require_scope(app, p, account, id, Scope::WriteWorkspaceSettings)?;
     let mut tx = app.store.begin().await?;
     let mut ws = store::workspaces::find_workspace(&mut tx, account, id)
         .await?
