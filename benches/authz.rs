@@ -100,6 +100,7 @@ fn data() -> Data {
 fn atrium_index(d: &Data) -> Index {
     let index = Index::new();
     let rows = SnapshotRows {
+        db_version: 0,
         members: d
             .users
             .iter()

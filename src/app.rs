@@ -50,6 +50,7 @@ pub struct App {
     pub index: Arc<Index>,
     pub keys: Arc<KeyCache>,
     pub hasher: PasswordHasher,
+    pub throttle: Arc<crate::services::auth::LoginThrottle>,
 }
 
 impl App {
@@ -62,6 +63,7 @@ impl App {
             index: Arc::new(Index::new()),
             keys: Arc::new(KeyCache::default()),
             hasher: PasswordHasher::new(2),
+            throttle: Arc::default(),
         };
         crate::services::index::load_all(&app).await?;
         Ok(app)

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 pub mod services;
 pub mod store;

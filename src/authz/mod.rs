@@ -66,13 +66,18 @@ pub struct WorkspaceEntry {
 /// Immutable access data of one account. Replaced whole when anything in it changes.
 #[derive(Debug, Default)]
 pub struct AccountSnapshot {
+    /// Process-local build counter (tells snapshots apart in logs and metrics).
     pub version: u64,
+    /// The account's `access_version` in the database when the rows were read; a higher value in
+    /// the database means this snapshot is stale.
+    pub db_version: i64,
     pub members: FxHashMap<Uuid, MemberEntry>,
     pub workspaces: FxHashMap<Uuid, WorkspaceEntry>,
 }
 
 /// Rows an account snapshot is built from.
 pub struct SnapshotRows {
+    pub db_version: i64,
     pub members: Vec<(UserId, AccountRole, bool)>,
     /// (workspace, default role id with its closed scopes)
     pub workspaces: Vec<(WorkspaceId, Option<(RoleId, ScopeSet)>)>,
@@ -86,6 +91,7 @@ impl AccountSnapshot {
     pub fn build(rows: SnapshotRows) -> AccountSnapshot {
         let mut s = AccountSnapshot {
             version: VERSION.fetch_add(1, Ordering::Relaxed),
+            db_version: rows.db_version,
             ..Default::default()
         };
         for (user, role, active) in rows.members {
@@ -190,6 +196,15 @@ impl Index {
             .load()
             .get(account)
             .map(|slot| slot.load_full())
+    }
+
+    /// (account, database access version) of every snapshot held.
+    pub fn versions(&self) -> Vec<(Uuid, i64)> {
+        self.accounts
+            .load()
+            .iter()
+            .map(|(k, slot)| (*k, slot.load().db_version))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -362,6 +377,7 @@ mod tests {
         let viewer = BuiltinWorkspaceRole::Viewer;
         let dev = BuiltinWorkspaceRole::Developer;
         let snap = AccountSnapshot::build(SnapshotRows {
+            db_version: 0,
             members: vec![
                 (w.owner, AccountRole::Owner, true),
                 (w.admin, AccountRole::Admin, true),
@@ -498,6 +514,7 @@ mod tests {
         w.index.put(
             w.account,
             AccountSnapshot::build(SnapshotRows {
+                db_version: 1,
                 members: vec![(w.viewer, AccountRole::Member, true)],
                 workspaces: vec![(w.ws, None)],
                 grants: vec![],

@@ -325,14 +325,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let store = app.store.clone();
+    let jobs = crate::jobs::spawn(&app);
     let service = crate::http::service(app);
     axum::serve(
         listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            std::net::SocketAddr,
+        >(service),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving")?;
+    for job in jobs {
+        job.abort();
+    }
     store.close().await;
     Ok(())
 }

@@ -91,6 +91,7 @@ pub async fn upsert_user_access(
         .await?;
         ids.push(id);
     }
+    index::changed(app, &mut tx, account).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(a) = store::access::find_user_access(&mut tx, account, workspace, id).await? {
@@ -175,6 +176,7 @@ pub async fn delete_user_access(
     if !store::access::delete_user_access(&mut tx, account, workspace, id).await? {
         return Err(Error::not_found("workspace access"));
     }
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }

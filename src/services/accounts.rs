@@ -133,6 +133,7 @@ pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Resul
     )?;
     store::accounts::update_account(&mut tx, &row, now).await?;
     store::memberships::insert_membership(&mut tx, id, p.user_id, AccountRole::Owner, now).await?;
+    index::changed(app, &mut tx, id).await?;
     tx.commit().await?;
     index::reload_account(app, id).await?;
     Ok(account_view(row))
@@ -253,6 +254,7 @@ pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<(
     if !store::accounts::delete_account(&mut tx, id).await? {
         return Err(Error::not_found("account"));
     }
+    store::accounts::notify_access(&mut tx, app.store.engine, id).await?;
     tx.commit().await?;
     app.index.remove(id);
     Ok(())

@@ -4,7 +4,9 @@ use crate::app::App;
 use crate::authz::{Credential, Principal};
 use crate::config::SignupPolicy;
 use crate::domain::{validate, Time, User};
-use crate::services::credentials::{random_base62, sha256_hex, well_formed_key, CachedKey};
+use crate::services::credentials::{
+    random_base62, sha256_hex, well_formed_key, CachedKey, KEY_CACHE_TTL_US,
+};
 use crate::services::{Error, Result};
 use crate::store;
 
@@ -19,8 +21,8 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
     let hash = sha256_hex(key);
     let now_us = app.now().timestamp_micros();
     let cached = match app.keys.get(&hash) {
-        Some(k) => k,
-        None => {
+        Some(k) if now_us - k.cached_at_us < KEY_CACHE_TTL_US => k,
+        _ => {
             let mut c = app.store.reader().await?;
             let owner = store::api_keys::find_key_owner_by_hash(&mut c, &hash)
                 .await?
@@ -30,6 +32,7 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
                 user_id: owner.user_id,
                 expires_at_us: owner.expires_at.map_or(i64::MAX, |t| t.timestamp_micros()),
                 site_admin: owner.site_admin,
+                cached_at_us: now_us,
             };
             app.keys.insert(hash, k);
             k
@@ -38,6 +41,7 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
     if cached.expires_at_us <= now_us {
         return Err(Error::Unauthenticated(BAD_KEY.into()));
     }
+    app.keys.mark_used(cached.key_id);
     Ok(Principal {
         user_id: cached.user_id,
         site_admin: cached.site_admin,
@@ -162,8 +166,65 @@ pub struct NewSession {
 
 const BAD_LOGIN: &str = "invalid email or password";
 
+/// Writes the last-used time of the keys used since the previous flush.
+pub async fn flush_key_use(app: &App) -> Result<()> {
+    let used = app.keys.take_used();
+    if used.is_empty() {
+        return Ok(());
+    }
+    let mut tx = app.store.begin().await?;
+    store::api_keys::update_last_used(&mut tx, &used, app.now()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Failed logins allowed per email address, and per client address, in [`THROTTLE_WINDOW_US`].
+pub const MAX_FAILURES_PER_EMAIL: u32 = 10;
+pub const MAX_FAILURES_PER_IP: u32 = 50;
+pub const THROTTLE_WINDOW_US: i64 = 15 * 60 * 1_000_000;
+
+/// In-memory counters of failed logins (per process: a node that restarts forgets them, which
+/// only ever relaxes the limit).
+#[derive(Default)]
+pub struct LoginThrottle {
+    failures: std::sync::Mutex<rustc_hash::FxHashMap<String, (u32, i64)>>,
+}
+
+impl LoginThrottle {
+    fn check(&self, key: &str, max: u32, now_us: i64) -> Result<()> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((count, start)) = map.get(key) {
+            if now_us - start < THROTTLE_WINDOW_US && *count >= max {
+                let retry = (start + THROTTLE_WINDOW_US - now_us) / 1_000_000 + 1;
+                return Err(Error::RateLimited {
+                    retry_after_secs: retry.max(1) as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+    fn fail(&self, key: String, now_us: i64) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, (_, start)| now_us - *start < THROTTLE_WINDOW_US);
+        }
+        let e = map.entry(key).or_insert((0, now_us));
+        if now_us - e.1 >= THROTTLE_WINDOW_US {
+            *e = (0, now_us);
+        }
+        e.0 += 1;
+    }
+    fn clear(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
 /// Verifies a password and opens a fresh session (a new id at every login). Unknown email and
-/// wrong password give the same answer after the same work.
+/// wrong password give the same answer after the same work. Repeated failures for one email or
+/// from one client address are refused with 429 for the rest of a 15-minute window.
 pub async fn login(
     app: &App,
     email: &str,
@@ -171,6 +232,14 @@ pub async fn login(
     ip: Option<&str>,
     user_agent: Option<&str>,
 ) -> Result<NewSession> {
+    let now_us = app.now().timestamp_micros();
+    let email_key = format!("email:{}", email.to_lowercase());
+    let ip_key = ip.map(|i| format!("ip:{i}"));
+    app.throttle
+        .check(&email_key, MAX_FAILURES_PER_EMAIL, now_us)?;
+    if let Some(k) = &ip_key {
+        app.throttle.check(k, MAX_FAILURES_PER_IP, now_us)?;
+    }
     let found = {
         let mut c = app.store.reader().await?;
         store::users::find_credentials_by_email(&mut c, email).await?
@@ -186,8 +255,15 @@ pub async fn login(
         .map_err(Error::Unexpected)?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
-        _ => return Err(Error::Unauthenticated(BAD_LOGIN.into())),
+        _ => {
+            app.throttle.fail(email_key, now_us);
+            if let Some(k) = ip_key {
+                app.throttle.fail(k, now_us);
+            }
+            return Err(Error::Unauthenticated(BAD_LOGIN.into()));
+        }
     };
+    app.throttle.clear(&email_key);
     let now = app.now();
     let id = random_base62(43);
     let expires_at = now + chrono::Duration::seconds(app.config.session_ttl_seconds);

@@ -84,13 +84,20 @@ pub struct CachedKey {
     /// Unix microseconds; `i64::MAX` = never.
     pub expires_at_us: i64,
     pub site_admin: bool,
+    /// When this entry was read from the database (Unix µs); entries older than
+    /// [`KEY_CACHE_TTL_US`] are verified again, bounding how long a key revoked by another process
+    /// without a notification (SQLite, lost connection) keeps working.
+    pub cached_at_us: i64,
 }
+
+pub const KEY_CACHE_TTL_US: i64 = 60_000_000;
 
 /// Verified keys by hash, so a warm key costs no database call. Entries are removed when the
 /// key is deleted; the cache is bounded (cleared when full — misses just go to the database).
 #[derive(Default)]
 pub struct KeyCache {
     map: RwLock<FxHashMap<String, CachedKey>>,
+    used: std::sync::Mutex<rustc_hash::FxHashSet<ApiKeyId>>,
 }
 
 const KEY_CACHE_MAX: usize = 100_000;
@@ -115,6 +122,21 @@ impl KeyCache {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, v| v.key_id != key_id);
+    }
+    /// Notes that a key was used; written in batches by a background job.
+    pub fn mark_used(&self, key_id: ApiKeyId) {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key_id);
+    }
+    /// Takes the keys used since the last call.
+    pub fn take_used(&self) -> Vec<ApiKeyId> {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect()
     }
     pub fn remove_user(&self, user_id: UserId) {
         self.map

@@ -26,13 +26,12 @@ pub async fn load_all(app: &App) -> anyhow::Result<()> {
 /// Rebuilds one account's snapshot from the database (or drops it if the account is gone).
 pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     let mut c = app.store.reader().await?;
-    if store::accounts::find_account(&mut c, account)
-        .await?
-        .is_none()
-    {
+    // Read the version first: a concurrent change then makes the snapshot look stale (and be
+    // rebuilt again), never fresher than its rows.
+    let Some(db_version) = store::accounts::find_access_version(&mut c, account).await? else {
         app.index.remove(account);
         return Ok(());
-    }
+    };
     let members = store::memberships::find_member_roles(&mut c, account).await?;
     let roles = store::roles::find_roles(&mut c, account, None).await?;
     let custom: FxHashMap<_, _> = roles
@@ -46,6 +45,7 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     let workspaces = store::workspaces::find_all_workspaces(&mut c, account).await?;
     let grants = store::access::find_account_grants(&mut c, account).await?;
     let rows = SnapshotRows {
+        db_version,
         members,
         workspaces: workspaces
             .iter()
@@ -73,4 +73,38 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     };
     app.index.put(account, AccountSnapshot::build(rows));
     Ok(())
+}
+
+/// Marks a change of the account's access data inside the transaction that makes it: bumps the
+/// access version and, on PostgreSQL, notifies every process at commit.
+pub async fn changed(app: &App, tx: &mut store::Conn, account: AccountId) -> Result<()> {
+    store::accounts::bump_access_version(tx, app.store.engine, account).await?;
+    Ok(())
+}
+
+/// Rebuilds every snapshot whose database access version moved (changes made by another process,
+/// or a missed notification), loads accounts this process has not seen and drops deleted ones.
+/// Returns how many snapshots changed.
+pub async fn refresh_stale(app: &App) -> Result<usize> {
+    let db: FxHashMap<_, _> = {
+        let mut c = app.store.reader().await?;
+        store::accounts::find_access_versions(&mut c)
+            .await?
+            .into_iter()
+            .map(|(a, v)| (a.0, v))
+            .collect()
+    };
+    let held: FxHashMap<_, _> = app.index.versions().into_iter().collect();
+    let mut changed = 0;
+    for (account, version) in &db {
+        if held.get(account) != Some(version) {
+            reload_account(app, AccountId(*account)).await?;
+            changed += 1;
+        }
+    }
+    for account in held.keys().filter(|a| !db.contains_key(*a)) {
+        app.index.remove(AccountId(*account));
+        changed += 1;
+    }
+    Ok(changed)
 }

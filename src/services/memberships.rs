@@ -159,6 +159,7 @@ pub async fn update_membership(
     }
     store::memberships::update_membership_role(&mut tx, account, id, new_role, app.now()).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }
@@ -188,6 +189,7 @@ pub async fn delete_membership(
     }
     store::memberships::delete_membership(&mut tx, account, id).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }
@@ -202,6 +204,7 @@ pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Resu
         .ok_or_else(|| Error::not_found("membership"))?;
     store::memberships::delete_membership(&mut tx, account, m.id).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }
@@ -246,6 +249,7 @@ pub async fn add_member(
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await?;
     Ok(m)

@@ -218,6 +218,7 @@ pub async fn update_role(
     store::roles::update_role(&mut tx, &row)
         .await
         .map_err(|e| unique_or(e, format!("a role named {:?} exists", row.name)))?;
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }
@@ -246,6 +247,7 @@ pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleI
         }
         Err(e) => return Err(e.into()),
     }
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }

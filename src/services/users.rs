@@ -192,7 +192,7 @@ pub async fn read_api_key(
 pub async fn delete_api_key(app: &App, p: &Principal, user: UserId, id: ApiKeyId) -> Result<()> {
     require_self(p, user, false)?;
     let mut tx = app.store.begin().await?;
-    if !store::api_keys::delete_api_key(&mut tx, user, id).await? {
+    if !store::api_keys::delete_api_key(&mut tx, app.store.engine, user, id).await? {
         return Err(Error::not_found("API key"));
     }
     tx.commit().await?;

@@ -58,6 +58,7 @@ pub async fn create_workspace(
                 format!("workspace handle {:?} is taken in this account", ws.handle),
             )
         })?;
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await?;
     Ok(ws)
@@ -241,6 +242,7 @@ pub async fn update_workspace(
                 format!("workspace handle {:?} is taken in this account", ws.handle),
             )
         })?;
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }
@@ -257,6 +259,7 @@ pub async fn delete_workspace(
     if !store::workspaces::delete_workspace(&mut tx, account, id).await? {
         return Err(Error::not_found("workspace"));
     }
+    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
 }

@@ -131,3 +131,52 @@ pub async fn lock_account(
         .await?
         .is_some())
 }
+
+/// Bumps the account's access version and, on PostgreSQL, queues a notification delivered at
+/// commit. Call inside the transaction that changes access.
+pub async fn bump_access_version(
+    c: &mut Conn,
+    engine: super::Engine,
+    id: AccountId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET access_version = access_version + 1 WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut *c)
+        .await?;
+    notify_access(c, engine, id).await
+}
+
+/// Announces an access change (also used when the account itself is deleted).
+pub async fn notify_access(
+    c: &mut Conn,
+    engine: super::Engine,
+    id: AccountId,
+) -> Result<(), sqlx::Error> {
+    if let Some(sql) = engine.notify_access_sql() {
+        sqlx::query(sql)
+            .bind(id.to_string())
+            .fetch_optional(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The access version of one account.
+pub async fn find_access_version(c: &mut Conn, id: AccountId) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("SELECT access_version FROM accounts WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| r.try_get("access_version"))
+        .transpose()
+}
+
+/// Every account's access version (for the staleness sweep).
+pub async fn find_access_versions(c: &mut Conn) -> Result<Vec<(AccountId, i64)>, sqlx::Error> {
+    sqlx::query("SELECT id, access_version FROM accounts")
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| Ok((AccountId(get_uuid(r, "id")?), r.try_get("access_version")?)))
+        .collect()
+}

@@ -81,13 +81,24 @@ pub async fn find_api_key(
     .transpose()
 }
 
-/// Deletes a key of `user`; false when there was none.
-pub async fn delete_api_key(c: &mut Conn, user: UserId, id: ApiKeyId) -> Result<bool, sqlx::Error> {
+/// Deletes a key of `user` and announces it to other processes; false when there was none.
+pub async fn delete_api_key(
+    c: &mut Conn,
+    engine: super::Engine,
+    user: UserId,
+    id: ApiKeyId,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 AND id = $2")
         .bind(user.to_string())
         .bind(id.to_string())
         .execute(&mut *c)
         .await?;
+    if let Some(sql) = engine.notify_key_sql() {
+        sqlx::query(sql)
+            .bind(id.to_string())
+            .fetch_optional(&mut *c)
+            .await?;
+    }
     Ok(r.rows_affected() > 0)
 }
 

@@ -28,4 +28,28 @@ impl Engine {
             Engine::Postgres => "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
         }
     }
+
+    /// A statement that announces a change of an account's access data to every process at
+    /// commit (PostgreSQL `NOTIFY` is transactional). SQLite has no such channel; other processes
+    /// notice through the access-version sweep.
+    pub const fn notify_access_sql(self) -> Option<&'static str> {
+        match self {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some("SELECT pg_notify('atrium_access', $1)"),
+        }
+    }
+
+    /// Announces a revoked API key (by id) to every process at commit.
+    pub const fn notify_key_sql(self) -> Option<&'static str> {
+        match self {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some("SELECT pg_notify('atrium_keys', $1)"),
+        }
+    }
 }
+
+/// The PostgreSQL channel access changes are announced on.
+pub const ACCESS_CHANNEL: &str = "atrium_access";
+
+/// The PostgreSQL channel revoked API keys are announced on.
+pub const KEYS_CHANNEL: &str = "atrium_keys";

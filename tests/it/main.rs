@@ -8,3 +8,4 @@ mod inputs;
 mod matrix;
 mod migrations;
 mod prefect_cli;
+mod processes;

@@ -182,6 +182,28 @@ impl TestApp {
         (status, headers, bytes)
     }
 
+    /// A second app on the same database: another `atrium serve` process, as far as the permission
+    /// index and the key cache are concerned.
+    pub async fn peer(&self) -> TestApp {
+        let schema = self.schema.as_ref().map(|(_, n)| n.as_str());
+        let store = Store::connect(&self.app.config.database_url, schema)
+            .await
+            .expect("connect peer store");
+        let clock = self.clock.clone();
+        let app = App::new((*self.app.config).clone(), store, clock.clone())
+            .await
+            .expect("peer app");
+        let svc = atrium::http::service(app.clone());
+        TestApp {
+            app,
+            clock,
+            db: self.db,
+            svc,
+            schema: None,
+            _dir: None,
+        }
+    }
+
     /// Sends a bodiless request authenticated by a `name=value` session cookie.
     pub async fn with_cookie(&self, method: Method, path: &str, cookie: &str) -> StatusCode {
         let req = Request::builder()

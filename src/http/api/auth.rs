@@ -2,7 +2,7 @@
 
 use crate::app::App;
 use crate::domain::User;
-use crate::http::extract::{Auth, Json, SECURE_SESSION_COOKIE, SESSION_COOKIE};
+use crate::http::extract::{Auth, ClientIp, Json, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use crate::services::{auth, Result};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -61,16 +61,17 @@ fn cookie(app: &App, value: &str, max_age: i64) -> String {
 
 /// Signs in with email and password; sets a fresh session cookie.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = User), (status = 401, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+    responses((status = 200, body = User), (status = 401, body = super::ErrorBody), (status = 422, body = super::ErrorBody), (status = 429, body = super::ErrorBody)))]
 pub async fn login(
     State(app): State<App>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Json(b): Json<LoginBody>,
 ) -> Result<Response> {
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let s = auth::login(&app, &b.email, b.password, None, ua).await?;
+    let s = auth::login(&app, &b.email, b.password, ip.as_deref(), ua).await?;
     let max_age = (s.expires_at - app.now()).num_seconds();
     Ok((
         [(header::SET_COOKIE, cookie(&app, &s.id, max_age))],

@@ -1,0 +1,88 @@
+//! Background jobs that run inside `atrium serve`: keeping the permission index and the key cache
+//! in step with changes made by other processes, and recording when keys were last used.
+
+use crate::app::App;
+use crate::services::index;
+use crate::store::dialect::{Engine, ACCESS_CHANNEL, KEYS_CHANNEL};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How often every process compares its snapshots' access versions with the database. Bounds how
+/// long a change made by another process can go unseen when no notification arrives (SQLite, or a
+/// dropped PostgreSQL connection).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Starts the jobs; they end when the runtime shuts down.
+pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
+    let mut jobs = vec![
+        tokio::spawn(sweep(app.clone())),
+        tokio::spawn(flush_key_use(app.clone())),
+    ];
+    if let Some(listener) = spawn_listener(app) {
+        jobs.push(listener);
+    }
+    jobs
+}
+
+/// Starts the change listener alone (PostgreSQL only).
+pub fn spawn_listener(app: &App) -> Option<JoinHandle<()>> {
+    (app.store.engine == Engine::Postgres).then(|| tokio::spawn(listen(app.clone())))
+}
+
+async fn sweep(app: App) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match index::refresh_stale(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(accounts = n, "permission index: rebuilt stale snapshots"),
+            Err(e) => tracing::warn!(error = %e, "permission index sweep failed"),
+        }
+    }
+}
+
+/// Writes the batched last-used times of API keys every 30 s (never on the request path).
+async fn flush_key_use(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = crate::services::auth::flush_key_use(&app).await {
+            tracing::warn!(error = %e, "recording API key use failed");
+        }
+    }
+}
+
+/// PostgreSQL: reload an account's snapshot as soon as another process announces a change, and
+/// forget revoked keys. Reconnects after errors and then sweeps, to cover what was missed.
+async fn listen(app: App) {
+    loop {
+        match listen_once(&app).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "change listener disconnected; reconnecting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = index::refresh_stale(&app).await;
+            }
+        }
+    }
+}
+
+async fn listen_once(app: &App) -> anyhow::Result<()> {
+    let mut listener = sqlx::postgres::PgListener::connect(&app.config.database_url).await?;
+    listener.listen_all([ACCESS_CHANNEL, KEYS_CHANNEL]).await?;
+    loop {
+        let n = listener.recv().await?;
+        let Ok(id) = uuid::Uuid::try_parse(n.payload()) else {
+            continue;
+        };
+        if n.channel() == ACCESS_CHANNEL {
+            if let Err(e) = index::reload_account(app, crate::domain::AccountId(id)).await {
+                tracing::warn!(error = %e, account = %id, "reloading announced account failed");
+            }
+        } else {
+            app.keys.remove_key(crate::domain::ApiKeyId(id));
+        }
+    }
+}
