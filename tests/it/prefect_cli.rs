@@ -82,7 +82,63 @@ fn prefect_cloud_login_and_workspace_ls_work_against_atrium() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}/atrium.db", dir.path().display());
+    login_and_list(
+        &prefect_bin,
+        &format!("sqlite://{}/atrium.db", dir.path().display()),
+    );
+    match std::env::var("ATRIUM_TEST_POSTGRES_URL") {
+        Ok(base) => {
+            let db = FreshDatabase::create(&base);
+            login_and_list(&prefect_bin, &db.url);
+        }
+        Err(_) => missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)"),
+    }
+}
+
+/// A PostgreSQL database of its own for a server process, dropped afterwards.
+struct FreshDatabase {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    fn create(base: &str) -> FreshDatabase {
+        let name = format!("atrium_t_{}", uuid::Uuid::new_v4().simple());
+        run_sql(base, &format!("CREATE DATABASE {name}"));
+        let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+        FreshDatabase {
+            base: base.to_string(),
+            url: format!("{prefix}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        run_sql(
+            &self.base,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn run_sql(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(url).await.expect("connect");
+        sqlx::query(sql).execute(&mut c).await.expect("sql");
+    });
+}
+
+fn login_and_list(prefect_bin: &str, db: &str) {
+    let db = db.to_string();
     atrium(
         &db,
         &[
@@ -160,7 +216,7 @@ fn prefect_cloud_login_and_workspace_ls_work_against_atrium() {
 
     let home = tempfile::tempdir().expect("home");
     let out = prefect(
-        &prefect_bin,
+        prefect_bin,
         home.path(),
         port,
         &["cloud", "login", "--key", &key, "--workspace", "acme/prod"],
@@ -174,7 +230,7 @@ fn prefect_cloud_login_and_workspace_ls_work_against_atrium() {
     assert!(text.contains("acme/prod"), "{text}");
 
     let out = prefect(
-        &prefect_bin,
+        prefect_bin,
         home.path(),
         port,
         &["cloud", "workspace", "ls"],
@@ -188,7 +244,7 @@ fn prefect_cloud_login_and_workspace_ls_work_against_atrium() {
     let bad = format!("{}{}", &key[..20], "A".repeat(20));
     let home2 = tempfile::tempdir().expect("home");
     let out = prefect(
-        &prefect_bin,
+        prefect_bin,
         home2.path(),
         port,
         &["cloud", "login", "--key", &bad, "--workspace", "acme/prod"],
@@ -202,7 +258,7 @@ fn prefect_cloud_login_and_workspace_ls_work_against_atrium() {
     assert!(text.contains("Unable to authenticate"), "{text}");
 
     let out = prefect(
-        &prefect_bin,
+        prefect_bin,
         home2.path(),
         port,
         &["cloud", "login", "--key", &key, "--workspace", "acme/nope"],
