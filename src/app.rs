@@ -51,12 +51,16 @@ pub struct App {
     pub keys: Arc<KeyCache>,
     pub hasher: PasswordHasher,
     pub throttle: Arc<crate::services::auth::LoginThrottle>,
+    /// Signs audit checkpoints.
+    pub audit_key: Arc<ed25519_dalek::SigningKey>,
 }
 
 impl App {
     /// Builds the app over a migrated store and loads the permission index.
     pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let audit_key = Arc::new(load_or_create_key(&config.audit_key_file)?);
         let app = App {
+            audit_key,
             config: Arc::new(config),
             store,
             clock,
@@ -71,5 +75,42 @@ impl App {
 
     pub fn now(&self) -> Time {
         self.clock.now()
+    }
+}
+
+/// Reads the hex Ed25519 seed at `path`, or creates one (mode 0600) when the file is missing.
+fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    use anyhow::Context;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = crate::services::credentials::unhex_bytes(text.trim())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .with_context(|| format!("{} must hold 64 hex characters", path.display()))?;
+            Ok(ed25519_dalek::SigningKey::from_bytes(&bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let hex = crate::services::credentials::hex_bytes(&key.to_bytes());
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            match opts.open(path) {
+                Ok(mut f) => {
+                    std::io::Write::write_all(&mut f, hex.as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    tracing::info!(path = %path.display(), "created the audit checkpoint signing key");
+                    Ok(key)
+                }
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(path),
+                Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }

@@ -31,6 +31,13 @@ pub struct Config {
     pub signup_policy: SignupPolicy,
     pub account_creation: AccountCreation,
     pub session_ttl_seconds: i64,
+    /// Where local state lives (the default SQLite file, the audit signing key).
+    pub data_dir: PathBuf,
+    /// The Ed25519 key that signs audit checkpoints (hex seed). Generated on first start when
+    /// missing. Every process sharing a PostgreSQL database must use the same file.
+    pub audit_key_file: PathBuf,
+    /// How often the server signs each audit chain's head.
+    pub audit_checkpoint_seconds: u64,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:4300";
@@ -45,6 +52,9 @@ impl Default for Config {
             signup_policy: SignupPolicy::InviteOnly,
             account_creation: AccountCreation::SiteAdmins,
             session_ttl_seconds: 14 * 24 * 3600,
+            data_dir: PathBuf::from("./atrium-data"),
+            audit_key_file: PathBuf::from("./atrium-data/audit-signing.key"),
+            audit_checkpoint_seconds: 300,
         }
     }
 }
@@ -59,6 +69,9 @@ pub struct FileConfig {
     pub signup_policy: Option<SignupPolicy>,
     pub account_creation: Option<AccountCreation>,
     pub session_ttl_seconds: Option<i64>,
+    pub data_dir: Option<PathBuf>,
+    pub audit_key_file: Option<PathBuf>,
+    pub audit_checkpoint_seconds: Option<u64>,
 }
 
 /// Values from the environment and flags (clap fills these).
@@ -82,6 +95,12 @@ pub struct Overrides {
     /// Who may create accounts.
     #[arg(long, env = "ATRIUM_ACCOUNT_CREATION", value_enum)]
     pub account_creation: Option<AccountCreation>,
+    /// Directory for local state (default ./atrium-data).
+    #[arg(long, env = "ATRIUM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The audit checkpoint signing key (default DATA_DIR/audit-signing.key).
+    #[arg(long, env = "ATRIUM_AUDIT_KEY_FILE")]
+    pub audit_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -112,6 +131,17 @@ impl Config {
         if let Some(v) = file.session_ttl_seconds {
             c.session_ttl_seconds = v;
         }
+        if let Some(v) = file.audit_checkpoint_seconds {
+            c.audit_checkpoint_seconds = v;
+        }
+        if let Some(v) = o.data_dir.clone().or(file.data_dir) {
+            c.data_dir = v;
+        }
+        c.audit_key_file = o
+            .audit_key_file
+            .clone()
+            .or(file.audit_key_file)
+            .unwrap_or_else(|| c.data_dir.join("audit-signing.key"));
         if let Some(p) = &o.database_url_file {
             c.database_url = std::fs::read_to_string(p)
                 .with_context(|| format!("reading {}", p.display()))?
@@ -142,6 +172,9 @@ impl Config {
         crate::store::Engine::from_url(&self.database_url)?;
         if self.session_ttl_seconds < 60 {
             bail!("session_ttl_seconds must be at least 60");
+        }
+        if self.audit_checkpoint_seconds < 1 {
+            bail!("audit_checkpoint_seconds must be at least 1");
         }
         Ok(())
     }

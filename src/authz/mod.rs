@@ -15,8 +15,27 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: UserId,
+    /// Display name for audit records (the user's email).
+    pub name: String,
     pub site_admin: bool,
     pub credential: Credential,
+    /// Client address and user agent of the request, for audit records.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Principal {
+    /// An operator acting through the CLI on the server's machine, as `user`.
+    pub fn cli(user_id: UserId, name: String) -> Principal {
+        Principal {
+            user_id,
+            name,
+            site_admin: true,
+            credential: Credential::Cli,
+            ip: None,
+            user_agent: Some("atrium-cli".into()),
+        }
+    }
 }
 
 /// How the caller authenticated.
@@ -339,11 +358,9 @@ mod tests {
     use super::*;
 
     fn p(user: UserId) -> Principal {
-        Principal {
-            user_id: user,
-            site_admin: false,
-            credential: Credential::Cli,
-        }
+        let mut p = Principal::cli(user, "test".into());
+        p.site_admin = false;
+        p
     }
 
     struct World {

@@ -40,6 +40,42 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Verify, export and checkpoint the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute hash chains and check signed checkpoints; names the first broken event. With
+    /// --file, verifies an export offline against --public-key (no database needed).
+    Verify {
+        /// Account handle (default: every chain, including the system chain).
+        #[arg(long)]
+        account: Option<String>,
+        /// An export file (JSON Lines) to verify instead of the database.
+        #[arg(long, requires = "public_key")]
+        file: Option<std::path::PathBuf>,
+        /// Hex Ed25519 public key (GET /api/audit/public_key).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Write an account's events and checkpoints as JSON Lines to standard output (or --output).
+    Export {
+        /// Account handle; `system` for user-level events.
+        #[arg(long)]
+        account: String,
+        /// Only events from this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Sign the head of every chain (or one account's) now.
+    Checkpoint {
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,8 +182,103 @@ pub fn parse_duration(s: &str) -> anyhow::Result<chrono::Duration> {
     })
 }
 
+async fn chain_of(app: &App, handle: &str) -> anyhow::Result<uuid::Uuid> {
+    if handle == "system" {
+        return Ok(crate::domain::audit::SYSTEM_CHAIN);
+    }
+    Ok(services::accounts::find_by_handle(app, handle).await?.id.0)
+}
+
+async fn run_audit(cli: &Cli, cmd: &AuditCommand) -> anyhow::Result<()> {
+    if let AuditCommand::Verify {
+        file: Some(file),
+        public_key,
+        ..
+    } = cmd
+    {
+        let key = public_key
+            .as_deref()
+            .and_then(crate::domain::audit::parse_public_key)
+            .context("--public-key must be 64 hex characters")?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let (chains, events) = services::audit::verify_export(&text, &key)
+            .map_err(|e| anyhow::anyhow!("verification failed: {e}"))?;
+        eprintln!("ok: {events} events in {chains} chain(s) verified");
+        return Ok(());
+    }
+    let app = open(Config::load(&cli.overrides, None)?).await?;
+    match cmd {
+        AuditCommand::Verify { account, .. } => {
+            let only = match account {
+                Some(h) => Some(chain_of(&app, h).await?),
+                None => None,
+            };
+            let reports = services::audit::verify_all(&app, only).await?;
+            let mut failed = false;
+            for r in &reports {
+                match &r.error {
+                    None => eprintln!(
+                        "ok: chain {} — {} events, {} checkpoints",
+                        r.account, r.events, r.checkpoints
+                    ),
+                    Some(e) => {
+                        failed = true;
+                        eprintln!("BROKEN: chain {} — {e}", r.account);
+                    }
+                }
+            }
+            anyhow::ensure!(!failed, "audit verification failed");
+            Ok(())
+        }
+        AuditCommand::Export {
+            account,
+            since,
+            output,
+        } => {
+            let chain = chain_of(&app, account).await?;
+            let since = since
+                .as_deref()
+                .map(|s| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_micros()))
+                .transpose()
+                .context("--since must be an RFC 3339 time")?;
+            let n = match output {
+                Some(path) => {
+                    let mut f = std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    );
+                    let n = services::audit::export(&app, chain, since, &mut f).await?;
+                    std::io::Write::flush(&mut f)?;
+                    n
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    services::audit::export(&app, chain, since, &mut out).await?
+                }
+            };
+            eprintln!("exported {n} events");
+            Ok(())
+        }
+        AuditCommand::Checkpoint { account } => {
+            match account {
+                Some(h) => {
+                    let chain = chain_of(&app, h).await?;
+                    services::audit::checkpoint(&app, chain).await?;
+                }
+                None => {
+                    services::audit::checkpoint_all(&app).await?;
+                }
+            }
+            eprintln!("checkpointed");
+            Ok(())
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Audit(ref cmd) => run_audit(&cli, cmd).await,
         Command::Serve { bind } => {
             let config = Config::load(&cli.overrides, bind.as_deref())?;
             serve(config).await
@@ -207,7 +338,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?
                     .with_context(|| format!("no user with email {email}"))?
             };
-            let key = services::users::issue_api_key(&app, user.id, &name, expiration).await?;
+            let operator = crate::authz::Principal::cli(user.id, user.email.clone());
+            let key =
+                services::users::issue_api_key(&app, Some(&operator), user.id, &name, expiration)
+                    .await?;
             println!("{}", key.key);
             Ok(())
         }
@@ -223,11 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?
                     .with_context(|| format!("no user with email {owner_email}"))?
             };
-            let principal = crate::authz::Principal {
-                user_id: owner.id,
-                site_admin: true,
-                credential: crate::authz::Credential::Cli,
-            };
+            let principal = crate::authz::Principal::cli(owner.id, owner.email.clone());
             let account = services::accounts::create_account(
                 &app,
                 &principal,
@@ -291,11 +421,7 @@ async fn account_owner(
         .context("the account has no active Owner")?;
     Ok((
         account.id,
-        crate::authz::Principal {
-            user_id: owner.user_id,
-            site_admin: true,
-            credential: crate::authz::Credential::Cli,
-        },
+        crate::authz::Principal::cli(owner.user_id, owner.email),
     ))
 }
 

@@ -1,6 +1,7 @@
 //! Pure types and rules: ids, validated inputs, entities, scopes, roles. No sqlx, axum or tokio
 //! here; time is always passed in.
 
+pub mod audit;
 pub mod entities;
 pub mod ids;
 pub mod role;

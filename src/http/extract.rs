@@ -39,15 +39,18 @@ impl FromRequestParts<App> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        if let Some(key) = bearer(parts) {
-            return auth::authenticate_key(app, key).await.map(Auth);
-        }
-        if let Some(sid) = session_cookie(parts) {
-            return auth::authenticate_session(app, sid).await.map(Auth);
-        }
-        Err(Error::Unauthenticated(
-            "not authenticated: send Authorization: Bearer <API key> or sign in".into(),
-        ))
+        let mut p = if let Some(key) = bearer(parts) {
+            auth::authenticate_key(app, key).await?
+        } else if let Some(sid) = session_cookie(parts) {
+            auth::authenticate_session(app, sid).await?
+        } else {
+            return Err(Error::Unauthenticated(
+                "not authenticated: send Authorization: Bearer <API key> or sign in".into(),
+            ));
+        };
+        p.ip = client_ip(parts);
+        p.user_agent = user_agent(parts);
+        Ok(Auth(p))
     }
 }
 
@@ -114,6 +117,22 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
     }
 }
 
+fn client_ip(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+/// The request's User-Agent, cut to 256 characters.
+pub fn user_agent(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect())
+}
+
 /// The client's socket address when served over TCP (absent in in-process tests). Forwarded-for
 /// headers are not trusted.
 pub struct ClientIp(pub Option<String>);
@@ -122,11 +141,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
-        ))
+        Ok(ClientIp(client_ip(parts)))
     }
 }

@@ -100,6 +100,15 @@ pub fn api_router() -> OpenApiRouter<App> {
             access::read_user_access,
             access::delete_user_access
         ))
+        .routes(routes!(events::filter_events))
+        .routes(routes!(events::filter_events_next))
+        .routes(routes!(events::count_events))
+        .routes(routes!(events::filter_workspace_events))
+        .routes(routes!(events::filter_workspace_events_next))
+        .routes(routes!(events::count_workspace_events))
+        .routes(routes!(events::public_key))
+        .routes(routes!(events::checkpoint))
+        .routes(routes!(events::verify))
 }
 
 /// The OpenAPI document (3.1).

@@ -17,6 +17,8 @@ pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
     let mut jobs = vec![
         tokio::spawn(sweep(app.clone())),
         tokio::spawn(flush_key_use(app.clone())),
+        tokio::spawn(audit_checkpoints(app.clone())),
+        tokio::spawn(audit_retention(app.clone())),
     ];
     if let Some(listener) = spawn_listener(app) {
         jobs.push(listener);
@@ -38,6 +40,35 @@ async fn sweep(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::info!(accounts = n, "permission index: rebuilt stale snapshots"),
             Err(e) => tracing::warn!(error = %e, "permission index sweep failed"),
+        }
+    }
+}
+
+/// Signs every audit chain's head that moved since its last checkpoint.
+async fn audit_checkpoints(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(app.config.audit_checkpoint_seconds));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match crate::services::audit::checkpoint_all(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(chains = n, "audit checkpoints signed"),
+            Err(e) => tracing::warn!(error = %e, "signing audit checkpoints failed"),
+        }
+    }
+}
+
+/// Hourly: deletes audit events older than each account's retention (a signed checkpoint at the
+/// cut keeps the rest verifiable).
+async fn audit_retention(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match crate::services::audit::prune_all(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "audit retention: deleted old events"),
+            Err(e) => tracing::warn!(error = %e, "audit retention failed"),
         }
     }
 }

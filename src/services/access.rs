@@ -5,11 +5,13 @@ use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::scope::Scope;
 use crate::domain::{AccessId, AccountId, RoleId, UserAccess, UserId, WorkspaceId};
+use crate::services::audit::{self, NewEvent};
 use crate::services::input::{page, AnyOf};
 use crate::services::roles::usable_role_scopes;
 use crate::services::{index, Error, Result};
 use crate::store;
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 /// One grant in an upsert.
@@ -41,7 +43,8 @@ pub async fn upsert_user_access(
 ) -> Result<Vec<UserAccess>> {
     let now = app.now();
     let held =
-        crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers)?;
+        crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers)
+            .await?;
     let grants = match body {
         UserAccessUpsert::Many(v) => v,
         UserAccessUpsert::One(g) => vec![g],
@@ -66,9 +69,13 @@ pub async fn upsert_user_access(
         }
         let scopes = usable_role_scopes(&mut tx, account, g.workspace_role_id).await?;
         if !held.is_superset(scopes) {
-            return Err(Error::Forbidden(
+            return Err(crate::services::deny(
+                app,
+                p,
+                account,
                 "you cannot grant a role with scopes you do not hold in this workspace".into(),
-            ));
+            )
+            .await);
         }
         if store::memberships::find_membership_by_user(&mut tx, account, g.user_id)
             .await?
@@ -79,6 +86,17 @@ pub async fn upsert_user_access(
                 g.user_id
             )));
         }
+        let user_filter = [g.user_id.to_string()];
+        let before = store::access::find_user_accesses(
+            &mut tx,
+            account,
+            workspace,
+            Some(&user_filter),
+            1,
+            0,
+        )
+        .await?
+        .pop();
         let id = store::access::upsert_user_access(
             &mut tx,
             account,
@@ -87,6 +105,30 @@ pub async fn upsert_user_access(
             g.workspace_role_id,
             g.expires_at,
             now,
+        )
+        .await?;
+        let (action, payload) = match &before {
+            None => (
+                "created",
+                json!({"user_id": g.user_id, "workspace_role_id": g.workspace_role_id, "expires_at": g.expires_at}),
+            ),
+            Some(b) => (
+                "updated",
+                json!({
+                    "user_id": g.user_id,
+                    "before": {"workspace_role_id": b.workspace_role_id, "expires_at": b.expires_at},
+                    "after": {"workspace_role_id": g.workspace_role_id, "expires_at": g.expires_at},
+                }),
+            ),
+        };
+        audit::record(
+            app,
+            &mut tx,
+            Some(p),
+            account.0,
+            NewEvent::new("workspace-access", action, id.0)
+                .workspace(workspace)
+                .payload(payload),
         )
         .await?;
         ids.push(id);
@@ -129,7 +171,7 @@ pub async fn filter_user_access(
     workspace: WorkspaceId,
     f: FilterUserAccess,
 ) -> Result<Vec<UserAccess>> {
-    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers)?;
+    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers).await?;
     let (limit, offset) = page(f.limit, f.offset)?;
     let ids = f
         .users
@@ -156,7 +198,7 @@ pub async fn read_user_access(
     workspace: WorkspaceId,
     id: AccessId,
 ) -> Result<UserAccess> {
-    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers)?;
+    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers).await?;
     let mut c = app.store.reader().await?;
     store::access::find_user_access(&mut c, account, workspace, id)
         .await?
@@ -171,11 +213,25 @@ pub async fn delete_user_access(
     workspace: WorkspaceId,
     id: AccessId,
 ) -> Result<()> {
-    crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers)?;
+    crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers).await?;
     let mut tx = app.store.begin().await?;
-    if !store::access::delete_user_access(&mut tx, account, workspace, id).await? {
-        return Err(Error::not_found("workspace access"));
-    }
+    let grant = store::access::find_user_access(&mut tx, account, workspace, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace access"))?;
+    store::access::delete_user_access(&mut tx, account, workspace, id).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace-access", "deleted", id.0)
+            .name(grant.email.clone())
+            .workspace(workspace)
+            .payload(
+                json!({"user_id": grant.user_id, "workspace_role_id": grant.workspace_role_id}),
+            ),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await

@@ -5,11 +5,13 @@ use crate::authz::Principal;
 use crate::config::AccountCreation;
 use crate::domain::role::{AccountPermission as P, AccountRole};
 use crate::domain::{validate, Account, AccountId, AccountRoleView, RoleId};
+use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::double_option;
 use crate::services::{index, Error, Result};
 use crate::store::{self, accounts::AccountRow};
 use serde::Deserialize;
+use serde_json::json;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -25,6 +27,9 @@ pub const FEATURES: &[&str] = &[
     "scim",
     "ip_allowlist",
 ];
+
+/// How long audit events are kept (until plans make it per account).
+pub const AUDIT_LOG_RETENTION_DAYS: i64 = 365;
 
 /// Account settings keys with their defaults and whether clients may change them.
 const SETTINGS: &[(&str, SettingKind)] = &[
@@ -85,7 +90,7 @@ fn account_view(row: AccountRow) -> Account {
         workos_organization_id: None,
         stripe_customer_id: None,
         run_retention_days: 365,
-        audit_log_retention_days: 365,
+        audit_log_retention_days: AUDIT_LOG_RETENTION_DAYS,
         automations_limit: None,
         max_deployments_per_workspace: None,
         work_pool_limit: None,
@@ -133,6 +138,16 @@ pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Resul
     )?;
     store::accounts::update_account(&mut tx, &row, now).await?;
     store::memberships::insert_membership(&mut tx, id, p.user_id, AccountRole::Owner, now).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        id.0,
+        NewEvent::new("account", "created", id.0)
+            .name(row.handle.clone())
+            .payload(json!({"name": row.name, "handle": row.handle, "owner": p.user_id})),
+    )
+    .await?;
     index::changed(app, &mut tx, id).await?;
     tx.commit().await?;
     index::reload_account(app, id).await?;
@@ -140,7 +155,7 @@ pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Resul
 }
 
 pub async fn read_account(app: &App, p: &Principal, id: AccountId) -> Result<Account> {
-    app.index.require_permission(p, id, P::ReadAccount)?;
+    crate::services::authorize(app, p, id, P::ReadAccount).await?;
     let mut c = app.store.reader().await?;
     let row = store::accounts::find_account(&mut c, id)
         .await?
@@ -235,26 +250,58 @@ pub async fn update_account(
     id: AccountId,
     u: UpdateAccount,
 ) -> Result<()> {
-    app.index.require_permission(p, id, P::UpdateAccount)?;
+    crate::services::authorize(app, p, id, P::UpdateAccount).await?;
     let mut tx = app.store.begin().await?;
     let mut row = store::accounts::find_account(&mut tx, id)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
+    let before = account_view(row.clone());
+    let only_settings = u.settings.is_some()
+        && u.name.is_none()
+        && u.handle.is_none()
+        && u.location.is_none()
+        && u.link.is_none()
+        && u.billing_email.is_none()
+        && u.auth_expiration_seconds.is_none();
     apply_patch(&mut row, u)?;
     store::accounts::update_account(&mut tx, &row, app.now())
         .await
         .map_err(|e| unique_or(e, format!("account handle {:?} is taken", row.handle)))?;
+    let after = account_view(row.clone());
+    let resource = if only_settings {
+        "account-settings"
+    } else {
+        "account"
+    };
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        id.0,
+        NewEvent::new(resource, "updated", id.0)
+            .name(row.handle.clone())
+            .payload(audit::changes(&before, &after)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<()> {
-    app.index.require_permission(p, id, P::DeleteAccount)?;
+    crate::services::authorize(app, p, id, P::DeleteAccount).await?;
     let mut tx = app.store.begin().await?;
     if !store::accounts::delete_account(&mut tx, id).await? {
         return Err(Error::not_found("account"));
     }
     store::accounts::notify_access(&mut tx, app.store.engine, id).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        id.0,
+        NewEvent::new("account", "deleted", id.0),
+    )
+    .await?;
     tx.commit().await?;
     app.index.remove(id);
     Ok(())
@@ -306,7 +353,7 @@ pub async fn list_account_roles(
     id: AccountId,
     names: Option<Vec<String>>,
 ) -> Result<Vec<AccountRoleView>> {
-    app.index.require_permission(p, id, P::ReadAccountRole)?;
+    crate::services::authorize(app, p, id, P::ReadAccountRole).await?;
     Ok(AccountRole::ALL
         .into_iter()
         .filter(|r| {
@@ -324,7 +371,7 @@ pub async fn read_account_role(
     id: AccountId,
     role: RoleId,
 ) -> Result<AccountRoleView> {
-    app.index.require_permission(p, id, P::ReadAccountRole)?;
+    crate::services::authorize(app, p, id, P::ReadAccountRole).await?;
     AccountRole::from_id(role.0)
         .map(role_view)
         .ok_or_else(|| Error::not_found("account role"))

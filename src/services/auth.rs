@@ -3,12 +3,15 @@
 use crate::app::App;
 use crate::authz::{Credential, Principal};
 use crate::config::SignupPolicy;
+use crate::domain::audit::SYSTEM_CHAIN;
 use crate::domain::{validate, Time, User};
+use crate::services::audit::{self, NewEvent};
 use crate::services::credentials::{
-    random_base62, sha256_hex, well_formed_key, CachedKey, KEY_CACHE_TTL_US,
+    hex, random_base62, sha256, sha256_hex, well_formed_key, CachedKey, KEY_CACHE_TTL_US,
 };
 use crate::services::{Error, Result};
 use crate::store;
+use serde_json::json;
 
 const BAD_KEY: &str = "invalid or expired API key";
 
@@ -18,13 +21,13 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
     if !well_formed_key(key) {
         return Err(Error::Unauthenticated(BAD_KEY.into()));
     }
-    let hash = sha256_hex(key);
+    let digest = sha256(key);
     let now_us = app.now().timestamp_micros();
-    let cached = match app.keys.get(&hash) {
+    let cached = match app.keys.get(&digest) {
         Some(k) if now_us - k.cached_at_us < KEY_CACHE_TTL_US => k,
         _ => {
             let mut c = app.store.reader().await?;
-            let owner = store::api_keys::find_key_owner_by_hash(&mut c, &hash)
+            let owner = store::api_keys::find_key_owner_by_hash(&mut c, &hex(&digest))
                 .await?
                 .ok_or_else(|| Error::Unauthenticated(BAD_KEY.into()))?;
             let k = CachedKey {
@@ -32,9 +35,10 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
                 user_id: owner.user_id,
                 expires_at_us: owner.expires_at.map_or(i64::MAX, |t| t.timestamp_micros()),
                 site_admin: owner.site_admin,
+                name: owner.email.into(),
                 cached_at_us: now_us,
             };
-            app.keys.insert(hash, k);
+            app.keys.insert(digest, k.clone());
             k
         }
     };
@@ -44,6 +48,9 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
     app.keys.mark_used(cached.key_id);
     Ok(Principal {
         user_id: cached.user_id,
+        name: cached.name.to_string(),
+        ip: None,
+        user_agent: None,
         site_admin: cached.site_admin,
         credential: Credential::ApiKey {
             key_id: cached.key_id,
@@ -60,6 +67,9 @@ pub async fn authenticate_session(app: &App, session_id: &str) -> Result<Princip
         .ok_or_else(|| Error::Unauthenticated("session expired or signed out".into()))?;
     Ok(Principal {
         user_id: user.id,
+        name: user.email,
+        ip: None,
+        user_agent: None,
         site_admin: user.site_admin,
         credential: Credential::Session { id_hash: hash },
     })
@@ -125,6 +135,16 @@ pub async fn create_user(app: &App, s: Signup, site_admin: bool) -> Result<User>
     .map_err(|e| {
         crate::services::error::unique_or(e, "a user with this email or handle already exists")
     })?;
+    audit::record(
+        app,
+        &mut tx,
+        None,
+        SYSTEM_CHAIN,
+        NewEvent::new("user", "created", user.id.0)
+            .name(user.email.clone())
+            .payload(json!({"email": user.email, "handle": user.handle, "site_admin": site_admin})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -255,11 +275,24 @@ pub async fn login(
         .map_err(Error::Unexpected)?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
-        _ => {
+        (_, who) => {
             app.throttle.fail(email_key, now_us);
             if let Some(k) = ip_key {
                 app.throttle.fail(k, now_us);
             }
+            let subject = who.as_ref().map_or(uuid::Uuid::nil(), |u| u.id.0);
+            let mut e = NewEvent::new("user", "login-failed", subject)
+                .payload(json!({"email": email.to_lowercase()}));
+            e.resource_name = who.map(|u| u.email);
+            let client = Principal {
+                user_id: crate::domain::UserId(uuid::Uuid::nil()),
+                name: "anonymous".into(),
+                site_admin: false,
+                credential: Credential::Cli,
+                ip: ip.map(str::to_string),
+                user_agent: user_agent.map(str::to_string),
+            };
+            audit::record_alone(app, Some(&client), SYSTEM_CHAIN, e).await?;
             return Err(Error::Unauthenticated(BAD_LOGIN.into()));
         }
     };
@@ -279,6 +312,24 @@ pub async fn login(
     )
     .await?;
     store::users::update_last_login(&mut tx, user.id, now).await?;
+    let me = Principal {
+        user_id: user.id,
+        name: user.email.clone(),
+        site_admin: user.site_admin,
+        credential: Credential::Session {
+            id_hash: String::new(),
+        },
+        ip: ip.map(str::to_string),
+        user_agent: user_agent.map(str::to_string),
+    };
+    audit::record(
+        app,
+        &mut tx,
+        Some(&me),
+        SYSTEM_CHAIN,
+        NewEvent::new("user", "logged-in", user.id.0).name(user.email.clone()),
+    )
+    .await?;
     tx.commit().await?;
     Ok(NewSession {
         id,
@@ -292,6 +343,14 @@ pub async fn logout(app: &App, p: &Principal) -> Result<()> {
     if let Credential::Session { id_hash } = &p.credential {
         let mut tx = app.store.begin().await?;
         store::users::delete_session(&mut tx, id_hash).await?;
+        audit::record(
+            app,
+            &mut tx,
+            Some(p),
+            SYSTEM_CHAIN,
+            NewEvent::new("user", "logged-out", p.user_id.0).name(p.name.clone()),
+        )
+        .await?;
         tx.commit().await?;
     }
     Ok(())

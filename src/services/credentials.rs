@@ -36,14 +36,41 @@ fn checksum(secret: &str) -> String {
     out.iter().map(|b| *b as char).collect()
 }
 
-/// Hex SHA-256 of a secret: how keys, sessions and tokens are stored and looked up.
-pub fn sha256_hex(s: &str) -> String {
-    let d = Sha256::digest(s.as_bytes());
-    let mut out = String::with_capacity(64);
+/// SHA-256 of a secret.
+pub fn sha256(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(d: &[u8; 32]) -> String {
+    hex_bytes(d)
+}
+
+/// Lower-case hex of any bytes.
+pub fn hex_bytes(d: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(d.len() * 2);
     for b in d {
-        out.push_str(&format!("{b:02x}"));
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
     }
     out
+}
+
+/// Parses lower- or upper-case hex; `None` for anything else.
+pub fn unhex_bytes(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
+        .collect()
+}
+
+/// Hex SHA-256 of a secret: how keys, sessions and tokens are stored and looked up.
+pub fn sha256_hex(s: &str) -> String {
+    hex(&sha256(s))
 }
 
 /// A new key: (the secret shown once, its hash, its masked form).
@@ -77,13 +104,15 @@ pub fn well_formed_key(key: &str) -> bool {
 }
 
 /// A verified key as cached.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CachedKey {
     pub key_id: ApiKeyId,
     pub user_id: UserId,
     /// Unix microseconds; `i64::MAX` = never.
     pub expires_at_us: i64,
     pub site_admin: bool,
+    /// The owner's email, for audit records.
+    pub name: Arc<str>,
     /// When this entry was read from the database (Unix µs); entries older than
     /// [`KEY_CACHE_TTL_US`] are verified again, bounding how long a key revoked by another process
     /// without a notification (SQLite, lost connection) keeps working.
@@ -96,21 +125,21 @@ pub const KEY_CACHE_TTL_US: i64 = 60_000_000;
 /// key is deleted; the cache is bounded (cleared when full — misses just go to the database).
 #[derive(Default)]
 pub struct KeyCache {
-    map: RwLock<FxHashMap<String, CachedKey>>,
+    map: RwLock<FxHashMap<[u8; 32], CachedKey>>,
     used: std::sync::Mutex<rustc_hash::FxHashSet<ApiKeyId>>,
 }
 
 const KEY_CACHE_MAX: usize = 100_000;
 
 impl KeyCache {
-    pub fn get(&self, hash: &str) -> Option<CachedKey> {
+    pub fn get(&self, hash: &[u8; 32]) -> Option<CachedKey> {
         self.map
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(hash)
-            .copied()
+            .cloned()
     }
-    pub fn insert(&self, hash: String, k: CachedKey) {
+    pub fn insert(&self, hash: [u8; 32], k: CachedKey) {
         let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
         if m.len() >= KEY_CACHE_MAX {
             m.clear();
@@ -123,6 +152,11 @@ impl KeyCache {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, v| v.key_id != key_id);
     }
+    /// Forgets every verified key (benchmarks measure the cold path with it).
+    pub fn clear(&self) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Notes that a key was used; written in batches by a background job.
     pub fn mark_used(&self, key_id: ApiKeyId) {
         self.used

@@ -5,10 +5,12 @@ use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::role::{AccountPermission as P, AccountRole};
 use crate::domain::{AccountId, Membership, MembershipId, RoleId, UserId};
+use crate::services::audit::{self, NewEvent};
 use crate::services::input::{page, AnyOf};
 use crate::services::{index, Error, Result};
 use crate::store::{self, memberships::MembershipFilter};
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 /// `account_memberships` part of a filter body.
@@ -56,8 +58,7 @@ pub async fn filter_memberships(
     account: AccountId,
     f: FilterMemberships,
 ) -> Result<Vec<Membership>> {
-    app.index
-        .require_permission(p, account, P::ReadAccountMembership)?;
+    crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
     let (limit, offset) = page(f.limit, f.offset)?;
     if f.only_bots {
         // Service accounts are not members yet (their issue adds them).
@@ -76,8 +77,7 @@ pub async fn count_memberships(
     account: AccountId,
     f: FilterMemberships,
 ) -> Result<i64> {
-    app.index
-        .require_permission(p, account, P::ReadAccountMembership)?;
+    crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
     if f.only_bots {
         return Ok(0);
     }
@@ -91,8 +91,7 @@ pub async fn read_membership(
     account: AccountId,
     id: MembershipId,
 ) -> Result<Membership> {
-    app.index
-        .require_permission(p, account, P::ReadAccountMembership)?;
+    crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
     let mut c = app.store.reader().await?;
     store::memberships::find_membership(&mut c, account, id)
         .await?
@@ -105,8 +104,7 @@ pub async fn read_membership_by_user(
     account: AccountId,
     user: UserId,
 ) -> Result<Membership> {
-    app.index
-        .require_permission(p, account, P::ReadAccountMembership)?;
+    crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
     let mut c = app.store.reader().await?;
     store::memberships::find_membership_by_user(&mut c, account, user)
         .await?
@@ -129,17 +127,21 @@ pub async fn update_membership(
     id: MembershipId,
     u: UpdateMembership,
 ) -> Result<()> {
-    let caller = app
-        .index
-        .require_permission(p, account, P::UpdateAccountMembership)?;
+    let caller = crate::services::authorize(app, p, account, P::UpdateAccountMembership).await?;
     let new_role = AccountRole::from_id(u.account_role_id.0)
         .ok_or_else(|| Error::validation("unknown account_role_id"))?;
     if new_role > caller {
-        return Err(Error::Forbidden(format!(
-            "a {} cannot grant the {} role",
-            caller.name(),
-            new_role.name()
-        )));
+        return Err(crate::services::deny(
+            app,
+            p,
+            account,
+            format!(
+                "a {} cannot grant the {} role",
+                caller.name(),
+                new_role.name()
+            ),
+        )
+        .await);
     }
     let mut tx = app.store.begin().await?;
     store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
@@ -148,17 +150,37 @@ pub async fn update_membership(
         .ok_or_else(|| Error::not_found("membership"))?;
     let current = AccountRole::from_id(m.account_role_id.0).unwrap_or(AccountRole::Member);
     if current > caller {
-        return Err(Error::Forbidden(format!(
-            "a {} cannot change the role of an {}",
-            caller.name(),
-            current.name()
-        )));
+        return Err(crate::services::deny(
+            app,
+            p,
+            account,
+            format!(
+                "a {} cannot change the role of an {}",
+                caller.name(),
+                current.name()
+            ),
+        )
+        .await);
     }
     if current == new_role {
         return Ok(());
     }
     store::memberships::update_membership_role(&mut tx, account, id, new_role, app.now()).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("account-membership", "updated", id.0)
+            .name(m.email.clone())
+            .payload(json!({
+                "user_id": m.user_id,
+                "before": {"account_role_name": current.name()},
+                "after": {"account_role_name": new_role.name()},
+            })),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
@@ -171,9 +193,7 @@ pub async fn delete_membership(
     account: AccountId,
     id: MembershipId,
 ) -> Result<()> {
-    let caller = app
-        .index
-        .require_permission(p, account, P::DeleteAccountMembership)?;
+    let caller = crate::services::authorize(app, p, account, P::DeleteAccountMembership).await?;
     let mut tx = app.store.begin().await?;
     store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
     let m = store::memberships::find_membership(&mut tx, account, id)
@@ -181,14 +201,24 @@ pub async fn delete_membership(
         .ok_or_else(|| Error::not_found("membership"))?;
     let current = AccountRole::from_id(m.account_role_id.0).unwrap_or(AccountRole::Member);
     if current > caller {
-        return Err(Error::Forbidden(format!(
-            "a {} cannot remove an {}",
-            caller.name(),
-            current.name()
-        )));
+        return Err(crate::services::deny(
+            app,
+            p,
+            account,
+            format!("a {} cannot remove an {}", caller.name(), current.name()),
+        )
+        .await);
     }
     store::memberships::delete_membership(&mut tx, account, id).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        membership_event("deleted", &m),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
@@ -204,9 +234,23 @@ pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Resu
         .ok_or_else(|| Error::not_found("membership"))?;
     store::memberships::delete_membership(&mut tx, account, m.id).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        membership_event("deleted", &m),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
+}
+
+fn membership_event(action: &'static str, m: &Membership) -> NewEvent {
+    NewEvent::new("account-membership", action, m.id.0)
+        .name(m.email.clone())
+        .payload(json!({"user_id": m.user_id, "email": m.email, "account_role_name": m.account_role_name}))
 }
 
 /// Called after a change, inside the transaction that holds the account lock: refuses (and so
@@ -229,15 +273,15 @@ pub async fn add_member(
     user: UserId,
     role: AccountRole,
 ) -> Result<Membership> {
-    let caller = app
-        .index
-        .require_permission(p, account, P::AddAccountMember)?;
+    let caller = crate::services::authorize(app, p, account, P::AddAccountMember).await?;
     if role > caller {
-        return Err(Error::Forbidden(format!(
-            "a {} cannot grant the {} role",
-            caller.name(),
-            role.name()
-        )));
+        return Err(crate::services::deny(
+            app,
+            p,
+            account,
+            format!("a {} cannot grant the {} role", caller.name(), role.name()),
+        )
+        .await);
     }
     let mut tx = app.store.begin().await?;
     store::users::find_user_by_id(&mut tx, user)
@@ -249,6 +293,14 @@ pub async fn add_member(
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        membership_event("created", &m),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await?;

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod error;
@@ -17,15 +18,51 @@ pub mod workspaces;
 
 pub use error::{Error, Result};
 
-/// Requires `scope` in a workspace at the clock's current instant.
-pub(crate) fn require_scope(
-    app: &crate::app::App,
-    p: &crate::authz::Principal,
-    account: crate::domain::AccountId,
-    workspace: crate::domain::WorkspaceId,
-    scope: crate::domain::scope::Scope,
-) -> Result<crate::domain::scope::ScopeSet> {
-    Ok(app
+use crate::app::App;
+use crate::authz::{Denied, Principal};
+use crate::domain::role::{AccountPermission, AccountRole};
+use crate::domain::scope::{Scope, ScopeSet};
+use crate::domain::{AccountId, WorkspaceId};
+
+/// Requires an account permission; a refusal of a member is recorded in the audit log.
+pub(crate) async fn authorize(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    perm: AccountPermission,
+) -> Result<AccountRole> {
+    match app.index.require_permission(p, account, perm) {
+        Err(Denied::Forbidden(m)) => {
+            audit::record_denial(app, p, account, perm.name(), None).await;
+            Err(Error::Forbidden(m))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Requires `scope` in a workspace at the clock's current instant; a refusal of someone who can
+/// see the workspace is recorded in the audit log.
+pub(crate) async fn require_scope(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    scope: Scope,
+) -> Result<ScopeSet> {
+    match app
         .index
-        .require_scope(p, account, workspace, scope, app.now().timestamp_micros())?)
+        .require_scope(p, account, workspace, scope, app.now().timestamp_micros())
+    {
+        Err(Denied::Forbidden(m)) => {
+            audit::record_denial(app, p, account, scope.name(), Some(workspace)).await;
+            Err(Error::Forbidden(m))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// A refusal decided by a service rule (escalation guards): recorded like any denial.
+pub(crate) async fn deny(app: &App, p: &Principal, account: AccountId, msg: String) -> Error {
+    audit::record_denial(app, p, account, &msg, None).await;
+    Error::Forbidden(msg)
 }

@@ -5,11 +5,13 @@ use crate::authz::{custom_role_scopes, Principal};
 use crate::domain::role::{AccountPermission as P, BuiltinWorkspaceRole};
 use crate::domain::scope::{catalogue, ScopeInfo, ScopeSet};
 use crate::domain::{validate, AccountId, CustomRoleRow, RoleId, WorkspaceRole};
+use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::{double_option, page, AnyOf};
 use crate::services::{index, Error, Result};
 use crate::store;
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 pub fn builtin_view(r: BuiltinWorkspaceRole) -> WorkspaceRole {
@@ -93,8 +95,7 @@ pub async fn create_role(
     account: AccountId,
     r: CreateWorkspaceRole,
 ) -> Result<WorkspaceRole> {
-    app.index
-        .require_permission(p, account, P::CreateWorkspaceRole)?;
+    crate::services::authorize(app, p, account, P::CreateWorkspaceRole).await?;
     let now = app.now();
     let row = CustomRoleRow {
         id: RoleId::new(),
@@ -111,8 +112,19 @@ pub async fn create_role(
     store::roles::insert_role(&mut tx, &row)
         .await
         .map_err(|e| unique_or(e, format!("a role named {:?} exists", row.name)))?;
+    let view = custom_view(row);
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace-role", "created", view.id.0)
+            .name(view.name.clone())
+            .payload(json!({"name": view.name, "scopes": view.scopes, "inherited_role_id": view.inherited_role_id})),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(custom_view(row))
+    Ok(view)
 }
 
 /// Reads a role of this account or a built-in.
@@ -122,8 +134,7 @@ pub async fn read_role(
     account: AccountId,
     id: RoleId,
 ) -> Result<WorkspaceRole> {
-    app.index
-        .require_permission(p, account, P::ReadWorkspaceRole)?;
+    crate::services::authorize(app, p, account, P::ReadWorkspaceRole).await?;
     if let Some(b) = BuiltinWorkspaceRole::from_id(id.0) {
         return Ok(builtin_view(b));
     }
@@ -157,8 +168,7 @@ pub async fn filter_roles(
     account: AccountId,
     f: FilterWorkspaceRoles,
 ) -> Result<Vec<WorkspaceRole>> {
-    app.index
-        .require_permission(p, account, P::ReadWorkspaceRole)?;
+    crate::services::authorize(app, p, account, P::ReadWorkspaceRole).await?;
     let (limit, offset) = page(f.limit, f.offset)?;
     let names = f.workspace_roles.and_then(|r| r.name).map(|n| n.any_);
     let mut c = app.store.reader().await?;
@@ -193,8 +203,7 @@ pub async fn update_role(
     id: RoleId,
     u: UpdateWorkspaceRole,
 ) -> Result<()> {
-    app.index
-        .require_permission(p, account, P::UpdateWorkspaceRole)?;
+    crate::services::authorize(app, p, account, P::UpdateWorkspaceRole).await?;
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be changed".into()));
     }
@@ -202,6 +211,7 @@ pub async fn update_role(
     let mut row = store::roles::find_role(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace role"))?;
+    let before = custom_view(row.clone());
     if let Some(n) = u.name {
         row.name = check_name(&n)?;
     }
@@ -218,6 +228,17 @@ pub async fn update_role(
     store::roles::update_role(&mut tx, &row)
         .await
         .map_err(|e| unique_or(e, format!("a role named {:?} exists", row.name)))?;
+    let after = custom_view(row);
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace-role", "updated", id.0)
+            .name(after.name.clone())
+            .payload(audit::changes(&before, &after)),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
@@ -225,12 +246,14 @@ pub async fn update_role(
 
 /// Deletes a custom role; a role still granted or used as a workspace default → 409.
 pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleId) -> Result<()> {
-    app.index
-        .require_permission(p, account, P::DeleteWorkspaceRole)?;
+    crate::services::authorize(app, p, account, P::DeleteWorkspaceRole).await?;
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be deleted".into()));
     }
     let mut tx = app.store.begin().await?;
+    let role = store::roles::find_role(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace role"))?;
     let uses = store::roles::count_role_uses(&mut tx, account, id).await?;
     if uses > 0 {
         return Err(Error::conflict(format!(
@@ -247,6 +270,16 @@ pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleI
         }
         Err(e) => return Err(e.into()),
     }
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace-role", "deleted", id.0)
+            .name(role.name.clone())
+            .payload(json!({"name": role.name, "scopes": role.scopes})),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await

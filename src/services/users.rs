@@ -2,13 +2,16 @@
 
 use crate::app::App;
 use crate::authz::Principal;
+use crate::domain::audit::SYSTEM_CHAIN;
 use crate::domain::{validate, ApiKeyCreated, ApiKeyId, ApiKeyInfo, Time, User, UserId};
+use crate::services::audit::{self, NewEvent};
 use crate::services::credentials::{generate_api_key, USER_KEY_PREFIX};
 use crate::services::error::unique_or;
 use crate::services::input::{double_option, page};
 use crate::services::{Error, Result};
 use crate::store;
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 /// Users act on their own user record only (site admins may read any).
@@ -90,12 +93,25 @@ pub async fn update_user(app: &App, p: &Principal, user: UserId, u: UpdateUser) 
         settings: u.settings,
     };
     let mut tx = app.store.begin().await?;
-    store::users::find_user_by_id(&mut tx, user)
+    let before = store::users::find_user_by_id(&mut tx, user)
         .await?
         .ok_or_else(|| Error::not_found("user"))?;
     store::users::update_user(&mut tx, user, &patch, app.now())
         .await
         .map_err(|e| unique_or(e, "that handle or email is taken"))?;
+    let after = store::users::find_user_by_id(&mut tx, user)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        SYSTEM_CHAIN,
+        NewEvent::new("user", "updated", user.0)
+            .name(after.email.clone())
+            .payload(audit::changes(&before, &after)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -116,13 +132,14 @@ pub async fn create_api_key(
     k: CreateApiKey,
 ) -> Result<ApiKeyCreated> {
     require_self(p, user, false)?;
-    issue_api_key(app, user, &k.name, k.expiration).await
+    issue_api_key(app, Some(p), user, &k.name, k.expiration).await
 }
 
 /// Issues a key for `user` without an authorization check: for `create_api_key` above and the
 /// operator CLI, which runs on the server's own machine.
 pub async fn issue_api_key(
     app: &App,
+    p: Option<&Principal>,
     user: UserId,
     name: &str,
     expiration: Option<Time>,
@@ -149,6 +166,16 @@ pub async fn issue_api_key(
             expires_at: expiration,
         },
         now,
+    )
+    .await?;
+    audit::record(
+        app,
+        &mut tx,
+        p,
+        SYSTEM_CHAIN,
+        NewEvent::new("api-key", "created", id.0)
+            .name(name.clone())
+            .payload(json!({"user_id": user, "name": name, "expiration": expiration})),
     )
     .await?;
     tx.commit().await?;
@@ -195,6 +222,14 @@ pub async fn delete_api_key(app: &App, p: &Principal, user: UserId, id: ApiKeyId
     if !store::api_keys::delete_api_key(&mut tx, app.store.engine, user, id).await? {
         return Err(Error::not_found("API key"));
     }
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        SYSTEM_CHAIN,
+        NewEvent::new("api-key", "deleted", id.0).payload(json!({"user_id": user})),
+    )
+    .await?;
     tx.commit().await?;
     app.keys.remove_key(id);
     Ok(())

@@ -6,12 +6,14 @@ use crate::authz::Principal;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::scope::Scope;
 use crate::domain::{validate, AccountId, RoleId, Workspace, WorkspaceId};
+use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::{double_option, page, AnyOf};
 use crate::services::roles::usable_role_scopes;
 use crate::services::{index, Error, Result};
 use crate::store;
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 /// `POST …/workspaces/` body.
@@ -31,8 +33,7 @@ pub async fn create_workspace(
     account: AccountId,
     w: CreateWorkspace,
 ) -> Result<Workspace> {
-    app.index
-        .require_permission(p, account, P::CreateWorkspace)?;
+    crate::services::authorize(app, p, account, P::CreateWorkspace).await?;
     let now = app.now();
     let ws = Workspace {
         id: WorkspaceId::new(),
@@ -58,6 +59,20 @@ pub async fn create_workspace(
                 format!("workspace handle {:?} is taken in this account", ws.handle),
             )
         })?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace", "created", ws.id.0)
+            .name(ws.handle.clone())
+            .workspace(ws.id)
+            .payload(
+                json!({"name": ws.name, "handle": ws.handle, "description": ws.description,
+                "default_workspace_role_id": ws.default_workspace_role_id}),
+            ),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await?;
@@ -117,7 +132,7 @@ pub async fn filter_workspaces(
     account: AccountId,
     f: FilterWorkspaces,
 ) -> Result<Vec<Workspace>> {
-    app.index.require_permission(p, account, P::ReadWorkspace)?;
+    crate::services::authorize(app, p, account, P::ReadWorkspace).await?;
     let (limit, offset) = page(f.limit, f.offset)?;
     let handles = f
         .workspaces
@@ -202,11 +217,13 @@ pub async fn update_workspace(
     u: UpdateWorkspace,
 ) -> Result<()> {
     let now = app.now();
-    let held = crate::services::require_scope(app, p, account, id, Scope::WriteWorkspaceSettings)?;
+    let held =
+        crate::services::require_scope(app, p, account, id, Scope::WriteWorkspaceSettings).await?;
     let mut tx = app.store.begin().await?;
     let mut ws = store::workspaces::find_workspace(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace"))?;
+    let before = ws.clone();
     if let Some(n) = u.name {
         ws.name = validate::name("name", &n).map_err(Error::Validation)?;
     }
@@ -218,17 +235,25 @@ pub async fn update_workspace(
     }
     if let Some(role) = u.default_workspace_role_id {
         if !held.contains(Scope::ManageWorkspaceUsers) {
-            return Err(Error::Forbidden(
+            return Err(crate::services::deny(
+                app,
+                p,
+                account,
                 "missing workspace scope manage_workspace_users (needed to set the default role)"
                     .into(),
-            ));
+            )
+            .await);
         }
         if let Some(r) = role {
             let scopes = usable_role_scopes(&mut tx, account, r).await?;
             if !held.is_superset(scopes) {
-                return Err(Error::Forbidden(
+                return Err(crate::services::deny(
+                    app,
+                    p,
+                    account,
                     "you cannot grant a role with scopes you do not hold".into(),
-                ));
+                )
+                .await);
             }
         }
         ws.default_workspace_role_id = role;
@@ -242,6 +267,17 @@ pub async fn update_workspace(
                 format!("workspace handle {:?} is taken in this account", ws.handle),
             )
         })?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace", "updated", id.0)
+            .name(ws.handle.clone())
+            .workspace(id)
+            .payload(audit::changes(&before, &ws)),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
@@ -253,12 +289,23 @@ pub async fn delete_workspace(
     account: AccountId,
     id: WorkspaceId,
 ) -> Result<()> {
-    app.index
-        .require_permission(p, account, P::DeleteWorkspace)?;
+    crate::services::authorize(app, p, account, P::DeleteWorkspace).await?;
     let mut tx = app.store.begin().await?;
-    if !store::workspaces::delete_workspace(&mut tx, account, id).await? {
-        return Err(Error::not_found("workspace"));
-    }
+    let ws = store::workspaces::find_workspace(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace"))?;
+    store::workspaces::delete_workspace(&mut tx, account, id).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace", "deleted", id.0)
+            .name(ws.handle.clone())
+            .workspace(id)
+            .payload(json!({"name": ws.name, "handle": ws.handle})),
+    )
+    .await?;
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await

@@ -108,6 +108,7 @@ pub struct KeyOwner {
     pub user_id: UserId,
     pub expires_at: Option<Time>,
     pub site_admin: bool,
+    pub email: String,
 }
 
 pub async fn find_key_owner_by_hash(
@@ -115,7 +116,7 @@ pub async fn find_key_owner_by_hash(
     key_hash: &str,
 ) -> Result<Option<KeyOwner>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT k.id, k.user_id, k.expires_at, u.site_admin FROM api_keys k \
+        "SELECT k.id, k.user_id, k.expires_at, u.site_admin, u.email FROM api_keys k \
          JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
     )
     .bind(key_hash)
@@ -127,6 +128,7 @@ pub async fn find_key_owner_by_hash(
             user_id: UserId(get_uuid(&r, "user_id")?),
             expires_at: opt_time(r.try_get("expires_at")?),
             site_admin: super::get_bool(&r, "site_admin")?,
+            email: r.try_get("email")?,
         })
     })
     .transpose()

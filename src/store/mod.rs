@@ -6,6 +6,7 @@
 pub mod access;
 pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 pub mod dialect;
 pub mod memberships;
 pub mod roles;

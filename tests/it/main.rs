@@ -3,6 +3,7 @@
 mod support;
 
 mod accounts;
+mod audit;
 mod concurrency;
 mod inputs;
 mod matrix;

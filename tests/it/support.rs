@@ -3,7 +3,7 @@
 //! that build accounts, users and keys through the service layer.
 
 use atrium::app::{App, ManualClock};
-use atrium::authz::{Credential, Principal};
+use atrium::authz::Principal;
 use atrium::config::Config;
 use atrium::domain::role::AccountRole;
 use atrium::domain::{AccountId, ApiKeyId, MembershipId, UserId, WorkspaceId};
@@ -85,12 +85,9 @@ pub fn start_time() -> chrono::DateTime<chrono::Utc> {
 impl TestApp {
     pub async fn new(db: Db) -> TestApp {
         sqlx::any::install_default_drivers();
-        let (url, schema, dir) = match db {
-            Db::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}/atrium.db", dir.path().display());
-                (url, None, Some(dir))
-            }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, schema) = match db {
+            Db::Sqlite => (format!("sqlite://{}/atrium.db", dir.path().display()), None),
             Db::Postgres => {
                 use sqlx::Connection;
                 let url = std::env::var("ATRIUM_TEST_POSTGRES_URL").expect("postgres url");
@@ -102,7 +99,7 @@ impl TestApp {
                     .execute(&mut c)
                     .await
                     .expect("create schema");
-                (url.clone(), Some((url, name)), None)
+                (url.clone(), Some((url, name)))
             }
         };
         let store = Store::connect(&url, schema.as_ref().map(|(_, n)| n.as_str()))
@@ -112,6 +109,8 @@ impl TestApp {
         let clock = Arc::new(ManualClock::new(start_time()));
         let config = Config {
             database_url: url,
+            data_dir: dir.path().to_path_buf(),
+            audit_key_file: dir.path().join("audit-signing.key"),
             ..Config::default()
         };
         let app = App::new(config, store, clock.clone()).await.expect("app");
@@ -122,7 +121,7 @@ impl TestApp {
             db,
             svc,
             schema,
-            _dir: dir,
+            _dir: Some(dir),
         }
     }
 
@@ -244,7 +243,7 @@ impl TestApp {
         .await
         .expect("insert user");
         tx.commit().await.expect("commit");
-        let k = services::users::issue_api_key(&self.app, u.id, "test", None)
+        let k = services::users::issue_api_key(&self.app, None, u.id, "test", None)
             .await
             .expect("key");
         TestUser {
@@ -255,11 +254,7 @@ impl TestApp {
     }
 
     pub fn principal(u: &TestUser) -> Principal {
-        Principal {
-            user_id: u.id,
-            site_admin: true,
-            credential: Credential::Cli,
-        }
+        Principal::cli(u.id, format!("user {}", u.id))
     }
 
     /// An account owned by `owner`.

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod accounts;
 pub mod auth;
+pub mod events;
 pub mod me;
 pub mod memberships;
 pub mod roles;

@@ -1,0 +1,186 @@
+//! The audit log: `/api/accounts/{a}/events…`, the workspace-level equivalents, the checkpoint
+//! public key, on-demand checkpoints and verification.
+
+use super::{AccountPath, AccountWorkspacePath, ErrorBody};
+use crate::app::App;
+use crate::domain::audit::Checkpoint;
+use crate::http::extract::{Auth, Json, Path, Query};
+use crate::services::audit::{
+    self, ChainReport, CountBucket, CountEvents, EventPage, FilterEvents, PublicKey,
+};
+use crate::services::Result;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json as Out;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageTokenQuery {
+    #[serde(rename = "page-token")]
+    #[param(rename = "page-token")]
+    pub page_token: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CountPath {
+    pub account_id: crate::domain::AccountId,
+    /// `time`, `day` or `event`.
+    pub countable: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct WorkspaceCountPath {
+    pub account_id: crate::domain::AccountId,
+    pub workspace_id: crate::domain::WorkspaceId,
+    /// `time`, `day` or `event`.
+    pub countable: String,
+}
+
+/// Audit events of the account, newest first (`read:audit_event`; at most 14 days per query).
+#[utoipa::path(post, path = "/api/accounts/{account_id}/events/filter", tag = "audit", params(AccountPath), request_body = FilterEvents,
+    responses((status = 200, body = EventPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn filter_events(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Json(b): Json<FilterEvents>,
+) -> Result<Out<EventPage>> {
+    Ok(Out(
+        audit::filter_events(&app, &p, a.account_id, None, b).await?
+    ))
+}
+
+/// The next page of a query (keyset paging).
+#[utoipa::path(get, path = "/api/accounts/{account_id}/events/filter/next", tag = "audit", params(AccountPath, PageTokenQuery),
+    responses((status = 200, body = EventPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn filter_events_next(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Query(q): Query<PageTokenQuery>,
+) -> Result<Out<EventPage>> {
+    Ok(Out(audit::filter_events_next(
+        &app,
+        &p,
+        a.account_id,
+        None,
+        &q.page_token,
+    )
+    .await?))
+}
+
+/// Counts of matching events per time bucket or event name.
+#[utoipa::path(post, path = "/api/accounts/{account_id}/events/count-by/{countable}", tag = "audit", params(CountPath), request_body = CountEvents,
+    responses((status = 200, body = Vec<CountBucket>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn count_events(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(c): Path<CountPath>,
+    Json(b): Json<CountEvents>,
+) -> Result<Out<Vec<CountBucket>>> {
+    Ok(Out(audit::count_events(
+        &app,
+        &p,
+        c.account_id,
+        None,
+        &c.countable,
+        b,
+    )
+    .await?))
+}
+
+/// Audit events about one workspace.
+#[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/events/filter", tag = "audit", params(AccountWorkspacePath), request_body = FilterEvents,
+    responses((status = 200, body = EventPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn filter_workspace_events(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(w): Path<AccountWorkspacePath>,
+    Json(b): Json<FilterEvents>,
+) -> Result<Out<EventPage>> {
+    Ok(Out(audit::filter_events(
+        &app,
+        &p,
+        w.account_id,
+        Some(w.workspace_id),
+        b,
+    )
+    .await?))
+}
+
+/// The next page of a workspace query.
+#[utoipa::path(get, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/events/filter/next", tag = "audit", params(AccountWorkspacePath, PageTokenQuery),
+    responses((status = 200, body = EventPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn filter_workspace_events_next(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(w): Path<AccountWorkspacePath>,
+    Query(q): Query<PageTokenQuery>,
+) -> Result<Out<EventPage>> {
+    Ok(Out(audit::filter_events_next(
+        &app,
+        &p,
+        w.account_id,
+        Some(w.workspace_id),
+        &q.page_token,
+    )
+    .await?))
+}
+
+/// Counts of a workspace's events.
+#[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/events/count-by/{countable}", tag = "audit", params(WorkspaceCountPath), request_body = CountEvents,
+    responses((status = 200, body = Vec<CountBucket>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn count_workspace_events(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(c): Path<WorkspaceCountPath>,
+    Json(b): Json<CountEvents>,
+) -> Result<Out<Vec<CountBucket>>> {
+    Ok(Out(audit::count_events(
+        &app,
+        &p,
+        c.account_id,
+        Some(c.workspace_id),
+        &c.countable,
+        b,
+    )
+    .await?))
+}
+
+/// The Ed25519 public key that signs audit checkpoints (no authentication needed).
+#[utoipa::path(get, path = "/api/audit/public_key", tag = "audit", responses((status = 200, body = PublicKey)))]
+pub async fn public_key(State(app): State<App>) -> Out<PublicKey> {
+    Out(audit::public_key(&app))
+}
+
+/// Signs the account chain's current head now (`read:audit_event`); 204 when there are no events.
+#[utoipa::path(post, path = "/api/accounts/{account_id}/audit/checkpoint", tag = "audit", params(AccountPath),
+    responses((status = 201, body = Checkpoint), (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn checkpoint(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<Response> {
+    Ok(
+        match audit::checkpoint_account(&app, &p, a.account_id).await? {
+            Some(cp) => (StatusCode::CREATED, Out(cp)).into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
+}
+
+/// Recomputes the account's chain and checks its checkpoints (`read:audit_event`).
+#[utoipa::path(get, path = "/api/accounts/{account_id}/audit/verify", tag = "audit", params(AccountPath),
+    responses((status = 200, body = ChainReport), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn verify(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<Out<ChainReport>> {
+    Ok(Out(audit::verify_account(&app, &p, a.account_id).await?))
+}
