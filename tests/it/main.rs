@@ -5,6 +5,7 @@ mod support;
 mod accounts;
 mod audit;
 mod concurrency;
+mod crash;
 mod inputs;
 mod matrix;
 mod migrations;

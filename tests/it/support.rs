@@ -317,3 +317,194 @@ pub struct TestUser {
 
 pub use axum::http::Method as M;
 pub use axum::http::StatusCode as S;
+
+/// A PostgreSQL database of its own for a server process, dropped afterwards.
+pub struct FreshDatabase {
+    base: String,
+    name: String,
+    pub url: String,
+}
+
+impl FreshDatabase {
+    pub fn create(base: &str) -> FreshDatabase {
+        let name = format!("atrium_t_{}", uuid::Uuid::new_v4().simple());
+        run_sql(base, &format!("CREATE DATABASE {name}"));
+        let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+        FreshDatabase {
+            base: base.to_string(),
+            url: format!("{prefix}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        run_sql(
+            &self.base,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn run_sql(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(url).await.expect("connect");
+        sqlx::query(sql).execute(&mut c).await.expect("sql");
+    });
+}
+
+/// A real `atrium` installation for process-level tests: a database URL, a data directory, the
+/// CLI and `atrium serve` as child processes.
+pub struct Installation {
+    pub db: String,
+    pub data: tempfile::TempDir,
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_atrium");
+
+/// A running `atrium serve`, killed (SIGKILL) when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Installation {
+    pub fn new(db: String) -> Installation {
+        Installation {
+            db,
+            data: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Runs the CLI; panics on failure; returns standard output trimmed.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.cli_output(args, stdin);
+        assert!(
+            out.status.success(),
+            "atrium {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_string()
+    }
+
+    pub fn cli_output(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new(BIN)
+            .args(args)
+            .env("ATRIUM_DATABASE_URL", &self.db)
+            .env("ATRIUM_DATA_DIR", self.data.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn atrium");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("atrium output")
+    }
+
+    /// A site-admin user, an account and a key: (account id, key).
+    pub fn bootstrap(&self, email: &str, handle: &str) -> (String, String) {
+        self.cli(
+            &["users", "create", "--email", email, "--site-admin"],
+            Some("a-long-password\n"),
+        );
+        let account = self.cli(
+            &[
+                "accounts",
+                "create",
+                "--handle",
+                handle,
+                "--name",
+                handle,
+                "--owner-email",
+                email,
+            ],
+            None,
+        );
+        let key = self.cli(
+            &[
+                "users",
+                "api-key",
+                "--email",
+                email,
+                "--name",
+                "cli",
+                "--expires-in",
+                "30d",
+            ],
+            None,
+        );
+        (account, key)
+    }
+
+    /// Starts `atrium serve` on a free port and waits until it accepts connections.
+    pub fn serve(&self) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = std::process::Command::new(BIN)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("ATRIUM_DATABASE_URL", &self.db)
+            .env("ATRIUM_DATA_DIR", self.data.path())
+            .env("ATRIUM_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn server");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Server { child, port }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the raw response (empty if the server is gone).
+pub fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
