@@ -189,3 +189,66 @@ fn read_file_config(p: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_environment_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("atrium.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:5000\"\npublic_url = \"https://atrium.example.com/\"\n\
+             signup_policy = \"open\"\ndatabase_url = \"sqlite://./from-file.db\"\n",
+        )
+        .expect("write");
+        let o = Overrides {
+            config: Some(file.clone()),
+            database_url: Some("postgres://db/atrium".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&o, None).expect("config");
+        assert_eq!(c.bind, "127.0.0.1:5000");
+        assert_eq!(
+            c.public_url, "https://atrium.example.com",
+            "trailing slash trimmed"
+        );
+        assert!(c.secure_cookies());
+        assert_eq!(c.signup_policy, SignupPolicy::Open);
+        assert_eq!(
+            c.database_url, "postgres://db/atrium",
+            "flag/env beats the file"
+        );
+        assert_eq!(
+            c.account_creation,
+            AccountCreation::SiteAdmins,
+            "default kept"
+        );
+        let c = Config::load(&o, Some("0.0.0.0:1")).expect("config");
+        assert_eq!(c.bind, "0.0.0.0:1", "--bind beats the file");
+    }
+
+    #[test]
+    fn bad_files_and_values_are_refused_at_start_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("atrium.toml");
+        std::fs::write(&file, "bnid = \"x\"\n").expect("write");
+        let o = Overrides {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert!(Config::load(&o, None).is_err(), "unknown keys are errors");
+        let o = Overrides {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(&o, None).is_err());
+        let o = Overrides {
+            public_url: Some("atrium.example.com".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(&o, None).is_err());
+    }
+}

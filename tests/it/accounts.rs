@@ -378,3 +378,61 @@ async fn deleting_an_account_removes_it_for_its_members() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn open_signup_and_account_creation_for_anyone_when_configured() {
+    each_db(|t| async move {
+        let t = t
+            .reconfigured(|c| {
+                c.signup_policy = atrium::config::SignupPolicy::Open;
+                c.account_creation = atrium::config::AccountCreation::Anyone;
+            })
+            .await;
+        let body =
+            json!({"email": "Zoe@X.test", "password": "a-long-password", "first_name": "Zoe"});
+        let (s, v) = t.call(M::POST, "/api/auth/signup", None, Some(body)).await;
+        assert_eq!(s, S::CREATED, "{v}");
+        assert_eq!(v["handle"], "zoe");
+        let (s, _) = t
+            .call(
+                M::POST,
+                "/api/auth/signup",
+                None,
+                Some(json!({"email": "zoe@x.TEST", "password": "another-password"})),
+            )
+            .await;
+        assert_eq!(s, S::CONFLICT, "emails are unique case-insensitively");
+        let (s, _) = t
+            .call(
+                M::POST,
+                "/api/auth/signup",
+                None,
+                Some(json!({"email": "short@x.test", "password": "short"})),
+            )
+            .await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY);
+        let u = t.user("maker@x.test").await;
+        let (s, v) = t
+            .call(
+                M::POST,
+                "/api/accounts/",
+                Some(&u.key),
+                Some(json!({"name": "Mine", "handle": "mine"})),
+            )
+            .await;
+        assert_eq!(s, S::CREATED, "{v}");
+        assert_eq!(v["handle"], "mine");
+        let (s, _) = t
+            .call(
+                M::POST,
+                "/api/accounts/",
+                Some(&u.key),
+                Some(json!({"name": "Again", "handle": "mine"})),
+            )
+            .await;
+        assert_eq!(s, S::CONFLICT, "account handles are unique");
+        let (_, me) = t.call(M::GET, "/api/me/accounts", Some(&u.key), None).await;
+        assert_eq!(me[0]["account_role_name"], "Owner");
+    })
+    .await;
+}

@@ -181,6 +181,17 @@ impl TestApp {
         (status, headers, bytes)
     }
 
+    /// The same database with a changed configuration.
+    pub async fn reconfigured(self, f: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = (*self.app.config).clone();
+        f(&mut config);
+        let app = App::new(config, self.app.store.clone(), self.clock.clone())
+            .await
+            .expect("app");
+        let svc = atrium::http::service(app.clone());
+        TestApp { app, svc, ..self }
+    }
+
     /// A second app on the same database: another `atrium serve` process, as far as the permission
     /// index and the key cache are concerned.
     pub async fn peer(&self) -> TestApp {
