@@ -101,6 +101,8 @@ fn atrium_index(d: &Data) -> Index {
     let index = Index::new();
     let rows = SnapshotRows {
         db_version: 0,
+        plan: atrium::domain::plan::PlanType::Enterprise,
+        features: atrium::domain::plan::FeatureSet::all(),
         members: d
             .users
             .iter()

@@ -38,6 +38,13 @@ pub struct Config {
     pub audit_key_file: PathBuf,
     /// How often the server signs each audit chain's head.
     pub audit_checkpoint_seconds: u64,
+    /// The plan new accounts get.
+    pub default_plan: crate::domain::plan::PlanType,
+    /// Changes to the built-in plans (`[plans.pro]` tables in the configuration file).
+    pub plans: std::collections::BTreeMap<
+        crate::domain::plan::PlanType,
+        crate::domain::plan::EntitlementsPatch,
+    >,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:4300";
@@ -55,6 +62,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./atrium-data"),
             audit_key_file: PathBuf::from("./atrium-data/audit-signing.key"),
             audit_checkpoint_seconds: 300,
+            default_plan: crate::domain::plan::PlanType::Enterprise,
+            plans: Default::default(),
         }
     }
 }
@@ -72,6 +81,12 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub audit_key_file: Option<PathBuf>,
     pub audit_checkpoint_seconds: Option<u64>,
+    pub default_plan: Option<crate::domain::plan::PlanType>,
+    #[serde(default)]
+    pub plans: std::collections::BTreeMap<
+        crate::domain::plan::PlanType,
+        crate::domain::plan::EntitlementsPatch,
+    >,
 }
 
 /// Values from the environment and flags (clap fills these).
@@ -101,6 +116,14 @@ pub struct Overrides {
     /// The audit checkpoint signing key (default DATA_DIR/audit-signing.key).
     #[arg(long, env = "ATRIUM_AUDIT_KEY_FILE")]
     pub audit_key_file: Option<PathBuf>,
+    /// Plan of new accounts: hobby, starter, team, pro or enterprise (default enterprise).
+    #[arg(long, env = "ATRIUM_DEFAULT_PLAN", value_parser = parse_plan)]
+    pub default_plan: Option<crate::domain::plan::PlanType>,
+}
+
+fn parse_plan(s: &str) -> Result<crate::domain::plan::PlanType, String> {
+    crate::domain::plan::PlanType::parse(s)
+        .ok_or_else(|| "use hobby, starter, team, pro or enterprise".to_string())
 }
 
 impl Config {
@@ -134,6 +157,15 @@ impl Config {
         if let Some(v) = file.audit_checkpoint_seconds {
             c.audit_checkpoint_seconds = v;
         }
+        if let Some(v) = o.default_plan.or(file.default_plan) {
+            c.default_plan = v;
+        }
+        for (plan, patch) in &file.plans {
+            patch
+                .validate()
+                .map_err(|e| anyhow::anyhow!("[plans.{}]: {e}", plan.code()))?;
+        }
+        c.plans = file.plans;
         if let Some(v) = o.data_dir.clone().or(file.data_dir) {
             c.data_dir = v;
         }

@@ -2,6 +2,7 @@
 //! function starts with. Pure and synchronous: the index is built from rows the services load,
 //! and time is passed in. Must not import `store`, `http` or `services`.
 
+use crate::domain::plan::{FeatureSet, PlanType};
 use crate::domain::role::{AccountPermission, AccountRole, BuiltinWorkspaceRole};
 use crate::domain::scope::{Scope, ScopeSet};
 use crate::domain::{AccountId, ApiKeyId, RoleId, UserId, WorkspaceId};
@@ -83,13 +84,15 @@ pub struct WorkspaceEntry {
 }
 
 /// Immutable access data of one account. Replaced whole when anything in it changes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AccountSnapshot {
     /// Process-local build counter (tells snapshots apart in logs and metrics).
     pub version: u64,
     /// The account's `access_version` in the database when the rows were read; a higher value in
     /// the database means this snapshot is stale.
     pub db_version: i64,
+    pub plan: PlanType,
+    pub features: FeatureSet,
     pub members: FxHashMap<Uuid, MemberEntry>,
     pub workspaces: FxHashMap<Uuid, WorkspaceEntry>,
 }
@@ -97,6 +100,8 @@ pub struct AccountSnapshot {
 /// Rows an account snapshot is built from.
 pub struct SnapshotRows {
     pub db_version: i64,
+    pub plan: PlanType,
+    pub features: FeatureSet,
     pub members: Vec<(UserId, AccountRole, bool)>,
     /// (workspace, default role id with its closed scopes)
     pub workspaces: Vec<(WorkspaceId, Option<(RoleId, ScopeSet)>)>,
@@ -111,7 +116,10 @@ impl AccountSnapshot {
         let mut s = AccountSnapshot {
             version: VERSION.fetch_add(1, Ordering::Relaxed),
             db_version: rows.db_version,
-            ..Default::default()
+            plan: rows.plan,
+            features: rows.features,
+            members: FxHashMap::default(),
+            workspaces: FxHashMap::default(),
         };
         for (user, role, active) in rows.members {
             s.members.insert(user.0, MemberEntry { role, active });
@@ -215,6 +223,11 @@ impl Index {
             .load()
             .get(account)
             .map(|slot| slot.load_full())
+    }
+
+    /// The account's plan and features.
+    pub fn plan(&self, account: AccountId) -> Option<(PlanType, FeatureSet)> {
+        self.snapshot(&account.0).map(|s| (s.plan, s.features))
     }
 
     /// (account, database access version) of every snapshot held.
@@ -395,6 +408,8 @@ mod tests {
         let dev = BuiltinWorkspaceRole::Developer;
         let snap = AccountSnapshot::build(SnapshotRows {
             db_version: 0,
+            plan: PlanType::Enterprise,
+            features: FeatureSet::all(),
             members: vec![
                 (w.owner, AccountRole::Owner, true),
                 (w.admin, AccountRole::Admin, true),
@@ -532,6 +547,8 @@ mod tests {
             w.account,
             AccountSnapshot::build(SnapshotRows {
                 db_version: 1,
+                plan: PlanType::Enterprise,
+                features: FeatureSet::all(),
                 members: vec![(w.viewer, AccountRole::Member, true)],
                 workspaces: vec![(w.ws, None)],
                 grants: vec![],

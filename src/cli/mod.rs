@@ -118,6 +118,30 @@ enum AccountsCommand {
         #[arg(long)]
         owner_email: String,
     },
+    /// Set an account's plan, optionally with per-account overrides ("unlimited" for no limit).
+    SetPlan {
+        /// Account handle.
+        #[arg(long)]
+        account: String,
+        /// hobby, starter, team, pro or enterprise.
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        user_limit: Option<String>,
+        #[arg(long)]
+        workspace_limit: Option<String>,
+        /// Comma-separated feature list replacing the plan's.
+        #[arg(long)]
+        features: Option<String>,
+        #[arg(long)]
+        run_retention_days: Option<i64>,
+        #[arg(long)]
+        audit_log_retention_days: Option<i64>,
+        #[arg(long)]
+        api_rate_limit: Option<i64>,
+        #[arg(long)]
+        logs_rate_limit: Option<i64>,
+    },
     /// Add an existing user to an account (invitations are the usual way in).
     AddMember {
         /// Account handle.
@@ -371,6 +395,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             println!("{}", account.id);
+            Ok(())
+        }
+        Command::Accounts(AccountsCommand::SetPlan {
+            account,
+            plan,
+            user_limit,
+            workspace_limit,
+            features,
+            run_retention_days,
+            audit_log_retention_days,
+            api_rate_limit,
+            logs_rate_limit,
+        }) => {
+            let app = open(Config::load(&cli.overrides, None)?).await?;
+            let plan = crate::domain::plan::PlanType::parse(&plan)
+                .context("plan must be hobby, starter, team, pro or enterprise")?;
+            let limit = |v: Option<String>| -> anyhow::Result<Option<Option<i64>>> {
+                v.map(|s| {
+                    if s == "unlimited" {
+                        Ok(None)
+                    } else {
+                        s.parse::<i64>()
+                            .map(Some)
+                            .context("a limit is a number or \"unlimited\"")
+                    }
+                })
+                .transpose()
+            };
+            let overrides = crate::domain::plan::EntitlementsPatch {
+                user_limit: limit(user_limit)?,
+                workspace_limit: limit(workspace_limit)?,
+                features: features.map(|f| {
+                    f.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }),
+                run_retention_days,
+                audit_log_retention_days,
+                api_rate_limit,
+                logs_rate_limit,
+            };
+            let (account_id, principal) = account_owner(&app, &account).await?;
+            let view = services::plans::set_plan(
+                &app,
+                &principal,
+                account_id,
+                services::plans::SetPlan {
+                    plan_type: plan,
+                    overrides,
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
             Ok(())
         }
         Command::Accounts(AccountsCommand::AddMember {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod entities;
 pub mod ids;
+pub mod plan;
 pub mod role;
 pub mod scope;
 pub mod validate;

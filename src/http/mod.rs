@@ -109,6 +109,10 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(events::public_key))
         .routes(routes!(events::checkpoint))
         .routes(routes!(events::verify))
+        .routes(routes!(plans::usage_limits))
+        .routes(routes!(plans::usage))
+        .routes(routes!(plans::read_plan))
+        .routes(routes!(plans::set_plan))
 }
 
 /// The OpenAPI document (3.1).

@@ -45,6 +45,11 @@ pub async fn upsert_user_access(
     let held =
         crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers)
             .await?;
+    crate::services::plans::require_feature(
+        app,
+        account,
+        crate::domain::plan::Feature::WorkspaceRbac,
+    )?;
     let grants = match body {
         UserAccessUpsert::Many(v) => v,
         UserAccessUpsert::One(g) => vec![g],

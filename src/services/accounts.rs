@@ -15,22 +15,6 @@ use serde_json::json;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-/// Plan features every account has until plans are configurable (the members issue adds the
-/// catalogue): the Enterprise set, everything on.
-pub const FEATURES: &[&str] = &[
-    "service_accounts",
-    "workspace_rbac",
-    "custom_roles",
-    "teams",
-    "audit_log",
-    "sso",
-    "scim",
-    "ip_allowlist",
-];
-
-/// How long audit events are kept (until plans make it per account).
-pub const AUDIT_LOG_RETENTION_DAYS: i64 = 365;
-
 /// Account settings keys with their defaults and whether clients may change them.
 const SETTINGS: &[(&str, SettingKind)] = &[
     ("allow_public_workspaces", SettingKind::Bool(false)),
@@ -65,7 +49,8 @@ pub fn effective_settings(stored: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-fn account_view(row: AccountRow) -> Account {
+fn account_view(app: &App, row: AccountRow) -> Account {
+    let e = crate::services::plans::entitlements(app, &row);
     Account {
         id: row.id,
         created: row.created,
@@ -79,18 +64,18 @@ fn account_view(row: AccountRow) -> Account {
         billing_email: row.billing_email,
         auth_expiration_seconds: row.auth_expiration_seconds,
         status: "active",
-        plan_type: "enterprise",
+        plan_type: e.plan.code(),
         plan_tier: None,
         self_serve: false,
-        features: FEATURES.to_vec(),
+        features: e.features.names(),
         sso_state: "disabled",
         scim_state: "disabled",
         workos_connection_ids: vec![],
         workos_directory_ids: vec![],
         workos_organization_id: None,
         stripe_customer_id: None,
-        run_retention_days: 365,
-        audit_log_retention_days: AUDIT_LOG_RETENTION_DAYS,
+        run_retention_days: e.run_retention_days,
+        audit_log_retention_days: e.audit_log_retention_days,
         automations_limit: None,
         max_deployments_per_workspace: None,
         work_pool_limit: None,
@@ -121,9 +106,16 @@ pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Resul
     let now = app.now();
     let id = AccountId::new();
     let mut tx = app.store.begin().await?;
-    store::accounts::insert_account(&mut tx, id, &name, &handle, now)
-        .await
-        .map_err(|e| unique_or(e, format!("account handle {handle:?} is taken")))?;
+    store::accounts::insert_account(
+        &mut tx,
+        id,
+        &name,
+        &handle,
+        app.config.default_plan.code(),
+        now,
+    )
+    .await
+    .map_err(|e| unique_or(e, format!("account handle {handle:?} is taken")))?;
     let mut row = store::accounts::find_account(&mut tx, id)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -151,7 +143,7 @@ pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Resul
     index::changed(app, &mut tx, id).await?;
     tx.commit().await?;
     index::reload_account(app, id).await?;
-    Ok(account_view(row))
+    Ok(account_view(app, row))
 }
 
 pub async fn read_account(app: &App, p: &Principal, id: AccountId) -> Result<Account> {
@@ -160,7 +152,7 @@ pub async fn read_account(app: &App, p: &Principal, id: AccountId) -> Result<Acc
     let row = store::accounts::find_account(&mut c, id)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
-    Ok(account_view(row))
+    Ok(account_view(app, row))
 }
 
 /// `PATCH /api/accounts/{id}` body.
@@ -255,7 +247,7 @@ pub async fn update_account(
     let mut row = store::accounts::find_account(&mut tx, id)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
-    let before = account_view(row.clone());
+    let before = account_view(app, row.clone());
     let only_settings = u.settings.is_some()
         && u.name.is_none()
         && u.handle.is_none()
@@ -267,7 +259,7 @@ pub async fn update_account(
     store::accounts::update_account(&mut tx, &row, app.now())
         .await
         .map_err(|e| unique_or(e, format!("account handle {:?} is taken", row.handle)))?;
-    let after = account_view(row.clone());
+    let after = account_view(app, row.clone());
     let resource = if only_settings {
         "account-settings"
     } else {

@@ -136,7 +136,7 @@ pub async fn record(
         prev_hash: String::new(),
         hash: String::new(),
     };
-    store::audit::append(tx, app.store.engine, rec).await?;
+    store::audit::append(tx, rec).await?;
     Ok(())
 }
 
@@ -410,14 +410,24 @@ pub async fn prune_all(app: &App) -> Result<u64> {
         let mut c = app.store.reader().await?;
         store::audit::find_heads(&mut c).await?
     };
+    let mut days = std::collections::HashMap::new();
+    {
+        let mut c = app.store.reader().await?;
+        for (chain, _, _) in &heads {
+            if let Some(row) = store::accounts::find_account(&mut c, AccountId(*chain)).await? {
+                days.insert(
+                    *chain,
+                    crate::services::plans::entitlements(app, &row).audit_log_retention_days,
+                );
+            }
+        }
+    }
+    let longest = days.values().copied().max().unwrap_or(365).max(365);
     let mut n = 0;
     for (chain, _, _) in heads {
-        n += prune(
-            app,
-            chain,
-            crate::services::accounts::AUDIT_LOG_RETENTION_DAYS,
-        )
-        .await?;
+        // Chains of deleted accounts and the system chain keep the longest retention.
+        let keep = days.get(&chain).copied().unwrap_or(longest);
+        n += prune(app, chain, keep).await?;
     }
     Ok(n)
 }
@@ -589,7 +599,7 @@ fn to_query(
 
 async fn authorize_read(app: &App, p: &Principal, account: AccountId) -> Result<()> {
     crate::services::authorize(app, p, account, P::ReadAuditEvent).await?;
-    Ok(())
+    crate::services::plans::require_feature(app, account, crate::domain::plan::Feature::AuditLog)
 }
 
 fn encode_token(t: &PageToken) -> String {

@@ -32,6 +32,11 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
         app.index.remove(account);
         return Ok(());
     };
+    let Some(row) = store::accounts::find_account(&mut c, account).await? else {
+        app.index.remove(account);
+        return Ok(());
+    };
+    let entitlements = crate::services::plans::entitlements(app, &row);
     let members = store::memberships::find_member_roles(&mut c, account).await?;
     let roles = store::roles::find_roles(&mut c, account, None).await?;
     let custom: FxHashMap<_, _> = roles
@@ -46,6 +51,8 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     let grants = store::access::find_account_grants(&mut c, account).await?;
     let rows = SnapshotRows {
         db_version,
+        plan: entitlements.plan,
+        features: entitlements.features,
         members,
         workspaces: workspaces
             .iter()

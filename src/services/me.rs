@@ -5,7 +5,6 @@ use crate::authz::Principal;
 use crate::domain::role::AccountPermission;
 use crate::domain::scope::Scope;
 use crate::domain::{AccountId, MeAccount, MeWorkspace, User, WorkspaceId};
-use crate::services::accounts::FEATURES;
 use crate::services::{Error, Result};
 use crate::store;
 
@@ -57,9 +56,16 @@ pub async fn my_accounts(app: &App, p: &Principal) -> Result<Vec<MeAccount>> {
             account_name: a.account_name,
             account_handle: a.account_handle,
             account_role_name: a.role.name(),
-            account_plan_type: "enterprise",
+            account_plan_type: app
+                .index
+                .plan(a.account_id)
+                .map_or("enterprise", |(plan, _)| plan.code()),
             account_plan_tier: None,
-            account_plan_features: FEATURES.to_vec(),
+            account_plan_features: app
+                .index
+                .plan(a.account_id)
+                .map(|(_, f)| f.names())
+                .unwrap_or_default(),
             self_serve: false,
             annual_billing: false,
             annual_self_serve_enabled: false,

@@ -284,9 +284,11 @@ pub async fn add_member(
         .await);
     }
     let mut tx = app.store.begin().await?;
+    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
     store::users::find_user_by_id(&mut tx, user)
         .await?
         .ok_or_else(|| Error::not_found("user"))?;
+    crate::services::plans::ensure_seat(app, &mut tx, account).await?;
     let id = store::memberships::insert_membership(&mut tx, account, user, role, app.now())
         .await
         .map_err(|e| crate::services::error::unique_or(e, "the user is already a member"))?;

@@ -12,6 +12,7 @@ pub mod index;
 pub mod input;
 pub mod me;
 pub mod memberships;
+pub mod plans;
 pub mod roles;
 pub mod users;
 pub mod workspaces;

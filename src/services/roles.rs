@@ -2,6 +2,7 @@
 
 use crate::app::App;
 use crate::authz::{custom_role_scopes, Principal};
+use crate::domain::plan::Feature;
 use crate::domain::role::{AccountPermission as P, BuiltinWorkspaceRole};
 use crate::domain::scope::{catalogue, ScopeInfo, ScopeSet};
 use crate::domain::{validate, AccountId, CustomRoleRow, RoleId, WorkspaceRole};
@@ -96,6 +97,7 @@ pub async fn create_role(
     r: CreateWorkspaceRole,
 ) -> Result<WorkspaceRole> {
     crate::services::authorize(app, p, account, P::CreateWorkspaceRole).await?;
+    crate::services::plans::require_feature(app, account, Feature::CustomRoles)?;
     let now = app.now();
     let row = CustomRoleRow {
         id: RoleId::new(),
@@ -204,6 +206,7 @@ pub async fn update_role(
     u: UpdateWorkspaceRole,
 ) -> Result<()> {
     crate::services::authorize(app, p, account, P::UpdateWorkspaceRole).await?;
+    crate::services::plans::require_feature(app, account, Feature::CustomRoles)?;
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be changed".into()));
     }

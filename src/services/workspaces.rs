@@ -48,6 +48,8 @@ pub async fn create_workspace(
         is_public: false,
     };
     let mut tx = app.store.begin().await?;
+    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    crate::services::plans::ensure_workspace_slot(app, &mut tx, account).await?;
     if let Some(r) = ws.default_workspace_role_id {
         usable_role_scopes(&mut tx, account, r).await?;
     }

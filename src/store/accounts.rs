@@ -17,12 +17,16 @@ pub struct AccountRow {
     pub billing_email: Option<String>,
     pub auth_expiration_seconds: Option<i64>,
     pub settings: Map<String, Value>,
+    /// Plan code (`hobby` … `enterprise`).
+    pub plan: String,
+    /// Per-account entitlement overrides (JSON of `domain::plan::EntitlementsPatch`).
+    pub plan_overrides: String,
     pub created: Time,
     pub updated: Time,
 }
 
 const COLS: &str = "id, handle, name, location, link, billing_email, auth_expiration_seconds, \
-                    settings, created, updated";
+                    settings, plan, plan_overrides, created, updated";
 
 fn account_from(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
     let settings: String = row.try_get("settings")?;
@@ -35,6 +39,8 @@ fn account_from(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
         billing_email: row.try_get("billing_email")?,
         auth_expiration_seconds: row.try_get("auth_expiration_seconds")?,
         settings: serde_json::from_str(&settings).unwrap_or_default(),
+        plan: row.try_get("plan")?,
+        plan_overrides: row.try_get("plan_overrides")?,
         created: time(row.try_get("created")?),
         updated: time(row.try_get("updated")?),
     })
@@ -45,16 +51,18 @@ pub async fn insert_account(
     id: AccountId,
     name: &str,
     handle: &str,
+    plan: &str,
     now: Time,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO accounts (id, handle, name, settings, created, updated) \
-         VALUES ($1, $2, $3, '{}', $4, $4)",
+        "INSERT INTO accounts (id, handle, name, settings, plan, created, updated) \
+         VALUES ($1, $2, $3, '{}', $5, $4, $4)",
     )
     .bind(id.to_string())
     .bind(handle)
     .bind(name)
     .bind(micros(now))
+    .bind(plan)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -179,4 +187,33 @@ pub async fn find_access_versions(c: &mut Conn) -> Result<Vec<(AccountId, i64)>,
         .iter()
         .map(|r| Ok((AccountId(get_uuid(r, "id")?), r.try_get("access_version")?)))
         .collect()
+}
+
+/// Sets the account's plan and overrides.
+pub async fn update_plan(
+    c: &mut Conn,
+    id: AccountId,
+    plan: &str,
+    overrides: &str,
+    now: Time,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE accounts SET plan = $2, plan_overrides = $3, updated = $4 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(plan)
+    .bind(overrides)
+    .bind(micros(now))
+    .execute(&mut *c)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Workspaces of the account (for the plan's workspace limit).
+pub async fn count_workspaces(c: &mut Conn, id: AccountId) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) AS n FROM workspaces WHERE account_id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut *c)
+        .await?
+        .try_get("n")
 }

@@ -1,6 +1,6 @@
 //! Audit events, chain heads and checkpoints.
 
-use super::{get_opt_uuid, get_uuid, Arg, Conn, Engine, Sql};
+use super::{get_opt_uuid, get_uuid, Arg, Conn, Sql};
 use crate::domain::audit::{AuditActor, AuditRecord, Checkpoint, GENESIS_HASH};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -44,26 +44,32 @@ fn record_from(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
 /// hash, writes the event and moves the head — all inside the caller's transaction, so the event
 /// commits or rolls back with the change it records. `(account_id, seq)` is the primary key, so
 /// even a broken lock could not fork a chain.
-pub async fn append(
-    c: &mut Conn,
-    engine: Engine,
-    mut e: AuditRecord,
-) -> Result<AuditRecord, sqlx::Error> {
+pub async fn append(c: &mut Conn, mut e: AuditRecord) -> Result<AuditRecord, sqlx::Error> {
     let account = e.account.to_string();
-    sqlx::query(
-        "INSERT INTO audit_heads (account_id, seq, hash) VALUES ($1, 0, $2) \
-         ON CONFLICT (account_id) DO NOTHING",
-    )
-    .bind(&account)
-    .bind(GENESIS_HASH)
-    .execute(&mut *c)
-    .await?;
-    let head = sqlx::query(engine.lock_audit_head_sql())
+    // Claim the next position and read the previous hash in one statement (it also takes the
+    // head row's lock on PostgreSQL); a chain's first event creates its head.
+    let claim = "UPDATE audit_heads SET seq = seq + 1 WHERE account_id = $1 RETURNING seq, hash";
+    let mut head = sqlx::query(claim)
         .bind(&account)
-        .fetch_one(&mut *c)
+        .fetch_optional(&mut *c)
         .await?;
+    if head.is_none() {
+        sqlx::query(
+            "INSERT INTO audit_heads (account_id, seq, hash) VALUES ($1, 0, $2) \
+             ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(&account)
+        .bind(GENESIS_HASH)
+        .execute(&mut *c)
+        .await?;
+        head = sqlx::query(claim)
+            .bind(&account)
+            .fetch_optional(&mut *c)
+            .await?;
+    }
+    let head = head.ok_or(sqlx::Error::RowNotFound)?;
     let seq: i64 = head.try_get("seq")?;
-    e.seq = seq + 1;
+    e.seq = seq;
     e.prev_hash = head.try_get("hash")?;
     e.hash = e.compute_hash();
     sqlx::query(&format!(
@@ -89,9 +95,8 @@ pub async fn append(
     .bind(&e.hash)
     .execute(&mut *c)
     .await?;
-    sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE account_id = $1")
+    sqlx::query("UPDATE audit_heads SET hash = $2 WHERE account_id = $1")
         .bind(&account)
-        .bind(e.seq)
         .bind(&e.hash)
         .execute(&mut *c)
         .await?;

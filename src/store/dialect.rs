@@ -29,17 +29,6 @@ impl Engine {
         }
     }
 
-    /// Locks an audit chain's head row for the rest of the transaction, so appends to one chain
-    /// are serialized (SQLite: the single writer already is).
-    pub const fn lock_audit_head_sql(self) -> &'static str {
-        match self {
-            Engine::Sqlite => "SELECT seq, hash FROM audit_heads WHERE account_id = $1",
-            Engine::Postgres => {
-                "SELECT seq, hash FROM audit_heads WHERE account_id = $1 FOR UPDATE"
-            }
-        }
-    }
-
     /// A statement that announces a change of an account's access data to every process at
     /// commit (PostgreSQL `NOTIFY` is transactional). SQLite has no such channel; other processes
     /// notice through the access-version sweep.

@@ -250,3 +250,14 @@ pub async fn find_accounts_of_user(
     })
     .collect()
 }
+
+/// Seats in use: active user members.
+pub async fn count_active_members(c: &mut Conn, account: AccountId) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "SELECT COUNT(*) AS n FROM account_memberships WHERE account_id = $1 AND active = 1",
+    )
+    .bind(account.to_string())
+    .fetch_one(&mut *c)
+    .await?
+    .try_get("n")
+}

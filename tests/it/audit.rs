@@ -113,6 +113,10 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
         ),
         // A checkpoint signs the chain; it is not itself an event.
         ("POST /api/accounts/{}/audit/checkpoint", None),
+        (
+            "PUT /api/admin/accounts/{}/plan",
+            Some("prefect-cloud.subscription.updated"),
+        ),
     ];
     table
         .iter()

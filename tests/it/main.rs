@@ -9,5 +9,6 @@ mod crash;
 mod inputs;
 mod matrix;
 mod migrations;
+mod plans;
 mod prefect_cli;
 mod processes;

@@ -468,6 +468,30 @@ pub(crate) fn table() -> Vec<Cell> {
             None,
             [401, 404, 403, 403, 200, 200],
         ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/usage_limits",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/usage",
+            None,
+            [401, 404, 403, 403, 200, 200],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/plan",
+            None,
+            [401, 404, 200, 200, 200, 200],
+        ),
+        c(
+            M::PUT,
+            "/api/admin/accounts/{account_id}/plan",
+            Some(json!({"plan_type": "pro"})),
+            [401, 404, 404, 404, 404, 404],
+        ),
     ]
     .into_iter()
     .map(|mut cell| {

@@ -232,6 +232,15 @@ impl TestApp {
 
     /// A user (no password) with a fresh API key.
     pub async fn user(&self, email: &str) -> TestUser {
+        self.user_with(email, false).await
+    }
+
+    /// A site admin with a fresh API key.
+    pub async fn site_admin(&self, email: &str) -> TestUser {
+        self.user_with(email, true).await
+    }
+
+    async fn user_with(&self, email: &str, site_admin: bool) -> TestUser {
         let now = self.app.now();
         let mut tx = self.app.store.begin().await.expect("tx");
         let handle = email
@@ -247,7 +256,7 @@ impl TestApp {
                 first_name: "Test",
                 last_name: "User",
                 password_hash: None,
-                site_admin: false,
+                site_admin,
             },
             now,
         )

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod events;
 pub mod me;
 pub mod memberships;
+pub mod plans;
 pub mod roles;
 pub mod users;
 pub mod workspaces;
