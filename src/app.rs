@@ -53,13 +53,17 @@ pub struct App {
     pub throttle: Arc<crate::services::auth::LoginThrottle>,
     /// Signs audit checkpoints.
     pub audit_key: Arc<ed25519_dalek::SigningKey>,
+    pub mailer: crate::services::mail::Mailer,
 }
 
 impl App {
     /// Builds the app over a migrated store and loads the permission index.
     pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let audit_key = Arc::new(load_or_create_key(&config.audit_key_file)?);
+        let mailer =
+            crate::services::mail::Mailer::new(config.smtp_url.as_deref(), &config.smtp_from)?;
         let app = App {
+            mailer,
             audit_key,
             config: Arc::new(config),
             store,

@@ -38,6 +38,13 @@ pub struct Config {
     pub audit_key_file: PathBuf,
     /// How often the server signs each audit chain's head.
     pub audit_checkpoint_seconds: u64,
+    /// SMTP server for outgoing email (`smtp://host:port`, `smtps://user:pass@host`); `None`
+    /// writes messages to the log instead.
+    pub smtp_url: Option<String>,
+    /// Sender of outgoing email.
+    pub smtp_from: String,
+    /// How long an invitation link stays valid.
+    pub invitation_ttl_seconds: i64,
     /// The plan new accounts get.
     pub default_plan: crate::domain::plan::PlanType,
     /// Changes to the built-in plans (`[plans.pro]` tables in the configuration file).
@@ -64,6 +71,9 @@ impl Default for Config {
             audit_checkpoint_seconds: 300,
             default_plan: crate::domain::plan::PlanType::Enterprise,
             plans: Default::default(),
+            smtp_url: None,
+            smtp_from: "Atrium <atrium@localhost>".into(),
+            invitation_ttl_seconds: 7 * 24 * 3600,
         }
     }
 }
@@ -82,6 +92,9 @@ pub struct FileConfig {
     pub audit_key_file: Option<PathBuf>,
     pub audit_checkpoint_seconds: Option<u64>,
     pub default_plan: Option<crate::domain::plan::PlanType>,
+    pub smtp_url: Option<String>,
+    pub smtp_from: Option<String>,
+    pub invitation_ttl_seconds: Option<i64>,
     #[serde(default)]
     pub plans: std::collections::BTreeMap<
         crate::domain::plan::PlanType,
@@ -119,6 +132,12 @@ pub struct Overrides {
     /// Plan of new accounts: hobby, starter, team, pro or enterprise (default enterprise).
     #[arg(long, env = "ATRIUM_DEFAULT_PLAN", value_parser = parse_plan)]
     pub default_plan: Option<crate::domain::plan::PlanType>,
+    /// SMTP server URL (smtp://host:port or smtps://user:pass@host); unset = email to the log.
+    #[arg(long, env = "ATRIUM_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender address of outgoing email.
+    #[arg(long, env = "ATRIUM_SMTP_FROM")]
+    pub smtp_from: Option<String>,
 }
 
 fn parse_plan(s: &str) -> Result<crate::domain::plan::PlanType, String> {
@@ -166,6 +185,15 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("[plans.{}]: {e}", plan.code()))?;
         }
         c.plans = file.plans;
+        if let Some(v) = o.smtp_url.clone().or(file.smtp_url) {
+            c.smtp_url = Some(v);
+        }
+        if let Some(v) = o.smtp_from.clone().or(file.smtp_from) {
+            c.smtp_from = v;
+        }
+        if let Some(v) = file.invitation_ttl_seconds {
+            c.invitation_ttl_seconds = v;
+        }
         if let Some(v) = o.data_dir.clone().or(file.data_dir) {
             c.data_dir = v;
         }
@@ -204,6 +232,12 @@ impl Config {
         crate::store::Engine::from_url(&self.database_url)?;
         if self.session_ttl_seconds < 60 {
             bail!("session_ttl_seconds must be at least 60");
+        }
+        if self.invitation_ttl_seconds < 60 {
+            bail!("invitation_ttl_seconds must be at least 60");
+        }
+        if self.smtp_from.parse::<lettre::message::Mailbox>().is_err() {
+            bail!("smtp_from must be an address such as \"Atrium <atrium@example.com>\"");
         }
         if self.audit_checkpoint_seconds < 1 {
             bail!("audit_checkpoint_seconds must be at least 1");

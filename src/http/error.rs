@@ -7,27 +7,36 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+impl Error {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let (status, detail) = match &self {
-            Error::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
-            Error::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m.clone()),
-            Error::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
-            Error::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
-            Error::Validation(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
-            Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, self.to_string()),
-            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
-            Error::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
-            Error::Unexpected(e) => {
-                let id = uuid::Uuid::new_v4();
-                tracing::error!(request_error_id = %id, error = ?e, "unexpected error");
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"detail": "internal error", "error_id": id})),
-                )
-                    .into_response();
-            }
-        };
+        let status = self.status();
+        if let Error::Unexpected(e) = &self {
+            let id = uuid::Uuid::new_v4();
+            tracing::error!(request_error_id = %id, error = ?e, "unexpected error");
+            return (
+                status,
+                Json(json!({"detail": "internal error", "error_id": id})),
+            )
+                .into_response();
+        }
+        let detail = self.to_string();
         let mut resp = (status, Json(json!({ "detail": detail }))).into_response();
         if let Error::RateLimited { retry_after_secs } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {

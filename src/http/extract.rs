@@ -54,6 +54,22 @@ impl FromRequestParts<App> for Auth {
     }
 }
 
+/// The caller when credentials are given (and valid), else `None`.
+pub struct MaybeAuth(pub Option<Principal>);
+
+impl FromRequestParts<App> for MaybeAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        if bearer(parts).is_none() && session_cookie(parts).is_none() {
+            return Ok(MaybeAuth(None));
+        }
+        Auth::from_request_parts(parts, app)
+            .await
+            .map(|Auth(p)| MaybeAuth(Some(p)))
+    }
+}
+
 /// JSON body with our error mapping (bad JSON or unknown fields → 422, too large → 413).
 pub struct Json<T>(pub T);
 

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod ui;
 
 use crate::app::App;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -113,6 +114,21 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(plans::usage))
         .routes(routes!(plans::read_plan))
         .routes(routes!(plans::set_plan))
+        .routes(routes!(invitations::create_invitations))
+        .routes(routes!(invitations::filter_invitations))
+        .routes(routes!(invitations::count_invitations))
+        .routes(routes!(invitations::read_invitation))
+        .routes(routes!(invitations::revoke_invitation))
+        .routes(routes!(invitations::resend_invitation))
+        .routes(routes!(invitations::create_workspace_invitations))
+        .routes(routes!(invitations::filter_workspace_invitations))
+        .routes(routes!(invitations::read_workspace_invitation))
+        .routes(routes!(invitations::revoke_workspace_invitation))
+        .routes(routes!(invitations::accept_invitation))
+        .routes(routes!(invitations::reject_invitation))
+        .routes(routes!(memberships::set_membership_active))
+        .routes(routes!(memberships::set_memberships_active))
+        .routes(routes!(memberships::download_memberships))
 }
 
 /// The OpenAPI document (3.1).
@@ -138,6 +154,10 @@ pub fn router(app: App) -> Router {
                 let doc = doc.clone();
                 async move { Json(doc.as_ref().clone()) }
             }),
+        )
+        .route(
+            "/invitations/{id}",
+            axum::routing::get(ui::invitations::show).post(ui::invitations::submit),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {

@@ -19,6 +19,7 @@ pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
         tokio::spawn(flush_key_use(app.clone())),
         tokio::spawn(audit_checkpoints(app.clone())),
         tokio::spawn(audit_retention(app.clone())),
+        tokio::spawn(outbox(app.clone())),
     ];
     if let Some(listener) = spawn_listener(app) {
         jobs.push(listener);
@@ -69,6 +70,21 @@ async fn audit_retention(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "audit retention: deleted old events"),
             Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+        }
+    }
+}
+
+/// Sends queued email as soon as it is queued (or every 5 s, for retries and other processes).
+async fn outbox(app: App) {
+    loop {
+        match crate::services::mail::deliver_due(&app).await {
+            Ok((0, 0)) => {}
+            Ok((sent, failed)) => tracing::info!(sent, failed, "outbox"),
+            Err(e) => tracing::warn!(error = %e, "outbox delivery failed"),
+        }
+        tokio::select! {
+            _ = app.mailer.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

@@ -167,14 +167,39 @@ async fn unique_handle(c: &mut store::Conn, base: String, chosen: bool) -> Resul
     Ok(format!("{base}-{}", random_base62(6).to_lowercase()))
 }
 
-/// Sign-up through the API, honouring the sign-up policy.
-pub async fn signup(app: &App, s: Signup) -> Result<User> {
-    if app.config.signup_policy == SignupPolicy::InviteOnly {
+/// Sign-up through the API, honouring the sign-up policy. With an invitation (`id`, `code`) sign-up
+/// is allowed in `invite-only` mode for the invited email only, and the invitation is accepted
+/// right away.
+pub async fn signup(
+    app: &App,
+    s: Signup,
+    invitation: Option<(uuid::Uuid, String)>,
+) -> Result<User> {
+    let Some((id, code)) = invitation else {
+        if app.config.signup_policy == SignupPolicy::InviteOnly {
+            return Err(Error::Forbidden(
+                "sign-up is by invitation only on this server".into(),
+            ));
+        }
+        return create_user(app, s, false).await;
+    };
+    let (inv, _) = crate::services::invitations::find_open(app, id, &code).await?;
+    if !inv.email.eq_ignore_ascii_case(s.email.trim()) {
         return Err(Error::Forbidden(
-            "sign-up is by invitation only on this server".into(),
+            "sign up with the email address the invitation was sent to".into(),
         ));
     }
-    create_user(app, s, false).await
+    let user = create_user(app, s, false).await?;
+    let p = Principal {
+        user_id: user.id,
+        name: user.email.clone(),
+        site_admin: false,
+        credential: Credential::Cli,
+        ip: None,
+        user_agent: None,
+    };
+    crate::services::invitations::accept(app, &p, id, &code).await?;
+    Ok(user)
 }
 
 /// A new session: (cookie value, expiry).

@@ -288,7 +288,7 @@ pub async fn add_member(
     store::users::find_user_by_id(&mut tx, user)
         .await?
         .ok_or_else(|| Error::not_found("user"))?;
-    crate::services::plans::ensure_seat(app, &mut tx, account).await?;
+    crate::services::plans::ensure_seat(app, &mut tx, account, true).await?;
     let id = store::memberships::insert_membership(&mut tx, account, user, role, app.now())
         .await
         .map_err(|e| crate::services::error::unique_or(e, "the user is already a member"))?;
@@ -307,4 +307,130 @@ pub async fn add_member(
     tx.commit().await?;
     index::reload_account(app, account).await?;
     Ok(m)
+}
+
+/// `PATCH …/account_memberships/{id}/active` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetActive {
+    pub active: bool,
+}
+
+/// `POST …/account_memberships/set_active` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetActiveMany {
+    pub membership_ids: Vec<MembershipId>,
+    pub active: bool,
+}
+
+/// Deactivates or reactivates members (`update:account_membership`). A deactivated member keeps
+/// their record but loses all access to the account at their next request and frees their seat;
+/// reactivating needs a free seat. The last active Owner cannot be deactivated. All or nothing.
+pub async fn set_active(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    ids: &[MembershipId],
+    active: bool,
+) -> Result<()> {
+    let caller = crate::services::authorize(app, p, account, P::UpdateAccountMembership).await?;
+    if ids.is_empty() || ids.len() > 200 {
+        return Err(Error::validation("give between 1 and 200 membership ids"));
+    }
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if !seen.insert(*id) {
+            return Err(Error::validation(format!("membership {id} appears twice")));
+        }
+        let m = store::memberships::find_membership(&mut tx, account, *id)
+            .await?
+            .ok_or_else(|| Error::not_found("membership"))?;
+        let role = AccountRole::from_id(m.account_role_id.0).unwrap_or(AccountRole::Member);
+        if role > caller {
+            return Err(crate::services::deny(
+                app,
+                p,
+                account,
+                format!("a {} cannot change an {}", caller.name(), role.name()),
+            )
+            .await);
+        }
+        if m.active == active {
+            continue;
+        }
+        if active {
+            crate::services::plans::ensure_seat(app, &mut tx, account, true).await?;
+        }
+        store::memberships::update_membership_active(&mut tx, account, *id, active, now).await?;
+        audit::record(
+            app,
+            &mut tx,
+            Some(p),
+            account.0,
+            NewEvent::new("account-membership", if active { "reactivated" } else { "deactivated" }, id.0)
+                .name(m.email.clone())
+                .payload(json!({"user_id": m.user_id, "before": {"active": m.active}, "after": {"active": active}})),
+        )
+        .await?;
+    }
+    ensure_an_owner_remains(&mut tx, account).await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+/// Members as CSV (`read:account_membership`). Cells that a spreadsheet would run as a formula
+/// are prefixed with `'`.
+pub async fn download_memberships(app: &App, p: &Principal, account: AccountId) -> Result<String> {
+    crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
+    let mut c = app.store.reader().await?;
+    let mut out =
+        String::from("email,handle,first_name,last_name,account_role,active,last_login,joined\n");
+    let mut offset = 0;
+    loop {
+        let page = store::memberships::find_memberships(
+            &mut c,
+            account,
+            &MembershipFilter::default(),
+            200,
+            offset,
+        )
+        .await?;
+        for m in &page {
+            let cells = [
+                m.email.clone(),
+                m.handle.clone(),
+                m.first_name.clone(),
+                m.last_name.clone(),
+                m.account_role_name.to_string(),
+                m.active.to_string(),
+                m.last_login.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                m.created.to_rfc3339(),
+            ];
+            let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            out.push_str(&line.join(","));
+            out.push('\n');
+        }
+        if page.len() < 200 {
+            return Ok(out);
+        }
+        offset += 200;
+    }
+}
+
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
 }

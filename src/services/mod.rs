@@ -10,6 +10,8 @@ pub mod credentials;
 pub mod error;
 pub mod index;
 pub mod input;
+pub mod invitations;
+pub mod mail;
 pub mod me;
 pub mod memberships;
 pub mod plans;

@@ -211,17 +211,26 @@ pub async fn usage(app: &App, p: &Principal, account: AccountId) -> Result<Vec<W
         .collect())
 }
 
-/// Refuses a new seat when the plan's user limit is reached. Call with the account lock held.
-pub async fn ensure_seat(app: &App, tx: &mut store::Conn, account: AccountId) -> Result<()> {
+/// Refuses a new seat when the plan's user limit is reached: active members, plus pending
+/// invitations when `count_pending`. Call with the account lock held.
+pub async fn ensure_seat(
+    app: &App,
+    tx: &mut store::Conn,
+    account: AccountId,
+    count_pending: bool,
+) -> Result<()> {
     let row = store::accounts::find_account(tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
     let e = entitlements(app, &row);
     if let Some(limit) = e.user_limit {
-        let used = store::memberships::count_active_members(tx, account).await?;
+        let mut used = store::memberships::count_active_members(tx, account).await?;
+        if count_pending {
+            used += store::invitations::count_pending(tx, account, app.now()).await?;
+        }
         if used >= limit {
             return Err(Error::conflict(format!(
-                "the {} plan of this account has {limit} seat(s) and all are in use; remove or deactivate a member, or raise the limit",
+                "the {} plan of this account has {limit} seat(s) and all are taken by members or pending invitations; remove or deactivate a member, revoke an invitation, or raise the limit",
                 e.plan.display()
             )));
         }

@@ -261,3 +261,22 @@ pub async fn count_active_members(c: &mut Conn, account: AccountId) -> Result<i6
     .await?
     .try_get("n")
 }
+
+pub async fn update_membership_active(
+    c: &mut Conn,
+    account: AccountId,
+    id: MembershipId,
+    active: bool,
+    now: Time,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE account_memberships SET active = $3, updated = $4 WHERE account_id = $1 AND id = $2",
+    )
+    .bind(account.to_string())
+    .bind(id.to_string())
+    .bind(i64::from(active))
+    .bind(micros(now))
+    .execute(&mut *c)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod dialect;
+pub mod invitations;
 pub mod memberships;
 pub mod roles;
 pub mod users;

@@ -117,6 +117,42 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
             "PUT /api/admin/accounts/{}/plan",
             Some("prefect-cloud.subscription.updated"),
         ),
+        (
+            "POST /api/accounts/{}/invitations",
+            Some("prefect-cloud.account-invitation.created"),
+        ),
+        (
+            "POST /api/accounts/{}/invitations/{}/revoke",
+            Some("prefect-cloud.account-invitation.revoked"),
+        ),
+        (
+            "POST /api/accounts/{}/invitations/{}/resend",
+            Some("prefect-cloud.account-invitation.resent"),
+        ),
+        (
+            "POST /api/accounts/{}/workspaces/{}/invitations",
+            Some("prefect-cloud.workspace-invitation.created"),
+        ),
+        (
+            "POST /api/accounts/{}/workspaces/{}/invitations/{}/revoke",
+            Some("prefect-cloud.account-invitation.revoked"),
+        ),
+        (
+            "POST /api/invitations/{}/accept",
+            Some("prefect-cloud.account-invitation.accepted"),
+        ),
+        (
+            "POST /api/invitations/{}/reject",
+            Some("prefect-cloud.account-invitation.rejected"),
+        ),
+        (
+            "PATCH /api/accounts/{}/account_memberships/{}/active",
+            Some("prefect-cloud.account-membership.deactivated"),
+        ),
+        (
+            "POST /api/accounts/{}/account_memberships/set_active",
+            Some("prefect-cloud.account-membership.deactivated"),
+        ),
     ];
     table
         .iter()

@@ -7,6 +7,7 @@ mod audit;
 mod concurrency;
 mod crash;
 mod inputs;
+mod invitations;
 mod matrix;
 mod migrations;
 mod plans;

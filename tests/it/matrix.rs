@@ -17,6 +17,7 @@ pub(crate) struct World {
     target_membership: String,
     custom_role: String,
     viewer_access: String,
+    invitation: String,
 }
 
 pub(crate) const WHO: [&str; 6] = [
@@ -66,6 +67,17 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         )
         .await;
     assert_eq!(s, S::CREATED, "{v}");
+    let custom_role = v["id"].as_str().expect("role id").to_string();
+    let (s, v) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{account}/workspaces/{ws}/invitations/"),
+            Some(&owner.key),
+            Some(json!({"email": format!("pending{n}@a.test")})),
+        )
+        .await;
+    assert_eq!(s, S::CREATED, "{v}");
+    let invitation = v[0]["id"].as_str().expect("invitation id").to_string();
     World {
         account: account.to_string(),
         ws: ws.to_string(),
@@ -79,8 +91,9 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         ],
         target_user: target.id.to_string(),
         target_membership: target_membership.to_string(),
-        custom_role: v["id"].as_str().expect("role id").to_string(),
+        custom_role,
         viewer_access,
+        invitation,
         owner,
     }
 }
@@ -102,6 +115,7 @@ pub(crate) fn fill(template: &str, w: &World) -> String {
         .replace("{target_user_id}", &w.target_user)
         .replace("{role_id}", &w.custom_role)
         .replace("{access_id}", &w.viewer_access)
+        .replace("{invitation_id}", &w.invitation)
 }
 
 pub(crate) fn table() -> Vec<Cell> {
@@ -492,6 +506,21 @@ pub(crate) fn table() -> Vec<Cell> {
             Some(json!({"plan_type": "pro"})),
             [401, 404, 404, 404, 404, 404],
         ),
+        c(M::POST, "/api/accounts/{account_id}/invitations", Some(json!({"email": "new@b.test"})), [401, 404, 403, 403, 201, 201]),
+        c(M::POST, "/api/accounts/{account_id}/invitations/filter", Some(json!({})), [401, 404, 403, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/invitations/count", Some(json!({})), [401, 404, 403, 403, 200, 200]),
+        c(M::GET, "/api/accounts/{account_id}/invitations/{invitation_id}", None, [401, 404, 403, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/invitations/{invitation_id}/revoke", None, [401, 404, 403, 403, 204, 204]),
+        c(M::POST, "/api/accounts/{account_id}/invitations/{invitation_id}/resend", None, [401, 404, 403, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/invitations", Some(json!({"email": "new@b.test"})), [401, 404, 403, 403, 201, 201]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/invitations/filter", Some(json!({})), [401, 404, 403, 403, 200, 200]),
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/invitations/{invitation_id}", None, [401, 404, 403, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/invitations/{invitation_id}/revoke", None, [401, 404, 403, 403, 204, 204]),
+        c(M::POST, "/api/invitations/{invitation_id}/accept?invite_code=zz", None, [401, 404, 404, 404, 404, 404]),
+        c(M::POST, "/api/invitations/{invitation_id}/reject?invite_code=zz", None, [404; 6]),
+        c(M::PATCH, "/api/accounts/{account_id}/account_memberships/{membership_id}/active", Some(json!({"active": false})), [401, 404, 403, 403, 204, 204]),
+        c(M::POST, "/api/accounts/{account_id}/account_memberships/set_active", Some(json!({"membership_ids": ["{membership_id}"], "active": false})), [401, 404, 403, 403, 204, 204]),
+        c(M::GET, "/api/accounts/{account_id}/account_memberships/download", None, [401, 404, 200, 200, 200, 200]),
     ]
     .into_iter()
     .map(|mut cell| {

@@ -528,3 +528,131 @@ pub fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> Strin
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// A real SMTP server (Python `aiosmtpd`) writing every message into a maildir.
+pub struct SmtpSink {
+    child: std::process::Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpSink {
+    /// Starts the sink with `ATRIUM_TEST_PYTHON` (a Python with `aiosmtpd`); `None` (or a failure
+    /// under `ATRIUM_TEST_REQUIRE_ALL=1`) when it is not configured.
+    pub fn start() -> Option<SmtpSink> {
+        let Ok(python) = std::env::var("ATRIUM_TEST_PYTHON") else {
+            missing("an SMTP server (ATRIUM_TEST_PYTHON with aiosmtpd)");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("maildir");
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("maildir folders");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = std::process::Command::new(python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "aiosmtpd did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(SmtpSink { child, port, dir })
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, raw.
+    pub fn messages(&self) -> Vec<String> {
+        let new = self.dir.path().join("new");
+        let Ok(entries) = std::fs::read_dir(new) else {
+            return vec![];
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
+    }
+
+    /// The one message to `to`, decoded from quoted-printable.
+    pub fn message_to(&self, to: &str) -> String {
+        let all: Vec<String> = self
+            .messages()
+            .into_iter()
+            .filter(|m| {
+                m.to_lowercase()
+                    .contains(&format!("to: {}", to.to_lowercase()))
+            })
+            .collect();
+        assert_eq!(
+            all.len(),
+            1,
+            "expected one message to {to}, got {}",
+            all.len()
+        );
+        decode_qp(&all[0])
+    }
+}
+
+/// Undoes quoted-printable soft breaks and `=XX` escapes (enough for our ASCII mails).
+pub fn decode_qp(s: &str) -> String {
+    let joined = s.replace("=\r\n", "").replace("=\n", "");
+    let mut out = String::with_capacity(joined.len());
+    let b = joined.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(v as char);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i] as char);
+        i += 1;
+    }
+    out
+}
+
+/// The invitation link in a message: (path with query, invitation id, code).
+pub fn invitation_link(message: &str) -> (String, String, String) {
+    let start = message.find("/invitations/").expect("a link in the email");
+    let rest = &message[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .unwrap_or(rest.len());
+    let path = rest[..end].to_string();
+    let (id_part, query) = path
+        .trim_start_matches("/invitations/")
+        .split_once("?invite_code=")
+        .expect("code");
+    (path.clone(), id_part.to_string(), query.to_string())
+}

@@ -19,9 +19,13 @@ pub struct SignupBody {
     pub handle: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// With `invite_code`: sign up through an invitation (allowed even when sign-up is by
+    /// invitation only) and accept it.
+    pub invitation_id: Option<uuid::Uuid>,
+    pub invite_code: Option<String>,
 }
 
-/// Creates a user (when the sign-up policy is `open`).
+/// Creates a user (when the sign-up policy is `open`, or through an invitation).
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = SignupBody,
     responses((status = 201, body = User), (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
 pub async fn signup(
@@ -37,6 +41,7 @@ pub async fn signup(
             first_name: b.first_name,
             last_name: b.last_name,
         },
+        b.invitation_id.zip(b.invite_code),
     )
     .await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
@@ -48,6 +53,15 @@ pub async fn signup(
 pub struct LoginBody {
     pub email: String,
     pub password: String,
+}
+
+/// The session cookie as a header value.
+pub fn session_cookie_header(
+    app: &App,
+    value: &str,
+    max_age: i64,
+) -> Result<axum::http::HeaderValue, axum::http::header::InvalidHeaderValue> {
+    axum::http::HeaderValue::from_str(&cookie(app, value, max_age))
 }
 
 fn cookie(app: &App, value: &str, max_age: i64) -> String {

@@ -5,6 +5,7 @@ pub mod access;
 pub mod accounts;
 pub mod auth;
 pub mod events;
+pub mod invitations;
 pub mod me;
 pub mod memberships;
 pub mod plans;

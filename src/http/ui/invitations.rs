@@ -1,0 +1,143 @@
+//! The page an invitation email links to: join by creating a user or by signing in, or decline.
+
+use super::{csrf_ok, error_page, new_csrf, page};
+use crate::app::App;
+use crate::http::extract::ClientIp;
+use crate::services::auth::{self, Signup};
+use crate::services::invitations;
+use crate::services::mail::html_escape;
+use crate::services::Error;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+pub struct CodeQuery {
+    pub invite_code: String,
+}
+
+/// `GET /invitations/{id}?invite_code=…`
+pub async fn show(
+    State(app): State<App>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<CodeQuery>,
+) -> Response {
+    let (inv, account_name) = match invitations::find_open(&app, id, &q.invite_code).await {
+        Ok(v) => v,
+        Err(e) => return error_page(&e),
+    };
+    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+    let email = html_escape(&inv.email);
+    let code = html_escape(&q.invite_code);
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"invite_code\" value=\"{code}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">"
+    );
+    let body = format!(
+        "<h1>Join {account} on Atrium</h1>\
+         <p>You are invited as <strong>{role}</strong> with <strong>{email}</strong>.</p>\
+         <h2>New to Atrium? Create your user</h2>\
+         <form method=\"post\" action=\"/invitations/{id}\">{hidden}<input type=\"hidden\" name=\"action\" value=\"signup\">\
+         <input type=\"hidden\" name=\"email\" value=\"{email}\">\
+         <label for=\"first_name\">First name</label><input id=\"first_name\" name=\"first_name\" autocomplete=\"given-name\">\
+         <label for=\"last_name\">Last name</label><input id=\"last_name\" name=\"last_name\" autocomplete=\"family-name\">\
+         <label for=\"new_password\">Password (8 characters or more)</label>\
+         <input id=\"new_password\" name=\"password\" type=\"password\" minlength=\"8\" required autocomplete=\"new-password\">\
+         <button type=\"submit\">Create user and join</button></form>\
+         <h2>Already have a user? Sign in</h2>\
+         <form method=\"post\" action=\"/invitations/{id}\">{hidden}<input type=\"hidden\" name=\"action\" value=\"signin\">\
+         <input type=\"hidden\" name=\"email\" value=\"{email}\">\
+         <label for=\"password\">Password for {email}</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
+         <button type=\"submit\">Sign in and join</button></form>\
+         <form method=\"post\" action=\"/invitations/{id}\">{hidden}<input type=\"hidden\" name=\"action\" value=\"reject\">\
+         <button class=\"secondary\" type=\"submit\">Decline the invitation</button></form>",
+        account = html_escape(&account_name),
+        role = inv.account_role.name(),
+    );
+    let mut resp = page(StatusCode::OK, "Invitation", &body);
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct InvitationForm {
+    pub invite_code: String,
+    pub csrf: String,
+    pub action: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// `POST /invitations/{id}`: sign up or sign in, then accept; or decline.
+pub async fn submit(
+    State(app): State<App>,
+    Path(id): Path<Uuid>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Form(f): Form<InvitationForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return error_page(&Error::Forbidden(
+            "the form expired or came from another site; reload the invitation link".into(),
+        ));
+    }
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let result = async {
+        match f.action.as_str() {
+            "reject" => {
+                invitations::reject(&app, None, id, &f.invite_code).await?;
+                return Ok(None);
+            }
+            "signup" => {
+                let signup = Signup {
+                    email: f.email.clone(),
+                    password: f.password.clone(),
+                    handle: None,
+                    first_name: f.first_name.clone().filter(|s| !s.trim().is_empty()),
+                    last_name: f.last_name.clone().filter(|s| !s.trim().is_empty()),
+                };
+                auth::signup(&app, signup, Some((id, f.invite_code.clone()))).await?;
+            }
+            "signin" => {}
+            _ => return Err(Error::validation("unknown action")),
+        }
+        let session = auth::login(&app, &f.email, f.password.clone(), ip.as_deref(), ua).await?;
+        if f.action == "signin" {
+            let p = auth::authenticate_session(&app, &session.id).await?;
+            invitations::accept(&app, &p, id, &f.invite_code).await?;
+        }
+        Ok(Some(session))
+    }
+    .await;
+    match result {
+        Ok(None) => page(
+            StatusCode::OK,
+            "Declined",
+            "<h1>Invitation declined</h1><p>Nothing else will happen.</p>",
+        ),
+        Ok(Some(session)) => {
+            let max_age = (session.expires_at - app.now()).num_seconds();
+            let mut resp = page(
+                StatusCode::OK,
+                "Welcome",
+                "<h1>You are in</h1><p>Your membership is active. Use the Prefect CLI with \
+                 <code>prefect cloud login</code> or the API to get started.</p>",
+            );
+            if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, &session.id, max_age)
+            {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) => error_page(&e),
+    }
+    .into_response()
+}

@@ -1,0 +1,76 @@
+//! Server-rendered pages. Handlers call services and render; every form carries a CSRF token
+//! (double-submit: a random value in an HttpOnly, SameSite=Strict cookie and in the form, compared
+//! in constant time).
+
+pub mod invitations;
+
+use crate::services::credentials::random_base62;
+use crate::services::mail::html_escape;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+pub const CSRF_COOKIE: &str = "atrium_csrf";
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f5f6f8;color:#1d2330;margin:0}\
+main{max-width:32rem;margin:3rem auto;background:#fff;border-radius:12px;padding:2rem 2.25rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}\
+h1{font-size:1.4rem;margin:0 0 1rem}h2{font-size:1.05rem;margin:1.75rem 0 .5rem}\
+label{display:block;margin:.75rem 0 .25rem;font-weight:600;font-size:.9rem}\
+input{width:100%;box-sizing:border-box;padding:.55rem .7rem;border:1px solid #c5cad3;border-radius:8px;font-size:1rem}\
+input:focus,button:focus{outline:3px solid #7aa7ff;outline-offset:1px}\
+button{margin-top:1rem;padding:.6rem 1.1rem;border:0;border-radius:8px;background:#2752d8;color:#fff;font-size:1rem;cursor:pointer}\
+button.secondary{background:#e7e9ee;color:#1d2330}.error{background:#fdecec;color:#8a1c1c;padding:.75rem 1rem;border-radius:8px}\
+.muted{color:#5b6475;font-size:.9rem}";
+
+/// A whole page.
+pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{t} · Atrium</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        t = html_escape(title)
+    );
+    (status, Html(html)).into_response()
+}
+
+/// An error page with the same message the API would give.
+pub fn error_page(e: &crate::services::Error) -> Response {
+    let status = e.status();
+    page(
+        status,
+        "Something went wrong",
+        &format!(
+            "<h1>That did not work</h1><p class=\"error\">{}</p>",
+            html_escape(&e.to_string())
+        ),
+    )
+}
+
+/// A fresh CSRF token and the cookie that carries it.
+pub fn new_csrf(secure: bool) -> (String, HeaderValue) {
+    let token = random_base62(32);
+    let cookie = format!(
+        "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        if secure { "; Secure" } else { "" }
+    );
+    // The cookie is ASCII by construction.
+    let value = HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static(""));
+    (token, value)
+}
+
+/// True when the form's token equals the cookie's.
+pub fn csrf_ok(headers: &HeaderMap, form_token: &str) -> bool {
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == CSRF_COOKIE)
+        .map(|(_, v)| v);
+    match cookie {
+        Some(c) if !c.is_empty() && c.len() == form_token.len() => {
+            subtle::ConstantTimeEq::ct_eq(c.as_bytes(), form_token.as_bytes()).into()
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,152 @@
+//! Email: messages are written to the outbox table inside the transaction of the change that
+//! causes them, and a background worker delivers them over SMTP with retries and backoff. Without
+//! SMTP configured, messages are written to the log so a local user can still follow the link.
+
+use crate::app::App;
+use crate::domain::AccountId;
+use crate::services::{Error, Result};
+use crate::store::{self, invitations::OutboxMessage};
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Gives up on a message after this many attempts (about 4 hours of backoff in all).
+pub const MAX_ATTEMPTS: i64 = 8;
+
+/// The SMTP connection (if configured) and a wake-up signal for the worker.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl Mailer {
+    pub fn new(smtp_url: Option<&str>, from: &str) -> anyhow::Result<Mailer> {
+        let transport = smtp_url
+            .map(|u| {
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(u)
+                    .map(|b| b.timeout(Some(std::time::Duration::from_secs(20))).build())
+                    .map_err(|e| anyhow::anyhow!("invalid SMTP URL: {e}"))
+            })
+            .transpose()?;
+        Ok(Mailer {
+            transport,
+            from: from
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid sender address: {e}"))?,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+}
+
+/// An email to queue.
+pub struct NewEmail<'a> {
+    pub account: Option<AccountId>,
+    pub invitation: Option<Uuid>,
+    pub to: &'a str,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Queues a message inside `tx` (sent after commit).
+pub async fn enqueue(app: &App, tx: &mut store::Conn, e: NewEmail<'_>) -> Result<()> {
+    let m = OutboxMessage {
+        id: Uuid::new_v4(),
+        account_id: e.account,
+        invitation_id: e.invitation,
+        to: e.to.to_string(),
+        subject: e.subject,
+        body_text: e.text,
+        body_html: e.html,
+        attempts: 0,
+    };
+    store::invitations::insert_message(tx, &m, app.now()).await?;
+    Ok(())
+}
+
+fn build(from: &Mailbox, m: &OutboxMessage) -> std::result::Result<Message, String> {
+    let to: Mailbox = m.to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(&m.subject)
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(m.body_text.clone()),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(m.body_html.clone()),
+                ),
+        )
+        .map_err(|e| format!("building the message: {e}"))
+}
+
+/// Sends every message that is due. Returns (sent, failed attempts).
+pub async fn deliver_due(app: &App) -> Result<(usize, usize)> {
+    let due = {
+        let mut c = app.store.reader().await?;
+        store::invitations::find_due(&mut c, app.now(), 50).await?
+    };
+    let (mut sent, mut failed) = (0, 0);
+    for m in due {
+        let outcome = match &app.mailer.transport {
+            None => {
+                tracing::warn!(
+                    to = %m.to,
+                    subject = %m.subject,
+                    "no SMTP server configured (ATRIUM_SMTP_URL); the email follows:\n{}",
+                    m.body_text
+                );
+                Ok(())
+            }
+            Some(t) => match build(&app.mailer.from, &m) {
+                Ok(msg) => t.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            },
+        };
+        let mut tx = app.store.begin().await?;
+        match outcome {
+            Ok(()) => {
+                store::invitations::mark_sent(&mut tx, m.id, app.now()).await?;
+                sent += 1;
+            }
+            Err(e) => {
+                let attempts = m.attempts + 1;
+                let next = (attempts < MAX_ATTEMPTS).then(|| app.now() + backoff(attempts));
+                tracing::warn!(to = %m.to, attempts, error = %e, "sending email failed");
+                store::invitations::mark_failed(&mut tx, m.id, &e, next).await?;
+                failed += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok((sent, failed))
+}
+
+/// 30 s, 1 min, 2 min, … capped at 1 hour.
+pub fn backoff(attempts: i64) -> chrono::Duration {
+    chrono::Duration::seconds((30i64 << (attempts - 1).clamp(0, 7)).min(3600))
+}
+
+/// Escapes text for HTML bodies.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+impl From<lettre::error::Error> for Error {
+    fn from(e: lettre::error::Error) -> Self {
+        Error::Unexpected(anyhow::anyhow!("email: {e}"))
+    }
+}
