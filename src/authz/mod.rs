@@ -23,9 +23,17 @@ pub struct Principal {
     /// Client address and user agent of the request, for audit records.
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// For a service account: its account (`user_id` then holds the service account's id). `None`
+    /// for users.
+    pub bot_account: Option<AccountId>,
 }
 
 impl Principal {
+    /// True for service accounts.
+    pub fn is_bot(&self) -> bool {
+        self.bot_account.is_some()
+    }
+
     /// An operator acting through the CLI on the server's machine, as `user`.
     pub fn cli(user_id: UserId, name: String) -> Principal {
         Principal {
@@ -35,6 +43,7 @@ impl Principal {
             credential: Credential::Cli,
             ip: None,
             user_agent: Some("atrium-cli".into()),
+            bot_account: None,
         }
     }
 }

@@ -129,6 +129,16 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(memberships::set_membership_active))
         .routes(routes!(memberships::set_memberships_active))
         .routes(routes!(memberships::download_memberships))
+        .routes(routes!(bots::create_bot))
+        .routes(routes!(bots::read_bot, bots::update_bot, bots::delete_bot))
+        .routes(routes!(bots::filter_bots))
+        .routes(routes!(bots::rotate_key))
+        .routes(routes!(bots::read_keys))
+        .routes(routes!(bots::delete_key))
+        .routes(routes!(bots::membership_by_bot))
+        .routes(routes!(bots::upsert_access))
+        .routes(routes!(bots::filter_access))
+        .routes(routes!(bots::read_access, bots::delete_access))
 }
 
 /// The OpenAPI document (3.1).

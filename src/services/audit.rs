@@ -78,7 +78,12 @@ pub fn changes<T: Serialize>(before: &T, after: &T) -> Value {
 fn actor_of(p: Option<&Principal>) -> AuditActor {
     match p {
         Some(p) => AuditActor {
-            kind: "user".into(),
+            kind: if p.is_bot() {
+                "service_account"
+            } else {
+                "user"
+            }
+            .into(),
             id: Some(p.user_id.0),
             name: p.name.clone(),
         },

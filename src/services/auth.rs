@@ -27,16 +27,33 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
         Some(k) if now_us - k.cached_at_us < KEY_CACHE_TTL_US => k,
         _ => {
             let mut c = app.store.reader().await?;
-            let owner = store::api_keys::find_key_owner_by_hash(&mut c, &hex(&digest))
-                .await?
-                .ok_or_else(|| Error::Unauthenticated(BAD_KEY.into()))?;
-            let k = CachedKey {
-                key_id: owner.key_id,
-                user_id: owner.user_id,
-                expires_at_us: owner.expires_at.map_or(i64::MAX, |t| t.timestamp_micros()),
-                site_admin: owner.site_admin,
-                name: owner.email.into(),
-                cached_at_us: now_us,
+            let k = if key.starts_with(crate::services::credentials::BOT_KEY_PREFIX) {
+                let (key_id, bot, expires_at) =
+                    store::bots::find_key_owner_by_hash(&mut c, &hex(&digest))
+                        .await?
+                        .ok_or_else(|| Error::Unauthenticated(BAD_KEY.into()))?;
+                CachedKey {
+                    key_id,
+                    user_id: crate::domain::UserId(bot.id),
+                    expires_at_us: expires_at.map_or(i64::MAX, |t| t.timestamp_micros()),
+                    site_admin: false,
+                    name: bot.name.into(),
+                    bot_account: Some(bot.account_id),
+                    cached_at_us: now_us,
+                }
+            } else {
+                let owner = store::api_keys::find_key_owner_by_hash(&mut c, &hex(&digest))
+                    .await?
+                    .ok_or_else(|| Error::Unauthenticated(BAD_KEY.into()))?;
+                CachedKey {
+                    key_id: owner.key_id,
+                    user_id: owner.user_id,
+                    expires_at_us: owner.expires_at.map_or(i64::MAX, |t| t.timestamp_micros()),
+                    site_admin: owner.site_admin,
+                    name: owner.email.into(),
+                    bot_account: None,
+                    cached_at_us: now_us,
+                }
             };
             app.keys.insert(digest, k.clone());
             k
@@ -51,6 +68,7 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
         name: cached.name.to_string(),
         ip: None,
         user_agent: None,
+        bot_account: cached.bot_account,
         site_admin: cached.site_admin,
         credential: Credential::ApiKey {
             key_id: cached.key_id,
@@ -70,6 +88,7 @@ pub async fn authenticate_session(app: &App, session_id: &str) -> Result<Princip
         name: user.email,
         ip: None,
         user_agent: None,
+        bot_account: None,
         site_admin: user.site_admin,
         credential: Credential::Session { id_hash: hash },
     })
@@ -197,6 +216,7 @@ pub async fn signup(
         credential: Credential::Cli,
         ip: None,
         user_agent: None,
+        bot_account: None,
     };
     crate::services::invitations::accept(app, &p, id, &code).await?;
     Ok(user)
@@ -316,6 +336,7 @@ pub async fn login(
                 credential: Credential::Cli,
                 ip: ip.map(str::to_string),
                 user_agent: user_agent.map(str::to_string),
+                bot_account: None,
             };
             audit::record_alone(app, Some(&client), SYSTEM_CHAIN, e).await?;
             return Err(Error::Unauthenticated(BAD_LOGIN.into()));
@@ -346,6 +367,7 @@ pub async fn login(
         },
         ip: ip.map(str::to_string),
         user_agent: user_agent.map(str::to_string),
+        bot_account: None,
     };
     audit::record(
         app,

@@ -16,6 +16,7 @@ const SECRET_LEN: usize = 30;
 const CHECK_LEN: usize = 6;
 
 pub const USER_KEY_PREFIX: &str = "pnu_";
+pub const BOT_KEY_PREFIX: &str = "pnb_";
 
 /// Random base62 text from the OS-seeded CSPRNG.
 pub fn random_base62(len: usize) -> String {
@@ -111,8 +112,10 @@ pub struct CachedKey {
     /// Unix microseconds; `i64::MAX` = never.
     pub expires_at_us: i64,
     pub site_admin: bool,
-    /// The owner's email, for audit records.
+    /// The owner's email (or the service account's name), for audit records.
     pub name: Arc<str>,
+    /// The account of a service account's key.
+    pub bot_account: Option<crate::domain::AccountId>,
     /// When this entry was read from the database (Unix µs); entries older than
     /// [`KEY_CACHE_TTL_US`] are verified again, bounding how long a key revoked by another process
     /// without a notification (SQLite, lost connection) keeps working.

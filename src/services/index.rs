@@ -37,7 +37,13 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
         return Ok(());
     };
     let entitlements = crate::services::plans::entitlements(app, &row);
-    let members = store::memberships::find_member_roles(&mut c, account).await?;
+    let mut members = store::memberships::find_member_roles(&mut c, account).await?;
+    members.extend(
+        store::bots::find_bot_roles(&mut c, account)
+            .await?
+            .into_iter()
+            .map(|(id, role)| (crate::domain::UserId(id), role, true)),
+    );
     let roles = store::roles::find_roles(&mut c, account, None).await?;
     let custom: FxHashMap<_, _> = roles
         .iter()
@@ -48,7 +54,20 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
         })
         .collect();
     let workspaces = store::workspaces::find_all_workspaces(&mut c, account).await?;
-    let grants = store::access::find_account_grants(&mut c, account).await?;
+    let mut grants = store::access::find_account_grants(&mut c, account).await?;
+    grants.extend(
+        store::bots::find_account_grants(&mut c, account)
+            .await?
+            .into_iter()
+            .map(
+                |(workspace_id, bot, role_id, expires_at)| store::access::GrantRow {
+                    workspace_id,
+                    user_id: crate::domain::UserId(bot),
+                    role_id,
+                    expires_at,
+                },
+            ),
+    );
     let rows = SnapshotRows {
         db_version,
         plan: entitlements.plan,

@@ -9,6 +9,11 @@ use crate::services::{Error, Result};
 use crate::store;
 
 pub async fn read_me(app: &App, p: &Principal) -> Result<User> {
+    if p.is_bot() {
+        return Err(Error::not_found(
+            "user (this key belongs to a service account)",
+        ));
+    }
     let mut c = app.store.reader().await?;
     store::users::find_user_by_id(&mut c, p.user_id)
         .await?
@@ -18,7 +23,7 @@ pub async fn read_me(app: &App, p: &Principal) -> Result<User> {
 /// Every workspace the caller holds at least one scope in, across their active memberships.
 pub async fn my_workspaces(app: &App, p: &Principal) -> Result<Vec<MeWorkspace>> {
     let mut c = app.store.reader().await?;
-    let accounts = store::memberships::find_accounts_of_user(&mut c, p.user_id).await?;
+    let accounts = accounts_of(&mut c, p).await?;
     let now = app.now().timestamp_micros();
     let mut out = Vec::new();
     for a in accounts.into_iter().filter(|a| a.active) {
@@ -43,10 +48,33 @@ pub async fn my_workspaces(app: &App, p: &Principal) -> Result<Vec<MeWorkspace>>
     Ok(out)
 }
 
+/// A user's account memberships, or a service account's one account.
+async fn accounts_of(
+    c: &mut store::Conn,
+    p: &Principal,
+) -> Result<Vec<store::memberships::UserAccountRow>> {
+    let Some(account) = p.bot_account else {
+        return Ok(store::memberships::find_accounts_of_user(c, p.user_id).await?);
+    };
+    let bot = store::bots::find_bot(c, account, p.user_id.0).await?;
+    let row = store::accounts::find_account(c, account).await?;
+    Ok(match (bot, row) {
+        (Some(b), Some(a)) => vec![store::memberships::UserAccountRow {
+            membership_id: crate::domain::MembershipId(b.id),
+            account_id: account,
+            account_name: a.name,
+            account_handle: a.handle,
+            role: b.account_role,
+            active: true,
+        }],
+        _ => vec![],
+    })
+}
+
 /// The caller's active memberships.
 pub async fn my_accounts(app: &App, p: &Principal) -> Result<Vec<MeAccount>> {
     let mut c = app.store.reader().await?;
-    Ok(store::memberships::find_accounts_of_user(&mut c, p.user_id)
+    Ok(accounts_of(&mut c, p)
         .await?
         .into_iter()
         .filter(|a| a.active)

@@ -60,11 +60,14 @@ pub async fn filter_memberships(
 ) -> Result<Vec<Membership>> {
     crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
     let (limit, offset) = page(f.limit, f.offset)?;
-    if f.only_bots {
-        // Service accounts are not members yet (their issue adds them).
-        return Ok(vec![]);
-    }
     let mut c = app.store.reader().await?;
+    if f.only_bots {
+        return Ok(store::bots::find_bots(&mut c, account, None, limit, offset)
+            .await?
+            .iter()
+            .map(crate::services::bots::as_membership)
+            .collect());
+    }
     Ok(
         store::memberships::find_memberships(&mut c, account, &f.to_filter(), limit, offset)
             .await?,
@@ -78,10 +81,12 @@ pub async fn count_memberships(
     f: FilterMemberships,
 ) -> Result<i64> {
     crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
-    if f.only_bots {
-        return Ok(0);
-    }
     let mut c = app.store.reader().await?;
+    if f.only_bots {
+        return Ok(store::bots::find_bots(&mut c, account, None, i64::MAX, 0)
+            .await?
+            .len() as i64);
+    }
     Ok(store::memberships::count_memberships(&mut c, account, &f.to_filter()).await?)
 }
 
@@ -227,6 +232,11 @@ pub async fn delete_membership(
 /// The caller leaves the account.
 pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Result<()> {
     app.index.account_role(p, account)?;
+    if p.is_bot() {
+        return Err(Error::not_found(
+            "membership (service accounts are removed by deleting them)",
+        ));
+    }
     let mut tx = app.store.begin().await?;
     store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
     let m = store::memberships::find_membership_by_user(&mut tx, account, p.user_id)

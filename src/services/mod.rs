@@ -6,6 +6,7 @@ pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod bots;
 pub mod credentials;
 pub mod error;
 pub mod index;

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 /// Users act on their own user record only (site admins may read any).
 fn require_self(p: &Principal, user: UserId, allow_site_admin: bool) -> Result<()> {
-    if p.user_id == user || (allow_site_admin && p.site_admin) {
+    if !p.is_bot() && (p.user_id == user || (allow_site_admin && p.site_admin)) {
         Ok(())
     } else {
         Err(Error::not_found("user"))

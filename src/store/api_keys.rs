@@ -93,13 +93,24 @@ pub async fn delete_api_key(
         .bind(id.to_string())
         .execute(&mut *c)
         .await?;
+    notify_key_revoked(c, engine, id).await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Tells every process (PostgreSQL) that a key stopped or will stop working, so they drop it from
+/// their caches.
+pub async fn notify_key_revoked(
+    c: &mut Conn,
+    engine: super::Engine,
+    id: ApiKeyId,
+) -> Result<(), sqlx::Error> {
     if let Some(sql) = engine.notify_key_sql() {
         sqlx::query(sql)
             .bind(id.to_string())
             .fetch_optional(&mut *c)
             .await?;
     }
-    Ok(r.rows_affected() > 0)
+    Ok(())
 }
 
 /// The owner and expiry of the key with this hash.
@@ -141,11 +152,13 @@ pub async fn update_last_used(
     now: Time,
 ) -> Result<(), sqlx::Error> {
     for id in ids {
-        sqlx::query("UPDATE api_keys SET last_used = $2 WHERE id = $1")
-            .bind(id.to_string())
-            .bind(micros(now))
-            .execute(&mut *c)
-            .await?;
+        for table in ["api_keys", "bot_api_keys"] {
+            sqlx::query(&format!("UPDATE {table} SET last_used = $2 WHERE id = $1"))
+                .bind(id.to_string())
+                .bind(micros(now))
+                .execute(&mut *c)
+                .await?;
+        }
     }
     Ok(())
 }

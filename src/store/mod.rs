@@ -7,6 +7,7 @@ pub mod access;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod bots;
 pub mod dialect;
 pub mod invitations;
 pub mod memberships;

@@ -153,6 +153,34 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
             "POST /api/accounts/{}/account_memberships/set_active",
             Some("prefect-cloud.account-membership.deactivated"),
         ),
+        (
+            "POST /api/accounts/{}/bots",
+            Some("prefect-cloud.service-account.created"),
+        ),
+        (
+            "PATCH /api/accounts/{}/bots/{}",
+            Some("prefect-cloud.service-account.updated"),
+        ),
+        (
+            "DELETE /api/accounts/{}/bots/{}",
+            Some("prefect-cloud.service-account.deleted"),
+        ),
+        (
+            "POST /api/accounts/{}/bots/{}/rotate_api_key",
+            Some("prefect-cloud.service-account.rotated"),
+        ),
+        (
+            "DELETE /api/accounts/{}/bots/{}/delete_bot_api_key/{}",
+            Some("prefect-cloud.api-key.deleted"),
+        ),
+        (
+            "POST /api/accounts/{}/workspaces/{}/bot_access",
+            Some("prefect-cloud.workspace-access.updated"),
+        ),
+        (
+            "DELETE /api/accounts/{}/workspaces/{}/bot_access/{}",
+            Some("prefect-cloud.workspace-access.deleted"),
+        ),
     ];
     table
         .iter()

@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod audit;
+mod bots;
 mod concurrency;
 mod crash;
 mod inputs;

@@ -18,6 +18,9 @@ pub(crate) struct World {
     custom_role: String,
     viewer_access: String,
     invitation: String,
+    bot: String,
+    bot_key: String,
+    bot_access: String,
 }
 
 pub(crate) const WHO: [&str; 6] = [
@@ -78,6 +81,29 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         .await;
     assert_eq!(s, S::CREATED, "{v}");
     let invitation = v[0]["id"].as_str().expect("invitation id").to_string();
+    let (s, v) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{account}/bots/"),
+            Some(&owner.key),
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    assert_eq!(s, S::CREATED, "{v}");
+    let (bot, bot_key) = (
+        v["id"].as_str().expect("bot").to_string(),
+        v["api_key"]["id"].as_str().expect("key").to_string(),
+    );
+    let (s, v) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{account}/workspaces/{ws}/bot_access/"),
+            Some(&owner.key),
+            Some(json!({"bot_id": bot, "workspace_role_id": BuiltinWorkspaceRole::Runner.id()})),
+        )
+        .await;
+    assert_eq!(s, S::OK, "{v}");
+    let bot_access = v[0]["id"].as_str().expect("bot access").to_string();
     World {
         account: account.to_string(),
         ws: ws.to_string(),
@@ -94,6 +120,9 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         custom_role,
         viewer_access,
         invitation,
+        bot,
+        bot_key,
+        bot_access,
         owner,
     }
 }
@@ -116,6 +145,9 @@ pub(crate) fn fill(template: &str, w: &World) -> String {
         .replace("{role_id}", &w.custom_role)
         .replace("{access_id}", &w.viewer_access)
         .replace("{invitation_id}", &w.invitation)
+        .replace("{bot_id}", &w.bot)
+        .replace("{bot_key_id}", &w.bot_key)
+        .replace("{bot_access_id}", &w.bot_access)
 }
 
 pub(crate) fn table() -> Vec<Cell> {
@@ -521,6 +553,19 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::PATCH, "/api/accounts/{account_id}/account_memberships/{membership_id}/active", Some(json!({"active": false})), [401, 404, 403, 403, 204, 204]),
         c(M::POST, "/api/accounts/{account_id}/account_memberships/set_active", Some(json!({"membership_ids": ["{membership_id}"], "active": false})), [401, 404, 403, 403, 204, 204]),
         c(M::GET, "/api/accounts/{account_id}/account_memberships/download", None, [401, 404, 200, 200, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/bots", Some(json!({"name": "b2"})), [401, 404, 403, 403, 201, 201]),
+        c(M::GET, "/api/accounts/{account_id}/bots/{bot_id}", None, [401, 404, 200, 200, 200, 200]),
+        c(M::PATCH, "/api/accounts/{account_id}/bots/{bot_id}", Some(json!({"name": "renamed"})), [401, 404, 403, 403, 204, 204]),
+        c(M::DELETE, "/api/accounts/{account_id}/bots/{bot_id}", None, [401, 404, 403, 403, 204, 204]),
+        c(M::POST, "/api/accounts/{account_id}/bots/filter", Some(json!({})), [401, 404, 200, 200, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/bots/{bot_id}/rotate_api_key", Some(json!({})), [401, 404, 403, 403, 201, 201]),
+        c(M::GET, "/api/accounts/{account_id}/bots/{bot_id}/read_bot_api_keys", None, [401, 404, 200, 200, 200, 200]),
+        c(M::DELETE, "/api/accounts/{account_id}/bots/{bot_id}/delete_bot_api_key/{bot_key_id}", None, [401, 404, 403, 403, 204, 204]),
+        c(M::GET, "/api/accounts/{account_id}/account_memberships/by-bot/{bot_id}", None, [401, 404, 200, 200, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access", Some(json!([{"bot_id": "{bot_id}", "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}])), [401, 404, 404, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/filter", Some(json!({})), [401, 404, 404, 403, 200, 200]),
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/{bot_access_id}", None, [401, 404, 404, 403, 200, 200]),
+        c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/{bot_access_id}", None, [401, 404, 404, 403, 204, 204]),
     ]
     .into_iter()
     .map(|mut cell| {

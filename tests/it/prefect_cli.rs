@@ -110,4 +110,58 @@ fn login_and_list(prefect_bin: &str, db: &str) {
         !out.status.success(),
         "an unknown workspace must be refused"
     );
+
+    // A service account's key logs in too, and sees the workspaces it was granted.
+    let resp = http(
+        port,
+        "POST",
+        &format!("/api/accounts/{account}/bots/"),
+        &key,
+        r#"{"name":"ci"}"#,
+    );
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let body = &resp[resp.find("\r\n\r\n").expect("body") + 4..];
+    let bot: serde_json::Value = serde_json::from_str(body).expect("bot json");
+    let bot_key = bot["api_key"]["key"].as_str().expect("bot key").to_string();
+    let ws: serde_json::Value = {
+        let resp = http(port, "GET", "/api/me/workspaces", &key, "");
+        serde_json::from_str(&resp[resp.find("\r\n\r\n").expect("body") + 4..]).expect("json")
+    };
+    let ws_id = ws[0]["workspace_id"].as_str().expect("workspace id");
+    let grant = format!(
+        r#"{{"bot_id":"{}","workspace_role_id":"{}"}}"#,
+        bot["id"].as_str().expect("id"),
+        atrium::domain::role::BuiltinWorkspaceRole::Runner.id()
+    );
+    let resp = http(
+        port,
+        "POST",
+        &format!("/api/accounts/{account}/workspaces/{ws_id}/bot_access/"),
+        &key,
+        &grant,
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let home3 = tempfile::tempdir().expect("home");
+    let out = prefect(
+        prefect_bin,
+        home3.path(),
+        port,
+        &[
+            "cloud",
+            "login",
+            "--key",
+            &bot_key,
+            "--workspace",
+            "acme/prod",
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "login with a service-account key: {text}"
+    );
 }

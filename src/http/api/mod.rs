@@ -4,6 +4,7 @@
 pub mod access;
 pub mod accounts;
 pub mod auth;
+pub mod bots;
 pub mod events;
 pub mod invitations;
 pub mod me;

@@ -1,0 +1,228 @@
+//! Service accounts: `/api/accounts/{a}/bots…`, `…/account_memberships/by-bot/{id}` and
+//! `…/workspaces/{w}/bot_access…`.
+
+use super::{AccountPath, AccountWorkspacePath, ErrorBody};
+use crate::app::App;
+use crate::domain::{AccessId, AccountId, ApiKeyId, Membership, WorkspaceId};
+use crate::http::extract::{Auth, Json, Path};
+use crate::services::bots::{
+    self, BotAccessUpsert, BotKeys, BotView, CreateBot, FilterBotAccess, FilterBots, RotateKey,
+    UpdateBot,
+};
+use crate::services::Result;
+use crate::store::bots::BotAccess;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json as Out;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BotPath {
+    pub account_id: AccountId,
+    pub bot_id: Uuid,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BotKeyPath {
+    pub account_id: AccountId,
+    pub bot_id: Uuid,
+    pub api_key_id: ApiKeyId,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BotAccessPath {
+    pub account_id: AccountId,
+    pub workspace_id: WorkspaceId,
+    pub access_id: AccessId,
+}
+
+/// Creates a service account; its key is in this response only (`create:bot`, plan feature `service_accounts`).
+#[utoipa::path(post, path = "/api/accounts/{account_id}/bots", tag = "service accounts", params(AccountPath), request_body = CreateBot,
+    responses((status = 201, body = BotView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn create_bot(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Json(b): Json<CreateBot>,
+) -> Result<(StatusCode, Out<BotView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Out(bots::create_bot(&app, &p, a.account_id, b).await?),
+    ))
+}
+
+/// A service account with its masked key (`read:bot`).
+#[utoipa::path(get, path = "/api/accounts/{account_id}/bots/{bot_id}", tag = "service accounts", params(BotPath),
+    responses((status = 200, body = BotView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn read_bot(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(b): Path<BotPath>,
+) -> Result<Out<BotView>> {
+    Ok(Out(bots::read_bot(&app, &p, b.account_id, b.bot_id).await?))
+}
+
+/// Renames a service account or changes its account role (`update:bot`).
+#[utoipa::path(patch, path = "/api/accounts/{account_id}/bots/{bot_id}", tag = "service accounts", params(BotPath), request_body = UpdateBot,
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update_bot(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(b): Path<BotPath>,
+    Json(u): Json<UpdateBot>,
+) -> Result<StatusCode> {
+    bots::update_bot(&app, &p, b.account_id, b.bot_id, u).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a service account; its keys stop working at once (`delete:bot`).
+#[utoipa::path(delete, path = "/api/accounts/{account_id}/bots/{bot_id}", tag = "service accounts", params(BotPath),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_bot(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(b): Path<BotPath>,
+) -> Result<StatusCode> {
+    bots::delete_bot(&app, &p, b.account_id, b.bot_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists service accounts (`read:bot`).
+#[utoipa::path(post, path = "/api/accounts/{account_id}/bots/filter", tag = "service accounts", params(AccountPath), request_body = FilterBots,
+    responses((status = 200, body = Vec<BotView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn filter_bots(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Json(f): Json<FilterBots>,
+) -> Result<Out<Vec<BotView>>> {
+    Ok(Out(bots::filter_bots(&app, &p, a.account_id, f).await?))
+}
+
+/// Issues a new key; older keys stop now or after `old_key_expires_in_seconds` (≤ 48 h) (`update:bot`).
+#[utoipa::path(post, path = "/api/accounts/{account_id}/bots/{bot_id}/rotate_api_key", tag = "service accounts", params(BotPath), request_body = RotateKey,
+    responses((status = 201, body = BotView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn rotate_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(b): Path<BotPath>,
+    Json(r): Json<RotateKey>,
+) -> Result<(StatusCode, Out<BotView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Out(bots::rotate_key(&app, &p, b.account_id, b.bot_id, r).await?),
+    ))
+}
+
+/// The active key and the keys still inside their rotation overlap (`read:bot`).
+#[utoipa::path(get, path = "/api/accounts/{account_id}/bots/{bot_id}/read_bot_api_keys", tag = "service accounts", params(BotPath),
+    responses((status = 200, body = BotKeys), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn read_keys(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(b): Path<BotPath>,
+) -> Result<Out<BotKeys>> {
+    Ok(Out(bots::read_keys(&app, &p, b.account_id, b.bot_id).await?))
+}
+
+/// Revokes one key of a service account at once (`update:bot`).
+#[utoipa::path(delete, path = "/api/accounts/{account_id}/bots/{bot_id}/delete_bot_api_key/{api_key_id}", tag = "service accounts", params(BotKeyPath),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(k): Path<BotKeyPath>,
+) -> Result<StatusCode> {
+    bots::delete_key(&app, &p, k.account_id, k.bot_id, k.api_key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A service account as an account membership (`read:account_membership`).
+#[utoipa::path(get, path = "/api/accounts/{account_id}/account_memberships/by-bot/{bot_id}", tag = "memberships", params(BotPath),
+    responses((status = 200, body = Membership), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn membership_by_bot(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(b): Path<BotPath>,
+) -> Result<Out<Membership>> {
+    Ok(Out(bots::membership_by_bot(
+        &app,
+        &p,
+        b.account_id,
+        b.bot_id,
+    )
+    .await?))
+}
+
+/// Grants service accounts a workspace role (`manage_workspace_service_accounts`).
+#[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access", tag = "access", params(AccountWorkspacePath), request_body = BotAccessUpsert,
+    responses((status = 200, body = Vec<BotAccess>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn upsert_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(w): Path<AccountWorkspacePath>,
+    Json(b): Json<BotAccessUpsert>,
+) -> Result<Out<Vec<BotAccess>>> {
+    Ok(Out(bots::upsert_access(
+        &app,
+        &p,
+        w.account_id,
+        w.workspace_id,
+        b,
+    )
+    .await?))
+}
+
+/// Lists service-account grants (`see_workspace_service_accounts`).
+#[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/filter", tag = "access", params(AccountWorkspacePath), request_body = FilterBotAccess,
+    responses((status = 200, body = Vec<BotAccess>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn filter_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(w): Path<AccountWorkspacePath>,
+    Json(f): Json<FilterBotAccess>,
+) -> Result<Out<Vec<BotAccess>>> {
+    Ok(Out(bots::filter_access(
+        &app,
+        &p,
+        w.account_id,
+        w.workspace_id,
+        f,
+    )
+    .await?))
+}
+
+/// One service-account grant (`see_workspace_service_accounts`).
+#[utoipa::path(get, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/{access_id}", tag = "access", params(BotAccessPath),
+    responses((status = 200, body = BotAccess), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn read_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<BotAccessPath>,
+) -> Result<Out<BotAccess>> {
+    Ok(Out(bots::read_access(
+        &app,
+        &p,
+        a.account_id,
+        a.workspace_id,
+        a.access_id,
+    )
+    .await?))
+}
+
+/// Revokes a service-account grant (`manage_workspace_service_accounts`).
+#[utoipa::path(delete, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/{access_id}", tag = "access", params(BotAccessPath),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<BotAccessPath>,
+) -> Result<StatusCode> {
+    bots::delete_access(&app, &p, a.account_id, a.workspace_id, a.access_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

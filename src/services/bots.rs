@@ -1,0 +1,718 @@
+//! Service accounts ("bots"): members of one account that authenticate with `pnb_` keys. Create
+//! (the key is shown once), read, rename, change role, delete (their keys die with them), rotate
+//! the key with an optional overlap, and grant workspace roles.
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::domain::plan::Feature;
+use crate::domain::role::{AccountPermission as P, AccountRole};
+use crate::domain::scope::Scope;
+use crate::domain::{
+    validate, AccessId, AccountId, ActorId, ApiKeyId, Membership, MembershipId, RoleId, UserId,
+    WorkspaceId,
+};
+use crate::services::audit::{self, NewEvent};
+use crate::services::credentials::{generate_api_key, BOT_KEY_PREFIX};
+use crate::services::error::unique_or;
+use crate::services::input::{page, AnyOf};
+use crate::services::plans::require_feature;
+use crate::services::roles::usable_role_scopes;
+use crate::services::{index, Error, Result};
+use crate::store::{self, bots::BotAccess, bots::BotRow};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Longest overlap during which a rotated-out key keeps working.
+pub const MAX_OVERLAP_SECONDS: i64 = 48 * 3600;
+
+/// A bot's key as shown: `key` only in the response that created it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BotKeyView {
+    pub id: ApiKeyId,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub name: String,
+    pub expiration: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked_key: Option<String>,
+}
+
+/// A service account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BotView {
+    pub id: Uuid,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub updated: chrono::DateTime<chrono::Utc>,
+    pub actor_id: ActorId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub account_role_id: RoleId,
+    pub account_role_name: &'static str,
+    pub api_key: Option<BotKeyView>,
+}
+
+fn view(b: &BotRow, key: Option<BotKeyView>) -> BotView {
+    BotView {
+        id: b.id,
+        created: b.created,
+        updated: b.updated,
+        actor_id: b.actor_id,
+        account_id: b.account_id,
+        name: b.name.clone(),
+        account_role_id: RoleId(b.account_role.id()),
+        account_role_name: b.account_role.name(),
+        api_key: key,
+    }
+}
+
+async fn newest_key(c: &mut store::Conn, bot: Uuid) -> Result<Option<BotKeyView>> {
+    Ok(store::bots::find_keys(c, bot)
+        .await?
+        .into_iter()
+        .next()
+        .map(|k| BotKeyView {
+            id: k.id,
+            created: k.created,
+            name: k.name,
+            expiration: k.expiration,
+            key: None,
+            masked_key: Some(k.masked_key),
+        }))
+}
+
+async fn gate(app: &App, p: &Principal, account: AccountId, perm: P) -> Result<AccountRole> {
+    let role = crate::services::authorize(app, p, account, perm).await?;
+    require_feature(app, account, Feature::ServiceAccounts)?;
+    Ok(role)
+}
+
+async fn issue_key(
+    app: &App,
+    tx: &mut store::Conn,
+    bot: &BotRow,
+    expiration: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<BotKeyView> {
+    let now = app.now();
+    if matches!(expiration, Some(t) if t <= now) {
+        return Err(Error::validation(
+            "api_key_expiration must be in the future",
+        ));
+    }
+    let (key, hash, masked) = generate_api_key(BOT_KEY_PREFIX);
+    let id = ApiKeyId::new();
+    let name = format!("{}-key", bot.name);
+    store::bots::insert_key(
+        tx,
+        store::bots::NewBotKey {
+            id,
+            bot: bot.id,
+            name: &name,
+            key_hash: &hash,
+            masked: &masked,
+            expires_at: expiration,
+        },
+        now,
+    )
+    .await?;
+    Ok(BotKeyView {
+        id,
+        created: now,
+        name,
+        expiration,
+        key: Some(key),
+        masked_key: None,
+    })
+}
+
+fn role_of(id: Option<RoleId>) -> Result<AccountRole> {
+    match id {
+        None => Ok(AccountRole::Member),
+        Some(r) => AccountRole::from_id(r.0)
+            .ok_or_else(|| Error::validation(format!("unknown account_role_id {r}"))),
+    }
+}
+
+/// `POST …/bots/` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBot {
+    pub name: String,
+    pub api_key_expiration: Option<chrono::DateTime<chrono::Utc>>,
+    /// Default Member; never above the creator's role.
+    pub account_role_id: Option<RoleId>,
+}
+
+pub async fn create_bot(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    b: CreateBot,
+) -> Result<BotView> {
+    let caller = gate(app, p, account, P::CreateBot).await?;
+    let role = role_of(b.account_role_id)?;
+    if role > caller {
+        return Err(crate::services::deny(
+            app,
+            p,
+            account,
+            format!(
+                "a {} cannot create an {} service account",
+                caller.name(),
+                role.name()
+            ),
+        )
+        .await);
+    }
+    let now = app.now();
+    let bot = BotRow {
+        id: Uuid::new_v4(),
+        account_id: account,
+        actor_id: ActorId::new(),
+        name: validate::name("name", &b.name).map_err(Error::Validation)?,
+        account_role: role,
+        created: now,
+        updated: now,
+    };
+    let mut tx = app.store.begin().await?;
+    store::bots::insert_bot(&mut tx, &bot)
+        .await
+        .map_err(|e| unique_or(e, format!("a service account named {:?} exists", bot.name)))?;
+    let key = issue_key(app, &mut tx, &bot, b.api_key_expiration).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("service-account", "created", bot.id)
+            .name(bot.name.clone())
+            .payload(json!({"name": bot.name, "account_role_name": role.name(), "api_key_expiration": key.expiration})),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await?;
+    Ok(view(&bot, Some(key)))
+}
+
+pub async fn read_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<BotView> {
+    gate(app, p, account, P::ReadBot).await?;
+    let mut c = app.store.reader().await?;
+    let bot = store::bots::find_bot(&mut c, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("service account"))?;
+    let key = newest_key(&mut c, id).await?;
+    Ok(view(&bot, key))
+}
+
+/// `service_accounts` part of the filter body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotFields {
+    pub name: Option<AnyOf<String>>,
+}
+
+/// `POST …/bots/filter` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterBots {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    #[serde(alias = "bots")]
+    pub service_accounts: Option<BotFields>,
+}
+
+pub async fn filter_bots(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    f: FilterBots,
+) -> Result<Vec<BotView>> {
+    gate(app, p, account, P::ReadBot).await?;
+    let (limit, offset) = page(f.limit, f.offset)?;
+    let names = f.service_accounts.and_then(|s| s.name).map(|n| n.any_);
+    let mut c = app.store.reader().await?;
+    let bots = store::bots::find_bots(&mut c, account, names.as_deref(), limit, offset).await?;
+    let mut out = Vec::with_capacity(bots.len());
+    for b in bots {
+        let key = newest_key(&mut c, b.id).await?;
+        out.push(view(&b, key));
+    }
+    Ok(out)
+}
+
+/// `PATCH …/bots/{id}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBot {
+    pub name: Option<String>,
+    pub account_role_id: Option<RoleId>,
+}
+
+pub async fn update_bot(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: Uuid,
+    u: UpdateBot,
+) -> Result<()> {
+    let caller = gate(app, p, account, P::UpdateBot).await?;
+    let mut tx = app.store.begin().await?;
+    let mut bot = store::bots::find_bot(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("service account"))?;
+    let before = json!({"name": bot.name, "account_role_name": bot.account_role.name()});
+    if bot.account_role > caller {
+        return Err(crate::services::deny(
+            app,
+            p,
+            account,
+            format!(
+                "a {} cannot change an {} service account",
+                caller.name(),
+                bot.account_role.name()
+            ),
+        )
+        .await);
+    }
+    if let Some(n) = u.name {
+        bot.name = validate::name("name", &n).map_err(Error::Validation)?;
+    }
+    if let Some(r) = u.account_role_id {
+        let role = role_of(Some(r))?;
+        if role > caller {
+            return Err(crate::services::deny(
+                app,
+                p,
+                account,
+                format!("a {} cannot grant the {} role", caller.name(), role.name()),
+            )
+            .await);
+        }
+        bot.account_role = role;
+    }
+    bot.updated = app.now();
+    store::bots::update_bot(&mut tx, &bot)
+        .await
+        .map_err(|e| unique_or(e, format!("a service account named {:?} exists", bot.name)))?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("service-account", "updated", id)
+            .name(bot.name.clone())
+            .payload(json!({"before": before, "after": {"name": bot.name, "account_role_name": bot.account_role.name()}})),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+/// Deletes a bot; its keys and grants go with it and stop working at the next request.
+pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
+    let caller = crate::services::authorize(app, p, account, P::DeleteBot).await?;
+    let mut tx = app.store.begin().await?;
+    let bot = store::bots::find_bot(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("service account"))?;
+    if bot.account_role > caller {
+        return Err(crate::services::deny(
+            app,
+            p,
+            account,
+            format!(
+                "a {} cannot delete an {} service account",
+                caller.name(),
+                bot.account_role.name()
+            ),
+        )
+        .await);
+    }
+    let keys = store::bots::find_keys(&mut tx, id).await?;
+    store::bots::delete_bot(&mut tx, account, id).await?;
+    for k in &keys {
+        store::api_keys::notify_key_revoked(&mut tx, app.store.engine, k.id).await?;
+    }
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("service-account", "deleted", id).name(bot.name.clone()),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    app.keys.remove_user(UserId(id));
+    index::reload_account(app, account).await
+}
+
+/// `POST …/bots/{id}/rotate_api_key` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    pub api_key_expiration: Option<chrono::DateTime<chrono::Utc>>,
+    /// How long the current key keeps working (at most 48 hours); null or 0: it stops at once.
+    pub old_key_expires_in_seconds: Option<i64>,
+}
+
+/// Issues a new key; the bot's other keys stop now or after the overlap.
+pub async fn rotate_key(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: Uuid,
+    r: RotateKey,
+) -> Result<BotView> {
+    gate(app, p, account, P::UpdateBot).await?;
+    let overlap = r.old_key_expires_in_seconds.unwrap_or(0);
+    if !(0..=MAX_OVERLAP_SECONDS).contains(&overlap) {
+        return Err(Error::validation(format!(
+            "old_key_expires_in_seconds must be between 0 and {MAX_OVERLAP_SECONDS}"
+        )));
+    }
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let bot = store::bots::find_bot(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("service account"))?;
+    let old = store::bots::find_keys(&mut tx, id).await?;
+    for k in &old {
+        if overlap == 0 {
+            store::bots::delete_key(&mut tx, id, k.id).await?;
+        } else {
+            let until = now + chrono::Duration::seconds(overlap);
+            if k.expiration.is_none_or(|e| e > until) {
+                store::bots::set_key_expiry(&mut tx, id, k.id, until).await?;
+            }
+        }
+        store::api_keys::notify_key_revoked(&mut tx, app.store.engine, k.id).await?;
+    }
+    let key = issue_key(app, &mut tx, &bot, r.api_key_expiration).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("service-account", "rotated", id)
+            .name(bot.name.clone())
+            .payload(json!({"new_key_id": key.id, "old_key_ids": old.iter().map(|k| k.id).collect::<Vec<_>>(), "old_key_expires_in_seconds": overlap})),
+    )
+    .await?;
+    tx.commit().await?;
+    for k in &old {
+        app.keys.remove_key(k.id);
+    }
+    Ok(view(&bot, Some(key)))
+}
+
+/// `GET …/bots/{id}/read_bot_api_keys`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BotKeys {
+    pub active_key: Option<BotKeyView>,
+    /// Older keys still inside their rotation overlap.
+    pub rotating_keys: Vec<BotKeyView>,
+}
+
+pub async fn read_keys(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<BotKeys> {
+    gate(app, p, account, P::ReadBot).await?;
+    let now = app.now();
+    let mut c = app.store.reader().await?;
+    store::bots::find_bot(&mut c, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("service account"))?;
+    let mut keys = store::bots::find_keys(&mut c, id)
+        .await?
+        .into_iter()
+        .filter(|k| k.expiration.is_none_or(|e| e > now))
+        .map(|k| BotKeyView {
+            id: k.id,
+            created: k.created,
+            name: k.name,
+            expiration: k.expiration,
+            key: None,
+            masked_key: Some(k.masked_key),
+        });
+    Ok(BotKeys {
+        active_key: keys.next(),
+        rotating_keys: keys.collect(),
+    })
+}
+
+/// Revokes one of a bot's keys at once.
+pub async fn delete_key(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: Uuid,
+    key: ApiKeyId,
+) -> Result<()> {
+    gate(app, p, account, P::UpdateBot).await?;
+    let mut tx = app.store.begin().await?;
+    let bot = store::bots::find_bot(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("service account"))?;
+    if !store::bots::delete_key(&mut tx, id, key).await? {
+        return Err(Error::not_found("API key"));
+    }
+    store::api_keys::notify_key_revoked(&mut tx, app.store.engine, key).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("api-key", "deleted", key.0)
+            .name(bot.name.clone())
+            .payload(json!({"service_account_id": id})),
+    )
+    .await?;
+    tx.commit().await?;
+    app.keys.remove_key(key);
+    Ok(())
+}
+
+/// A bot as an account membership (`by-bot`, `only_bots`).
+pub fn as_membership(b: &BotRow) -> Membership {
+    Membership {
+        id: MembershipId(b.id),
+        created: b.created,
+        updated: b.updated,
+        account_id: b.account_id,
+        actor_id: b.actor_id,
+        user_id: UserId(b.id),
+        handle: b.name.clone(),
+        first_name: String::new(),
+        last_name: String::new(),
+        email: String::new(),
+        account_role_id: RoleId(b.account_role.id()),
+        account_role_name: b.account_role.name(),
+        last_login: None,
+        active: true,
+        directory_id: None,
+        timezone: None,
+        teams: vec![],
+    }
+}
+
+pub async fn membership_by_bot(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: Uuid,
+) -> Result<Membership> {
+    crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
+    let mut c = app.store.reader().await?;
+    store::bots::find_bot(&mut c, account, id)
+        .await?
+        .map(|b| as_membership(&b))
+        .ok_or_else(|| Error::not_found("membership"))
+}
+
+// ---- workspace access ----
+
+/// One grant in a bot-access upsert.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotAccessInput {
+    pub bot_id: Uuid,
+    pub workspace_role_id: RoleId,
+    /// Atrium extension: the grant stops counting at this instant.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The upsert body: one grant or a list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum BotAccessUpsert {
+    Many(Vec<BotAccessInput>),
+    One(BotAccessInput),
+}
+
+pub async fn upsert_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    body: BotAccessUpsert,
+) -> Result<Vec<BotAccess>> {
+    let now = app.now();
+    let held = crate::services::require_scope(
+        app,
+        p,
+        account,
+        workspace,
+        Scope::ManageWorkspaceServiceAccounts,
+    )
+    .await?;
+    require_feature(app, account, Feature::ServiceAccounts)?;
+    require_feature(app, account, Feature::WorkspaceRbac)?;
+    let grants = match body {
+        BotAccessUpsert::Many(v) => v,
+        BotAccessUpsert::One(g) => vec![g],
+    };
+    if grants.is_empty() || grants.len() > crate::services::access::MAX_GRANTS_PER_REQUEST {
+        return Err(Error::validation("give between 1 and 200 grants"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut tx = app.store.begin().await?;
+    let mut out = Vec::with_capacity(grants.len());
+    for g in &grants {
+        if !seen.insert(g.bot_id) {
+            return Err(Error::validation(format!(
+                "service account {} appears twice",
+                g.bot_id
+            )));
+        }
+        if matches!(g.expires_at, Some(t) if t <= now) {
+            return Err(Error::validation("expires_at must be in the future"));
+        }
+        let scopes = usable_role_scopes(&mut tx, account, g.workspace_role_id).await?;
+        if !held.is_superset(scopes) {
+            return Err(crate::services::deny(
+                app,
+                p,
+                account,
+                "you cannot grant a role with scopes you do not hold in this workspace".into(),
+            )
+            .await);
+        }
+        store::bots::find_bot(&mut tx, account, g.bot_id)
+            .await?
+            .ok_or_else(|| Error::validation(format!("unknown service account {}", g.bot_id)))?;
+        let id = store::bots::upsert_access(
+            &mut tx,
+            account,
+            workspace,
+            g.bot_id,
+            g.workspace_role_id,
+            g.expires_at,
+            now,
+        )
+        .await?;
+        audit::record(
+            app,
+            &mut tx,
+            Some(p),
+            account.0,
+            NewEvent::new("workspace-access", "updated", id.0)
+                .workspace(workspace)
+                .payload(json!({"bot_id": g.bot_id, "workspace_role_id": g.workspace_role_id, "expires_at": g.expires_at})),
+        )
+        .await?;
+        if let Some(a) = store::bots::find_access(&mut tx, account, workspace, id).await? {
+            out.push(a);
+        }
+    }
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await?;
+    Ok(out)
+}
+
+/// `bots` part of the bot-access filter.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessBotFields {
+    pub id: Option<AnyOf<Uuid>>,
+}
+
+/// `POST …/bot_access/filter` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterBotAccess {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub bots: Option<AccessBotFields>,
+    #[schema(value_type = Option<Object>)]
+    pub workspace_accesses: Option<serde_json::Value>,
+    pub sort: Option<String>,
+}
+
+pub async fn filter_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    f: FilterBotAccess,
+) -> Result<Vec<BotAccess>> {
+    crate::services::require_scope(
+        app,
+        p,
+        account,
+        workspace,
+        Scope::SeeWorkspaceServiceAccounts,
+    )
+    .await?;
+    let (limit, offset) = page(f.limit, f.offset)?;
+    let ids = f
+        .bots
+        .and_then(|b| b.id)
+        .map(|i| i.any_.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+    let mut c = app.store.reader().await?;
+    Ok(
+        store::bots::find_accesses(&mut c, account, workspace, ids.as_deref(), limit, offset)
+            .await?,
+    )
+}
+
+pub async fn read_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    id: AccessId,
+) -> Result<BotAccess> {
+    crate::services::require_scope(
+        app,
+        p,
+        account,
+        workspace,
+        Scope::SeeWorkspaceServiceAccounts,
+    )
+    .await?;
+    let mut c = app.store.reader().await?;
+    store::bots::find_access(&mut c, account, workspace, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace access"))
+}
+
+/// Revokes a bot's grant; its next request sees the change.
+pub async fn delete_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    id: AccessId,
+) -> Result<()> {
+    crate::services::require_scope(
+        app,
+        p,
+        account,
+        workspace,
+        Scope::ManageWorkspaceServiceAccounts,
+    )
+    .await?;
+    let mut tx = app.store.begin().await?;
+    let grant = store::bots::find_access(&mut tx, account, workspace, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace access"))?;
+    store::bots::delete_access(&mut tx, account, workspace, id).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace-access", "deleted", id.0)
+            .name(grant.bot_name.clone())
+            .workspace(workspace)
+            .payload(json!({"bot_id": grant.bot_id, "workspace_role_id": grant.workspace_role_id})),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}

@@ -1,0 +1,380 @@
+//! Service accounts ("bots"), their API keys and their workspace grants.
+
+use super::{get_uuid, micros, opt_time, time, Arg, Conn, Sql};
+use crate::domain::role::AccountRole;
+use crate::domain::{
+    AccessId, AccountId, ActorId, ApiKeyId, ApiKeyInfo, RoleId, Time, WorkspaceId,
+};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// A bot as stored.
+#[derive(Debug, Clone)]
+pub struct BotRow {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    pub actor_id: ActorId,
+    pub name: String,
+    pub account_role: AccountRole,
+    pub created: Time,
+    pub updated: Time,
+}
+
+const COLS: &str = "id, account_id, actor_id, name, account_role, created, updated";
+
+fn bot_from(r: &AnyRow) -> Result<BotRow, sqlx::Error> {
+    let role: String = r.try_get("account_role")?;
+    Ok(BotRow {
+        id: get_uuid(r, "id")?,
+        account_id: AccountId(get_uuid(r, "account_id")?),
+        actor_id: ActorId(get_uuid(r, "actor_id")?),
+        name: r.try_get("name")?,
+        account_role: AccountRole::from_code(&role).unwrap_or(AccountRole::Member),
+        created: time(r.try_get("created")?),
+        updated: time(r.try_get("updated")?),
+    })
+}
+
+pub async fn insert_bot(c: &mut Conn, b: &BotRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO bots (id, account_id, actor_id, name, account_role, created, updated) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(b.id.to_string())
+    .bind(b.account_id.to_string())
+    .bind(b.actor_id.to_string())
+    .bind(&b.name)
+    .bind(b.account_role.code())
+    .bind(micros(b.created))
+    .bind(micros(b.updated))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_bot(
+    c: &mut Conn,
+    account: AccountId,
+    id: Uuid,
+) -> Result<Option<BotRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLS} FROM bots WHERE account_id = $1 AND id = $2"
+    ))
+    .bind(account.to_string())
+    .bind(id.to_string())
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| bot_from(&r))
+    .transpose()
+}
+
+pub async fn find_bots(
+    c: &mut Conn,
+    account: AccountId,
+    names: Option<&[String]>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<BotRow>, sqlx::Error> {
+    let mut s = Sql::new(&format!("SELECT {COLS} FROM bots WHERE account_id = "));
+    s.push("?", [Arg::Text(account.to_string())]);
+    if let Some(n) = names {
+        s.and_in("name", n);
+    }
+    s.push(
+        " ORDER BY name, id LIMIT ? OFFSET ?",
+        [Arg::Int(limit), Arg::Int(offset)],
+    );
+    s.query()
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(bot_from)
+        .collect()
+}
+
+pub async fn update_bot(c: &mut Conn, b: &BotRow) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE bots SET name = $3, account_role = $4, updated = $5 WHERE account_id = $1 AND id = $2")
+        .bind(b.account_id.to_string())
+        .bind(b.id.to_string())
+        .bind(&b.name)
+        .bind(b.account_role.code())
+        .bind(micros(b.updated))
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_bot(c: &mut Conn, account: AccountId, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM bots WHERE account_id = $1 AND id = $2")
+        .bind(account.to_string())
+        .bind(id.to_string())
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// (bot, role) of every bot of the account, for the permission index.
+pub async fn find_bot_roles(
+    c: &mut Conn,
+    account: AccountId,
+) -> Result<Vec<(Uuid, AccountRole)>, sqlx::Error> {
+    sqlx::query("SELECT id, account_role FROM bots WHERE account_id = $1")
+        .bind(account.to_string())
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| {
+            let role: String = r.try_get("account_role")?;
+            Ok((
+                get_uuid(r, "id")?,
+                AccountRole::from_code(&role).unwrap_or(AccountRole::Member),
+            ))
+        })
+        .collect()
+}
+
+// ---- keys ----
+
+/// A new key of a bot.
+pub struct NewBotKey<'a> {
+    pub id: ApiKeyId,
+    pub bot: Uuid,
+    pub name: &'a str,
+    pub key_hash: &'a str,
+    pub masked: &'a str,
+    pub expires_at: Option<Time>,
+}
+
+pub async fn insert_key(c: &mut Conn, k: NewBotKey<'_>, now: Time) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO bot_api_keys (id, bot_id, name, key_hash, masked_key, expires_at, created) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(k.id.to_string())
+    .bind(k.bot.to_string())
+    .bind(k.name)
+    .bind(k.key_hash)
+    .bind(k.masked)
+    .bind(k.expires_at.map(micros))
+    .bind(micros(now))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// A bot's keys, newest first.
+pub async fn find_keys(c: &mut Conn, bot: Uuid) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, created, name, expires_at, masked_key FROM bot_api_keys WHERE bot_id = $1 \
+         ORDER BY created DESC, id",
+    )
+    .bind(bot.to_string())
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ApiKeyInfo {
+            id: ApiKeyId(get_uuid(r, "id")?),
+            created: time(r.try_get("created")?),
+            name: r.try_get("name")?,
+            expiration: opt_time(r.try_get("expires_at")?),
+            masked_key: r.try_get("masked_key")?,
+        })
+    })
+    .collect()
+}
+
+pub async fn set_key_expiry(
+    c: &mut Conn,
+    bot: Uuid,
+    key: ApiKeyId,
+    expires_at: Time,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE bot_api_keys SET expires_at = $3 WHERE bot_id = $1 AND id = $2")
+        .bind(bot.to_string())
+        .bind(key.to_string())
+        .bind(micros(expires_at))
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_key(c: &mut Conn, bot: Uuid, key: ApiKeyId) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM bot_api_keys WHERE bot_id = $1 AND id = $2")
+        .bind(bot.to_string())
+        .bind(key.to_string())
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// The bot behind a key hash: (key id, bot, expiry).
+pub async fn find_key_owner_by_hash(
+    c: &mut Conn,
+    hash: &str,
+) -> Result<Option<(ApiKeyId, BotRow, Option<Time>)>, sqlx::Error> {
+    let cols = COLS
+        .split(", ")
+        .map(|c| format!("b.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query(&format!(
+        "SELECT k.id AS key_id, k.expires_at, {cols} FROM bot_api_keys k JOIN bots b ON b.id = k.bot_id \
+         WHERE k.key_hash = $1"
+    ))
+    .bind(hash)
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| Ok((ApiKeyId(get_uuid(&r, "key_id")?), bot_from(&r)?, opt_time(r.try_get("expires_at")?))))
+    .transpose()
+}
+
+// ---- workspace access ----
+
+/// A bot's grant on a workspace.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct BotAccess {
+    pub id: AccessId,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub updated: chrono::DateTime<chrono::Utc>,
+    pub workspace_id: WorkspaceId,
+    pub workspace_role_id: RoleId,
+    pub actor_id: ActorId,
+    pub bot_id: Uuid,
+    pub bot_name: String,
+    /// Atrium extension: when the grant stops counting (null = never).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const ACCESS_SELECT: &str =
+    "SELECT g.id, g.workspace_id, g.bot_id, g.workspace_role_id, g.expires_at, g.created, \
+     g.updated, b.actor_id, b.name FROM workspace_bot_access g JOIN bots b ON b.id = g.bot_id";
+
+fn access_from(r: &AnyRow) -> Result<BotAccess, sqlx::Error> {
+    Ok(BotAccess {
+        id: AccessId(get_uuid(r, "id")?),
+        workspace_id: WorkspaceId(get_uuid(r, "workspace_id")?),
+        bot_id: get_uuid(r, "bot_id")?,
+        workspace_role_id: RoleId(get_uuid(r, "workspace_role_id")?),
+        expires_at: opt_time(r.try_get("expires_at")?),
+        actor_id: ActorId(get_uuid(r, "actor_id")?),
+        bot_name: r.try_get("name")?,
+        created: time(r.try_get("created")?),
+        updated: time(r.try_get("updated")?),
+    })
+}
+
+pub async fn upsert_access(
+    c: &mut Conn,
+    account: AccountId,
+    workspace: WorkspaceId,
+    bot: Uuid,
+    role: RoleId,
+    expires_at: Option<Time>,
+    now: Time,
+) -> Result<AccessId, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO workspace_bot_access (id, account_id, workspace_id, bot_id, workspace_role_id, expires_at, created, updated) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (workspace_id, bot_id) DO UPDATE SET workspace_role_id = excluded.workspace_role_id, \
+           expires_at = excluded.expires_at, updated = excluded.updated RETURNING id",
+    )
+    .bind(AccessId::new().to_string())
+    .bind(account.to_string())
+    .bind(workspace.to_string())
+    .bind(bot.to_string())
+    .bind(role.to_string())
+    .bind(expires_at.map(micros))
+    .bind(micros(now))
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(AccessId(get_uuid(&row, "id")?))
+}
+
+pub async fn find_access(
+    c: &mut Conn,
+    account: AccountId,
+    workspace: WorkspaceId,
+    id: AccessId,
+) -> Result<Option<BotAccess>, sqlx::Error> {
+    sqlx::query(&format!(
+        "{ACCESS_SELECT} WHERE g.account_id = $1 AND g.workspace_id = $2 AND g.id = $3"
+    ))
+    .bind(account.to_string())
+    .bind(workspace.to_string())
+    .bind(id.to_string())
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| access_from(&r))
+    .transpose()
+}
+
+pub async fn find_accesses(
+    c: &mut Conn,
+    account: AccountId,
+    workspace: WorkspaceId,
+    bots: Option<&[String]>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<BotAccess>, sqlx::Error> {
+    let mut s = Sql::new(ACCESS_SELECT);
+    s.push(
+        " WHERE g.account_id = ? AND g.workspace_id = ?",
+        [
+            Arg::Text(account.to_string()),
+            Arg::Text(workspace.to_string()),
+        ],
+    );
+    if let Some(b) = bots {
+        s.and_in("g.bot_id", b);
+    }
+    s.push(
+        " ORDER BY b.name, g.id LIMIT ? OFFSET ?",
+        [Arg::Int(limit), Arg::Int(offset)],
+    );
+    s.query()
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(access_from)
+        .collect()
+}
+
+pub async fn delete_access(
+    c: &mut Conn,
+    account: AccountId,
+    workspace: WorkspaceId,
+    id: AccessId,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM workspace_bot_access WHERE account_id = $1 AND workspace_id = $2 AND id = $3",
+    )
+    .bind(account.to_string())
+    .bind(workspace.to_string())
+    .bind(id.to_string())
+    .execute(&mut *c)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Every bot grant of the account, for the permission index: (workspace, bot, role, expiry).
+pub async fn find_account_grants(
+    c: &mut Conn,
+    account: AccountId,
+) -> Result<Vec<(WorkspaceId, Uuid, RoleId, Option<Time>)>, sqlx::Error> {
+    sqlx::query("SELECT workspace_id, bot_id, workspace_role_id, expires_at FROM workspace_bot_access WHERE account_id = $1")
+        .bind(account.to_string())
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                WorkspaceId(get_uuid(r, "workspace_id")?),
+                get_uuid(r, "bot_id")?,
+                RoleId(get_uuid(r, "workspace_role_id")?),
+                opt_time(r.try_get("expires_at")?),
+            ))
+        })
+        .collect()
+}
