@@ -1,5 +1,6 @@
-//! The workspace-scope check on 10k users / 1k workspaces / 100k grants / 20 custom roles, with ids
-//! as strings (as a request carries them), side by side in one run with:
+//! The workspace-scope check on 10k users / 1k workspaces / 100k grants / 20 custom roles / 1,000
+//! teams of 5 with 2,000 team grants (a fifth of all grants time-bound), with ids as strings (as a
+//! request carries them), side by side in one run with:
 //! - casbin-rs (RBAC with domains, default `Enforcer`), same users, roles, grants and scopes;
 //! - a bare string-keyed hash index (user → workspace → scope bits), the floor for any engine.
 //!
@@ -17,6 +18,9 @@ const USERS: usize = 10_000;
 const WORKSPACES: usize = 1_000;
 const GRANTS: usize = 100_000;
 const CUSTOM_ROLES: usize = 20;
+const TEAMS: usize = 1_000;
+const TEAM_GRANTS: usize = 2_000;
+const FAR_FUTURE_US: i64 = i64::MAX / 2;
 
 struct Rng(u64);
 impl Rng {
@@ -38,6 +42,10 @@ struct Data {
     roles: Vec<(RoleId, ScopeSet)>,
     /// (user index, workspace index, role index)
     grants: Vec<(usize, usize, usize)>,
+    /// Team members (team index, user index) and team grants (team, workspace, role); every
+    /// fifth direct and team grant carries a (far-future) expiry, so expiry is checked.
+    team_members: Vec<(usize, usize)>,
+    team_grants: Vec<(usize, usize, usize)>,
     /// (account, user, workspace, scope) strings for the checks
     queries: Vec<(String, String, String, Scope)>,
 }
@@ -68,6 +76,19 @@ fn data() -> Data {
             grants.push((u, w, rng.below(roles.len())));
         }
     }
+    let team_members: Vec<(usize, usize)> = (0..TEAMS)
+        .flat_map(|t| (0..5).map(move |i| (t, i)))
+        .map(|(t, _)| (t, rng.below(USERS)))
+        .collect();
+    let team_grants: Vec<(usize, usize, usize)> = (0..TEAM_GRANTS)
+        .map(|_| {
+            (
+                rng.below(TEAMS),
+                rng.below(WORKSPACES),
+                rng.below(roles.len()),
+            )
+        })
+        .collect();
     let account = AccountId::new();
     let queries = (0..4096)
         .map(|i| {
@@ -93,8 +114,27 @@ fn data() -> Data {
         workspaces,
         roles,
         grants,
+        team_members,
+        team_grants,
         queries,
     }
+}
+
+fn team_id(t: usize) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0xABCD_0000_0000_4000_8000_0000_0000_0000 | t as u128)
+}
+
+/// Every (user, workspace, role) a team gives, flattened for the peers that have no teams.
+fn team_expanded(d: &Data) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    for (t, w, r) in &d.team_grants {
+        for (mt, u) in &d.team_members {
+            if mt == t {
+                out.push((*u, *w, *r));
+            }
+        }
+    }
+    out
 }
 
 fn atrium_index(d: &Data) -> Index {
@@ -112,13 +152,33 @@ fn atrium_index(d: &Data) -> Index {
         grants: d
             .grants
             .iter()
-            .map(|(u, w, r)| {
+            .enumerate()
+            .map(|(i, (u, w, r))| {
                 (
                     d.workspaces[*w],
                     d.users[*u],
                     d.roles[*r].0,
                     d.roles[*r].1,
-                    None,
+                    (i % 5 == 0).then_some(FAR_FUTURE_US),
+                )
+            })
+            .collect(),
+        team_members: d
+            .team_members
+            .iter()
+            .map(|(t, u)| (d.users[*u].0, team_id(*t), None))
+            .collect(),
+        team_grants: d
+            .team_grants
+            .iter()
+            .enumerate()
+            .map(|(i, (t, w, r))| {
+                (
+                    d.workspaces[*w],
+                    team_id(*t),
+                    d.roles[*r].0,
+                    d.roles[*r].1,
+                    (i % 5 == 0).then_some(FAR_FUTURE_US),
                 )
             })
             .collect(),
@@ -129,10 +189,9 @@ fn atrium_index(d: &Data) -> Index {
 
 fn bare_index(d: &Data) -> HashMap<String, HashMap<String, u64>> {
     let mut m: HashMap<String, HashMap<String, u64>> = HashMap::new();
-    for (u, w, r) in &d.grants {
-        m.entry(d.users[*u].to_string())
-            .or_default()
-            .insert(d.workspaces[*w].to_string(), d.roles[*r].1.bits());
+    for (u, w, r) in d.grants.iter().chain(team_expanded(d).iter()) {
+        let e = m.entry(d.users[*u].to_string()).or_default();
+        *e.entry(d.workspaces[*w].to_string()).or_default() |= d.roles[*r].1.bits();
     }
     m
 }
@@ -163,6 +222,7 @@ async fn casbin_enforcer(d: &Data) -> Enforcer {
     let groupings: Vec<Vec<String>> = d
         .grants
         .iter()
+        .chain(team_expanded(d).iter())
         .map(|(u, w, r)| {
             vec![
                 d.users[*u].to_string(),
@@ -170,6 +230,8 @@ async fn casbin_enforcer(d: &Data) -> Enforcer {
                 d.workspaces[*w].to_string(),
             ]
         })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     e.add_grouping_policies(groupings).await.expect("groupings");
     e

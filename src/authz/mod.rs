@@ -89,7 +89,35 @@ pub struct GrantEntry {
 #[derive(Debug, Clone, Default)]
 pub struct WorkspaceEntry {
     pub default_role: Option<(RoleId, ScopeSet)>,
+    /// Direct grants by user or service-account id.
     pub grants: FxHashMap<Uuid, GrantEntry>,
+    /// Team grants by team id.
+    pub team_grants: FxHashMap<Uuid, GrantEntry>,
+}
+
+/// One way a principal holds scopes in a workspace (for explanations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessPath {
+    /// Account Owners and Admins are implicit workspace Owners.
+    AccountRole(AccountRole),
+    /// The workspace's role for every account member.
+    DefaultRole(RoleId),
+    /// A grant to the principal itself.
+    Direct { role_id: RoleId, expires_at_us: i64 },
+    /// A grant to a team the principal belongs to.
+    Team {
+        team: Uuid,
+        role_id: RoleId,
+        grant_expires_at_us: i64,
+        membership_expires_at_us: i64,
+    },
+}
+
+/// A path with the scopes it gives.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub path: AccessPath,
+    pub scopes: ScopeSet,
 }
 
 /// Immutable access data of one account. Replaced whole when anything in it changes.
@@ -104,6 +132,8 @@ pub struct AccountSnapshot {
     pub features: FeatureSet,
     pub members: FxHashMap<Uuid, MemberEntry>,
     pub workspaces: FxHashMap<Uuid, WorkspaceEntry>,
+    /// Teams of each member, with the membership's expiry (µs; `i64::MAX` = never).
+    pub member_teams: FxHashMap<Uuid, Vec<(Uuid, i64)>>,
 }
 
 /// Rows an account snapshot is built from.
@@ -116,6 +146,10 @@ pub struct SnapshotRows {
     pub workspaces: Vec<(WorkspaceId, Option<(RoleId, ScopeSet)>)>,
     /// (workspace, user, role, closed scopes, expiry µs or None)
     pub grants: Vec<(WorkspaceId, UserId, RoleId, ScopeSet, Option<i64>)>,
+    /// (member, team, expiry µs or None)
+    pub team_members: Vec<(Uuid, Uuid, Option<i64>)>,
+    /// (workspace, team, role, closed scopes, expiry µs or None)
+    pub team_grants: Vec<(WorkspaceId, Uuid, RoleId, ScopeSet, Option<i64>)>,
 }
 
 static VERSION: AtomicU64 = AtomicU64::new(1);
@@ -129,6 +163,7 @@ impl AccountSnapshot {
             features: rows.features,
             members: FxHashMap::default(),
             workspaces: FxHashMap::default(),
+            member_teams: FxHashMap::default(),
         };
         for (user, role, active) in rows.members {
             s.members.insert(user.0, MemberEntry { role, active });
@@ -139,6 +174,7 @@ impl AccountSnapshot {
                 WorkspaceEntry {
                     default_role,
                     grants: FxHashMap::default(),
+                    team_grants: FxHashMap::default(),
                 },
             );
         }
@@ -154,7 +190,81 @@ impl AccountSnapshot {
                 );
             }
         }
+        for (ws, team, role_id, scopes, expires) in rows.team_grants {
+            if let Some(w) = s.workspaces.get_mut(&ws.0) {
+                w.team_grants.insert(
+                    team,
+                    GrantEntry {
+                        role_id,
+                        scopes,
+                        expires_at_us: expires.unwrap_or(i64::MAX),
+                    },
+                );
+            }
+        }
+        for (member, team, expires) in rows.team_members {
+            s.member_teams
+                .entry(member)
+                .or_default()
+                .push((team, expires.unwrap_or(i64::MAX)));
+        }
         s
+    }
+
+    /// Every path by which `user` holds scopes in `workspace` at `now_us` (expired grants and
+    /// memberships left out). `None` when the user is not an active member or the workspace is not
+    /// in this account.
+    pub fn explain(&self, user: &Uuid, workspace: &Uuid, now_us: i64) -> Option<Vec<Explained>> {
+        let role = self.active_role(user)?;
+        let ws = self.workspaces.get(workspace)?;
+        let mut out = Vec::new();
+        if role.implicit_workspace_owner() {
+            out.push(Explained {
+                path: AccessPath::AccountRole(role),
+                scopes: owner_scopes(),
+            });
+        }
+        if let Some((id, scopes)) = ws.default_role {
+            out.push(Explained {
+                path: AccessPath::DefaultRole(id),
+                scopes,
+            });
+        }
+        if let Some(g) = ws.grants.get(user).filter(|g| g.expires_at_us > now_us) {
+            out.push(Explained {
+                path: AccessPath::Direct {
+                    role_id: g.role_id,
+                    expires_at_us: g.expires_at_us,
+                },
+                scopes: g.scopes,
+            });
+        }
+        for (team, member_exp) in self
+            .member_teams
+            .get(user)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            if *member_exp <= now_us {
+                continue;
+            }
+            if let Some(g) = ws
+                .team_grants
+                .get(team)
+                .filter(|g| g.expires_at_us > now_us)
+            {
+                out.push(Explained {
+                    path: AccessPath::Team {
+                        team: *team,
+                        role_id: g.role_id,
+                        grant_expires_at_us: g.expires_at_us,
+                        membership_expires_at_us: *member_exp,
+                    },
+                    scopes: g.scopes,
+                });
+            }
+        }
+        Some(out)
     }
 
     /// The active member's account role, if the user is an active member.
@@ -176,6 +286,19 @@ impl AccountSnapshot {
         if let Some(g) = ws.grants.get(user) {
             if g.expires_at_us > now_us {
                 set = set.union(g.scopes);
+            }
+        }
+        if !ws.team_grants.is_empty() {
+            if let Some(teams) = self.member_teams.get(user) {
+                for (team, member_exp) in teams {
+                    if *member_exp > now_us {
+                        if let Some(g) = ws.team_grants.get(team) {
+                            if g.expires_at_us > now_us {
+                                set = set.union(g.scopes);
+                            }
+                        }
+                    }
+                }
             }
         }
         Some(set)
@@ -436,6 +559,8 @@ mod tests {
                 (w.ws, w.expired, RoleId(dev.id()), dev.scopes(), Some(1_000)),
                 (w.ws, w.inactive, RoleId(dev.id()), dev.scopes(), None),
             ],
+            team_members: vec![],
+            team_grants: vec![],
         });
         w.index.put(w.account, snap);
         w
@@ -561,6 +686,8 @@ mod tests {
                 members: vec![(w.viewer, AccountRole::Member, true)],
                 workspaces: vec![(w.ws, None)],
                 grants: vec![],
+                team_members: vec![],
+                team_grants: vec![],
             }),
         );
         assert!(!w

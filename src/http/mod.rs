@@ -139,6 +139,20 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(bots::upsert_access))
         .routes(routes!(bots::filter_access))
         .routes(routes!(bots::read_access, bots::delete_access))
+        .routes(routes!(teams::create_team))
+        .routes(routes!(
+            teams::read_team,
+            teams::update_team,
+            teams::delete_team
+        ))
+        .routes(routes!(teams::filter_teams))
+        .routes(routes!(teams::add_members))
+        .routes(routes!(teams::remove_member))
+        .routes(routes!(teams::upsert_team_access))
+        .routes(routes!(teams::filter_team_access))
+        .routes(routes!(teams::delete_team_access))
+        .routes(routes!(teams::list_access))
+        .routes(routes!(teams::explain))
 }
 
 /// The OpenAPI document (3.1).

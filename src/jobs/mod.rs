@@ -20,6 +20,7 @@ pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
         tokio::spawn(audit_checkpoints(app.clone())),
         tokio::spawn(audit_retention(app.clone())),
         tokio::spawn(outbox(app.clone())),
+        tokio::spawn(sweep_expired(app.clone())),
     ];
     if let Some(listener) = spawn_listener(app) {
         jobs.push(listener);
@@ -70,6 +71,21 @@ async fn audit_retention(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "audit retention: deleted old events"),
             Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+        }
+    }
+}
+
+/// Every minute: deletes grants and team memberships whose expiry passed (they stopped counting
+/// at their instant already; this only tidies up).
+async fn sweep_expired(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match crate::services::teams::sweep_expired(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "removed expired grants and team memberships"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired grants failed"),
         }
     }
 }

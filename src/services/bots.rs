@@ -334,6 +334,7 @@ pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) 
     }
     let keys = store::bots::find_keys(&mut tx, id).await?;
     store::bots::delete_bot(&mut tx, account, id).await?;
+    store::teams::delete_member_everywhere(&mut tx, account, id).await?;
     for k in &keys {
         store::api_keys::notify_key_revoked(&mut tx, app.store.engine, k.id).await?;
     }

@@ -68,7 +68,28 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
                 },
             ),
     );
+    let team_members = store::teams::find_account_members(&mut c, account)
+        .await?
+        .into_iter()
+        .map(|m| {
+            (
+                m.member_id,
+                m.team_id,
+                m.expires_at.map(|t| t.timestamp_micros()),
+            )
+        })
+        .collect();
+    let team_grants = store::teams::find_account_grants(&mut c, account)
+        .await?
+        .into_iter()
+        .filter_map(|(w, team, role, exp)| {
+            role_scopes(role, &custom)
+                .map(|s| (w, team, role, s, exp.map(|t| t.timestamp_micros())))
+        })
+        .collect();
     let rows = SnapshotRows {
+        team_members,
+        team_grants,
         db_version,
         plan: entitlements.plan,
         features: entitlements.features,

@@ -215,6 +215,7 @@ pub async fn delete_membership(
         .await);
     }
     store::memberships::delete_membership(&mut tx, account, id).await?;
+    store::teams::delete_member_everywhere(&mut tx, account, m.user_id.0).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
     audit::record(
         app,
@@ -243,6 +244,7 @@ pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Resu
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
     store::memberships::delete_membership(&mut tx, account, m.id).await?;
+    store::teams::delete_member_everywhere(&mut tx, account, m.user_id.0).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
     audit::record(
         app,

@@ -378,3 +378,18 @@ pub async fn find_account_grants(
         })
         .collect()
 }
+
+/// The account's service account with this actor id.
+pub async fn find_bot_by_actor(
+    c: &mut Conn,
+    account: AccountId,
+    actor: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query("SELECT id FROM bots WHERE account_id = $1 AND actor_id = $2")
+        .bind(account.to_string())
+        .bind(actor.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| get_uuid(&r, "id"))
+        .transpose()
+}

@@ -12,6 +12,7 @@ pub mod dialect;
 pub mod invitations;
 pub mod memberships;
 pub mod roles;
+pub mod teams;
 pub mod users;
 pub mod workspaces;
 

@@ -117,6 +117,8 @@ pub async fn count_role_uses(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "SELECT (SELECT COUNT(*) FROM workspace_user_access WHERE account_id = $1 AND workspace_role_id = $2) \
+              + (SELECT COUNT(*) FROM workspace_bot_access WHERE account_id = $1 AND workspace_role_id = $2) \
+              + (SELECT COUNT(*) FROM workspace_team_access WHERE account_id = $1 AND workspace_role_id = $2) \
               + (SELECT COUNT(*) FROM workspaces WHERE account_id = $1 AND default_workspace_role_id = $2) AS n",
     )
     .bind(account.to_string())

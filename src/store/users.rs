@@ -257,3 +257,16 @@ pub async fn handle_taken(c: &mut Conn, handle: &str) -> Result<bool, sqlx::Erro
         .await?
         .is_some())
 }
+
+/// The user with this actor id.
+pub async fn find_user_by_actor(
+    c: &mut Conn,
+    actor: uuid::Uuid,
+) -> Result<Option<UserId>, sqlx::Error> {
+    sqlx::query("SELECT id FROM users WHERE actor_id = $1")
+        .bind(actor.to_string())
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| get_uuid(&r, "id").map(UserId))
+        .transpose()
+}

@@ -181,6 +181,34 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
             "DELETE /api/accounts/{}/workspaces/{}/bot_access/{}",
             Some("prefect-cloud.workspace-access.deleted"),
         ),
+        (
+            "POST /api/accounts/{}/teams",
+            Some("prefect-cloud.team.created"),
+        ),
+        (
+            "PUT /api/accounts/{}/teams/{}",
+            Some("prefect-cloud.team.updated"),
+        ),
+        (
+            "DELETE /api/accounts/{}/teams/{}",
+            Some("prefect-cloud.team.deleted"),
+        ),
+        (
+            "PUT /api/accounts/{}/teams/{}/members",
+            Some("prefect-cloud.team-membership.created"),
+        ),
+        (
+            "DELETE /api/accounts/{}/teams/{}/members/{}",
+            Some("prefect-cloud.team-membership.deleted"),
+        ),
+        (
+            "PUT /api/accounts/{}/workspaces/{}/team_access",
+            Some("prefect-cloud.workspace-access.updated"),
+        ),
+        (
+            "DELETE /api/accounts/{}/workspaces/{}/team_access/{}",
+            Some("prefect-cloud.workspace-access.deleted"),
+        ),
     ];
     table
         .iter()

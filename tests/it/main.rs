@@ -14,3 +14,4 @@ mod migrations;
 mod plans;
 mod prefect_cli;
 mod processes;
+mod teams;

@@ -21,6 +21,7 @@ pub(crate) struct World {
     bot: String,
     bot_key: String,
     bot_access: String,
+    team: String,
 }
 
 pub(crate) const WHO: [&str; 6] = [
@@ -104,6 +105,36 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         .await;
     assert_eq!(s, S::OK, "{v}");
     let bot_access = v[0]["id"].as_str().expect("bot access").to_string();
+    let (s, v) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{account}/teams/"),
+            Some(&owner.key),
+            Some(json!({"name": "ops"})),
+        )
+        .await;
+    assert_eq!(s, S::CREATED, "{v}");
+    let team = v["id"].as_str().expect("team").to_string();
+    let (s, v) = t
+        .call(
+            M::PUT,
+            &format!("/api/accounts/{account}/teams/{team}/members"),
+            Some(&owner.key),
+            Some(json!({"members": [{"member_id": target.id, "member_type": "user"}]})),
+        )
+        .await;
+    assert_eq!(s, S::OK, "{v}");
+    let (s, v) = t
+        .call(
+            M::PUT,
+            &format!("/api/accounts/{account}/workspaces/{ws}/team_access/"),
+            Some(&owner.key),
+            Some(
+                json!([{"team_id": team, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}]),
+            ),
+        )
+        .await;
+    assert_eq!(s, S::OK, "{v}");
     World {
         account: account.to_string(),
         ws: ws.to_string(),
@@ -123,6 +154,7 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         bot,
         bot_key,
         bot_access,
+        team,
         owner,
     }
 }
@@ -148,6 +180,7 @@ pub(crate) fn fill(template: &str, w: &World) -> String {
         .replace("{bot_id}", &w.bot)
         .replace("{bot_key_id}", &w.bot_key)
         .replace("{bot_access_id}", &w.bot_access)
+        .replace("{team_id}", &w.team)
 }
 
 pub(crate) fn table() -> Vec<Cell> {
@@ -566,6 +599,18 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/filter", Some(json!({})), [401, 404, 404, 403, 200, 200]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/{bot_access_id}", None, [401, 404, 404, 403, 200, 200]),
         c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/{bot_access_id}", None, [401, 404, 404, 403, 204, 204]),
+        c(M::POST, "/api/accounts/{account_id}/teams", Some(json!({"name": "t2"})), [401, 404, 403, 403, 201, 201]),
+        c(M::GET, "/api/accounts/{account_id}/teams/{team_id}", None, [401, 404, 200, 200, 200, 200]),
+        c(M::PUT, "/api/accounts/{account_id}/teams/{team_id}", Some(json!({"name": "ops2"})), [401, 404, 403, 403, 200, 200]),
+        c(M::DELETE, "/api/accounts/{account_id}/teams/{team_id}", None, [401, 404, 403, 403, 204, 204]),
+        c(M::POST, "/api/accounts/{account_id}/teams/filter", Some(json!({})), [401, 404, 200, 200, 200, 200]),
+        c(M::PUT, "/api/accounts/{account_id}/teams/{team_id}/members", Some(json!({"members": [{"member_id": "{target_user_id}", "member_type": "user"}]})), [401, 404, 403, 403, 200, 200]),
+        c(M::DELETE, "/api/accounts/{account_id}/teams/{team_id}/members/{target_user_id}", None, [401, 404, 403, 403, 204, 204]),
+        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access", Some(json!([{"team_id": "{team_id}", "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}])), [401, 404, 404, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access/filter", Some(json!({})), [401, 404, 404, 403, 200, 200]),
+        c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access/{team_id}", None, [401, 404, 404, 403, 204, 204]),
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/access", None, [401, 404, 404, 403, 200, 200]),
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/explain?actor_id={target_user_id}&scope=see_flows", None, [401, 404, 404, 403, 200, 200]),
     ]
     .into_iter()
     .map(|mut cell| {

@@ -1,0 +1,796 @@
+//! Teams (users and service accounts granted workspace roles together), team workspace access,
+//! explanations of access, the list of actors with access, and the sweeper of expired grants.
+
+use crate::app::App;
+use crate::authz::{AccessPath, Principal};
+use crate::domain::plan::Feature;
+use crate::domain::role::{AccountPermission as P, BuiltinWorkspaceRole};
+use crate::domain::scope::Scope;
+use crate::domain::{validate, AccountId, RoleId, WorkspaceId};
+use crate::services::audit::{self, NewEvent};
+use crate::services::error::unique_or;
+use crate::services::input::{page, AnyOf};
+use crate::services::plans::require_feature;
+use crate::services::roles::usable_role_scopes;
+use crate::services::{index, Error, Result};
+use crate::store::{self, teams::TeamAccess, teams::TeamMemberRow, teams::TeamRow};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A member of a team as shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TeamMemberView {
+    /// The member's actor id.
+    pub id: Uuid,
+    /// The user's or service account's id.
+    pub member_id: Uuid,
+    pub handle: String,
+    pub name: String,
+    pub email: Option<String>,
+    /// `user` or `service_account`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A team's grant as shown on the team.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TeamWorkspace {
+    pub workspace_id: WorkspaceId,
+    pub workspace_handle: String,
+    pub workspace_role_id: RoleId,
+    pub workspace_role_name: String,
+}
+
+/// A team.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TeamView {
+    pub id: Uuid,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub updated: chrono::DateTime<chrono::Utc>,
+    pub account_id: AccountId,
+    pub name: String,
+    pub description: String,
+    pub workos_directory_group_id: Option<String>,
+    pub memberships: Vec<TeamMemberView>,
+    pub workspaces: Vec<TeamWorkspace>,
+}
+
+async fn role_name(c: &mut store::Conn, account: AccountId, id: RoleId) -> Result<String> {
+    if let Some(b) = BuiltinWorkspaceRole::from_id(id.0) {
+        return Ok(b.name().to_string());
+    }
+    Ok(store::roles::find_role(c, account, id)
+        .await?
+        .map(|r| r.name)
+        .unwrap_or_default())
+}
+
+async fn view(c: &mut store::Conn, t: TeamRow) -> Result<TeamView> {
+    let mut memberships = Vec::new();
+    for m in store::teams::find_members(c, t.account_id, t.id).await? {
+        let v = if m.member_type == "user" {
+            store::users::find_user_by_id(c, crate::domain::UserId(m.member_id))
+                .await?
+                .map(|u| TeamMemberView {
+                    id: u.actor_id.0,
+                    member_id: u.id.0,
+                    name: format!("{} {}", u.first_name, u.last_name)
+                        .trim()
+                        .to_string(),
+                    handle: u.handle,
+                    email: Some(u.email),
+                    kind: "user".into(),
+                    expires_at: m.expires_at,
+                })
+        } else {
+            store::bots::find_bot(c, t.account_id, m.member_id)
+                .await?
+                .map(|b| TeamMemberView {
+                    id: b.actor_id.0,
+                    member_id: b.id,
+                    handle: b.name.clone(),
+                    name: b.name,
+                    email: None,
+                    kind: "service_account".into(),
+                    expires_at: m.expires_at,
+                })
+        };
+        memberships.extend(v);
+    }
+    let mut workspaces = Vec::new();
+    for (w, handle, role) in store::teams::find_team_workspaces(c, t.account_id, t.id).await? {
+        workspaces.push(TeamWorkspace {
+            workspace_id: w,
+            workspace_handle: handle,
+            workspace_role_id: role,
+            workspace_role_name: role_name(c, t.account_id, role).await?,
+        });
+    }
+    Ok(TeamView {
+        id: t.id,
+        created: t.created,
+        updated: t.updated,
+        account_id: t.account_id,
+        name: t.name,
+        description: t.description,
+        workos_directory_group_id: None,
+        memberships,
+        workspaces,
+    })
+}
+
+async fn gate(app: &App, p: &Principal, account: AccountId, perm: P) -> Result<()> {
+    crate::services::authorize(app, p, account, perm).await?;
+    require_feature(app, account, Feature::Teams)
+}
+
+/// `POST …/teams/` and `PUT …/teams/{id}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Accepted for compatibility (directory sync is not implemented).
+    pub workos_directory_group_id: Option<String>,
+}
+
+pub async fn create_team(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    t: TeamInput,
+) -> Result<TeamView> {
+    gate(app, p, account, P::CreateTeam).await?;
+    let now = app.now();
+    let team = TeamRow {
+        id: Uuid::new_v4(),
+        account_id: account,
+        name: validate::name("name", &t.name).map_err(Error::Validation)?,
+        description: validate::text("description", t.description.as_deref().unwrap_or(""), 1000)
+            .map_err(Error::Validation)?,
+        created: now,
+        updated: now,
+    };
+    let mut tx = app.store.begin().await?;
+    store::teams::insert_team(&mut tx, &team)
+        .await
+        .map_err(|e| unique_or(e, format!("a team named {:?} exists", team.name)))?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("team", "created", team.id)
+            .name(team.name.clone())
+            .payload(json!({"name": team.name, "description": team.description})),
+    )
+    .await?;
+    let v = view(&mut tx, team).await?;
+    tx.commit().await?;
+    Ok(v)
+}
+
+pub async fn read_team(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<TeamView> {
+    gate(app, p, account, P::ReadTeam).await?;
+    let mut c = app.store.reader().await?;
+    let t = store::teams::find_team(&mut c, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("team"))?;
+    view(&mut c, t).await
+}
+
+pub async fn update_team(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: Uuid,
+    u: TeamInput,
+) -> Result<TeamView> {
+    gate(app, p, account, P::UpdateTeam).await?;
+    let mut tx = app.store.begin().await?;
+    let mut t = store::teams::find_team(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("team"))?;
+    let before = json!({"name": t.name, "description": t.description});
+    t.name = validate::name("name", &u.name).map_err(Error::Validation)?;
+    if let Some(d) = u.description {
+        t.description = validate::text("description", &d, 1000).map_err(Error::Validation)?;
+    }
+    t.updated = app.now();
+    store::teams::update_team(&mut tx, &t)
+        .await
+        .map_err(|e| unique_or(e, format!("a team named {:?} exists", t.name)))?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("team", "updated", id)
+            .name(t.name.clone())
+            .payload(
+                json!({"before": before, "after": {"name": t.name, "description": t.description}}),
+            ),
+    )
+    .await?;
+    let v = view(&mut tx, t).await?;
+    tx.commit().await?;
+    Ok(v)
+}
+
+/// Deletes a team; its grants count for nobody from the next request on.
+pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
+    crate::services::authorize(app, p, account, P::DeleteTeam).await?;
+    let mut tx = app.store.begin().await?;
+    let t = store::teams::find_team(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("team"))?;
+    store::teams::delete_team(&mut tx, account, id).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("team", "deleted", id).name(t.name.clone()),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamFields {
+    pub id: Option<AnyOf<Uuid>>,
+    pub name: Option<AnyOf<String>>,
+    /// Teams with any of these members (user or service-account ids).
+    pub member_id: Option<AnyOf<Uuid>>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdsFilter {
+    pub id: Option<AnyOf<Uuid>>,
+}
+
+/// `POST …/teams/filter` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterTeams {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub teams: Option<TeamFields>,
+    pub users: Option<IdsFilter>,
+    pub bots: Option<IdsFilter>,
+    pub sort: Option<String>,
+}
+
+pub async fn filter_teams(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    f: FilterTeams,
+) -> Result<Vec<TeamView>> {
+    gate(app, p, account, P::ReadTeam).await?;
+    let (limit, offset) = page(f.limit, f.offset)?;
+    let teams = f.teams.unwrap_or_default();
+    let strs = |v: Option<AnyOf<Uuid>>| {
+        v.map(|a| a.any_.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+    };
+    let names = teams.name.map(|n| n.any_);
+    let ids = strs(teams.id);
+    let mut members: Option<Vec<String>> = strs(teams.member_id);
+    for extra in [
+        strs(f.users.and_then(|u| u.id)),
+        strs(f.bots.and_then(|b| b.id)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        members.get_or_insert_with(Vec::new).extend(extra);
+    }
+    let mut c = app.store.reader().await?;
+    let rows = store::teams::find_teams(
+        &mut c,
+        account,
+        names.as_deref(),
+        ids.as_deref(),
+        members.as_deref(),
+        limit,
+        offset,
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for t in rows {
+        out.push(view(&mut c, t).await?);
+    }
+    Ok(out)
+}
+
+/// One member to add.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamMemberInput {
+    /// A user id or a service-account id.
+    pub member_id: Uuid,
+    /// `user` or `service_account`.
+    pub member_type: String,
+    /// Atrium extension: the membership stops counting at this instant.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `PUT …/teams/{id}/members` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMembers {
+    pub members: Vec<TeamMemberInput>,
+}
+
+/// Adds (or updates the expiry of) members; they must belong to the account.
+pub async fn add_members(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: Uuid,
+    a: AddMembers,
+) -> Result<TeamView> {
+    gate(app, p, account, P::UpdateTeam).await?;
+    if a.members.is_empty() || a.members.len() > 500 {
+        return Err(Error::validation("give between 1 and 500 members"));
+    }
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let t = store::teams::find_team(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("team"))?;
+    for m in &a.members {
+        if matches!(m.expires_at, Some(e) if e <= now) {
+            return Err(Error::validation("expires_at must be in the future"));
+        }
+        let known = match m.member_type.as_str() {
+            "user" => store::memberships::find_membership_by_user(
+                &mut tx,
+                account,
+                crate::domain::UserId(m.member_id),
+            )
+            .await?
+            .is_some(),
+            "service_account" => store::bots::find_bot(&mut tx, account, m.member_id)
+                .await?
+                .is_some(),
+            other => {
+                return Err(Error::validation(format!(
+                    "unknown member_type {other:?}: use user or service_account"
+                )))
+            }
+        };
+        if !known {
+            return Err(Error::validation(format!(
+                "{} is not a member of this account",
+                m.member_id
+            )));
+        }
+        store::teams::upsert_member(
+            &mut tx,
+            account,
+            &TeamMemberRow {
+                team_id: id,
+                member_id: m.member_id,
+                member_type: m.member_type.clone(),
+                expires_at: m.expires_at,
+            },
+            now,
+        )
+        .await?;
+        audit::record(app, &mut tx, Some(p), account.0, NewEvent::new("team-membership", "created", m.member_id).name(t.name.clone()).payload(json!({"team_id": id, "member_id": m.member_id, "member_type": m.member_type, "expires_at": m.expires_at}))).await?;
+    }
+    index::changed(app, &mut tx, account).await?;
+    let v = view(&mut tx, t).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await?;
+    Ok(v)
+}
+
+/// Removes a member (by actor id or by user/service-account id); effective at the next request.
+pub async fn remove_member(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: Uuid,
+    who: Uuid,
+) -> Result<()> {
+    gate(app, p, account, P::UpdateTeam).await?;
+    let mut tx = app.store.begin().await?;
+    let t = store::teams::find_team(&mut tx, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("team"))?;
+    let mut member = who;
+    if !store::teams::find_members(&mut tx, account, id)
+        .await?
+        .iter()
+        .any(|m| m.member_id == who)
+    {
+        if let Some(u) = store::users::find_user_by_actor(&mut tx, who).await? {
+            member = u.0;
+        } else if let Some(b) = store::bots::find_bot_by_actor(&mut tx, account, who).await? {
+            member = b;
+        }
+    }
+    if !store::teams::delete_member(&mut tx, account, id, member).await? {
+        return Err(Error::not_found("team member"));
+    }
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("team-membership", "deleted", member)
+            .name(t.name.clone())
+            .payload(json!({"team_id": id, "member_id": member})),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+// ---- team access ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamAccessInput {
+    pub team_id: Uuid,
+    pub workspace_role_id: RoleId,
+    /// Atrium extension: the grant stops counting at this instant.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The upsert body: one grant or a list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TeamAccessUpsert {
+    Many(Vec<TeamAccessInput>),
+    One(TeamAccessInput),
+}
+
+pub async fn upsert_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    body: TeamAccessUpsert,
+) -> Result<Vec<TeamAccess>> {
+    let now = app.now();
+    let held =
+        crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceTeams)
+            .await?;
+    require_feature(app, account, Feature::Teams)?;
+    require_feature(app, account, Feature::WorkspaceRbac)?;
+    let grants = match body {
+        TeamAccessUpsert::Many(v) => v,
+        TeamAccessUpsert::One(g) => vec![g],
+    };
+    if grants.is_empty() || grants.len() > crate::services::access::MAX_GRANTS_PER_REQUEST {
+        return Err(Error::validation("give between 1 and 200 grants"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut tx = app.store.begin().await?;
+    for g in &grants {
+        if !seen.insert(g.team_id) {
+            return Err(Error::validation(format!(
+                "team {} appears twice",
+                g.team_id
+            )));
+        }
+        if matches!(g.expires_at, Some(t) if t <= now) {
+            return Err(Error::validation("expires_at must be in the future"));
+        }
+        let scopes = usable_role_scopes(&mut tx, account, g.workspace_role_id).await?;
+        if !held.is_superset(scopes) {
+            return Err(crate::services::deny(
+                app,
+                p,
+                account,
+                "you cannot grant a role with scopes you do not hold in this workspace".into(),
+            )
+            .await);
+        }
+        store::teams::find_team(&mut tx, account, g.team_id)
+            .await?
+            .ok_or_else(|| Error::validation(format!("unknown team {}", g.team_id)))?;
+        let id = store::teams::upsert_access(
+            &mut tx,
+            account,
+            workspace,
+            g.team_id,
+            g.workspace_role_id,
+            g.expires_at,
+            now,
+        )
+        .await?;
+        audit::record(app, &mut tx, Some(p), account.0, NewEvent::new("workspace-access", "updated", id.0).workspace(workspace).payload(json!({"team_id": g.team_id, "workspace_role_id": g.workspace_role_id, "expires_at": g.expires_at}))).await?;
+    }
+    index::changed(app, &mut tx, account).await?;
+    let all = store::teams::find_accesses(&mut tx, account, workspace, i64::MAX, 0).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await?;
+    Ok(all
+        .into_iter()
+        .filter(|a| seen.contains(&a.team_id))
+        .collect())
+}
+
+/// `POST …/team_access/filter` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterTeamAccess {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+pub async fn filter_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    f: FilterTeamAccess,
+) -> Result<Vec<TeamAccess>> {
+    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers).await?;
+    let (limit, offset) = page(f.limit, f.offset)?;
+    let mut c = app.store.reader().await?;
+    Ok(store::teams::find_accesses(&mut c, account, workspace, limit, offset).await?)
+}
+
+/// Removes a team's grant (keyed by team id).
+pub async fn delete_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    team: Uuid,
+) -> Result<()> {
+    crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceTeams).await?;
+    let mut tx = app.store.begin().await?;
+    if !store::teams::delete_access(&mut tx, account, workspace, team).await? {
+        return Err(Error::not_found("team access"));
+    }
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace-access", "deleted", team)
+            .workspace(workspace)
+            .payload(json!({"team_id": team})),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}
+
+// ---- explain and the access list ----
+
+/// One path of an explanation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PathView {
+    /// `account_role`, `default_role`, `direct` or `team`.
+    pub kind: &'static str,
+    pub role_name: String,
+    pub role_id: Option<RoleId>,
+    pub team_id: Option<Uuid>,
+    pub team_name: Option<String>,
+    /// When this path stops counting (the earlier of grant and team membership), if ever.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether this path gives the asked scope.
+    pub grants_scope: bool,
+}
+
+/// Why an actor has (or lacks) a scope in a workspace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Explanation {
+    pub actor_id: Uuid,
+    pub scope: &'static str,
+    pub granted: bool,
+    pub paths: Vec<PathView>,
+}
+
+fn exp(us: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    (us != i64::MAX).then(|| crate::store::time(us))
+}
+
+/// Explains `scope` for a user or service account (`see_workspace_users` in the workspace).
+pub async fn explain(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    subject: Uuid,
+    scope: &str,
+) -> Result<Explanation> {
+    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers).await?;
+    let scope =
+        Scope::parse(scope).ok_or_else(|| Error::validation(format!("unknown scope {scope:?}")))?;
+    let snap = app
+        .index
+        .snapshot(&account.0)
+        .ok_or_else(|| Error::not_found("account"))?;
+    let paths = snap
+        .explain(&subject, &workspace.0, app.now().timestamp_micros())
+        .ok_or_else(|| Error::not_found("account member"))?;
+    let mut c = app.store.reader().await?;
+    let mut out = Vec::with_capacity(paths.len());
+    for e in paths {
+        let grants_scope = e.scopes.contains(scope);
+        out.push(match e.path {
+            AccessPath::AccountRole(r) => PathView {
+                kind: "account_role",
+                role_name: r.name().into(),
+                role_id: Some(RoleId(r.id())),
+                team_id: None,
+                team_name: None,
+                expires_at: None,
+                grants_scope,
+            },
+            AccessPath::DefaultRole(r) => PathView {
+                kind: "default_role",
+                role_name: role_name(&mut c, account, r).await?,
+                role_id: Some(r),
+                team_id: None,
+                team_name: None,
+                expires_at: None,
+                grants_scope,
+            },
+            AccessPath::Direct {
+                role_id,
+                expires_at_us,
+            } => PathView {
+                kind: "direct",
+                role_name: role_name(&mut c, account, role_id).await?,
+                role_id: Some(role_id),
+                team_id: None,
+                team_name: None,
+                expires_at: exp(expires_at_us),
+                grants_scope,
+            },
+            AccessPath::Team {
+                team,
+                role_id,
+                grant_expires_at_us,
+                membership_expires_at_us,
+            } => PathView {
+                kind: "team",
+                role_name: role_name(&mut c, account, role_id).await?,
+                role_id: Some(role_id),
+                team_id: Some(team),
+                team_name: store::teams::find_team(&mut c, account, team)
+                    .await?
+                    .map(|t| t.name),
+                expires_at: exp(grant_expires_at_us.min(membership_expires_at_us)),
+                grants_scope,
+            },
+        });
+    }
+    Ok(Explanation {
+        actor_id: subject,
+        scope: scope.name(),
+        granted: out.iter().any(|p| p.grants_scope),
+        paths: out,
+    })
+}
+
+/// An actor with access to a workspace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessActor {
+    pub id: Option<Uuid>,
+    pub name: String,
+    pub email: Option<String>,
+    /// `user`, `service_account`, `team` or `*` (every account member, through the default role).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// Who has access to a workspace: users and service accounts with grants or implicit Owner,
+/// teams with grants, and `*` when a default role gives every member access.
+pub async fn list_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<Vec<AccessActor>> {
+    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers).await?;
+    let snap = app
+        .index
+        .snapshot(&account.0)
+        .ok_or_else(|| Error::not_found("account"))?;
+    let ws = snap
+        .workspaces
+        .get(&workspace.0)
+        .ok_or_else(|| Error::not_found("workspace"))?;
+    let now = app.now().timestamp_micros();
+    let mut c = app.store.reader().await?;
+    let mut out = Vec::new();
+    if ws.default_role.is_some() {
+        out.push(AccessActor {
+            id: None,
+            name: "All account members".into(),
+            email: None,
+            kind: "*",
+        });
+    }
+    let mut subjects: Vec<Uuid> = snap
+        .members
+        .iter()
+        .filter(|(id, m)| {
+            m.active
+                && (m.role.implicit_workspace_owner()
+                    || ws.grants.get(*id).is_some_and(|g| g.expires_at_us > now))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    subjects.sort();
+    for id in subjects {
+        if let Some(u) = store::users::find_user_by_id(&mut c, crate::domain::UserId(id)).await? {
+            out.push(AccessActor {
+                id: Some(u.actor_id.0),
+                name: format!("{} {}", u.first_name, u.last_name)
+                    .trim()
+                    .to_string(),
+                email: Some(u.email),
+                kind: "user",
+            });
+        } else if let Some(b) = store::bots::find_bot(&mut c, account, id).await? {
+            out.push(AccessActor {
+                id: Some(b.actor_id.0),
+                name: b.name,
+                email: None,
+                kind: "service_account",
+            });
+        }
+    }
+    for (team, g) in &ws.team_grants {
+        if g.expires_at_us > now {
+            if let Some(t) = store::teams::find_team(&mut c, account, *team).await? {
+                out.push(AccessActor {
+                    id: Some(t.id),
+                    name: t.name,
+                    email: None,
+                    kind: "team",
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes expired grants and team memberships (they stopped counting at their instant already),
+/// audits one event per account, and refreshes those accounts' snapshots.
+pub async fn sweep_expired(app: &App) -> Result<u64> {
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let accounts = store::teams::find_accounts_with_expired(&mut tx, now).await?;
+    if accounts.is_empty() {
+        return Ok(0);
+    }
+    let n = store::teams::sweep_expired(&mut tx, now).await?;
+    for a in &accounts {
+        audit::record(
+            app,
+            &mut tx,
+            None,
+            a.0,
+            NewEvent::new("workspace-access", "expired", a.0).payload(json!({"swept_before": now})),
+        )
+        .await?;
+        index::changed(app, &mut tx, *a).await?;
+    }
+    tx.commit().await?;
+    for a in accounts {
+        index::reload_account(app, a).await?;
+    }
+    Ok(n)
+}
