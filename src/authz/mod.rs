@@ -137,6 +137,7 @@ pub struct AccountSnapshot {
 }
 
 /// Rows an account snapshot is built from.
+#[derive(Debug, Clone)]
 pub struct SnapshotRows {
     pub db_version: i64,
     pub plan: PlanType,

@@ -153,6 +153,7 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(teams::delete_team_access))
         .routes(routes!(teams::list_access))
         .routes(routes!(teams::explain))
+        .routes(routes!(teams::what_if))
 }
 
 /// The OpenAPI document (3.1).

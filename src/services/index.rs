@@ -25,16 +25,24 @@ pub async fn load_all(app: &App) -> anyhow::Result<()> {
 
 /// Rebuilds one account's snapshot from the database (or drops it if the account is gone).
 pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
+    match load_rows(app, account).await? {
+        Some(rows) => app.index.put(account, AccountSnapshot::build(rows)),
+        None => app.index.remove(account),
+    }
+    Ok(())
+}
+
+/// The rows an account's snapshot is built from (`None` when the account is gone). Custom role
+/// scopes are resolved and closed.
+pub async fn load_rows(app: &App, account: AccountId) -> Result<Option<SnapshotRows>> {
     let mut c = app.store.reader().await?;
     // Read the version first: a concurrent change then makes the snapshot look stale (and be
     // rebuilt again), never fresher than its rows.
     let Some(db_version) = store::accounts::find_access_version(&mut c, account).await? else {
-        app.index.remove(account);
-        return Ok(());
+        return Ok(None);
     };
     let Some(row) = store::accounts::find_account(&mut c, account).await? else {
-        app.index.remove(account);
-        return Ok(());
+        return Ok(None);
     };
     let entitlements = crate::services::plans::entitlements(app, &row);
     let mut members = store::memberships::find_member_roles(&mut c, account).await?;
@@ -118,8 +126,7 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
             })
             .collect(),
     };
-    app.index.put(account, AccountSnapshot::build(rows));
-    Ok(())
+    Ok(Some(rows))
 }
 
 /// Marks a change of the account's access data inside the transaction that makes it: bumps the

@@ -19,6 +19,7 @@ pub mod plans;
 pub mod roles;
 pub mod teams;
 pub mod users;
+pub mod whatif;
 pub mod workspaces;
 
 pub use error::{Error, Result};

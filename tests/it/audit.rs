@@ -209,6 +209,8 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
             "DELETE /api/accounts/{}/workspaces/{}/team_access/{}",
             Some("prefect-cloud.workspace-access.deleted"),
         ),
+        // Evaluates a change without applying it.
+        ("POST /api/accounts/{}/access/what_if", None),
     ];
     table
         .iter()

@@ -611,6 +611,7 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access/{team_id}", None, [401, 404, 404, 403, 204, 204]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/access", None, [401, 404, 404, 403, 200, 200]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/explain?actor_id={target_user_id}&scope=see_flows", None, [401, 404, 404, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/access/what_if", Some(json!({"change": "deactivate_member", "member_id": "{target_user_id}"})), [401, 404, 403, 403, 200, 200]),
     ]
     .into_iter()
     .map(|mut cell| {

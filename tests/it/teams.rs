@@ -216,3 +216,55 @@ fn explain_agrees_with_the_check_on_random_access_graphs() {
         }
     }
 }
+
+#[tokio::test]
+async fn what_if_reports_who_would_gain_or_lose_what_and_changes_nothing() {
+    each_db(|t| async move {
+        let owner = t.user("owner@x.test").await;
+        let dev = t.user("dev@x.test").await;
+        let ops = t.user("ops@x.test").await;
+        let a = t.account(&owner, "acme").await;
+        t.add_member(a, &owner, &dev, AccountRole::Member).await;
+        t.add_member(a, &owner, &ops, AccountRole::Member).await;
+        let ws = t.workspace(a, &owner.key, "prod").await;
+        let (_, team) = t.call(M::POST, &format!("/api/accounts/{a}/teams/"), Some(&owner.key), Some(json!({"name": "platform"}))).await;
+        let tid = team["id"].as_str().expect("id").to_string();
+        t.call(M::PUT, &format!("/api/accounts/{a}/teams/{tid}/members"), Some(&owner.key),
+            Some(json!({"members": [{"member_id": dev.id, "member_type": "user"}, {"member_id": ops.id, "member_type": "user"}]}))).await;
+        t.call(M::PUT, &format!("/api/accounts/{a}/workspaces/{ws}/team_access/"), Some(&owner.key),
+            Some(json!({"team_id": tid, "workspace_role_id": BuiltinWorkspaceRole::Developer.id()}))).await;
+        t.call(M::POST, &format!("/api/accounts/{a}/workspaces/{ws}/user_access/"), Some(&owner.key),
+            Some(json!({"user_id": ops.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}))).await;
+        let path = format!("/api/accounts/{a}/access/what_if");
+
+        let (s, v) = t.call(M::POST, &path, Some(&owner.key), Some(json!({"change": "remove_team_member", "team_id": tid, "member_id": dev.id}))).await;
+        assert_eq!(s, S::OK, "{v}");
+        let changes = v["changes"].as_array().expect("changes");
+        assert_eq!(changes.len(), 1, "{v}");
+        assert_eq!(changes[0]["principal_id"], json!(dev.id));
+        let lost: Vec<&str> = changes[0]["lost"].as_array().expect("lost").iter().filter_map(|x| x.as_str()).collect();
+        assert!(lost.contains(&"see_flows") && lost.contains(&"manage_deployments"), "{lost:?}");
+
+        let (_, v) = t.call(M::POST, &path, Some(&owner.key),
+            Some(json!({"change": "change_grant_role", "workspace_id": ws, "subject_id": tid, "workspace_role_id": BuiltinWorkspaceRole::Runner.id()}))).await;
+        let changes = v["changes"].as_array().expect("changes");
+        assert_eq!(changes.len(), 2, "both team members lose Developer-only scopes: {v}");
+        for c in changes {
+            let lost: Vec<&str> = c["lost"].as_array().expect("lost").iter().filter_map(|x| x.as_str()).collect();
+            assert!(lost.contains(&"write_deployments") && !lost.contains(&"run_deployments"), "{lost:?}");
+        }
+
+        let (_, v) = t.call(M::POST, &path, Some(&owner.key), Some(json!({"change": "deactivate_member", "member_id": ops.id}))).await;
+        assert_eq!(v["changes"][0]["principal_id"], json!(ops.id));
+        assert_eq!(v["changes"][0]["gained"], json!([]));
+
+        let (s, _) = t.call(M::POST, &path, Some(&owner.key), Some(json!({"change": "delete_role", "role_id": uuid::Uuid::new_v4()}))).await;
+        assert_eq!(s, S::OK, "deleting an unused role changes nothing");
+        let (s, _) = t.call(M::POST, &path, Some(&owner.key), Some(json!({"change": "teleport"}))).await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY);
+        // Nothing was applied.
+        assert_eq!(t.call(M::GET, &format!("/api/me/workspaces/{ws}/has_scope?scope=write_deployments"), Some(&dev.key), None).await.1, json!(true));
+        assert_eq!(t.call(M::GET, &format!("/api/accounts/{a}"), Some(&ops.key), None).await.0, S::OK);
+    })
+    .await;
+}

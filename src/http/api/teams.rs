@@ -238,3 +238,22 @@ pub async fn explain(
     )
     .await?))
 }
+
+/// Evaluates a proposed access change without applying it: who would gain or lose which scopes
+/// in which workspaces (`administrate:workspace`).
+#[utoipa::path(post, path = "/api/accounts/{account_id}/access/what_if", tag = "access", params(AccountPath), request_body = crate::services::whatif::ProposedChange,
+    responses((status = 200, body = crate::services::whatif::WhatIf), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn what_if(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Json(b): Json<crate::services::whatif::ProposedChange>,
+) -> Result<Out<crate::services::whatif::WhatIf>> {
+    Ok(Out(crate::services::whatif::what_if(
+        &app,
+        &p,
+        a.account_id,
+        b,
+    )
+    .await?))
+}
