@@ -135,21 +135,16 @@ pub async fn find_account_grants(
     c: &mut Conn,
     account: AccountId,
 ) -> Result<Vec<GrantRow>, sqlx::Error> {
-    sqlx::query(
-        "SELECT workspace_id, user_id, workspace_role_id, expires_at \
-         FROM workspace_user_access WHERE account_id = $1",
+    Ok(
+        super::grant_rows(c, "workspace_user_access", "user_id", account)
+            .await?
+            .into_iter()
+            .map(|(workspace_id, user, role_id, expires_at)| GrantRow {
+                workspace_id,
+                user_id: UserId(user),
+                role_id,
+                expires_at,
+            })
+            .collect(),
     )
-    .bind(account.to_string())
-    .fetch_all(&mut *c)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(GrantRow {
-            workspace_id: WorkspaceId(get_uuid(r, "workspace_id")?),
-            user_id: UserId(get_uuid(r, "user_id")?),
-            role_id: RoleId(get_uuid(r, "workspace_role_id")?),
-            expires_at: opt_time(r.try_get("expires_at")?),
-        })
-    })
-    .collect()
 }

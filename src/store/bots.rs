@@ -362,21 +362,8 @@ pub async fn delete_access(
 pub async fn find_account_grants(
     c: &mut Conn,
     account: AccountId,
-) -> Result<Vec<(WorkspaceId, Uuid, RoleId, Option<Time>)>, sqlx::Error> {
-    sqlx::query("SELECT workspace_id, bot_id, workspace_role_id, expires_at FROM workspace_bot_access WHERE account_id = $1")
-        .bind(account.to_string())
-        .fetch_all(&mut *c)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                WorkspaceId(get_uuid(r, "workspace_id")?),
-                get_uuid(r, "bot_id")?,
-                RoleId(get_uuid(r, "workspace_role_id")?),
-                opt_time(r.try_get("expires_at")?),
-            ))
-        })
-        .collect()
+) -> Result<Vec<super::GrantTuple>, sqlx::Error> {
+    super::grant_rows(c, "workspace_bot_access", "bot_id", account).await
 }
 
 /// The account's service account with this actor id.

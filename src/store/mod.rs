@@ -284,3 +284,37 @@ impl Sql {
         q
     }
 }
+
+/// (workspace, subject, role, expiry) of a grant.
+pub type GrantTuple = (
+    crate::domain::WorkspaceId,
+    Uuid,
+    crate::domain::RoleId,
+    Option<Time>,
+);
+
+/// Every grant of the account in one of the grant tables (`workspace_user_access`,
+/// `workspace_bot_access`, `workspace_team_access`), whose subject column is `subject`.
+pub(crate) async fn grant_rows(
+    c: &mut Conn,
+    table: &'static str,
+    subject: &'static str,
+    account: crate::domain::AccountId,
+) -> Result<Vec<GrantTuple>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT workspace_id, {subject} AS subject, workspace_role_id, expires_at FROM {table} WHERE account_id = $1"
+    ))
+    .bind(account.to_string())
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok((
+            crate::domain::WorkspaceId(get_uuid(r, "workspace_id")?),
+            get_uuid(r, "subject")?,
+            crate::domain::RoleId(get_uuid(r, "workspace_role_id")?),
+            opt_time(r.try_get("expires_at")?),
+        ))
+    })
+    .collect()
+}

@@ -12,7 +12,7 @@ pub(crate) struct World {
     pub account: String,
     ws: String,
     owner: TestUser,
-    pub keys: [Option<String>; 6],
+    pub keys: [Option<String>; 8],
     target_user: String,
     target_membership: String,
     custom_role: String,
@@ -24,13 +24,15 @@ pub(crate) struct World {
     team: String,
 }
 
-pub(crate) const WHO: [&str; 6] = [
+pub(crate) const WHO: [&str; 8] = [
     "anonymous",
     "outsider",
     "member",
     "viewer",
     "admin",
     "owner",
+    "team member",
+    "service account",
 ];
 
 pub(crate) async fn world(t: &TestApp, n: usize) -> World {
@@ -40,6 +42,7 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
     let viewer = t.user(&format!("viewer{n}@a.test")).await;
     let target = t.user(&format!("target{n}@a.test")).await;
     let outsider = t.user(&format!("outsider{n}@b.test")).await;
+    let teammate = t.user(&format!("teammate{n}@a.test")).await;
     let account = t.account(&owner, &format!("acct-{n}")).await;
     t.account(&outsider, &format!("other-{n}")).await;
     t.add_member(account, &owner, &admin, AccountRole::Admin)
@@ -47,6 +50,8 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
     t.add_member(account, &owner, &member, AccountRole::Member)
         .await;
     t.add_member(account, &owner, &viewer, AccountRole::Member)
+        .await;
+    t.add_member(account, &owner, &teammate, AccountRole::Member)
         .await;
     let target_membership = t
         .add_member(account, &owner, &target, AccountRole::Member)
@@ -95,6 +100,7 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         v["id"].as_str().expect("bot").to_string(),
         v["api_key"]["id"].as_str().expect("key").to_string(),
     );
+    let bot_secret = v["api_key"]["key"].as_str().expect("secret").to_string();
     let (s, v) = t
         .call(
             M::POST,
@@ -120,7 +126,10 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
             M::PUT,
             &format!("/api/accounts/{account}/teams/{team}/members"),
             Some(&owner.key),
-            Some(json!({"members": [{"member_id": target.id, "member_type": "user"}]})),
+            Some(
+                json!({"members": [{"member_id": target.id, "member_type": "user"},
+                                    {"member_id": teammate.id, "member_type": "user"}]}),
+            ),
         )
         .await;
     assert_eq!(s, S::OK, "{v}");
@@ -145,6 +154,8 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
             Some(viewer.key.clone()),
             Some(admin.key.clone()),
             Some(owner.key.clone()),
+            Some(teammate.key.clone()),
+            Some(bot_secret),
         ],
         target_user: target.id.to_string(),
         target_membership: target_membership.to_string(),
@@ -633,6 +644,27 @@ pub(crate) fn table() -> Vec<Cell> {
     .collect()
 }
 
+/// The expectations of the 8 callers: the table's six, then a team member (a Member whose only
+/// workspace access is the team's Viewer grant — it must answer as the direct Viewer does) and a
+/// service account (a Member with a direct Runner grant, and no user profile).
+pub(crate) fn expected_for_all(cell: &Cell) -> [u16; 8] {
+    let e = cell.expect;
+    let bot = bot_expectation(cell.method.as_str(), cell.template).unwrap_or(e[3]);
+    [e[0], e[1], e[2], e[3], e[4], e[5], e[3], bot]
+}
+
+/// Where the service account answers differently from the Viewer.
+fn bot_expectation(method: &str, template: &str) -> Option<u16> {
+    Some(match (method, template) {
+        // Bots have no user profile, personal keys or account to leave.
+        ("GET", "/api/me") => 404,
+        ("GET" | "POST", "/api/me/api_keys") | ("POST", "/api/me/api_keys/filter") => 404,
+        ("DELETE", "/api/me/api_keys/{key_id}") => 404,
+        ("DELETE", "/api/me/accounts/{account_id}") => 404,
+        _ => return None,
+    })
+}
+
 /// Cells that change nothing when they succeed (they may share one world).
 pub(crate) fn is_read_only(cell: &Cell) -> bool {
     cell.method == M::GET
@@ -686,7 +718,7 @@ async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
             let shared = world(&t, 0).await;
             for cell in &cells {
                 let read_only = is_read_only(cell);
-                for (who, expected) in cell.expect.iter().enumerate() {
+                for (who, expected) in expected_for_all(cell).iter().enumerate() {
                     n += 1;
                     let fresh;
                     let w = if read_only {
