@@ -249,12 +249,29 @@ pub struct TeamFields {
     pub name: Option<AnyOf<String>>,
     /// Teams with any of these members (user or service-account ids).
     pub member_id: Option<AnyOf<Uuid>>,
+    /// Teams granted access to any of these workspaces.
+    pub workspace_id: Option<AnyOf<Uuid>>,
+    /// Teams granted any of these workspace roles.
+    pub workspace_role_id: Option<AnyOf<Uuid>>,
+    /// Directory sync is not implemented: no team has a directory.
+    pub directory_id: Option<AnyOf<String>>,
 }
 
+/// `users` part of the teams filter: teams with any matching user.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IdsFilter {
+pub struct TeamUserFields {
     pub id: Option<AnyOf<Uuid>>,
+    pub email: Option<AnyOf<String>>,
+    pub handle: Option<AnyOf<String>>,
+}
+
+/// `bots` part of the teams filter: teams with any matching service account.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamBotFields {
+    pub id: Option<AnyOf<Uuid>>,
+    pub name: Option<AnyOf<String>>,
 }
 
 /// `POST …/teams/filter` body.
@@ -264,9 +281,13 @@ pub struct FilterTeams {
     pub limit: Option<i64>,
     pub offset: Option<i64>,
     pub teams: Option<TeamFields>,
-    pub users: Option<IdsFilter>,
-    pub bots: Option<IdsFilter>,
+    pub users: Option<TeamUserFields>,
+    pub bots: Option<TeamBotFields>,
     pub sort: Option<String>,
+}
+
+fn strs(v: Option<AnyOf<Uuid>>) -> Option<Vec<String>> {
+    v.map(|a| a.any_.iter().map(|x| x.to_string()).collect())
 }
 
 pub async fn filter_teams(
@@ -278,32 +299,56 @@ pub async fn filter_teams(
     gate(app, p, account, P::ReadTeam).await?;
     let (limit, offset) = page(f.limit, f.offset)?;
     let teams = f.teams.unwrap_or_default();
-    let strs = |v: Option<AnyOf<Uuid>>| {
-        v.map(|a| a.any_.iter().map(|x| x.to_string()).collect::<Vec<_>>())
-    };
-    let names = teams.name.map(|n| n.any_);
-    let ids = strs(teams.id);
-    let mut members: Option<Vec<String>> = strs(teams.member_id);
-    for extra in [
-        strs(f.users.and_then(|u| u.id)),
-        strs(f.bots.and_then(|b| b.id)),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        members.get_or_insert_with(Vec::new).extend(extra);
-    }
     let mut c = app.store.reader().await?;
-    let rows = store::teams::find_teams(
-        &mut c,
-        account,
-        names.as_deref(),
-        ids.as_deref(),
-        members.as_deref(),
-        limit,
-        offset,
-    )
-    .await?;
+    let mut filter = store::teams::TeamFilter {
+        names: teams.name.map(|n| n.any_),
+        ids: strs(teams.id),
+        members: strs(teams.member_id),
+        workspaces: strs(teams.workspace_id),
+        roles: strs(teams.workspace_role_id),
+    };
+    if teams.directory_id.is_some() {
+        return Ok(vec![]);
+    }
+    // Members chosen by user or service-account attributes narrow the member filter.
+    let mut chosen: Option<Vec<String>> = None;
+    if let Some(u) = f.users {
+        let mut ids: Vec<String> = strs(u.id).unwrap_or_default();
+        for email in u.email.map(|e| e.any_).unwrap_or_default() {
+            ids.extend(
+                store::users::find_user_by_email(&mut c, &email)
+                    .await?
+                    .map(|x| x.id.to_string()),
+            );
+        }
+        for handle in u.handle.map(|h| h.any_).unwrap_or_default() {
+            ids.extend(
+                store::users::find_user_id_by_handle(&mut c, &handle)
+                    .await?
+                    .map(|x| x.to_string()),
+            );
+        }
+        chosen.get_or_insert_with(Vec::new).extend(ids);
+    }
+    if let Some(b) = f.bots {
+        let mut ids: Vec<String> = strs(b.id).unwrap_or_default();
+        if let Some(names) = b.name {
+            ids.extend(
+                store::bots::find_bots(&mut c, account, Some(&names.any_), 200, 0)
+                    .await?
+                    .into_iter()
+                    .map(|x| x.id.to_string()),
+            );
+        }
+        chosen.get_or_insert_with(Vec::new).extend(ids);
+    }
+    if let Some(ids) = chosen {
+        filter.members = Some(match filter.members {
+            Some(m) => m.into_iter().filter(|x| ids.contains(x)).collect(),
+            None => ids,
+        });
+    }
+    let rows = store::teams::find_teams(&mut c, account, &filter, limit, offset).await?;
     let mut out = Vec::with_capacity(rows.len());
     for t in rows {
         out.push(view(&mut c, t).await?);

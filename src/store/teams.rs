@@ -70,36 +70,63 @@ pub async fn find_team(
     .transpose()
 }
 
-/// Teams of the account, optionally by name, id, or having a member.
+/// Filters for listing teams; each `Some` list must match (an empty list matches nothing).
+#[derive(Debug, Default)]
+pub struct TeamFilter {
+    pub names: Option<Vec<String>>,
+    pub ids: Option<Vec<String>>,
+    /// Teams having any of these members (user or service-account ids).
+    pub members: Option<Vec<String>>,
+    /// Teams with a grant on any of these workspaces.
+    pub workspaces: Option<Vec<String>>,
+    /// Teams with a grant of any of these roles.
+    pub roles: Option<Vec<String>>,
+}
+
 pub async fn find_teams(
     c: &mut Conn,
     account: AccountId,
-    names: Option<&[String]>,
-    ids: Option<&[String]>,
-    member: Option<&[String]>,
+    f: &TeamFilter,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<TeamRow>, sqlx::Error> {
     let mut s = Sql::new(&format!("SELECT {COLS} FROM teams WHERE account_id = "));
     s.push("?", [Arg::Text(account.to_string())]);
-    if let Some(n) = names {
+    if let Some(n) = &f.names {
         s.and_in("name", n);
     }
-    if let Some(i) = ids {
+    if let Some(i) = &f.ids {
         s.and_in("id", i);
     }
-    if let Some(m) = member {
-        let marks = vec!["?"; m.len().max(1)].join(", ");
-        if m.is_empty() {
+    let sub = |s: &mut Sql, sql: &str, col: &str, values: &[String]| {
+        if values.is_empty() {
             s.push(" AND 1 = 0", []);
         } else {
+            let marks = vec!["?"; values.len()].join(", ");
             s.push(
-                &format!(
-                    " AND id IN (SELECT team_id FROM team_members WHERE member_id IN ({marks}))"
-                ),
-                m.iter().cloned().map(Arg::Text),
+                &format!(" AND id IN ({sql} WHERE {col} IN ({marks}))"),
+                values.iter().cloned().map(Arg::Text),
             );
         }
+    };
+    if let Some(m) = &f.members {
+        sub(&mut s, "SELECT team_id FROM team_members", "member_id", m);
+    }
+    if let Some(w) = &f.workspaces {
+        sub(
+            &mut s,
+            "SELECT team_id FROM workspace_team_access",
+            "workspace_id",
+            w,
+        );
+    }
+    if let Some(r) = &f.roles {
+        sub(
+            &mut s,
+            "SELECT team_id FROM workspace_team_access",
+            "workspace_role_id",
+            r,
+        );
     }
     s.push(
         " ORDER BY name, id LIMIT ? OFFSET ?",

@@ -270,3 +270,16 @@ pub async fn find_user_by_actor(
         .map(|r| get_uuid(&r, "id").map(UserId))
         .transpose()
 }
+
+/// The user with this handle.
+pub async fn find_user_id_by_handle(
+    c: &mut Conn,
+    handle: &str,
+) -> Result<Option<UserId>, sqlx::Error> {
+    sqlx::query("SELECT id FROM users WHERE handle = $1")
+        .bind(handle)
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| get_uuid(&r, "id").map(UserId))
+        .transpose()
+}

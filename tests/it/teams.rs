@@ -268,3 +268,44 @@ async fn what_if_reports_who_would_gain_or_lose_what_and_changes_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn teams_are_found_by_name_member_workspace_role_user_email_and_bot_name() {
+    each_db(|t| async move {
+        let owner = t.user("owner@x.test").await;
+        let dev = t.user("dev@x.test").await;
+        let a = t.account(&owner, "acme").await;
+        t.add_member(a, &owner, &dev, AccountRole::Member).await;
+        let ws = t.workspace(a, &owner.key, "prod").await;
+        let (_, bot) = t.call(M::POST, &format!("/api/accounts/{a}/bots/"), Some(&owner.key), Some(json!({"name": "ci"}))).await;
+        let mut ids = Vec::new();
+        for name in ["alpha", "beta", "gamma"] {
+            let (_, team) = t.call(M::POST, &format!("/api/accounts/{a}/teams/"), Some(&owner.key), Some(json!({"name": name}))).await;
+            ids.push(team["id"].as_str().expect("id").to_string());
+        }
+        t.call(M::PUT, &format!("/api/accounts/{a}/teams/{}/members", ids[0]), Some(&owner.key), Some(json!({"members": [{"member_id": dev.id, "member_type": "user"}]}))).await;
+        t.call(M::PUT, &format!("/api/accounts/{a}/teams/{}/members", ids[1]), Some(&owner.key), Some(json!({"members": [{"member_id": bot["id"], "member_type": "service_account"}]}))).await;
+        t.call(M::PUT, &format!("/api/accounts/{a}/workspaces/{ws}/team_access/"), Some(&owner.key),
+            Some(json!({"team_id": ids[2], "workspace_role_id": BuiltinWorkspaceRole::Runner.id()}))).await;
+        let path = format!("/api/accounts/{a}/teams/filter");
+        let key = owner.key.clone();
+        assert_eq!(team_names(&t, &path, &key, json!({})).await, ["alpha", "beta", "gamma"]);
+        assert_eq!(team_names(&t, &path, &key, json!({"teams": {"name": {"any_": ["beta"]}}})).await, ["beta"]);
+        assert_eq!(team_names(&t, &path, &key, json!({"users": {"email": {"any_": ["DEV@x.test"]}}})).await, ["alpha"]);
+        assert_eq!(team_names(&t, &path, &key, json!({"bots": {"name": {"any_": ["ci"]}}})).await, ["beta"]);
+        assert_eq!(team_names(&t, &path, &key, json!({"teams": {"workspace_id": {"any_": [ws]}}})).await, ["gamma"]);
+        assert_eq!(team_names(&t, &path, &key, json!({"teams": {"workspace_role_id": {"any_": [BuiltinWorkspaceRole::Viewer.id()]}}})).await, Vec::<String>::new());
+        assert_eq!(team_names(&t, &path, &key, json!({"teams": {"member_id": {"any_": [dev.id]}}, "bots": {"name": {"any_": ["ci"]}}})).await, Vec::<String>::new(), "filters combine");
+    })
+    .await;
+}
+
+async fn team_names(t: &TestApp, path: &str, key: &str, body: serde_json::Value) -> Vec<String> {
+    let (s, v) = t.call(M::POST, path, Some(key), Some(body)).await;
+    assert_eq!(s, S::OK, "{v}");
+    v.as_array()
+        .expect("list")
+        .iter()
+        .map(|x| x["name"].as_str().expect("name").to_string())
+        .collect()
+}
