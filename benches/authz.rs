@@ -296,6 +296,61 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // What-if on the same 10k-member account: the pure evaluation (authorization and loading the
+    // snapshot are a hash lookup each).
+    use atrium::services::whatif::{evaluate, ProposedChange};
+    let snap = index.snapshot(&d.account.0).expect("snapshot");
+    let custom = rustc_hash::FxHashMap::default();
+    let mut g = c.benchmark_group("what_if_10k_members");
+    g.sample_size(20);
+    let member = d.users[d.team_members[0].1].0;
+    g.bench_function("deactivate_member", |b| {
+        b.iter(|| {
+            black_box(
+                evaluate(
+                    &snap,
+                    ProposedChange::DeactivateMember { member_id: member },
+                    &custom,
+                    0,
+                )
+                .expect("ok"),
+            )
+        })
+    });
+    let (t, w, _) = d.team_grants[0];
+    g.bench_function("change_team_grant_role", |b| {
+        b.iter(|| {
+            black_box(
+                evaluate(
+                    &snap,
+                    ProposedChange::ChangeGrantRole {
+                        workspace_id: d.workspaces[w],
+                        subject_id: team_id(t),
+                        workspace_role_id: RoleId(BuiltinWorkspaceRole::Viewer.id()),
+                    },
+                    &custom,
+                    0,
+                )
+                .expect("ok"),
+            )
+        })
+    });
+    let busiest = d.roles[5].0; // a custom role held by ≈1/25 of all grants
+    g.bench_function("delete_role_with_thousands_of_grants", |b| {
+        b.iter(|| {
+            black_box(
+                evaluate(
+                    &snap,
+                    ProposedChange::DeleteRole { role_id: busiest },
+                    &custom,
+                    0,
+                )
+                .expect("ok"),
+            )
+        })
+    });
+    g.finish();
 }
 
 criterion_group! {

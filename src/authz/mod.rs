@@ -120,8 +120,9 @@ pub struct Explained {
     pub scopes: ScopeSet,
 }
 
-/// Immutable access data of one account. Replaced whole when anything in it changes.
-#[derive(Debug)]
+/// Immutable access data of one account. Replaced whole when anything in it changes (what-if
+/// clones one and edits the copy).
+#[derive(Debug, Clone)]
 pub struct AccountSnapshot {
     /// Process-local build counter (tells snapshots apart in logs and metrics).
     pub version: u64,

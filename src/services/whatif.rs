@@ -1,12 +1,12 @@
-//! What-if: the effect of a proposed access change, computed on a copy of the account's access
-//! data and never applied. Only the (principal, workspace) pairs the change can touch are compared,
-//! so the answer stays fast on large accounts.
+//! What-if: the effect of a proposed access change, computed on a copy of the account's in-memory
+//! snapshot and never applied. Only the (principal, workspace) pairs the change can touch are
+//! compared, and no database query is made, so the answer stays fast on large accounts.
 
 use crate::app::App;
 use crate::authz::{role_scopes, AccountSnapshot, Principal};
 use crate::domain::role::AccountPermission as P;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -54,29 +54,45 @@ pub async fn what_if(
     change: ProposedChange,
 ) -> Result<WhatIf> {
     crate::services::authorize(app, p, account, P::AdministrateWorkspace).await?;
-    let rows = index::load_rows(app, account)
-        .await?
+    let custom = if let ProposedChange::ChangeGrantRole { .. } = change {
+        custom_scopes(app, account).await?
+    } else {
+        FxHashMap::default()
+    };
+    let before = app
+        .index
+        .snapshot(&account.0)
         .ok_or_else(|| Error::not_found("account"))?;
-    let now = app.now().timestamp_micros();
-    let mut proposed = rows.clone();
-    let all_ws: Vec<Uuid> = rows.workspaces.iter().map(|(w, _)| w.0).collect();
-    let members_of_team = |team: Uuid| -> Vec<Uuid> {
-        rows.team_members
+    evaluate(&before, change, &custom, app.now().timestamp_micros())
+}
+
+/// The pure part: apply `change` to a copy of `before` and compare the pairs it touches.
+pub fn evaluate(
+    before: &AccountSnapshot,
+    change: ProposedChange,
+    custom: &FxHashMap<Uuid, crate::domain::scope::ScopeSet>,
+    now: i64,
+) -> Result<WhatIf> {
+    let mut after = before.clone();
+    let team_members = |team: Uuid| -> Vec<Uuid> {
+        before
+            .member_teams
             .iter()
-            .filter(|(_, t, _)| *t == team)
-            .map(|(m, _, _)| *m)
+            .filter(|(_, teams)| teams.iter().any(|(t, _)| *t == team))
+            .map(|(m, _)| *m)
             .collect()
     };
-    // (principal, workspace) pairs the change can affect.
     let mut affected: FxHashSet<(Uuid, Uuid)> = FxHashSet::default();
     match change {
         ProposedChange::RemoveTeamMember { team_id, member_id } => {
-            proposed
-                .team_members
-                .retain(|(m, t, _)| !(*m == member_id && *t == team_id));
-            for (w, t, ..) in &rows.team_grants {
-                if *t == team_id {
-                    affected.insert((member_id, w.0));
+            let teams = after
+                .member_teams
+                .get_mut(&member_id)
+                .ok_or_else(|| Error::not_found("team member"))?;
+            teams.retain(|(t, _)| *t != team_id);
+            for (w, entry) in &before.workspaces {
+                if entry.team_grants.contains_key(&team_id) {
+                    affected.insert((member_id, *w));
                 }
             }
         }
@@ -85,75 +101,66 @@ pub async fn what_if(
             subject_id,
             workspace_role_id,
         } => {
-            let custom = custom_scopes(app, account).await?;
-            let scopes = role_scopes(workspace_role_id, &custom).ok_or_else(|| {
+            let scopes = role_scopes(workspace_role_id, custom).ok_or_else(|| {
                 Error::validation(format!("unknown workspace_role_id {workspace_role_id}"))
             })?;
-            let mut found = false;
-            for g in proposed
-                .grants
-                .iter_mut()
-                .filter(|g| g.0 == workspace_id && g.1 .0 == subject_id)
-            {
-                (g.2, g.3) = (workspace_role_id, scopes);
-                found = true;
+            let ws = after
+                .workspaces
+                .get_mut(&workspace_id.0)
+                .ok_or_else(|| Error::not_found("workspace"))?;
+            if let Some(g) = ws.grants.get_mut(&subject_id) {
+                (g.role_id, g.scopes) = (workspace_role_id, scopes);
                 affected.insert((subject_id, workspace_id.0));
-            }
-            for g in proposed
-                .team_grants
-                .iter_mut()
-                .filter(|g| g.0 == workspace_id && g.1 == subject_id)
-            {
-                (g.2, g.3) = (workspace_role_id, scopes);
-                found = true;
-                for m in members_of_team(subject_id) {
+            } else if let Some(g) = ws.team_grants.get_mut(&subject_id) {
+                (g.role_id, g.scopes) = (workspace_role_id, scopes);
+                for m in team_members(subject_id) {
                     affected.insert((m, workspace_id.0));
                 }
-            }
-            if !found {
+            } else {
                 return Err(Error::not_found("grant"));
             }
         }
         ProposedChange::DeleteRole { role_id } => {
-            proposed.grants.retain(|g| g.2 != role_id);
-            proposed.team_grants.retain(|g| g.2 != role_id);
-            for (_, d) in proposed.workspaces.iter_mut() {
-                if d.is_some_and(|(r, _)| r == role_id) {
-                    *d = None;
+            for (w, entry) in after.workspaces.iter_mut() {
+                entry.grants.retain(|subject, g| {
+                    let keep = g.role_id != role_id;
+                    if !keep {
+                        affected.insert((*subject, *w));
+                    }
+                    keep
+                });
+                let mut gone_teams = Vec::new();
+                entry.team_grants.retain(|team, g| {
+                    let keep = g.role_id != role_id;
+                    if !keep {
+                        gone_teams.push(*team);
+                    }
+                    keep
+                });
+                for team in gone_teams {
+                    for m in team_members(team) {
+                        affected.insert((m, *w));
+                    }
                 }
-            }
-            for g in rows.grants.iter().filter(|g| g.2 == role_id) {
-                affected.insert((g.1 .0, g.0 .0));
-            }
-            for g in rows.team_grants.iter().filter(|g| g.2 == role_id) {
-                for m in members_of_team(g.1) {
-                    affected.insert((m, g.0 .0));
-                }
-            }
-            for (w, d) in &rows.workspaces {
-                if d.is_some_and(|(r, _)| r == role_id) {
-                    for (m, _, _) in &rows.members {
-                        affected.insert((m.0, w.0));
+                if entry.default_role.is_some_and(|(r, _)| r == role_id) {
+                    entry.default_role = None;
+                    for m in before.members.keys() {
+                        affected.insert((*m, *w));
                     }
                 }
             }
         }
         ProposedChange::DeactivateMember { member_id } => {
-            let mut found = false;
-            for m in proposed.members.iter_mut().filter(|m| m.0 .0 == member_id) {
-                m.2 = false;
-                found = true;
-            }
-            if !found {
-                return Err(Error::not_found("member"));
-            }
-            for w in &all_ws {
+            let m = after
+                .members
+                .get_mut(&member_id)
+                .ok_or_else(|| Error::not_found("member"))?;
+            m.active = false;
+            for w in before.workspaces.keys() {
                 affected.insert((member_id, *w));
             }
         }
     }
-    let before = AccountSnapshot::build(rows);
-    let after = AccountSnapshot::build(proposed);
     let mut changes: Vec<ScopeChange> = affected
         .into_iter()
         .filter_map(|(who, w)| {
