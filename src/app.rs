@@ -54,6 +54,8 @@ pub struct App {
     /// Signs audit checkpoints.
     pub audit_key: Arc<ed25519_dalek::SigningKey>,
     pub mailer: crate::services::mail::Mailer,
+    /// The first-run setup link's token, while the installation has no user.
+    pub setup: Arc<crate::services::setup::SetupToken>,
 }
 
 impl App {
@@ -63,6 +65,7 @@ impl App {
         let mailer =
             crate::services::mail::Mailer::new(config.smtp_url.as_deref(), &config.smtp_from)?;
         let app = App {
+            setup: Arc::default(),
             mailer,
             audit_key,
             config: Arc::new(config),

@@ -524,10 +524,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app.config.public_url, app.config.public_url
     );
     if users == 0 {
-        eprintln!(
-            "No users yet. Create the first (site admin) user with:\n  \
-             echo 'a-long-password' | cargo run --release -- users create --email you@example.com --site-admin"
-        );
+        if let Some(token) = crate::services::setup::SetupToken::issue(&app).await? {
+            eprintln!(
+                "No users yet. Open this one-time link to create the first (site admin) user and account:\n  \
+                 {}/setup?token={token}\n\
+                 or from a shell:\n  \
+                 echo 'a-long-password' | cargo run --release -- users create --email you@example.com --site-admin",
+                app.config.public_url
+            );
+        }
     }
     let store = app.store.clone();
     let jobs = crate::jobs::spawn(&app);

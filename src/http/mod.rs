@@ -181,6 +181,10 @@ pub fn router(app: App) -> Router {
             }),
         )
         .route(
+            "/setup",
+            axum::routing::get(ui::setup::show).post(ui::setup::submit),
+        )
+        .route(
             "/invitations/{id}",
             axum::routing::get(ui::invitations::show).post(ui::invitations::submit),
         )

@@ -17,6 +17,7 @@ pub mod me;
 pub mod memberships;
 pub mod plans;
 pub mod roles;
+pub mod setup;
 pub mod teams;
 pub mod users;
 pub mod whatif;

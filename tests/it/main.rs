@@ -14,4 +14,5 @@ mod migrations;
 mod plans;
 mod prefect_cli;
 mod processes;
+mod setup;
 mod teams;

@@ -3,6 +3,7 @@
 //! in constant time).
 
 pub mod invitations;
+pub mod setup;
 
 use crate::services::credentials::random_base62;
 use crate::services::mail::html_escape;

@@ -1,0 +1,93 @@
+//! The first-run page (`/setup?token=…`).
+
+use super::{csrf_ok, error_page, new_csrf, page};
+use crate::app::App;
+use crate::services::setup::{self, FirstRun};
+use crate::services::Error;
+use axum::extract::{Form, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    pub token: String,
+}
+
+/// `GET /setup?token=…`
+pub async fn show(State(app): State<App>, Query(q): Query<TokenQuery>) -> Response {
+    match setup::is_open(&app, &q.token).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error_page(&Error::NotFound(
+                "this setup link was already used or is not valid".into(),
+            ))
+        }
+        Err(e) => return error_page(&e),
+    }
+    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+    let token = crate::services::mail::html_escape(&q.token);
+    let body = format!(
+        "<h1>Set up Atrium</h1><p>Create the first user (a site admin) and your first account.</p>\
+         <form method=\"post\" action=\"/setup\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label for=\"email\">Your email</label><input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"email\">\
+         <label for=\"password\">Password (8 characters or more)</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" minlength=\"8\" required autocomplete=\"new-password\">\
+         <label for=\"account_name\">Account name</label><input id=\"account_name\" name=\"account_name\" required placeholder=\"Acme\">\
+         <label for=\"account_handle\">Account handle</label>\
+         <input id=\"account_handle\" name=\"account_handle\" required pattern=\"[a-z0-9-]+\" placeholder=\"acme\">\
+         <p class=\"muted\">Lowercase letters, digits and dashes; it appears in <code>prefect cloud login --workspace handle/workspace</code>.</p>\
+         <button type=\"submit\">Create</button></form>"
+    );
+    let mut resp = page(StatusCode::OK, "Set up", &body);
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct SetupForm {
+    pub token: String,
+    pub csrf: String,
+    pub email: String,
+    pub password: String,
+    pub account_name: String,
+    pub account_handle: String,
+}
+
+/// `POST /setup`
+pub async fn submit(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(f): Form<SetupForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return error_page(&Error::Forbidden(
+            "the form expired or came from another site; reload the setup link".into(),
+        ));
+    }
+    let run = FirstRun {
+        email: f.email,
+        password: f.password,
+        account_name: f.account_name,
+        account_handle: f.account_handle,
+    };
+    match setup::first_run(&app, &f.token, run).await {
+        Ok(session) => {
+            let max_age = (session.expires_at - app.now()).num_seconds();
+            let mut resp = page(
+                StatusCode::OK,
+                "Ready",
+                "<h1>Atrium is ready</h1><p>Your user and account exist and you are signed in. Create an API \
+                 key with <code>POST /api/me/api_keys</code> (or <code>atrium users api-key</code>) and log in \
+                 with <code>prefect cloud login</code>.</p>",
+            );
+            if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, &session.id, max_age)
+            {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) => error_page(&e),
+    }
+}
