@@ -34,6 +34,83 @@ pub enum UserAccessUpsert {
 
 pub const MAX_GRANTS_PER_REQUEST: usize = 200;
 
+/// What differs between the kinds of workspace grant.
+pub(crate) struct GrantKind {
+    /// The scope needed to grant.
+    pub scope: Scope,
+    /// Plan features needed.
+    pub features: &'static [crate::domain::plan::Feature],
+    /// How a subject is named in messages.
+    pub noun: &'static str,
+    /// Fewest grants in one request.
+    pub min: usize,
+}
+
+pub(crate) const USER_GRANTS: GrantKind = GrantKind {
+    scope: Scope::ManageWorkspaceUsers,
+    features: &[crate::domain::plan::Feature::WorkspaceRbac],
+    noun: "user",
+    min: 0,
+};
+
+/// The checks every workspace-grant upsert starts with — user, service-account and team grants
+/// alike: the caller holds the kind's scope in the workspace, the plan has its features, the
+/// number of grants is in bounds, no subject twice, expiries in the future. Returns the caller's
+/// scopes in the workspace (for [`check_grantable`]).
+pub(crate) async fn check_grants(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    kind: &GrantKind,
+    subjects: &[(uuid::Uuid, Option<chrono::DateTime<chrono::Utc>>)],
+) -> Result<crate::domain::scope::ScopeSet> {
+    let (noun, min) = (kind.noun, kind.min);
+    let held = crate::services::require_scope(app, p, account, workspace, kind.scope).await?;
+    for f in kind.features {
+        crate::services::plans::require_feature(app, account, *f)?;
+    }
+    if subjects.len() < min || subjects.len() > MAX_GRANTS_PER_REQUEST {
+        return Err(Error::validation(format!(
+            "give between {min} and {MAX_GRANTS_PER_REQUEST} grants"
+        )));
+    }
+    let now = app.now();
+    let mut seen = std::collections::HashSet::new();
+    for (subject, expires_at) in subjects {
+        if !seen.insert(*subject) {
+            return Err(Error::validation(format!("{noun} {subject} appears twice")));
+        }
+        if matches!(expires_at, Some(t) if *t <= now) {
+            return Err(Error::validation("expires_at must be in the future"));
+        }
+    }
+    Ok(held)
+}
+
+/// Refuses (and audits) granting a role whose scopes the caller does not hold in the workspace;
+/// an unknown role or another account's role is a validation error.
+pub(crate) async fn check_grantable(
+    app: &App,
+    p: &Principal,
+    tx: &mut store::Conn,
+    account: AccountId,
+    held: crate::domain::scope::ScopeSet,
+    role: RoleId,
+) -> Result<()> {
+    let scopes = usable_role_scopes(tx, account, role).await?;
+    if !held.is_superset(scopes) {
+        return Err(crate::services::deny(
+            app,
+            p,
+            account,
+            "you cannot grant a role with scopes you do not hold in this workspace".into(),
+        )
+        .await);
+    }
+    Ok(())
+}
+
 pub async fn upsert_user_access(
     app: &App,
     p: &Principal,
@@ -42,46 +119,16 @@ pub async fn upsert_user_access(
     body: UserAccessUpsert,
 ) -> Result<Vec<UserAccess>> {
     let now = app.now();
-    let held =
-        crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers)
-            .await?;
-    crate::services::plans::require_feature(
-        app,
-        account,
-        crate::domain::plan::Feature::WorkspaceRbac,
-    )?;
     let grants = match body {
         UserAccessUpsert::Many(v) => v,
         UserAccessUpsert::One(g) => vec![g],
     };
-    if grants.len() > MAX_GRANTS_PER_REQUEST {
-        return Err(Error::validation(format!(
-            "at most {MAX_GRANTS_PER_REQUEST} grants per request"
-        )));
-    }
-    let mut seen = std::collections::HashSet::new();
+    let subjects: Vec<_> = grants.iter().map(|g| (g.user_id.0, g.expires_at)).collect();
+    let held = check_grants(app, p, account, workspace, &USER_GRANTS, &subjects).await?;
     let mut tx = app.store.begin().await?;
     let mut ids = Vec::with_capacity(grants.len());
     for g in &grants {
-        if !seen.insert(g.user_id) {
-            return Err(Error::validation(format!(
-                "user {} appears twice",
-                g.user_id
-            )));
-        }
-        if matches!(g.expires_at, Some(t) if t <= now) {
-            return Err(Error::validation("expires_at must be in the future"));
-        }
-        let scopes = usable_role_scopes(&mut tx, account, g.workspace_role_id).await?;
-        if !held.is_superset(scopes) {
-            return Err(crate::services::deny(
-                app,
-                p,
-                account,
-                "you cannot grant a role with scopes you do not hold in this workspace".into(),
-            )
-            .await);
-        }
+        check_grantable(app, p, &mut tx, account, held, g.workspace_role_id).await?;
         if store::memberships::find_membership_by_user(&mut tx, account, g.user_id)
             .await?
             .is_none()

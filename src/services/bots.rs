@@ -16,13 +16,19 @@ use crate::services::credentials::{generate_api_key, BOT_KEY_PREFIX};
 use crate::services::error::unique_or;
 use crate::services::input::{page, AnyOf};
 use crate::services::plans::require_feature;
-use crate::services::roles::usable_role_scopes;
 use crate::services::{index, Error, Result};
 use crate::store::{self, bots::BotAccess, bots::BotRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+const BOT_GRANTS: crate::services::access::GrantKind = crate::services::access::GrantKind {
+    scope: Scope::ManageWorkspaceServiceAccounts,
+    features: &[Feature::ServiceAccounts, Feature::WorkspaceRbac],
+    noun: "service account",
+    min: 1,
+};
 
 /// Longest overlap during which a rotated-out key keeps working.
 pub const MAX_OVERLAP_SECONDS: i64 = 48 * 3600;
@@ -541,46 +547,26 @@ pub async fn upsert_access(
     body: BotAccessUpsert,
 ) -> Result<Vec<BotAccess>> {
     let now = app.now();
-    let held = crate::services::require_scope(
-        app,
-        p,
-        account,
-        workspace,
-        Scope::ManageWorkspaceServiceAccounts,
-    )
-    .await?;
-    require_feature(app, account, Feature::ServiceAccounts)?;
-    require_feature(app, account, Feature::WorkspaceRbac)?;
     let grants = match body {
         BotAccessUpsert::Many(v) => v,
         BotAccessUpsert::One(g) => vec![g],
     };
-    if grants.is_empty() || grants.len() > crate::services::access::MAX_GRANTS_PER_REQUEST {
-        return Err(Error::validation("give between 1 and 200 grants"));
-    }
-    let mut seen = std::collections::HashSet::new();
+    let subjects: Vec<_> = grants.iter().map(|g| (g.bot_id, g.expires_at)).collect();
+    let held =
+        crate::services::access::check_grants(app, p, account, workspace, &BOT_GRANTS, &subjects)
+            .await?;
     let mut tx = app.store.begin().await?;
     let mut out = Vec::with_capacity(grants.len());
     for g in &grants {
-        if !seen.insert(g.bot_id) {
-            return Err(Error::validation(format!(
-                "service account {} appears twice",
-                g.bot_id
-            )));
-        }
-        if matches!(g.expires_at, Some(t) if t <= now) {
-            return Err(Error::validation("expires_at must be in the future"));
-        }
-        let scopes = usable_role_scopes(&mut tx, account, g.workspace_role_id).await?;
-        if !held.is_superset(scopes) {
-            return Err(crate::services::deny(
-                app,
-                p,
-                account,
-                "you cannot grant a role with scopes you do not hold in this workspace".into(),
-            )
-            .await);
-        }
+        crate::services::access::check_grantable(
+            app,
+            p,
+            &mut tx,
+            account,
+            held,
+            g.workspace_role_id,
+        )
+        .await?;
         store::bots::find_bot(&mut tx, account, g.bot_id)
             .await?
             .ok_or_else(|| Error::validation(format!("unknown service account {}", g.bot_id)))?;

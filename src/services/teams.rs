@@ -11,7 +11,6 @@ use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::{page, AnyOf};
 use crate::services::plans::require_feature;
-use crate::services::roles::usable_role_scopes;
 use crate::services::{index, Error, Result};
 use crate::store::{self, teams::TeamAccess, teams::TeamMemberRow, teams::TeamRow};
 use serde::{Deserialize, Serialize};
@@ -485,6 +484,13 @@ pub async fn remove_member(
 
 // ---- team access ----
 
+const TEAM_GRANTS: crate::services::access::GrantKind = crate::services::access::GrantKind {
+    scope: Scope::ManageWorkspaceTeams,
+    features: &[Feature::Teams, Feature::WorkspaceRbac],
+    noun: "team",
+    min: 1,
+};
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamAccessInput {
@@ -510,40 +516,26 @@ pub async fn upsert_access(
     body: TeamAccessUpsert,
 ) -> Result<Vec<TeamAccess>> {
     let now = app.now();
-    let held =
-        crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceTeams)
-            .await?;
-    require_feature(app, account, Feature::Teams)?;
-    require_feature(app, account, Feature::WorkspaceRbac)?;
     let grants = match body {
         TeamAccessUpsert::Many(v) => v,
         TeamAccessUpsert::One(g) => vec![g],
     };
-    if grants.is_empty() || grants.len() > crate::services::access::MAX_GRANTS_PER_REQUEST {
-        return Err(Error::validation("give between 1 and 200 grants"));
-    }
-    let mut seen = std::collections::HashSet::new();
+    let subjects: Vec<_> = grants.iter().map(|g| (g.team_id, g.expires_at)).collect();
+    let held =
+        crate::services::access::check_grants(app, p, account, workspace, &TEAM_GRANTS, &subjects)
+            .await?;
+    let seen: std::collections::HashSet<Uuid> = subjects.iter().map(|(t, _)| *t).collect();
     let mut tx = app.store.begin().await?;
     for g in &grants {
-        if !seen.insert(g.team_id) {
-            return Err(Error::validation(format!(
-                "team {} appears twice",
-                g.team_id
-            )));
-        }
-        if matches!(g.expires_at, Some(t) if t <= now) {
-            return Err(Error::validation("expires_at must be in the future"));
-        }
-        let scopes = usable_role_scopes(&mut tx, account, g.workspace_role_id).await?;
-        if !held.is_superset(scopes) {
-            return Err(crate::services::deny(
-                app,
-                p,
-                account,
-                "you cannot grant a role with scopes you do not hold in this workspace".into(),
-            )
-            .await);
-        }
+        crate::services::access::check_grantable(
+            app,
+            p,
+            &mut tx,
+            account,
+            held,
+            g.workspace_role_id,
+        )
+        .await?;
         store::teams::find_team(&mut tx, account, g.team_id)
             .await?
             .ok_or_else(|| Error::validation(format!("unknown team {}", g.team_id)))?;
