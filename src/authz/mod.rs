@@ -373,14 +373,6 @@ impl Index {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.accounts.load().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The check as a request carries it: ids as strings. No allocation, no database.
     #[inline]
     pub fn check_str(

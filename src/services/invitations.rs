@@ -272,18 +272,7 @@ pub async fn invite(
         }
     }
     // Seats: active members + pending invitations + these.
-    let e = crate::services::plans::entitlements(app, &acct);
-    if let Some(limit) = e.user_limit {
-        let used = store::memberships::count_active_members(&mut tx, account).await?
-            + store::invitations::count_pending(&mut tx, account, now).await?;
-        if used + rows.len() as i64 > limit {
-            return Err(Error::conflict(format!(
-                "the {} plan of this account has {limit} seat(s); {used} are taken by members and pending invitations, so {} more cannot be invited",
-                e.plan.display(),
-                rows.len()
-            )));
-        }
-    }
+    crate::services::plans::ensure_seats(app, &mut tx, account, true, rows.len() as i64).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let code = random_base62(32);
@@ -570,6 +559,50 @@ pub async fn accept(app: &App, p: &Principal, id: Uuid, code: &str) -> Result<In
         .await?
         .ok_or_else(|| Error::not_found("invitation"))?;
     view(&mut c, row, now).await
+}
+
+/// How someone answers an invitation on its page.
+pub enum PageAnswer {
+    /// Create a user for the invited address, then join.
+    SignUp(crate::services::auth::Signup),
+    /// Sign in as the invited address, then join.
+    SignIn {
+        email: String,
+        password: String,
+    },
+    Decline,
+}
+
+/// Answers an invitation from its page: signs up or signs in and joins (returning the new
+/// session), or declines (returning `None`).
+pub async fn answer_on_page(
+    app: &App,
+    id: Uuid,
+    code: &str,
+    answer: PageAnswer,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<Option<crate::services::auth::NewSession>> {
+    use crate::services::auth;
+    match answer {
+        PageAnswer::Decline => {
+            reject(app, None, id, code).await?;
+            Ok(None)
+        }
+        PageAnswer::SignUp(s) => {
+            let (email, password) = (s.email.clone(), s.password.clone());
+            auth::signup(app, s, Some((id, code.to_string()))).await?;
+            Ok(Some(
+                auth::login(app, &email, password, ip, user_agent).await?,
+            ))
+        }
+        PageAnswer::SignIn { email, password } => {
+            let session = auth::login(app, &email, password, ip, user_agent).await?;
+            let p = auth::authenticate_session(app, &session.id).await?;
+            accept(app, &p, id, code).await?;
+            Ok(Some(session))
+        }
+    }
 }
 
 /// Declines an invitation (the code is the proof; no sign-in needed).

@@ -219,6 +219,17 @@ pub async fn ensure_seat(
     account: AccountId,
     count_pending: bool,
 ) -> Result<()> {
+    ensure_seats(app, tx, account, count_pending, 1).await
+}
+
+/// Refuses `adding` new seats beyond the plan's user limit (see [`ensure_seat`]).
+pub async fn ensure_seats(
+    app: &App,
+    tx: &mut store::Conn,
+    account: AccountId,
+    count_pending: bool,
+    adding: i64,
+) -> Result<()> {
     let row = store::accounts::find_account(tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -228,9 +239,9 @@ pub async fn ensure_seat(
         if count_pending {
             used += store::invitations::count_pending(tx, account, app.now()).await?;
         }
-        if used >= limit {
+        if used + adding > limit {
             return Err(Error::conflict(format!(
-                "the {} plan of this account has {limit} seat(s) and all are taken by members or pending invitations; remove or deactivate a member, revoke an invitation, or raise the limit",
+                "the {} plan of this account has {limit} seat(s) and {used} are taken by members or pending invitations, so {adding} more do not fit; remove or deactivate a member, revoke an invitation, or raise the limit",
                 e.plan.display()
             )));
         }

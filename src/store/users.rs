@@ -178,21 +178,6 @@ pub async fn update_last_login(c: &mut Conn, id: UserId, now: Time) -> Result<()
     Ok(())
 }
 
-pub async fn update_password_hash(
-    c: &mut Conn,
-    id: UserId,
-    hash: &str,
-    now: Time,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET password_hash = $2, updated = $3 WHERE id = $1")
-        .bind(id.to_string())
-        .bind(hash)
-        .bind(micros(now))
-        .execute(&mut *c)
-        .await?;
-    Ok(())
-}
-
 // ---- sessions ----
 
 pub async fn insert_session(

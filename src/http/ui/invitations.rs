@@ -3,8 +3,8 @@
 use super::{csrf_ok, error_page, new_csrf, page};
 use crate::app::App;
 use crate::http::extract::ClientIp;
-use crate::services::auth::{self, Signup};
-use crate::services::invitations;
+use crate::services::auth::Signup;
+use crate::services::invitations::{self, PageAnswer};
 use crate::services::mail::html_escape;
 use crate::services::Error;
 use axum::extract::{Form, Path, Query, State};
@@ -90,33 +90,23 @@ pub async fn submit(
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let result = async {
-        match f.action.as_str() {
-            "reject" => {
-                invitations::reject(&app, None, id, &f.invite_code).await?;
-                return Ok(None);
-            }
-            "signup" => {
-                let signup = Signup {
-                    email: f.email.clone(),
-                    password: f.password.clone(),
-                    handle: None,
-                    first_name: f.first_name.clone().filter(|s| !s.trim().is_empty()),
-                    last_name: f.last_name.clone().filter(|s| !s.trim().is_empty()),
-                };
-                auth::signup(&app, signup, Some((id, f.invite_code.clone()))).await?;
-            }
-            "signin" => {}
-            _ => return Err(Error::validation("unknown action")),
-        }
-        let session = auth::login(&app, &f.email, f.password.clone(), ip.as_deref(), ua).await?;
-        if f.action == "signin" {
-            let p = auth::authenticate_session(&app, &session.id).await?;
-            invitations::accept(&app, &p, id, &f.invite_code).await?;
-        }
-        Ok(Some(session))
-    }
-    .await;
+    let answer = match f.action.as_str() {
+        "reject" => PageAnswer::Decline,
+        "signup" => PageAnswer::SignUp(Signup {
+            email: f.email,
+            password: f.password,
+            handle: None,
+            first_name: f.first_name.filter(|s| !s.trim().is_empty()),
+            last_name: f.last_name.filter(|s| !s.trim().is_empty()),
+        }),
+        "signin" => PageAnswer::SignIn {
+            email: f.email,
+            password: f.password,
+        },
+        _ => return error_page(&Error::validation("unknown action")),
+    };
+    let result =
+        invitations::answer_on_page(&app, id, &f.invite_code, answer, ip.as_deref(), ua).await;
     match result {
         Ok(None) => page(
             StatusCode::OK,
