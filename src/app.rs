@@ -56,6 +56,14 @@ pub struct App {
     pub mailer: crate::services::mail::Mailer,
     /// The first-run setup link's token, while the installation has no user.
     pub setup: Arc<crate::services::setup::SetupToken>,
+    /// Upstreams, rate limits and retention of every account, for the workspace gateway.
+    pub upstreams: Arc<crate::services::upstreams::Registry>,
+    /// Rate-limit buckets (in memory on this node).
+    pub limiter: Arc<crate::services::ratelimit::Limiter>,
+    /// Prometheus counters and histograms.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The HTTP client the gateway forwards with: one keep-alive pool per upstream.
+    pub upstream_client: crate::http::gateway::UpstreamClient,
 }
 
 impl App {
@@ -66,6 +74,10 @@ impl App {
             crate::services::mail::Mailer::new(config.smtp_url.as_deref(), &config.smtp_from)?;
         let app = App {
             setup: Arc::default(),
+            upstreams: Arc::default(),
+            limiter: Arc::default(),
+            metrics: Arc::default(),
+            upstream_client: crate::http::gateway::upstream_client(),
             mailer,
             audit_key,
             config: Arc::new(config),

@@ -38,6 +38,9 @@ pub struct Config {
     pub audit_key_file: PathBuf,
     /// How often the server signs each audit chain's head.
     pub audit_checkpoint_seconds: u64,
+    /// How often run retention deletes expired flow runs through the upstreams (0: never; run
+    /// `atrium retention run` from cron instead).
+    pub run_retention_seconds: u64,
     /// SMTP server for outgoing email (`smtp://host:port`, `smtps://user:pass@host`); `None`
     /// writes messages to the log instead.
     pub smtp_url: Option<String>,
@@ -69,6 +72,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./atrium-data"),
             audit_key_file: PathBuf::from("./atrium-data/audit-signing.key"),
             audit_checkpoint_seconds: 300,
+            run_retention_seconds: 3600,
             default_plan: crate::domain::plan::PlanType::Enterprise,
             plans: Default::default(),
             smtp_url: None,
@@ -91,6 +95,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub audit_key_file: Option<PathBuf>,
     pub audit_checkpoint_seconds: Option<u64>,
+    pub run_retention_seconds: Option<u64>,
     pub default_plan: Option<crate::domain::plan::PlanType>,
     pub smtp_url: Option<String>,
     pub smtp_from: Option<String>,
@@ -172,6 +177,9 @@ impl Config {
         }
         if let Some(v) = file.session_ttl_seconds {
             c.session_ttl_seconds = v;
+        }
+        if let Some(v) = file.run_retention_seconds {
+            c.run_retention_seconds = v;
         }
         if let Some(v) = file.audit_checkpoint_seconds {
             c.audit_checkpoint_seconds = v;

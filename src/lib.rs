@@ -7,5 +7,6 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod services;
 pub mod store;

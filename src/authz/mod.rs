@@ -364,6 +364,22 @@ impl Index {
         self.snapshot(&account.0).map(|s| (s.plan, s.features))
     }
 
+    /// How many accounts and workspace grants (direct and team) the index holds.
+    pub fn size(&self) -> (usize, usize) {
+        let accounts = self.accounts.load();
+        let grants = accounts
+            .values()
+            .map(|slot| {
+                let s = slot.load();
+                s.workspaces
+                    .values()
+                    .map(|w| w.grants.len() + w.team_grants.len())
+                    .sum::<usize>()
+            })
+            .sum();
+        (accounts.len(), grants)
+    }
+
     /// (account, database access version) of every snapshot held.
     pub fn versions(&self) -> Vec<(Uuid, i64)> {
         self.accounts

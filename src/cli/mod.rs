@@ -43,6 +43,12 @@ enum Command {
     /// Verify, export and checkpoint the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Workspace gateway settings.
+    #[command(subcommand)]
+    Workspaces(WorkspacesCommand),
+    /// Flow-run retention through the workspaces' upstream Prefect servers.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
 }
 
 #[derive(Subcommand)]
@@ -103,6 +109,38 @@ enum UsersCommand {
         /// Lifetime such as 30d, 12h, 90m (default: never expires).
         #[arg(long)]
         expires_in: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspacesCommand {
+    /// Bind a workspace to its upstream Prefect server (the URL a Prefect user would put in
+    /// PREFECT_API_URL, e.g. http://127.0.0.1:4200/api).
+    SetUpstream {
+        /// Account handle.
+        #[arg(long)]
+        account: String,
+        /// Workspace handle.
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        url: String,
+        /// File holding the upstream's PREFECT_SERVER_API_AUTH_STRING (never on the command line).
+        #[arg(long)]
+        auth_string_file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete an account's flow runs that ended longer ago than its retention.
+    Run {
+        /// Account handle.
+        #[arg(long)]
+        account: String,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -303,6 +341,56 @@ async fn run_audit(cli: &Cli, cmd: &AuditCommand) -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Audit(ref cmd) => run_audit(&cli, cmd).await,
+        Command::Workspaces(WorkspacesCommand::SetUpstream {
+            ref account,
+            ref workspace,
+            ref url,
+            ref auth_string_file,
+        }) => {
+            let app = open(Config::load(&cli.overrides, None)?).await?;
+            let (account_id, principal) = account_owner(&app, account).await?;
+            let ws = {
+                let mut c = app.store.reader().await?;
+                store::workspaces::find_all_workspaces(&mut c, account_id)
+                    .await?
+                    .into_iter()
+                    .find(|w| w.handle == *workspace)
+                    .with_context(|| format!("no workspace {workspace:?} in account {account:?}"))?
+            };
+            let auth_string = match auth_string_file {
+                Some(f) => Some(Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                )),
+                None => None,
+            };
+            let view = services::upstreams::set_upstream(
+                &app,
+                &principal,
+                account_id,
+                ws.id,
+                services::upstreams::SetUpstream {
+                    url: url.clone(),
+                    auth_string,
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
+            Ok(())
+        }
+        Command::Retention(RetentionCommand::Run {
+            ref account,
+            dry_run,
+        }) => {
+            let app = open(Config::load(&cli.overrides, None)?).await?;
+            let (account_id, principal) = account_owner(&app, account).await?;
+            let report =
+                services::retention::apply(&app, Some(&principal), account_id, dry_run).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Serve { bind } => {
             let config = Config::load(&cli.overrides, bind.as_deref())?;
             serve(config).await

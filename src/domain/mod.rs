@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod entities;
+pub mod gateway_routes;
 pub mod ids;
 pub mod plan;
 pub mod role;

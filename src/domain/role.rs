@@ -82,7 +82,19 @@ impl BuiltinWorkspaceRole {
                     )
             })
             .collect();
-        let runner = viewer.union([RunDeployments].into_iter().collect());
+        // Runner: run deployments, and host them with `flow.serve()` — which registers the
+        // deployment, executes its runs (states, logs, events) and subscribes to events.
+        let runner = viewer.union(
+            [
+                RunDeployments,
+                WriteDeployments,
+                RunFlows,
+                RunTasks,
+                ManageEvents,
+            ]
+            .into_iter()
+            .collect(),
+        );
         let developer = runner.union(
             [
                 RunFlows,

@@ -19,6 +19,11 @@ impl Error {
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Error::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

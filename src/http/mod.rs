@@ -4,6 +4,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod ui;
 
 use crate::app::App;
@@ -154,6 +155,12 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(teams::list_access))
         .routes(routes!(teams::explain))
         .routes(routes!(teams::what_if))
+        .routes(routes!(
+            gateway::set_upstream,
+            gateway::read_upstream,
+            gateway::delete_upstream
+        ))
+        .routes(routes!(gateway::rate_limit_status))
 }
 
 /// The OpenAPI document (3.1).
@@ -161,10 +168,38 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().split_for_parts().1
 }
 
-async fn not_found() -> impl IntoResponse {
+/// Records every response in the metrics by route class (the gateway marks its responses).
+async fn track(
+    axum::extract::State(app): axum::extract::State<App>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let start = std::time::Instant::now();
+    let default = if req.uri().path().starts_with("/api/") {
+        crate::metrics::RouteClass::Api
+    } else {
+        crate::metrics::RouteClass::Ui
+    };
+    let resp = next.run(req).await;
+    let class = resp
+        .extensions()
+        .get::<crate::metrics::RouteClass>()
+        .copied()
+        .unwrap_or(default);
+    app.metrics
+        .request(class, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {
+    let (accounts, grants) = app.index.size();
     (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({"detail": "not found"})),
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(accounts, grants),
     )
 }
 
@@ -188,7 +223,8 @@ pub fn router(app: App) -> Router {
             "/invitations/{id}",
             axum::routing::get(ui::invitations::show).post(ui::invitations::submit),
         )
-        .fallback(not_found)
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(gateway::handle)
         .method_not_allowed_fallback(|| async {
             (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -196,12 +232,15 @@ pub fn router(app: App) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
 }
 
 /// Strips one trailing slash from the path so `/workspaces/` and `/workspaces` reach the same
 /// route (the reference uses both forms).
 fn strip_trailing_slash(mut req: Request) -> Request {
+    let raw = gateway::RawUri(req.uri().clone());
+    req.extensions_mut().insert(raw);
     let path = req.uri().path();
     if path.len() > 1 && path.ends_with('/') {
         let trimmed = path.trim_end_matches('/');

@@ -21,6 +21,7 @@ pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
         tokio::spawn(audit_retention(app.clone())),
         tokio::spawn(outbox(app.clone())),
         tokio::spawn(sweep_expired(app.clone())),
+        tokio::spawn(run_retention(app.clone())),
     ];
     if let Some(listener) = spawn_listener(app) {
         jobs.push(listener);
@@ -42,6 +43,25 @@ async fn sweep(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::info!(accounts = n, "permission index: rebuilt stale snapshots"),
             Err(e) => tracing::warn!(error = %e, "permission index sweep failed"),
+        }
+    }
+}
+
+/// Deletes expired flow runs through every bound upstream, and forgets full rate-limit cells.
+async fn run_retention(app: App) {
+    if app.config.run_retention_seconds == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(app.config.run_retention_seconds));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.limiter.prune(app.now().timestamp_micros());
+        for (account, _) in app.upstreams.bound_accounts() {
+            let account = crate::domain::AccountId(account);
+            if let Err(e) = crate::services::retention::apply(&app, None, account, false).await {
+                tracing::warn!(%account, error = %e, "run retention failed");
+            }
         }
     }
 }

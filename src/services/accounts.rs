@@ -25,6 +25,8 @@ const SETTINGS: &[(&str, SettingKind)] = &[
     ("self_healing_enabled", SettingKind::Bool(false)),
     ("enabled_feature_flags", SettingKind::ReadOnlyList),
     ("default_result_storage", SettingKind::ObjectOrNull),
+    // Shortens the plan's flow-run retention for this account (never lengthens it).
+    ("run_retention_days", SettingKind::DaysOrNull),
 ];
 
 #[derive(Clone, Copy)]
@@ -32,6 +34,7 @@ enum SettingKind {
     Bool(bool),
     ReadOnlyList,
     ObjectOrNull,
+    DaysOrNull,
 }
 
 /// Stored settings merged over the defaults: every known key is always present.
@@ -42,11 +45,22 @@ pub fn effective_settings(stored: &Map<String, Value>) -> Map<String, Value> {
             let default = match kind {
                 SettingKind::Bool(b) => Value::Bool(*b),
                 SettingKind::ReadOnlyList => Value::Array(vec![]),
-                SettingKind::ObjectOrNull => Value::Null,
+                SettingKind::ObjectOrNull | SettingKind::DaysOrNull => Value::Null,
             };
             (k.to_string(), stored.get(*k).cloned().unwrap_or(default))
         })
         .collect()
+}
+
+/// The account's flow-run retention: the plan's, or the account's shorter setting.
+pub fn run_retention_days(
+    settings: &Map<String, Value>,
+    e: &crate::domain::plan::Entitlements,
+) -> i64 {
+    settings
+        .get("run_retention_days")
+        .and_then(Value::as_i64)
+        .map_or(e.run_retention_days, |d| d.min(e.run_retention_days))
 }
 
 fn account_view(app: &App, row: AccountRow) -> Account {
@@ -74,7 +88,7 @@ fn account_view(app: &App, row: AccountRow) -> Account {
         workos_directory_ids: vec![],
         workos_organization_id: None,
         stripe_customer_id: None,
-        run_retention_days: e.run_retention_days,
+        run_retention_days: run_retention_days(&row.settings, &e),
         audit_log_retention_days: e.audit_log_retention_days,
         automations_limit: None,
         max_deployments_per_workspace: None,
@@ -230,6 +244,13 @@ fn merge_settings(stored: &mut Map<String, Value>, patch: Map<String, Value>) ->
                     "setting {k:?} must be an object or null"
                 )))
             }
+            SettingKind::DaysOrNull
+                if val.is_null() || val.as_i64().is_some_and(|d| (1..=3650).contains(&d)) => {}
+            SettingKind::DaysOrNull => {
+                return Err(Error::validation(format!(
+                    "setting {k:?} must be a whole number of days from 1 to 3650, or null"
+                )))
+            }
         }
     }
     stored.extend(patch);
@@ -296,6 +317,7 @@ pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<(
     .await?;
     tx.commit().await?;
     app.index.remove(id);
+    app.upstreams.remove(id);
     Ok(())
 }
 

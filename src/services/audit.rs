@@ -612,6 +612,27 @@ fn encode_token(t: &PageToken) -> String {
     crate::services::credentials::hex_bytes(&bytes)
 }
 
+/// True when an events query asks only for audit events: every event name or prefix in its filter
+/// starts with `prefect-cloud.`, or it carries one of our page tokens.
+pub fn asks_for_audit_only(body: &[u8], page_token: Option<&str>) -> bool {
+    if let Some(t) = page_token {
+        return decode_token(t).is_ok();
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let Some(event) = v.pointer("/filter/event") else {
+        return false;
+    };
+    let names: Vec<&str> = ["prefix", "name"]
+        .iter()
+        .filter_map(|k| event.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    !names.is_empty() && names.iter().all(|n| n.starts_with("prefect-cloud."))
+}
+
 fn decode_token(s: &str) -> Result<PageToken> {
     let bytes = crate::services::credentials::unhex_bytes(s)
         .ok_or_else(|| Error::validation("invalid page token"))?;

@@ -21,6 +21,18 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
     #[error("the database is unavailable")]
     Unavailable,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Content-Length is required on POST, PUT and PATCH requests")]
+    LengthRequired,
+    /// The gateway's upstream refused or broke the connection.
+    #[error("{0}")]
+    BadGateway(String),
+    /// The gateway has no upstream for the workspace.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
     #[error("unexpected error")]
     Unexpected(#[source] anyhow::Error),
 }

@@ -26,10 +26,33 @@ pub async fn load_all(app: &App) -> anyhow::Result<()> {
 /// Rebuilds one account's snapshot from the database (or drops it if the account is gone).
 pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     match load_rows(app, account).await? {
-        Some(rows) => app.index.put(account, AccountSnapshot::build(rows)),
-        None => app.index.remove(account),
+        Some(rows) => {
+            app.index.put(account, AccountSnapshot::build(rows));
+            app.metrics
+                .index_rebuilds
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        None => {
+            app.index.remove(account);
+            app.upstreams.remove(account);
+            return Ok(());
+        }
     }
-    Ok(())
+    let row = {
+        let mut c = app.store.reader().await?;
+        store::accounts::find_account(&mut c, account).await?
+    };
+    match row {
+        Some(row) => {
+            let e = crate::services::plans::entitlements(app, &row);
+            let retention = crate::services::accounts::run_retention_days(&row.settings, &e);
+            crate::services::upstreams::reload(app, account, &e, retention).await
+        }
+        None => {
+            app.upstreams.remove(account);
+            Ok(())
+        }
+    }
 }
 
 /// The rows an account's snapshot is built from (`None` when the account is gone). Custom role
@@ -158,6 +181,7 @@ pub async fn refresh_stale(app: &App) -> Result<usize> {
     }
     for account in held.keys().filter(|a| !db.contains_key(*a)) {
         app.index.remove(AccountId(*account));
+        app.upstreams.remove(AccountId(*account));
         changed += 1;
     }
     Ok(changed)

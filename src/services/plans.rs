@@ -179,11 +179,16 @@ pub async fn usage_limits(app: &App, p: &Principal, account: AccountId) -> Resul
 }
 
 /// One workspace in `GET /api/accounts/{a}/usage`. Counts that live in the workspace's Prefect
-/// server are `null` until the workspace gateway reports them.
+/// server come from its upstream through the gateway; they are `null` when the workspace has no
+/// upstream or it did not answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkspaceUsage {
     pub id: crate::domain::WorkspaceId,
     pub name: String,
+    /// Whether the workspace is bound to an upstream Prefect server.
+    pub has_upstream: bool,
+    pub flows: Option<i64>,
+    pub flow_runs: Option<i64>,
     pub automations: Option<i64>,
     pub deployments: Option<i64>,
     pub mex_compute: Option<i64>,
@@ -194,21 +199,33 @@ pub struct WorkspaceUsage {
 
 pub async fn usage(app: &App, p: &Principal, account: AccountId) -> Result<Vec<WorkspaceUsage>> {
     crate::services::authorize(app, p, account, P::ReadBilling).await?;
-    let mut c = app.store.reader().await?;
-    Ok(store::workspaces::find_all_workspaces(&mut c, account)
-        .await?
-        .into_iter()
-        .map(|w| WorkspaceUsage {
+    let workspaces = {
+        let mut c = app.store.reader().await?;
+        store::workspaces::find_all_workspaces(&mut c, account).await?
+    };
+    let g = app.upstreams.account(&account.0).unwrap_or_default();
+    let mut out = Vec::with_capacity(workspaces.len());
+    for w in workspaces {
+        let upstream = g.upstreams.get(&w.id.0);
+        let c = match upstream {
+            Some(u) => crate::services::retention::counts(app, u).await,
+            None => Default::default(),
+        };
+        out.push(WorkspaceUsage {
             id: w.id,
             name: w.name,
-            automations: None,
-            deployments: None,
+            has_upstream: upstream.is_some(),
+            flows: c.flows,
+            flow_runs: c.flow_runs,
+            automations: c.automations,
+            deployments: c.deployments,
             mex_compute: None,
-            work_pools: None,
-            non_managed_work_pools: None,
+            work_pools: c.work_pools,
+            non_managed_work_pools: c.work_pools,
             managed_work_pools: Some(0),
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 /// Refuses a new seat when the plan's user limit is reached: active members, plus pending

@@ -13,6 +13,7 @@ pub mod invitations;
 pub mod memberships;
 pub mod roles;
 pub mod teams;
+pub mod upstreams;
 pub mod users;
 pub mod workspaces;
 

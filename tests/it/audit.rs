@@ -209,6 +209,14 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
             "DELETE /api/accounts/{}/workspaces/{}/team_access/{}",
             Some("prefect-cloud.workspace-access.deleted"),
         ),
+        (
+            "PUT /api/accounts/{}/workspaces/{}/upstream",
+            Some("prefect-cloud.workspace-upstream.updated"),
+        ),
+        (
+            "DELETE /api/accounts/{}/workspaces/{}/upstream",
+            Some("prefect-cloud.workspace-upstream.deleted"),
+        ),
         // Evaluates a change without applying it.
         ("POST /api/accounts/{}/access/what_if", None),
     ];

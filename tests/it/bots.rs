@@ -32,7 +32,7 @@ async fn a_service_account_works_like_a_member_with_its_own_key_and_dies_with_it
         let (_, mine) = t.call(M::GET, "/api/me/workspaces", Some(&key), None).await;
         assert_eq!(mine[0]["workspace_handle"], "prod");
         assert_eq!(t.call(M::GET, &format!("/api/me/workspaces/{ws}/has_scope?scope=run_deployments"), Some(&key), None).await.1, json!(true));
-        assert_eq!(t.call(M::GET, &format!("/api/me/workspaces/{ws}/has_scope?scope=write_deployments"), Some(&key), None).await.1, json!(false));
+        assert_eq!(t.call(M::GET, &format!("/api/me/workspaces/{ws}/has_scope?scope=manage_deployments"), Some(&key), None).await.1, json!(false));
         let (_, me) = t.call(M::GET, "/api/me/accounts", Some(&key), None).await;
         assert_eq!(me[0]["account_handle"], "acme");
         assert_eq!(t.call(M::GET, "/api/me", Some(&key), None).await.0, S::NOT_FOUND, "bots have no user profile");

@@ -144,6 +144,17 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         )
         .await;
     assert_eq!(s, S::OK, "{v}");
+    // An upstream nobody listens on (port 9, discard): gateway calls that pass authorization
+    // answer 502.
+    let (s, v) = t
+        .call(
+            M::PUT,
+            &format!("/api/accounts/{account}/workspaces/{ws}/upstream"),
+            Some(&owner.key),
+            Some(json!({"url": "http://127.0.0.1:9/api", "auth_string": "s3cret"})),
+        )
+        .await;
+    assert_eq!(s, S::OK, "{v}");
     World {
         account: account.to_string(),
         ws: ws.to_string(),
@@ -530,19 +541,22 @@ pub(crate) fn table() -> Vec<Cell> {
         c(
             M::POST,
             "/api/accounts/{account_id}/workspaces/{workspace_id}/events/filter",
-            Some(json!({})),
+            // The workspace has an upstream: only audit-event queries stay with Atrium.
+            Some(json!({"filter": {"event": {"prefix": ["prefect-cloud."]}}})),
             [401, 404, 403, 403, 200, 200],
         ),
         c(
             M::GET,
             "/api/accounts/{account_id}/workspaces/{workspace_id}/events/filter/next?page-token=zz",
             None,
-            [401, 404, 403, 403, 422, 422],
+            // Not one of Atrium's page tokens: Prefect's events API through the gateway, whose
+            // upstream here does not listen (502) — and only callers with `see_events` get there.
+            [401, 404, 404, 502, 502, 502],
         ),
         c(
             M::POST,
             "/api/accounts/{account_id}/workspaces/{workspace_id}/events/count-by/time",
-            Some(json!({"time_unit": "hour"})),
+            Some(json!({"time_unit": "hour", "filter": {"event": {"prefix": ["prefect-cloud."]}}})),
             [401, 404, 403, 403, 200, 200],
         ),
         c(M::GET, "/api/audit/public_key", None, [200; 6]),
@@ -622,6 +636,10 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access/{team_id}", None, [401, 404, 404, 403, 204, 204]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/access", None, [401, 404, 404, 403, 200, 200]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/explain?actor_id={target_user_id}&scope=see_flows", None, [401, 404, 404, 403, 200, 200]),
+        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", Some(json!({"url": "http://127.0.0.1:9/api", "auth_string": "other"})), [401, 404, 403, 403, 200, 200]),
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 200, 200]),
+        c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 204, 204]),
+        c(M::GET, "/api/accounts/{account_id}/rate-limits/status", None, [401, 404, 403, 403, 200, 200]),
         c(M::POST, "/api/accounts/{account_id}/access/what_if", Some(json!({"change": "deactivate_member", "member_id": "{target_user_id}"})), [401, 404, 403, 403, 200, 200]),
     ]
     .into_iter()

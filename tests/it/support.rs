@@ -163,11 +163,20 @@ impl TestApp {
         if let Some(k) = key {
             req = req.header("authorization", format!("Bearer {k}"));
         }
+        // Content-Length as every real client sends it (the gateway requires it on writes).
         let req = match body {
-            Some(b) => req.header("content-type", content_type).body(Body::from(b)),
-            None => req.body(Body::empty()),
+            Some(b) => req
+                .header("content-type", content_type)
+                .header("content-length", b.len())
+                .body(Body::from(b)),
+            None => req.header("content-length", 0).body(Body::empty()),
         }
         .expect("request");
+        self.send(req).await
+    }
+
+    /// Sends a request built by the caller (exact headers).
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         let resp = self.svc.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -494,8 +503,12 @@ impl Installation {
             .env("ATRIUM_DATABASE_URL", &self.db)
             .env("ATRIUM_DATA_DIR", self.data.path())
             .env("ATRIUM_LOG", "warn")
+            .env("ATRIUM_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(self.data.path().join("serve.log"))
+                    .map_or_else(|_| std::process::Stdio::null(), Into::into),
+            )
             .spawn()
             .expect("spawn server");
         let start = std::time::Instant::now();

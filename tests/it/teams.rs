@@ -251,7 +251,7 @@ async fn what_if_reports_who_would_gain_or_lose_what_and_changes_nothing() {
         assert_eq!(changes.len(), 2, "both team members lose Developer-only scopes: {v}");
         for c in changes {
             let lost: Vec<&str> = c["lost"].as_array().expect("lost").iter().filter_map(|x| x.as_str()).collect();
-            assert!(lost.contains(&"write_deployments") && !lost.contains(&"run_deployments"), "{lost:?}");
+            assert!(lost.contains(&"manage_deployments") && !lost.contains(&"run_deployments"), "{lost:?}");
         }
 
         let (_, v) = t.call(M::POST, &path, Some(&owner.key), Some(json!({"change": "deactivate_member", "member_id": ops.id}))).await;

@@ -8,8 +8,11 @@ use crate::http::extract::{Auth, Json, Path, Query};
 use crate::services::audit::{
     self, ChainReport, CountBucket, CountEvents, EventPage, FilterEvents, PublicKey,
 };
+use crate::services::gateway;
 use crate::services::Result;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json as Out;
@@ -94,23 +97,61 @@ pub async fn count_events(
     .await?))
 }
 
-/// Audit events about one workspace.
+/// On a workspace bound to an upstream Prefect server these paths belong to Prefect's events API:
+/// a call goes to the upstream through the gateway unless it asks only for audit events
+/// (`prefect-cloud.*` names or prefixes, or one of Atrium's page tokens). Returns the request back
+/// when Atrium answers it, with the body read.
+async fn audit_or_gateway(
+    app: &App,
+    w: &AccountWorkspacePath,
+    req: Request,
+) -> std::result::Result<(Parts, Bytes), Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::http::MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return Err(crate::services::Error::PayloadTooLarge.into_response()),
+    };
+    let token = parts
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("page-token=")));
+    let audit_only = audit::asks_for_audit_only(&bytes, token);
+    if !audit_only && gateway::bound(app, w.account_id, w.workspace_id) {
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        return Err(crate::http::gateway::handle(State(app.clone()), req).await);
+    }
+    Ok((parts, bytes))
+}
+
+async fn auth_and_json<T: serde::de::DeserializeOwned>(
+    app: &App,
+    mut parts: Parts,
+    bytes: Bytes,
+) -> Result<(crate::authz::Principal, T)> {
+    let Auth(p) = Auth::from_request_parts(&mut parts, app).await?;
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let Json(b) = Json::<T>::from_request(req, app).await?;
+    Ok((p, b))
+}
+
+/// Audit events about one workspace (`read:audit_event`, plan feature `audit_log`). On a workspace
+/// with an upstream, non-audit queries are Prefect's events API (`see_events`), forwarded.
 #[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/events/filter", tag = "audit", params(AccountWorkspacePath), request_body = FilterEvents,
     responses((status = 200, body = EventPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn filter_workspace_events(
     State(app): State<App>,
-    Auth(p): Auth,
     Path(w): Path<AccountWorkspacePath>,
-    Json(b): Json<FilterEvents>,
-) -> Result<Out<EventPage>> {
-    Ok(Out(audit::filter_events(
-        &app,
-        &p,
-        w.account_id,
-        Some(w.workspace_id),
-        b,
+    req: Request,
+) -> Result<Response> {
+    let (parts, bytes) = match audit_or_gateway(&app, &w, req).await {
+        Ok(x) => x,
+        Err(forwarded) => return Ok(forwarded),
+    };
+    let (p, b) = auth_and_json::<FilterEvents>(&app, parts, bytes).await?;
+    Ok(
+        Out(audit::filter_events(&app, &p, w.account_id, Some(w.workspace_id), b).await?)
+            .into_response(),
     )
-    .await?))
 }
 
 /// The next page of a workspace query.
@@ -118,18 +159,20 @@ pub async fn filter_workspace_events(
     responses((status = 200, body = EventPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn filter_workspace_events_next(
     State(app): State<App>,
-    Auth(p): Auth,
     Path(w): Path<AccountWorkspacePath>,
-    Query(q): Query<PageTokenQuery>,
-) -> Result<Out<EventPage>> {
-    Ok(Out(audit::filter_events_next(
-        &app,
-        &p,
-        w.account_id,
-        Some(w.workspace_id),
-        &q.page_token,
+    req: Request,
+) -> Result<Response> {
+    let (mut parts, _) = match audit_or_gateway(&app, &w, req).await {
+        Ok(x) => x,
+        Err(forwarded) => return Ok(forwarded),
+    };
+    let Auth(p) = Auth::from_request_parts(&mut parts, &app).await?;
+    let Query(q) = Query::<PageTokenQuery>::from_request_parts(&mut parts, &app).await?;
+    Ok(Out(
+        audit::filter_events_next(&app, &p, w.account_id, Some(w.workspace_id), &q.page_token)
+            .await?,
     )
-    .await?))
+    .into_response())
 }
 
 /// Counts of a workspace's events.
@@ -137,10 +180,18 @@ pub async fn filter_workspace_events_next(
     responses((status = 200, body = Vec<CountBucket>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn count_workspace_events(
     State(app): State<App>,
-    Auth(p): Auth,
     Path(c): Path<WorkspaceCountPath>,
-    Json(b): Json<CountEvents>,
-) -> Result<Out<Vec<CountBucket>>> {
+    req: Request,
+) -> Result<Response> {
+    let w = AccountWorkspacePath {
+        account_id: c.account_id,
+        workspace_id: c.workspace_id,
+    };
+    let (parts, bytes) = match audit_or_gateway(&app, &w, req).await {
+        Ok(x) => x,
+        Err(forwarded) => return Ok(forwarded),
+    };
+    let (p, b) = auth_and_json::<CountEvents>(&app, parts, bytes).await?;
     Ok(Out(audit::count_events(
         &app,
         &p,
@@ -149,7 +200,8 @@ pub async fn count_workspace_events(
         &c.countable,
         b,
     )
-    .await?))
+    .await?)
+    .into_response())
 }
 
 /// The Ed25519 public key that signs audit checkpoints (no authentication needed).

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod auth;
 pub mod bots;
 pub mod events;
+pub mod gateway;
 pub mod invitations;
 pub mod me;
 pub mod memberships;

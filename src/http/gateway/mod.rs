@@ -1,0 +1,339 @@
+//! The workspace gateway's transport: every request under `/api/accounts/{a}/workspaces/{w}/…`
+//! that is not one of Atrium's routes lands here, is authenticated, authorized and charged by
+//! `services::gateway`, and is streamed to the workspace's upstream Prefect server over a
+//! keep-alive pool (one per upstream authority). Websockets are relayed by [`ws`].
+
+pub mod ws;
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::domain::gateway_routes::{Charge, Need};
+use crate::http::extract::{session_cookie, user_agent};
+use crate::metrics::{RouteClass, UpstreamError};
+use crate::services::{auth, gateway, Error};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::{Duration, Instant};
+
+/// The gateway's HTTP client.
+pub type UpstreamClient = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+/// How long the upstream may take to connect, and to answer with a response head.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The original request URI, kept before trailing-slash normalization (the gateway forwards
+/// paths exactly as sent).
+#[derive(Clone)]
+pub struct RawUri(pub Uri);
+
+pub fn upstream_client() -> UpstreamClient {
+    let mut c = HttpConnector::new();
+    c.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    c.set_nodelay(true);
+    c.set_keepalive(Some(Duration::from_secs(60)));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(512)
+        .build(c)
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the identity/forwarding headers a client must not
+/// pass to the upstream.
+const STRIPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+];
+
+fn strip_request_headers(h: &mut HeaderMap) {
+    // Headers named by Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in STRIPPED {
+        h.remove(*n);
+    }
+    let atrium: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-atrium-"))
+        .cloned()
+        .collect();
+    for n in atrium {
+        h.remove(n);
+    }
+}
+
+fn strip_response_headers(h: &mut HeaderMap) {
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        h.remove(n);
+    }
+}
+
+/// Authenticates a gateway call: bearer key, or a dashboard session (state-changing calls with a
+/// session must come from our own origin).
+pub async fn authenticate(app: &App, parts: &Parts) -> Result<Option<Principal>, Error> {
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let mut p = if let Some(key) = bearer {
+        auth::authenticate_key(app, key).await?
+    } else if let Some(sid) = session_cookie(parts) {
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let origin_ok = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| app.config.public_url.starts_with(o));
+        if !safe && !origin_ok {
+            return Err(Error::Forbidden(
+                "a state-changing gateway call with a session cookie must come from the dashboard's origin".into(),
+            ));
+        }
+        auth::authenticate_session(app, sid).await?
+    } else {
+        return Ok(None);
+    };
+    p.ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    p.user_agent = user_agent(parts);
+    Ok(Some(p))
+}
+
+fn unauthenticated() -> Error {
+    Error::Unauthenticated("not authenticated: send Authorization: Bearer <API key>".into())
+}
+
+/// The router's fallback: gateway calls, or a JSON 404.
+pub async fn handle(State(app): State<App>, req: Request) -> Response {
+    let raw = req
+        .extensions()
+        .get::<RawUri>()
+        .map_or_else(|| req.uri().clone(), |r| r.0.clone());
+    let Some(t) = gateway::target(raw.path()) else {
+        return Error::NotFound("not found".into()).into_response();
+    };
+    let is_ws = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let (class, resp) = if is_ws {
+        (
+            RouteClass::GatewayWs,
+            ws::handle(app.clone(), t.clone(), raw.query().map(str::to_owned), req).await,
+        )
+    } else {
+        (
+            RouteClass::Gateway,
+            forward(&app, &t, &raw, req)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+        )
+    };
+    let mut resp = resp;
+    resp.extensions_mut().insert(class);
+    resp
+}
+
+async fn forward(
+    app: &App,
+    t: &gateway::Target<'_>,
+    raw: &Uri,
+    req: Request,
+) -> Result<Response, Error> {
+    gateway::check_canonical(t.rest)?;
+    let (mut parts, body) = req.into_parts();
+    let p = authenticate(app, &parts)
+        .await?
+        .ok_or_else(unauthenticated)?;
+    let method = parts.method.clone();
+    let has_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if has_body && length.is_none() {
+        return Err(Error::LengthRequired);
+    }
+    if length.unwrap_or(0) > crate::http::MAX_BODY as u64 {
+        return Err(Error::PayloadTooLarge);
+    }
+    let path = t.rest;
+    let probe = crate::domain::gateway_routes::lookup(method.as_str(), path);
+    // Item-counted routes and block reads that may ask for secrets in the body are read whole
+    // (bounded by the 5 MiB limit above); everything else is streamed.
+    let needs_body =
+        has_body && probe.is_some_and(|r| r.charge == Charge::Items || r.need == Need::Blocks);
+    let (body, buffered) = if needs_body {
+        let bytes = axum::body::to_bytes(body, crate::http::MAX_BODY)
+            .await
+            .map_err(|_| Error::PayloadTooLarge)?;
+        (Body::from(bytes.clone()), Some(bytes))
+    } else {
+        (body, None)
+    };
+    let asks_secrets = buffered.as_ref().is_some_and(|b| {
+        serde_json::from_slice::<serde_json::Value>(b)
+            .ok()
+            .and_then(|v| v.get("include_secrets").and_then(|s| s.as_bool()))
+            .unwrap_or(false)
+    });
+    let rule =
+        gateway::authorize_call(app, &p, t, method.as_str(), raw.query(), asks_secrets).await?;
+    let (g, upstream) = gateway::upstream(app, t)?;
+    let (charge, items) = match rule.map(|r| r.charge) {
+        Some(Charge::Items) => (
+            Charge::Items,
+            buffered
+                .as_ref()
+                .and_then(|b| serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(b).ok())
+                .map_or(1, |v| u32::try_from(v.len()).unwrap_or(u32::MAX)),
+        ),
+        _ => (Charge::Api, 1),
+    };
+    gateway::charge(app, t.account, &g, charge, items)?;
+
+    let uri = match raw.query() {
+        Some(q) => format!("{}{}/{}?{}", upstream.authority, upstream.path, t.rest, q),
+        None => format!("{}{}/{}", upstream.authority, upstream.path, t.rest),
+    };
+    parts.uri = uri
+        .parse()
+        .map_err(|_| Error::BadRequest("path refused by the gateway: not a valid URI".into()))?;
+    parts.version = axum::http::Version::HTTP_11;
+    strip_request_headers(&mut parts.headers);
+    if let Some(a) = &upstream.authorization {
+        parts.headers.insert(header::AUTHORIZATION, a.clone());
+    }
+    parts.extensions = Default::default();
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        RESPONSE_TIMEOUT,
+        app.upstream_client
+            .request(Request::from_parts(parts, body)),
+    )
+    .await;
+    app.metrics.upstream_latency.observe(started.elapsed());
+    let resp = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let connect = e.is_connect();
+            app.metrics.upstream_error(if connect {
+                UpstreamError::Connect
+            } else {
+                UpstreamError::Other
+            });
+            tracing::warn!(upstream = %upstream.url, error = %e, "gateway: upstream call failed");
+            return Err(Error::BadGateway(if connect {
+                "the workspace's upstream Prefect server is unreachable (could not connect)".into()
+            } else {
+                "the workspace's upstream Prefect server closed the connection without an answer"
+                    .into()
+            }));
+        }
+        Err(_) => {
+            app.metrics.upstream_error(UpstreamError::Timeout);
+            return Err(Error::GatewayTimeout(format!(
+                "the workspace's upstream Prefect server did not answer within {} s",
+                RESPONSE_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    strip_response_headers(&mut rparts.headers);
+    rewrite_location(
+        app,
+        t,
+        &upstream.authority,
+        &upstream.path,
+        &mut rparts.headers,
+    );
+    let body = Body::new(rbody.map_err(axum::Error::new));
+    Ok(Response::from_parts(rparts, body))
+}
+
+/// Redirects from the upstream (FastAPI adds or removes trailing slashes) point back at the
+/// gateway, built from the configured public URL.
+fn rewrite_location(
+    app: &App,
+    t: &gateway::Target<'_>,
+    authority: &str,
+    base: &str,
+    h: &mut HeaderMap,
+) {
+    let Some(loc) = h.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let rest = loc
+        .strip_prefix(authority)
+        .unwrap_or(loc)
+        .strip_prefix(base)
+        .filter(|r| r.starts_with('/'));
+    let Some(rest) = rest else { return };
+    let new = format!(
+        "{}/api/accounts/{}/workspaces/{}{}",
+        app.config.public_url.trim_end_matches('/'),
+        t.account,
+        t.workspace,
+        rest
+    );
+    if let Ok(v) = HeaderValue::from_str(&new) {
+        h.insert(header::LOCATION, v);
+    }
+}
+
+/// Axum's extractor plumbing for the websocket path needs `Parts`; re-exported for `ws`.
+pub(crate) async fn ws_upgrade(
+    parts: &mut Parts,
+    app: &App,
+) -> Result<axum::extract::ws::WebSocketUpgrade, Response> {
+    axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, app)
+        .await
+        .map_err(IntoResponse::into_response)
+}

@@ -1,0 +1,359 @@
+//! Workspace upstreams: binding a workspace to the Prefect server its gateway calls reach, the
+//! in-memory registry the gateway reads on every request, and the encryption of upstream auth
+//! strings at rest.
+
+use crate::app::App;
+use crate::authz::Principal;
+use crate::domain::plan::Entitlements;
+use crate::domain::role::AccountPermission;
+use crate::domain::{AccountId, WorkspaceId};
+use crate::services::audit::{self, NewEvent};
+use crate::services::{authorize, index, Error, Result};
+use crate::store::{self, upstreams::UpstreamRow};
+use arc_swap::ArcSwap;
+use axum::http::{HeaderValue, Uri};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::Arc;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A bound upstream, ready for the gateway.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The API base as configured, without a trailing slash (`http://127.0.0.1:4200/api`).
+    pub url: String,
+    /// Scheme and authority for building request URIs.
+    pub authority: String,
+    /// The base path (`/api`), without a trailing slash.
+    pub path: String,
+    /// `Basic base64(auth string)`, what a Prefect server with `PREFECT_SERVER_API_AUTH_STRING`
+    /// expects.
+    pub authorization: Option<HeaderValue>,
+    /// The auth string itself, for the websocket in-band handshake.
+    pub auth_string: Option<String>,
+}
+
+/// What the gateway needs to know about one account: its rate limits, run retention and
+/// upstreams by workspace.
+#[derive(Debug, Default)]
+pub struct AccountGateway {
+    pub api_per_minute: u32,
+    pub logs_per_minute: u32,
+    pub run_retention_days: i64,
+    pub upstreams: FxHashMap<Uuid, Arc<Upstream>>,
+}
+
+/// Per-account gateway data, replaced whole when the account's access data is reloaded (so it
+/// follows the same version/notification path as the permission index).
+#[derive(Default)]
+pub struct Registry {
+    accounts: ArcSwap<FxHashMap<Uuid, Arc<AccountGateway>>>,
+}
+
+impl Registry {
+    pub fn account(&self, account: &Uuid) -> Option<Arc<AccountGateway>> {
+        self.accounts.load().get(account).cloned()
+    }
+
+    fn put(&self, account: AccountId, g: AccountGateway) {
+        let g = Arc::new(g);
+        self.accounts.rcu(|m| {
+            let mut m = FxHashMap::clone(m);
+            m.insert(account.0, g.clone());
+            m
+        });
+    }
+
+    pub fn remove(&self, account: AccountId) {
+        self.accounts.rcu(|m| {
+            let mut m = FxHashMap::clone(m);
+            m.remove(&account.0);
+            m
+        });
+    }
+
+    /// Every account with at least one upstream.
+    pub fn bound_accounts(&self) -> Vec<(Uuid, Arc<AccountGateway>)> {
+        self.accounts
+            .load()
+            .iter()
+            .filter(|(_, g)| !g.upstreams.is_empty())
+            .map(|(a, g)| (*a, g.clone()))
+            .collect()
+    }
+}
+
+/// Rebuilds an account's gateway entry (called with every index reload).
+pub async fn reload(app: &App, account: AccountId, e: &Entitlements, retention: i64) -> Result<()> {
+    let rows = {
+        let mut c = app.store.reader().await?;
+        store::upstreams::find_account_upstreams(&mut c, account).await?
+    };
+    let mut upstreams = FxHashMap::default();
+    for r in rows {
+        match upstream_of(app, &r) {
+            Ok(u) => {
+                upstreams.insert(r.workspace_id.0, Arc::new(u));
+            }
+            // A row we cannot use (a changed key, a hand-edited URL) leaves the workspace
+            // unbound rather than failing the whole account.
+            Err(e) => tracing::error!(workspace = %r.workspace_id, "ignoring upstream: {e}"),
+        }
+    }
+    app.upstreams.put(
+        account,
+        AccountGateway {
+            api_per_minute: clamp_u32(e.api_rate_limit),
+            logs_per_minute: clamp_u32(e.logs_rate_limit),
+            run_retention_days: retention,
+            upstreams,
+        },
+    );
+    Ok(())
+}
+
+fn clamp_u32(v: i64) -> u32 {
+    u32::try_from(v.max(1)).unwrap_or(u32::MAX)
+}
+
+fn upstream_of(app: &App, r: &UpstreamRow) -> anyhow::Result<Upstream> {
+    let (authority, path) = split_url(&r.url).map_err(anyhow::Error::msg)?;
+    let auth_string = match &r.auth_string_enc {
+        Some(enc) => Some(decrypt(app, enc)?),
+        None => None,
+    };
+    let authorization = match &auth_string {
+        Some(s) => {
+            use base64::Engine;
+            let b = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+            let mut v = HeaderValue::from_str(&format!("Basic {b}"))?;
+            v.set_sensitive(true);
+            Some(v)
+        }
+        None => None,
+    };
+    Ok(Upstream {
+        url: r.url.clone(),
+        authority,
+        path,
+        authorization,
+        auth_string,
+    })
+}
+
+/// Splits and checks an upstream API URL: `http://host[:port][/path]`, no credentials, query or
+/// fragment. Returns (`http://host:port`, `/path` without trailing slash).
+pub fn split_url(url: &str) -> std::result::Result<(String, String), String> {
+    let bad = |why: &str| format!("upstream url {url:?} {why}");
+    if url.len() > 2000 {
+        return Err(bad("is too long"));
+    }
+    let uri: Uri = url.parse().map_err(|_| bad("is not a valid URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(bad(
+                "uses https, which the gateway does not speak yet: bind the upstream over http on a private network",
+            ))
+        }
+        _ => return Err(bad("must start with http://")),
+    }
+    let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("must not carry credentials; use auth_string"));
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return Err(bad("must not have a query or fragment"));
+    }
+    let path = uri.path().trim_end_matches('/').to_string();
+    if path.split('/').any(|s| s == "." || s == "..") || path.contains("//") {
+        return Err(bad("has dot segments or empty segments"));
+    }
+    Ok((format!("http://{authority}"), path))
+}
+
+fn cipher(app: &App) -> chacha20poly1305::ChaCha20Poly1305 {
+    use chacha20poly1305::KeyInit;
+    use sha2::Digest;
+    // The key is derived from the installation's signing seed (data directory or config), so every
+    // process sharing a database shares it without another secret to distribute.
+    let mut h = sha2::Sha256::new();
+    h.update(b"atrium/upstream-auth-string/v1");
+    h.update(app.audit_key.to_bytes());
+    chacha20poly1305::ChaCha20Poly1305::new(&h.finalize())
+}
+
+fn encrypt(app: &App, plain: &str) -> Result<String> {
+    use chacha20poly1305::aead::{Aead, AeadCore};
+    let nonce = chacha20poly1305::ChaCha20Poly1305::generate_nonce(&mut rand::rngs::OsRng);
+    let ct = cipher(app)
+        .encrypt(&nonce, plain.as_bytes())
+        .map_err(|_| Error::Unexpected(anyhow::anyhow!("encrypting the auth string failed")))?;
+    let mut out = nonce.to_vec();
+    out.extend(ct);
+    Ok(crate::services::credentials::hex_bytes(&out))
+}
+
+fn decrypt(app: &App, enc: &str) -> anyhow::Result<String> {
+    use chacha20poly1305::aead::Aead;
+    let bytes = crate::services::credentials::unhex_bytes(enc)
+        .filter(|b| b.len() > 12)
+        .ok_or_else(|| anyhow::anyhow!("malformed stored auth string"))?;
+    let (nonce, ct) = bytes.split_at(12);
+    let plain = cipher(app)
+        .decrypt(chacha20poly1305::Nonce::from_slice(nonce), ct)
+        .map_err(|_| {
+            anyhow::anyhow!("the stored auth string does not decrypt with this installation's key")
+        })?;
+    Ok(String::from_utf8(plain)?)
+}
+
+/// `PUT …/workspaces/{w}/upstream` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetUpstream {
+    /// The upstream's API base URL, as `PREFECT_API_URL` would hold it.
+    pub url: String,
+    /// The upstream's `PREFECT_SERVER_API_AUTH_STRING`: omitted keeps the stored one, `null`
+    /// removes it. Never returned.
+    #[serde(default, deserialize_with = "crate::services::input::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub auth_string: Option<Option<String>>,
+}
+
+/// A workspace's upstream as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpstreamView {
+    pub workspace_id: Uuid,
+    pub url: String,
+    pub has_auth_string: bool,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub updated: chrono::DateTime<chrono::Utc>,
+}
+
+fn view(r: &UpstreamRow) -> UpstreamView {
+    UpstreamView {
+        workspace_id: r.workspace_id.0,
+        url: r.url.clone(),
+        has_auth_string: r.auth_string_enc.is_some(),
+        created: r.created,
+        updated: r.updated,
+    }
+}
+
+/// Binds (or rebinds) a workspace to an upstream Prefect server. Account permission
+/// `administrate:workspace` (Owners and Admins).
+pub async fn set_upstream(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    s: SetUpstream,
+) -> Result<UpstreamView> {
+    authorize(app, p, account, AccountPermission::AdministrateWorkspace).await?;
+    let url = s.url.trim().trim_end_matches('/').to_string();
+    split_url(&url).map_err(Error::Validation)?;
+    if let Some(Some(a)) = &s.auth_string {
+        if a.is_empty() || a.len() > 4096 || a.chars().any(char::is_control) {
+            return Err(Error::Validation(
+                "auth_string must be 1 to 4096 printable characters".into(),
+            ));
+        }
+    }
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    store::workspaces::find_workspace(&mut tx, account, workspace)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace"))?;
+    let before = store::upstreams::find_upstream(&mut tx, account, workspace).await?;
+    let auth_string_enc = match &s.auth_string {
+        None => before.as_ref().and_then(|b| b.auth_string_enc.clone()),
+        Some(None) => None,
+        Some(Some(a)) => Some(encrypt(app, a)?),
+    };
+    let row = UpstreamRow {
+        workspace_id: workspace,
+        account_id: account,
+        url,
+        auth_string_enc,
+        created: before.as_ref().map_or(now, |b| b.created),
+        updated: now,
+    };
+    store::upstreams::upsert_upstream(&mut tx, &row).await?;
+    let auth_change = match &s.auth_string {
+        None => "unchanged",
+        Some(None) => "removed",
+        Some(Some(_)) => "set",
+    };
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new(
+            "workspace-upstream",
+            if before.is_some() {
+                "updated"
+            } else {
+                "created"
+            },
+            workspace.0,
+        )
+        .workspace(workspace)
+        .payload(json!({
+            "url": {"before": before.as_ref().map(|b| &b.url), "after": &row.url},
+            "auth_string": auth_change,
+        })),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await?;
+    Ok(view(&row))
+}
+
+/// Reads a workspace's upstream (never the auth string). Account permission
+/// `administrate:workspace`.
+pub async fn read_upstream(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<UpstreamView> {
+    authorize(app, p, account, AccountPermission::AdministrateWorkspace).await?;
+    let mut c = app.store.reader().await?;
+    store::upstreams::find_upstream(&mut c, account, workspace)
+        .await?
+        .map(|r| view(&r))
+        .ok_or_else(|| Error::not_found("upstream"))
+}
+
+/// Unbinds a workspace: its gateway calls answer 503 until it is bound again.
+pub async fn delete_upstream(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<()> {
+    authorize(app, p, account, AccountPermission::AdministrateWorkspace).await?;
+    let mut tx = app.store.begin().await?;
+    let before = store::upstreams::find_upstream(&mut tx, account, workspace)
+        .await?
+        .ok_or_else(|| Error::not_found("upstream"))?;
+    store::upstreams::delete_upstream(&mut tx, account, workspace).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        account.0,
+        NewEvent::new("workspace-upstream", "deleted", workspace.0)
+            .workspace(workspace)
+            .payload(json!({"url": {"before": before.url, "after": null}})),
+    )
+    .await?;
+    index::changed(app, &mut tx, account).await?;
+    tx.commit().await?;
+    index::reload_account(app, account).await
+}

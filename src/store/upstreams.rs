@@ -1,0 +1,96 @@
+//! Workspace upstreams: where the gateway forwards a workspace's Prefect API calls.
+
+use super::{get_uuid, micros, time, Conn};
+use crate::domain::{AccountId, Time, WorkspaceId};
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct UpstreamRow {
+    pub workspace_id: WorkspaceId,
+    pub account_id: AccountId,
+    pub url: String,
+    /// Nonce and ciphertext of the auth string, hex (never decrypted outside services::upstreams).
+    pub auth_string_enc: Option<String>,
+    pub created: Time,
+    pub updated: Time,
+}
+
+const COLS: &str = "workspace_id, account_id, url, auth_string_enc, created, updated";
+
+fn row_from(r: &sqlx::any::AnyRow) -> Result<UpstreamRow, sqlx::Error> {
+    Ok(UpstreamRow {
+        workspace_id: WorkspaceId(get_uuid(r, "workspace_id")?),
+        account_id: AccountId(get_uuid(r, "account_id")?),
+        url: r.try_get("url")?,
+        auth_string_enc: r.try_get("auth_string_enc")?,
+        created: time(r.try_get("created")?),
+        updated: time(r.try_get("updated")?),
+    })
+}
+
+/// Inserts or replaces a workspace's upstream.
+pub async fn upsert_upstream(c: &mut Conn, u: &UpstreamRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO workspace_upstreams (workspace_id, account_id, url, auth_string_enc, created, updated) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (workspace_id) DO UPDATE SET url = $3, auth_string_enc = $4, updated = $6",
+    )
+    .bind(u.workspace_id.to_string())
+    .bind(u.account_id.to_string())
+    .bind(&u.url)
+    .bind(u.auth_string_enc.clone())
+    .bind(micros(u.created))
+    .bind(micros(u.updated))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_upstream(
+    c: &mut Conn,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<Option<UpstreamRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLS} FROM workspace_upstreams WHERE account_id = $1 AND workspace_id = $2"
+    ))
+    .bind(account.to_string())
+    .bind(workspace.to_string())
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| row_from(&r))
+    .transpose()
+}
+
+/// Every upstream of an account.
+pub async fn find_account_upstreams(
+    c: &mut Conn,
+    account: AccountId,
+) -> Result<Vec<UpstreamRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLS} FROM workspace_upstreams WHERE account_id = $1"
+    ))
+    .bind(account.to_string())
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(row_from)
+    .collect()
+}
+
+/// Removes a workspace's upstream; true when there was one.
+pub async fn delete_upstream(
+    c: &mut Conn,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM workspace_upstreams WHERE account_id = $1 AND workspace_id = $2")
+            .bind(account.to_string())
+            .bind(workspace.to_string())
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            > 0,
+    )
+}

@@ -1,0 +1,640 @@
+//! The workspace gateway in process, against a recording upstream (an HTTP server in the test that
+//! answers with what it received, so the test can see exactly what the upstream sees): which
+//! callers get through, what is forwarded, path canonicalization, header stripping, body limits,
+//! rate limits, the upstream binding API and the events-path split with the audit log. The real
+//! Prefect server is exercised by `prefect_gateway.rs`.
+
+use crate::support::*;
+use atrium::domain::role::{AccountRole, BuiltinWorkspaceRole};
+use axum::body::Body;
+use axum::http::{Method as M, Request, StatusCode as S};
+use serde_json::{json, Value};
+
+/// Starts the recording upstream; returns its port.
+async fn recording_upstream() -> u16 {
+    async fn echo(req: axum::extract::Request) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let (parts, body) = req.into_parts();
+        if parts.uri.path() == "/api/redirect-me" {
+            let port = parts
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.rsplit(':').next())
+                .unwrap_or("0")
+                .to_string();
+            return (
+                S::TEMPORARY_REDIRECT,
+                [("location", format!("http://127.0.0.1:{port}/api/flows/"))],
+            )
+                .into_response();
+        }
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let headers: serde_json::Map<String, Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+            .collect();
+        axum::Json(json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "query": parts.uri.query(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&bytes),
+        }))
+        .into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, axum::Router::new().fallback(echo)).await;
+    });
+    port
+}
+
+struct Setup {
+    account: String,
+    ws: String,
+    owner: TestUser,
+    viewer: TestUser,
+    member: TestUser,
+}
+
+async fn setup(t: &TestApp, port: u16, handle: &str) -> Setup {
+    let owner = t.user(&format!("owner-{handle}@{handle}.test")).await;
+    let viewer = t.user(&format!("viewer-{handle}@{handle}.test")).await;
+    let member = t.user(&format!("member-{handle}@{handle}.test")).await;
+    let account = t.account(&owner, handle).await;
+    t.add_member(account, &owner, &viewer, AccountRole::Member)
+        .await;
+    t.add_member(account, &owner, &member, AccountRole::Member)
+        .await;
+    let ws = t.workspace(account, &owner.key, "prod").await;
+    let (s, v) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{account}/workspaces/{ws}/user_access/"),
+            Some(&owner.key),
+            Some(json!([{"user_id": viewer.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}])),
+        )
+        .await;
+    assert_eq!(s, S::OK, "{v}");
+    let (s, v) = t
+        .call(
+            M::PUT,
+            &format!("/api/accounts/{account}/workspaces/{ws}/upstream"),
+            Some(&owner.key),
+            Some(json!({"url": format!("http://127.0.0.1:{port}/api/"), "auth_string": "s3cret-upstream"})),
+        )
+        .await;
+    assert_eq!(s, S::OK, "{v}");
+    assert_eq!(
+        v["url"],
+        format!("http://127.0.0.1:{port}/api"),
+        "stored without the trailing slash"
+    );
+    assert_eq!(v["has_auth_string"], true);
+    assert!(
+        !v.to_string().contains("s3cret"),
+        "the auth string is never returned: {v}"
+    );
+    Setup {
+        account: account.to_string(),
+        ws: ws.to_string(),
+        owner,
+        viewer,
+        member,
+    }
+}
+
+impl Setup {
+    fn path(&self, rest: &str) -> String {
+        format!(
+            "/api/accounts/{}/workspaces/{}/{rest}",
+            self.account, self.ws
+        )
+    }
+}
+
+#[tokio::test]
+async fn callers_reach_the_upstream_only_with_the_route_scope_and_see_nothing_of_other_tenants() {
+    each_db(|t| async move {
+        let port = recording_upstream().await;
+        let w = setup(&t, port, "acme").await;
+
+        // A Viewer lists flow runs: forwarded with the path as sent and the upstream's own
+        // credentials, never the caller's key.
+        let (s, v) = t
+            .call(
+                M::POST,
+                &w.path("flow_runs/filter"),
+                Some(&w.viewer.key),
+                Some(json!({"limit": 5})),
+            )
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/api/flow_runs/filter");
+        assert_eq!(v["body"], r#"{"limit":5}"#);
+        assert_eq!(v["headers"]["authorization"], "Basic czNjcmV0LXVwc3RyZWFt");
+        assert!(
+            !v.to_string().contains(&w.viewer.key),
+            "the client's key reached the upstream"
+        );
+
+        // Slashes are kept as sent: `flows/` stays `flows/`, queries pass through.
+        let (s, v) = t
+            .call(
+                M::GET,
+                &format!("{}?limit=3&x=%20y", w.path("flows/")),
+                Some(&w.owner.key),
+                None,
+            )
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        assert_eq!(v["path"], "/api/flows/");
+        assert_eq!(v["query"], "limit=3&x=%20y");
+
+        // The Viewer may not create runs or trigger deployments (403 naming the scope), and the
+        // refusal is audited.
+        for (method, rest, scope) in [
+            (M::POST, "flow_runs/", "run_flows"),
+            (
+                M::POST,
+                "deployments/3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11/create_flow_run",
+                "run_deployments",
+            ),
+            (
+                M::DELETE,
+                "flows/3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11",
+                "manage_flows",
+            ),
+            (M::PUT, "admin/storage", "manage_workspace_settings"),
+            (
+                M::GET,
+                "block_documents/3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11?include_secrets=true",
+                "see_secret_blocks",
+            ),
+            (M::POST, "block_documents/filter", "see_secret_blocks"),
+        ] {
+            let body =
+                (method != M::GET && method != M::DELETE).then(|| json!({"include_secrets": true}));
+            let (s, v) = t
+                .call(method.clone(), &w.path(rest), Some(&w.viewer.key), body)
+                .await;
+            assert_eq!(s, S::FORBIDDEN, "{method} {rest}: {v}");
+            assert_eq!(
+                v["detail"],
+                format!("missing workspace scope {scope}"),
+                "{method} {rest}"
+            );
+        }
+        let (s, v) = t
+            .call(
+                M::POST,
+                &w.path("block_documents/filter"),
+                Some(&w.viewer.key),
+                Some(json!({"include_secrets": false})),
+            )
+            .await;
+        assert_eq!(s, S::OK, "block reads without secrets pass: {v}");
+
+        // A route the table does not know: workspace Owners only.
+        let (s, v) = t
+            .call(
+                M::POST,
+                &w.path("teleport"),
+                Some(&w.viewer.key),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, S::FORBIDDEN, "{v}");
+        assert!(
+            v["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not in the gateway's route table"),
+            "{v}"
+        );
+        let (s, v) = t
+            .call(
+                M::POST,
+                &w.path("teleport"),
+                Some(&w.owner.key),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["path"].as_str()),
+            (S::OK, Some("/api/teleport")),
+            "{v}"
+        );
+
+        // No credential → 401; a member without access, another tenant, or a key for another
+        // account's workspace → 404.
+        let (s, _) = t
+            .call(M::POST, &w.path("flow_runs/filter"), None, Some(json!({})))
+            .await;
+        assert_eq!(s, S::UNAUTHORIZED);
+        let (s, _) = t
+            .call(
+                M::POST,
+                &w.path("flow_runs/filter"),
+                Some(&w.member.key),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, S::NOT_FOUND);
+        let other = setup(&t, port, "other").await;
+        let (s, v) = t
+            .call(
+                M::POST,
+                &other.path("flow_runs/filter"),
+                Some(&w.owner.key),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, S::NOT_FOUND, "{v}");
+        // Ids that are not UUIDs are not gateway paths at all.
+        let (s, _) = t
+            .call(
+                M::GET,
+                &format!("/api/accounts/acme/workspaces/{}/flows/", w.ws),
+                Some(&w.owner.key),
+                None,
+            )
+            .await;
+        assert_eq!(s, S::NOT_FOUND);
+
+        let (s, v) = t
+            .call(
+                M::POST,
+                &format!("/api/accounts/{}/events/filter", w.account),
+                Some(&w.owner.key),
+                Some(json!({"limit": 200, "filter": {"event": {"prefix": ["prefect-cloud."]}}})),
+            )
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        let text = v.to_string();
+        assert!(
+            text.contains("run_deployments"),
+            "gateway denials are audited: {text}"
+        );
+        assert!(
+            text.contains("prefect-cloud.workspace-upstream.created"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("s3cret"),
+            "the auth string never reaches the audit log"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn paths_are_canonical_headers_are_stripped_and_bodies_are_bounded() {
+    each_db(|t| async move {
+        let port = recording_upstream().await;
+        let w = setup(&t, port, "acme").await;
+        for bad in [
+            "flows/%2e%2e/admin/settings",
+            "flows/../admin/settings",
+            "flows//x",
+            "flows%2Fx",
+            "flows/%2fx",
+            "flows/x%5c",
+            "./flows/",
+        ] {
+            let (s, v) = t.call(M::GET, &w.path(bad), Some(&w.owner.key), None).await;
+            assert_eq!(s, S::BAD_REQUEST, "{bad}: {v}");
+            assert!(
+                v["detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("path refused"),
+                "{bad}: {v}"
+            );
+        }
+
+        // Identity and forwarding headers from the client never reach the upstream.
+        let req = Request::builder()
+            .method(M::GET)
+            .uri(w.path("flows/x"))
+            .header("authorization", format!("Bearer {}", w.owner.key))
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("forwarded", "for=6.6.6.6")
+            .header("x-real-ip", "6.6.6.6")
+            .header("cookie", "atrium_session=stolen")
+            .header("x-atrium-user", "root")
+            .header("x-prefect-api-version", "0.8.4")
+            .body(Body::empty())
+            .expect("request");
+        let (s, _, body) = t.send(req).await;
+        assert_eq!(s, S::OK);
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        let headers = v["headers"].as_object().expect("headers");
+        for h in [
+            "x-forwarded-for",
+            "forwarded",
+            "x-real-ip",
+            "cookie",
+            "x-atrium-user",
+        ] {
+            assert!(!headers.contains_key(h), "{h} was forwarded: {headers:?}");
+        }
+        assert_eq!(
+            headers["x-prefect-api-version"], "0.8.4",
+            "ordinary headers pass"
+        );
+        assert!(!v.to_string().contains("6.6.6.6"));
+
+        // POST without Content-Length → 411; over 5 MiB → 413; nothing reaches the upstream.
+        let req = Request::builder()
+            .method(M::POST)
+            .uri(w.path("flow_runs/filter"))
+            .header("authorization", format!("Bearer {}", w.owner.key))
+            .body(Body::from("{}"))
+            .expect("request");
+        let (s, _, body) = t.send(req).await;
+        assert_eq!(s, S::LENGTH_REQUIRED, "{}", String::from_utf8_lossy(&body));
+        let big = vec![b' '; 5 * 1024 * 1024 + 1];
+        let (s, _, _) = t
+            .raw(
+                M::POST,
+                &w.path("flow_runs/filter"),
+                Some(&w.owner.key),
+                Some(big),
+                "application/json",
+            )
+            .await;
+        assert_eq!(s, S::PAYLOAD_TOO_LARGE);
+
+        // FastAPI's slash redirects point back at the gateway (the configured public URL).
+        let (s, h, _) = t
+            .raw(M::GET, &w.path("redirect-me"), Some(&w.owner.key), None, "")
+            .await;
+        assert_eq!(s, S::TEMPORARY_REDIRECT);
+        assert_eq!(
+            h["location"],
+            format!(
+                "{}/api/accounts/{}/workspaces/{}/flows/",
+                t.app.config.public_url, w.account, w.ws
+            )
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_and_recover_as_the_budget_refills() {
+    each_db(|t| async move {
+        let port = recording_upstream().await;
+        let w = setup(&t, port, "acme").await;
+        let root = t.site_admin("root@x.test").await;
+        let (s, v) = t
+            .call(M::PUT, &format!("/api/admin/accounts/{}/plan", w.account), Some(&root.key),
+                Some(json!({"plan_type": "pro", "overrides": {"api_rate_limit": 6, "logs_rate_limit": 5}})))
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        for i in 0..6 {
+            let (s, v) = t.call(M::POST, &w.path("flows/filter"), Some(&w.viewer.key), Some(json!({}))).await;
+            assert_eq!(s, S::OK, "call {i}: {v}");
+        }
+        let (s, h, body) = t
+            .raw(M::POST, &w.path("flows/filter"), Some(&w.viewer.key), Some(b"{}".to_vec()), "application/json")
+            .await;
+        assert_eq!(s, S::TOO_MANY_REQUESTS, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(h["retry-after"], "10", "one call per 10 s at 6 per minute");
+        let (s, v) = t
+            .call(M::GET, &format!("/api/accounts/{}/rate-limits/status", w.account), Some(&w.owner.key), None)
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        assert_eq!(v["exceeded_buckets"], json!(["orchestration-api"]));
+        t.clock.advance(chrono::Duration::seconds(10));
+        let (s, _) = t.call(M::POST, &w.path("flows/filter"), Some(&w.viewer.key), Some(json!({}))).await;
+        assert_eq!(s, S::OK, "the bucket refilled by one");
+
+        // Logs count per line: 3 + 3 > 5.
+        let logs = json!([{"message": "a"}, {"message": "b"}, {"message": "c"}]);
+        let (s, v) = t.call(M::POST, &w.path("logs/"), Some(&w.owner.key), Some(logs.clone())).await;
+        assert_eq!(s, S::OK, "{v}");
+        let (s, _) = t.call(M::POST, &w.path("logs/"), Some(&w.owner.key), Some(logs.clone())).await;
+        assert_eq!(s, S::TOO_MANY_REQUESTS);
+        // Another account's budget is its own.
+        let other = setup(&t, port, "other").await;
+        let (s, _) = t.call(M::POST, &other.path("logs/"), Some(&other.owner.key), Some(logs)).await;
+        assert_eq!(s, S::OK);
+
+        // The refusals show in the metrics.
+        let (s, _, body) = t.raw(M::GET, "/metrics", None, None, "").await;
+        assert_eq!(s, S::OK);
+        let text = String::from_utf8(body).expect("utf8");
+        assert!(text.contains("atrium_rate_limited_total{bucket=\"orchestration-api\"} 1"), "{text}");
+        assert!(text.contains("atrium_rate_limited_total{bucket=\"logs-and-events\"} 1"), "{text}");
+        assert!(text.contains("atrium_http_requests_total{class=\"gateway\",status=\"429\"} 2"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn binding_is_validated_and_unbound_or_unreachable_upstreams_answer_clearly() {
+    each_db(|t| async move {
+        let port = recording_upstream().await;
+        let w = setup(&t, port, "acme").await;
+        let up = format!("/api/accounts/{}/workspaces/{}/upstream", w.account, w.ws);
+        for (body, why) in [
+            (json!({"url": "ftp://x/api"}), "must start with http://"),
+            (json!({"url": "https://x/api"}), "https"),
+            (json!({"url": "http://u:p@x/api"}), "credentials"),
+            (json!({"url": "http://x/api?a=1"}), "query"),
+            (json!({"url": "http://x/api/../admin"}), "dot segments"),
+            (
+                json!({"url": "http://x/api", "auth_string": ""}),
+                "auth_string",
+            ),
+            (json!({"url": "http://x/api", "extra": 1}), "unknown field"),
+        ] {
+            let (s, v) = t
+                .call(M::PUT, &up, Some(&w.owner.key), Some(body.clone()))
+                .await;
+            assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{body}: {v}");
+            assert!(
+                v["detail"].as_str().unwrap_or("").contains(why),
+                "{body}: {v}"
+            );
+        }
+        // Nothing changed: still bound to the recording upstream with its auth string.
+        let (s, v) = t.call(M::GET, &up, Some(&w.owner.key), None).await;
+        assert_eq!(
+            (s, v["url"].clone(), v["has_auth_string"].clone()),
+            (
+                S::OK,
+                json!(format!("http://127.0.0.1:{port}/api")),
+                json!(true)
+            )
+        );
+        // Omitting the auth string keeps it; null removes it.
+        let (s, v) = t
+            .call(
+                M::PUT,
+                &up,
+                Some(&w.owner.key),
+                Some(json!({"url": format!("http://127.0.0.1:{port}/api")})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["has_auth_string"].clone()),
+            (S::OK, json!(true)),
+            "{v}"
+        );
+        let (s, v) = t
+            .call(M::GET, &w.path("flows/x"), Some(&w.owner.key), None)
+            .await;
+        assert_eq!(
+            (s, v["headers"]["authorization"].clone()),
+            (S::OK, json!("Basic czNjcmV0LXVwc3RyZWFt"))
+        );
+        let (s, v) = t
+            .call(
+                M::PUT,
+                &up,
+                Some(&w.owner.key),
+                Some(json!({"url": format!("http://127.0.0.1:{port}/api"), "auth_string": null})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["has_auth_string"].clone()),
+            (S::OK, json!(false)),
+            "{v}"
+        );
+        let (s, v) = t
+            .call(M::GET, &w.path("flows/x"), Some(&w.owner.key), None)
+            .await;
+        assert_eq!(s, S::OK);
+        assert!(v["headers"].get("authorization").is_none(), "{v}");
+
+        // A port nobody listens on → 502 at once, with a clear detail.
+        let (s, _) = t
+            .call(
+                M::PUT,
+                &up,
+                Some(&w.owner.key),
+                Some(json!({"url": "http://127.0.0.1:9/api"})),
+            )
+            .await;
+        assert_eq!(s, S::OK);
+        let (s, v) = t
+            .call(M::GET, &w.path("flows/x"), Some(&w.owner.key), None)
+            .await;
+        assert_eq!(s, S::BAD_GATEWAY, "{v}");
+        assert!(
+            v["detail"].as_str().unwrap_or("").contains("unreachable"),
+            "{v}"
+        );
+        // Unbound → 503 naming how to bind; the Viewer (no admin rights) cannot unbind.
+        let (s, _) = t.call(M::DELETE, &up, Some(&w.viewer.key), None).await;
+        assert_eq!(s, S::FORBIDDEN);
+        let (s, _) = t.call(M::DELETE, &up, Some(&w.owner.key), None).await;
+        assert_eq!(s, S::NO_CONTENT);
+        let (s, v) = t
+            .call(M::GET, &w.path("flows/x"), Some(&w.viewer.key), None)
+            .await;
+        assert_eq!(s, S::SERVICE_UNAVAILABLE, "{v}");
+        assert!(
+            v["detail"].as_str().unwrap_or("").contains("/upstream"),
+            "{v}"
+        );
+        let (s, _) = t.call(M::GET, &up, Some(&w.owner.key), None).await;
+        assert_eq!(s, S::NOT_FOUND);
+
+        // The stored auth string is not readable in the database.
+        let (s, _) = t
+            .call(
+                M::PUT,
+                &up,
+                Some(&w.owner.key),
+                Some(json!({"url": "http://127.0.0.1:9/api", "auth_string": "s3cret-upstream"})),
+            )
+            .await;
+        assert_eq!(s, S::OK);
+        let mut c = t.app.store.reader().await.expect("reader");
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT auth_string_enc FROM workspace_upstreams")
+                .fetch_one(&mut *c)
+                .await
+                .expect("row");
+        let stored = stored.expect("encrypted auth string");
+        assert!(
+            !stored.contains("s3cret") && !stored.contains("czNjcmV0"),
+            "{stored}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn workspace_events_paths_serve_audit_queries_and_forward_prefect_event_queries() {
+    each_db(|t| async move {
+        let port = recording_upstream().await;
+        let w = setup(&t, port, "acme").await;
+        // Prefect's events query → the upstream.
+        let (s, v) = t
+            .call(
+                M::POST,
+                &w.path("events/filter"),
+                Some(&w.viewer.key),
+                Some(json!({"filter": {"event": {"prefix": ["prefect.flow-run."]}}, "limit": 10})),
+            )
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        assert_eq!(v["path"], "/api/events/filter");
+        let (s, v) = t
+            .call(
+                M::GET,
+                &format!("{}?page-token=abc", w.path("events/filter/next")),
+                Some(&w.viewer.key),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, v["path"].as_str()),
+            (S::OK, Some("/api/events/filter/next")),
+            "{v}"
+        );
+        // Audit query → Atrium's audit log (Owners and Admins), with the workspace's events.
+        let (s, v) = t
+            .call(
+                M::POST,
+                &w.path("events/filter"),
+                Some(&w.owner.key),
+                Some(json!({"filter": {"event": {"prefix": ["prefect-cloud."]}}})),
+            )
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        let names: Vec<&str> = v["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["event"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"prefect-cloud.workspace-upstream.created"),
+            "{names:?}"
+        );
+        let (s, _) = t
+            .call(
+                M::POST,
+                &w.path("events/filter"),
+                Some(&w.viewer.key),
+                Some(json!({"filter": {"event": {"prefix": ["prefect-cloud."]}}})),
+            )
+            .await;
+        assert_eq!(s, S::FORBIDDEN, "a Viewer cannot read the audit log");
+    })
+    .await;
+}
