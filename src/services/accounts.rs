@@ -296,8 +296,10 @@ pub async fn update_account(
             .payload(audit::changes(&before, &after)),
     )
     .await?;
+    // Settings feed the gateway (run retention): every process reloads the account.
+    index::changed(app, &mut tx, id).await?;
     tx.commit().await?;
-    Ok(())
+    index::reload_account(app, id).await
 }
 
 pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<()> {

@@ -638,3 +638,154 @@ async fn workspace_events_paths_serve_audit_queries_and_forward_prefect_event_qu
     })
     .await;
 }
+
+/// The route table covers the whole API of the Prefect server we test with (its route list,
+/// `tests/fixtures/prefect-3.9.1-routes.txt`, was read from `prefect.server.api.server.API_ROUTERS`
+/// plus `/health` and `/version`, which the API app serves itself),
+/// and every rule of the table matches a real route (no dead or misspelt rules), except the
+/// Prefect Cloud route clients also call.
+#[test]
+fn the_route_table_covers_every_route_of_the_prefect_server() {
+    use atrium::domain::gateway_routes::{lookup, TABLE};
+    let list = include_str!("../fixtures/prefect-3.9.1-routes.txt");
+    let mut missing = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for line in list.lines().filter(|l| !l.trim().is_empty()) {
+        let (method, path) = line.split_once(' ').expect("METHOD /path");
+        let concrete: Vec<String> = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| {
+                if s.starts_with('{') {
+                    "x".to_string()
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect();
+        n += 1;
+        match lookup(method, &concrete.join("/")) {
+            Some(rule) => {
+                used.insert((rule.method, rule.pattern));
+            }
+            None => missing.push(line),
+        }
+    }
+    assert!(n > 180, "the fixture lists the whole API ({n} routes)");
+    assert!(
+        missing.is_empty(),
+        "Prefect routes without a rule: {missing:?}"
+    );
+    let dead: Vec<_> = TABLE
+        .iter()
+        .filter(|r| !used.contains(&(r.method, r.pattern)))
+        .map(|r| format!("{} {}", r.method, r.pattern))
+        .collect();
+    assert_eq!(
+        dead,
+        vec!["GET collections/work_pool_types".to_string()],
+        "rules matching no Prefect route"
+    );
+}
+
+#[tokio::test]
+async fn websockets_are_authorized_before_the_upgrade() {
+    each_db(|t| async move {
+        let port = recording_upstream().await;
+        let w = setup(&t, port, "acme").await;
+        let ws = |key: Option<&str>, rest: &str, protocol: Option<&str>| {
+            let mut req = Request::builder()
+                .method(M::GET)
+                .uri(w.path(rest))
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+            if let Some(k) = key {
+                req = req.header("authorization", format!("bearer {k}"));
+            }
+            if let Some(p) = protocol {
+                req = req.header("sec-websocket-protocol", p);
+            }
+            req.body(Body::empty()).expect("request")
+        };
+        // Emitting events needs manage_events, which a Viewer lacks; another tenant sees 404;
+        // no credential and no in-band protocol → 401.
+        let (s, _, body) = t.send(ws(Some(&w.viewer.key), "events/in", None)).await;
+        assert_eq!(s, S::FORBIDDEN, "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("manage_events"));
+        let (s, _, _) = t
+            .send(ws(Some(&w.member.key), "events/out", Some("prefect")))
+            .await;
+        assert_eq!(s, S::NOT_FOUND);
+        let (s, _, _) = t.send(ws(None, "events/in", None)).await;
+        assert_eq!(s, S::UNAUTHORIZED);
+        let (s, _, _) = t
+            .send(ws(Some(&w.viewer.key), "events/../admin", None))
+            .await;
+        assert_eq!(s, S::BAD_REQUEST);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn accounts_can_shorten_but_not_lengthen_their_plans_run_retention() {
+    each_db(|t| async move {
+        let port = recording_upstream().await;
+        let w = setup(&t, port, "acme").await;
+        let settings = format!("/api/accounts/{}/settings", w.account);
+        let account = format!("/api/accounts/{}", w.account);
+        let plan_days = t.call(M::GET, &account, Some(&w.owner.key), None).await.1
+            ["run_retention_days"]
+            .as_i64()
+            .expect("days");
+        let (s, v) = t
+            .call(
+                M::PATCH,
+                &settings,
+                Some(&w.owner.key),
+                Some(json!({"run_retention_days": 3})),
+            )
+            .await;
+        assert!(s.is_success(), "{v}");
+        assert_eq!(
+            t.call(M::GET, &account, Some(&w.owner.key), None).await.1["run_retention_days"],
+            3
+        );
+        assert_eq!(
+            t.app
+                .upstreams
+                .account(&uuid::Uuid::parse_str(&w.account).expect("id"))
+                .expect("gateway")
+                .run_retention_days,
+            3
+        );
+        let (s, v) = t
+            .call(
+                M::PATCH,
+                &settings,
+                Some(&w.owner.key),
+                Some(json!({"run_retention_days": plan_days + 100})),
+            )
+            .await;
+        assert!(s.is_success(), "{v}");
+        assert_eq!(
+            t.call(M::GET, &account, Some(&w.owner.key), None).await.1["run_retention_days"],
+            plan_days,
+            "capped at the plan's"
+        );
+        for bad in [json!(0), json!(4000), json!("7"), json!(1.5)] {
+            let (s, _) = t
+                .call(
+                    M::PATCH,
+                    &settings,
+                    Some(&w.owner.key),
+                    Some(json!({"run_retention_days": bad})),
+                )
+                .await;
+            assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{bad}");
+        }
+    })
+    .await;
+}

@@ -551,6 +551,27 @@ fn scenario(prefect: &str, upstream: &PrefectServer, db: String) {
         "{metrics}"
     );
 
+    // Usage counts come from the upstream.
+    let usage = body_of(&http(
+        port,
+        "GET",
+        &format!("/api/accounts/{account}/usage"),
+        &key,
+        "",
+    ));
+    let prod = usage
+        .as_array()
+        .expect("usage")
+        .iter()
+        .find(|w| w["id"] == ws.as_str())
+        .expect("prod usage");
+    assert_eq!(prod["has_upstream"], true, "{usage}");
+    assert!(
+        prod["flow_runs"].as_i64().unwrap_or(0) >= 2
+            && prod["deployments"].as_i64().unwrap_or(0) >= 1,
+        "{usage}"
+    );
+
     // Retention from the CLI: a dry run reports without deleting.
     let out = inst.cli(
         &["retention", "run", "--account", "acme", "--dry-run"],

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Gateway overhead and peak throughput: open-loop GETs of one Prefect route (GET /flows/{id}) to a
+# stub upstream (examples/stub_upstream.rs, a bare hyper server), sent (a) directly, (b) through
+# Atrium's workspace gateway (API-key auth, route table, permission index, rate limit, streaming
+# forward over a keep-alive pool), (c) through Debian's nginx with proxy_pass and an upstream
+# keep-alive pool (no auth). Same machine, same run, same load generator; loopback only.
+# Usage: bash benches/gateway_load.sh [SECONDS] [RATES...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH="${1:-10}"; shift || true
+RATES=("${@:-1000 4000 8000}")
+RATES=(${RATES[@]})
+command -v nginx >/dev/null || { echo "nginx is needed: apt-get install nginx" >&2; exit 1; }
+cargo build --release --bin atrium --example loadgen --example stub_upstream 2>&1 | tail -1
+BIN=target/release/atrium; LOAD=target/release/examples/loadgen; STUB=target/release/examples/stub_upstream
+WORK=$(mktemp -d); export ATRIUM_DATABASE_URL="sqlite://$WORK/atrium.db" ATRIUM_DATA_DIR="$WORK" ATRIUM_LOG=warn
+echo 'a-long-password' | $BIN users create --email bench@bench.test --site-admin 2>/dev/null
+ACCOUNT=$($BIN accounts create --handle bench --name Bench --owner-email bench@bench.test 2>/dev/null)
+KEY=$($BIN users api-key --email bench@bench.test --name load 2>/dev/null)
+# A limit far above the offered load: the limiter runs on every call but never refuses.
+$BIN accounts set-plan --account bench --plan enterprise --api-rate-limit 1000000000 >/dev/null 2>&1
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  upstream stub { server 127.0.0.1:4503; keepalive 256; }
+  server {
+    listen 127.0.0.1:4504;
+    location /api/accounts/ {
+      rewrite ^/api/accounts/[^/]+/workspaces/[^/]+/(.*)\$ /api/\$1 break;
+      proxy_pass http://stub;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+$STUB 127.0.0.1:4503 & S=$!
+$BIN serve --bind 127.0.0.1:4501 2>/dev/null & A=$!
+nginx -p "$WORK" -c "$WORK/nginx.conf"
+trap 'kill $A $S 2>/dev/null; kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 50); do curl -sf 127.0.0.1:4501/api/health >/dev/null && break; sleep 0.1; done
+WS=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+  "127.0.0.1:4501/api/accounts/$ACCOUNT/workspaces/" -d '{"name":"prod","handle":"prod"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+curl -sf -X PUT -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+  "127.0.0.1:4501/api/accounts/$ACCOUNT/workspaces/$WS/upstream" -d '{"url":"http://127.0.0.1:4503/api"}' >/dev/null
+FLOW=3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11
+ROUTE="api/accounts/$ACCOUNT/workspaces/$WS/flows/$FLOW"
+curl -sf -H "Authorization: Bearer $KEY" "127.0.0.1:4501/$ROUTE" >/dev/null
+curl -sf "127.0.0.1:4504/$ROUTE" >/dev/null
+for rate in "${RATES[@]}"; do
+  echo "# direct";  $LOAD "http://127.0.0.1:4503/api/flows/$FLOW" "$rate" "$SECONDS_EACH"
+  echo "# atrium";  $LOAD "http://127.0.0.1:4501/$ROUTE" "$rate" "$SECONDS_EACH" "$KEY"
+  echo "# nginx";   $LOAD "http://127.0.0.1:4504/$ROUTE" "$rate" "$SECONDS_EACH"
+done
