@@ -141,7 +141,7 @@ pub async fn record(
         prev_hash: String::new(),
         hash: String::new(),
     };
-    store::audit::append(tx, rec).await?;
+    store::audit::append(&app.store, tx, rec).await?;
     Ok(())
 }
 

@@ -25,39 +25,26 @@ pub async fn load_all(app: &App) -> anyhow::Result<()> {
 
 /// Rebuilds one account's snapshot from the database (or drops it if the account is gone).
 pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
-    match load_rows(app, account).await? {
-        Some(rows) => {
-            app.index.put(account, AccountSnapshot::build(rows));
-            app.metrics
-                .index_rebuilds
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        None => {
-            app.index.remove(account);
-            app.upstreams.remove(account);
-            return Ok(());
-        }
-    }
-    let row = {
-        let mut c = app.store.reader().await?;
-        store::accounts::find_account(&mut c, account).await?
+    let Some((rows, row)) = load_rows(app, account).await? else {
+        app.index.remove(account);
+        app.upstreams.remove(account);
+        return Ok(());
     };
-    match row {
-        Some(row) => {
-            let e = crate::services::plans::entitlements(app, &row);
-            let retention = crate::services::accounts::run_retention_days(&row.settings, &e);
-            crate::services::upstreams::reload(app, account, &e, retention).await
-        }
-        None => {
-            app.upstreams.remove(account);
-            Ok(())
-        }
-    }
+    app.index.put(account, AccountSnapshot::build(rows));
+    app.metrics
+        .index_rebuilds
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let e = crate::services::plans::entitlements(app, &row);
+    let retention = crate::services::accounts::run_retention_days(&row.settings, &e);
+    crate::services::upstreams::reload(app, account, &e, retention).await
 }
 
-/// The rows an account's snapshot is built from (`None` when the account is gone). Custom role
-/// scopes are resolved and closed.
-pub async fn load_rows(app: &App, account: AccountId) -> Result<Option<SnapshotRows>> {
+/// The rows an account's snapshot is built from, with the account row (`None` when the account is
+/// gone). Custom role scopes are resolved and closed.
+pub async fn load_rows(
+    app: &App,
+    account: AccountId,
+) -> Result<Option<(SnapshotRows, store::accounts::AccountRow)>> {
     let mut c = app.store.reader().await?;
     // Read the version first: a concurrent change then makes the snapshot look stale (and be
     // rebuilt again), never fresher than its rows.
@@ -149,7 +136,7 @@ pub async fn load_rows(app: &App, account: AccountId) -> Result<Option<SnapshotR
             })
             .collect(),
     };
-    Ok(Some(rows))
+    Ok(Some((rows, row)))
 }
 
 /// Marks a change of the account's access data inside the transaction that makes it: bumps the

@@ -40,14 +40,102 @@ fn record_from(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
     })
 }
 
-/// Appends `e` to its chain: takes the head's lock, sets `seq` and `prev_hash`, computes the
-/// hash, writes the event and moves the head — all inside the caller's transaction, so the event
-/// commits or rolls back with the change it records. `(account_id, seq)` is the primary key, so
-/// even a broken lock could not fork a chain.
-pub async fn append(c: &mut Conn, mut e: AuditRecord) -> Result<AuditRecord, sqlx::Error> {
+/// Appends `e` to its chain inside the caller's transaction, so the event commits or rolls back
+/// with the change it records: sets `seq` and `prev_hash`, computes the hash, writes the event and
+/// moves the head. `(account_id, seq)` is the primary key, so a chain cannot fork.
+///
+/// PostgreSQL: the head row is claimed with `UPDATE … RETURNING` (its row lock serializes the
+/// chain's writers across processes), then the event is inserted and the head moved.
+///
+/// SQLite (one writer at a time): triggers check that an event extends the head and move the head
+/// (migration 0009), and the process remembers each chain's head, so an append is usually one
+/// statement whose `WHERE` re-checks the remembered head. When the head moved under us (another
+/// process such as the CLI, or a rolled-back transaction) the statement inserts nothing and the
+/// head is read first.
+pub async fn append(
+    store: &super::Store,
+    c: &mut Conn,
+    e: AuditRecord,
+) -> Result<AuditRecord, sqlx::Error> {
+    match store.engine {
+        super::dialect::Engine::Postgres => append_locked(c, e).await,
+        super::dialect::Engine::Sqlite => append_linked(store, c, e).await,
+    }
+}
+
+fn insert_event<'q>(
+    sql: &'q str,
+    account: &'q str,
+    e: &'q AuditRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(sql)
+        .bind(account)
+        .bind(e.seq)
+        .bind(e.id.to_string())
+        .bind(e.occurred)
+        .bind(&e.event)
+        .bind(e.workspace.map(|w| w.to_string()))
+        .bind(&e.actor.kind)
+        .bind(e.actor.id.map(|a| a.to_string()))
+        .bind(&e.actor.name)
+        .bind(&e.resource_id)
+        .bind(&e.resource_name)
+        .bind(e.related.to_string())
+        .bind(e.payload.to_string())
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.prev_hash)
+        .bind(&e.hash)
+}
+
+const VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17";
+
+async fn append_linked(
+    store: &super::Store,
+    c: &mut Conn,
+    mut e: AuditRecord,
+) -> Result<AuditRecord, sqlx::Error> {
+    let account = e.account.to_string();
+    let remembered = store.audit_head(&account);
+    if let Some((seq, hash)) = remembered {
+        e.seq = seq + 1;
+        e.prev_hash = hash;
+        e.hash = e.compute_hash();
+        let sql = format!(
+            "INSERT INTO audit_events ({COLS}) SELECT {VALUES} \
+             WHERE EXISTS (SELECT 1 FROM audit_heads WHERE account_id = $1 AND seq = $18 AND hash = $16)"
+        );
+        let n = insert_event(&sql, &account, &e)
+            .bind(seq)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+        if n == 1 {
+            store.remember_audit_head(account, e.seq, e.hash.clone());
+            return Ok(e);
+        }
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE account_id = $1")
+        .bind(&account)
+        .fetch_optional(&mut *c)
+        .await?;
+    let (seq, hash) = match head {
+        Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+        None => (0, GENESIS_HASH.to_string()),
+    };
+    e.seq = seq + 1;
+    e.prev_hash = hash;
+    e.hash = e.compute_hash();
+    let sql = format!("INSERT INTO audit_events ({COLS}) VALUES ({VALUES})");
+    insert_event(&sql, &account, &e).execute(&mut *c).await?;
+    store.remember_audit_head(account, e.seq, e.hash.clone());
+    Ok(e)
+}
+
+async fn append_locked(c: &mut Conn, mut e: AuditRecord) -> Result<AuditRecord, sqlx::Error> {
     let account = e.account.to_string();
     // Claim the next position and read the previous hash in one statement (it also takes the
-    // head row's lock on PostgreSQL); a chain's first event creates its head.
+    // head row's lock); a chain's first event creates its head.
     let claim = "UPDATE audit_heads SET seq = seq + 1 WHERE account_id = $1 RETURNING seq, hash";
     let mut head = sqlx::query(claim)
         .bind(&account)
@@ -68,33 +156,11 @@ pub async fn append(c: &mut Conn, mut e: AuditRecord) -> Result<AuditRecord, sql
             .await?;
     }
     let head = head.ok_or(sqlx::Error::RowNotFound)?;
-    let seq: i64 = head.try_get("seq")?;
-    e.seq = seq;
+    e.seq = head.try_get("seq")?;
     e.prev_hash = head.try_get("hash")?;
     e.hash = e.compute_hash();
-    sqlx::query(&format!(
-        "INSERT INTO audit_events ({COLS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-    ))
-    .bind(&account)
-    .bind(e.seq)
-    .bind(e.id.to_string())
-    .bind(e.occurred)
-    .bind(&e.event)
-    .bind(e.workspace.map(|w| w.to_string()))
-    .bind(&e.actor.kind)
-    .bind(e.actor.id.map(|a| a.to_string()))
-    .bind(&e.actor.name)
-    .bind(&e.resource_id)
-    .bind(&e.resource_name)
-    .bind(e.related.to_string())
-    .bind(e.payload.to_string())
-    .bind(&e.ip)
-    .bind(&e.user_agent)
-    .bind(&e.prev_hash)
-    .bind(&e.hash)
-    .execute(&mut *c)
-    .await?;
+    let sql = format!("INSERT INTO audit_events ({COLS}) VALUES ({VALUES})");
+    insert_event(&sql, &account, &e).execute(&mut *c).await?;
     sqlx::query("UPDATE audit_heads SET hash = $2 WHERE account_id = $1")
         .bind(&account)
         .bind(&e.hash)

@@ -20,9 +20,11 @@ pub mod workspaces;
 use crate::domain::Time;
 use anyhow::Context;
 use chrono::{TimeZone, Utc};
+use rustc_hash::FxHashMap;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -42,6 +44,9 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     pub engine: Engine,
+    /// SQLite: the last known head `(seq, hash)` of each audit chain (see `audit::append`). A hint
+    /// only — every use re-checks it in the database.
+    audit_heads: Arc<Mutex<FxHashMap<String, (i64, String)>>>,
 }
 
 impl Store {
@@ -59,6 +64,7 @@ impl Store {
                     write,
                     read,
                     engine,
+                    audit_heads: Arc::default(),
                 }
             }
             Engine::Postgres => {
@@ -84,10 +90,26 @@ impl Store {
                     write: pool.clone(),
                     read: pool,
                     engine,
+                    audit_heads: Arc::default(),
                 }
             }
         };
         Ok(store)
+    }
+
+    pub(crate) fn audit_head(&self, account: &str) -> Option<(i64, String)> {
+        self.audit_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+            .cloned()
+    }
+
+    pub(crate) fn remember_audit_head(&self, account: String, seq: i64, hash: String) {
+        self.audit_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account, (seq, hash));
     }
 
     /// Applies pending migrations of this engine.

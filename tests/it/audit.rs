@@ -464,6 +464,20 @@ async fn modifying_deleting_reordering_inserting_or_truncating_events_is_detecte
         assert!(e.is_some(), "a swap of two events must be detected");
 
         let a = chain_of_ten(&t, "insert").await;
+        let insert = "INSERT INTO audit_events (account_id, seq, id, occurred, event, workspace_id, actor_kind, actor_id, actor_name, resource_id, resource_name, related, payload, ip, user_agent, prev_hash, hash) \
+             SELECT account_id, 11, 'f0000000-0000-4000-8000-000000000002', occurred, event, workspace_id, actor_kind, actor_id, actor_name, resource_id, resource_name, related, payload, ip, user_agent, hash, hash \
+             FROM audit_events WHERE account_id = $1 AND seq = 5";
+        if t.db == Db::Sqlite {
+            // On SQLite the database itself refuses an event that does not extend the head; an
+            // attacker with write access drops that trigger first.
+            let mut c = t.app.store.begin().await.expect("tx");
+            let refused = sqlx::query(insert).bind(a.to_string()).execute(&mut *c).await;
+            assert!(refused.is_err_and(|e| e.to_string().contains("does not extend")), "the link trigger refuses a stray event");
+            drop(c);
+            let mut c = t.app.store.begin().await.expect("tx");
+            sqlx::query("DROP TRIGGER audit_events_link").execute(&mut *c).await.expect("drop trigger");
+            c.commit().await.expect("commit");
+        }
         let e = tamper(&t, a, &[
             "UPDATE audit_events SET seq = seq + 100 WHERE account_id = $1 AND seq >= 6",
             "UPDATE audit_events SET seq = seq - 99 WHERE account_id = $1 AND seq >= 106",

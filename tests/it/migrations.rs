@@ -39,6 +39,18 @@ fn sqlite_and_postgres_migrations_create_the_same_tables_and_columns() {
             .file_name()
             .to_string_lossy()
             .into_owned();
+        // A pair may differ on purpose (an engine-only trigger); both files must then say so.
+        let marked = |dir: &str| {
+            std::fs::read_to_string(format!(
+                "{}/migrations/{dir}/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .expect("migration")
+            .starts_with("-- engine-specific:")
+        };
+        if marked("sqlite") && marked("postgres") {
+            continue;
+        }
         assert_eq!(
             skeleton("sqlite", &file),
             skeleton("postgres", &file),
