@@ -220,6 +220,15 @@ pub fn router(app: App) -> Router {
             axum::routing::get(ui::setup::show).post(ui::setup::submit),
         )
         .route(
+            "/login",
+            axum::routing::get(ui::session::show).post(ui::session::submit),
+        )
+        .route("/logout", axum::routing::post(ui::session::logout))
+        .route(
+            "/account/{account_id}/workspace/{workspace_id}/access",
+            axum::routing::get(ui::workspaces::access),
+        )
+        .route(
             "/invitations/{id}",
             axum::routing::get(ui::invitations::show).post(ui::invitations::submit),
         )

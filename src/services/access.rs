@@ -10,7 +10,7 @@ use crate::services::input::{page, AnyOf};
 use crate::services::roles::usable_role_scopes;
 use crate::services::{index, Error, Result};
 use crate::store;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -287,4 +287,114 @@ pub async fn delete_user_access(
     index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     index::reload_account(app, account).await
+}
+
+/// One line of a workspace's access page.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessLine {
+    /// `user`, `service_account` or `team`.
+    pub kind: &'static str,
+    pub name: String,
+    pub role: String,
+    /// When the grant stops counting (`None` = never).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// True when the expiry has passed (the grant no longer counts and awaits the sweeper).
+    pub expired: bool,
+}
+
+/// Everyone granted a role in a workspace — users, service accounts and teams — with role names
+/// and expiries, for the dashboard. Needs `see_workspace_users` (and `see_workspace_service_accounts`
+/// for the service-account lines, which are left out without it).
+pub async fn workspace_access_lines(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<Vec<AccessLine>> {
+    let held = crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers)
+        .await?;
+    let custom: Vec<(RoleId, String)> = {
+        let mut c = app.store.reader().await?;
+        store::roles::find_roles(&mut c, account, None)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.name))
+            .collect()
+    };
+    let role_name = |id: RoleId| {
+        crate::domain::role::BuiltinWorkspaceRole::from_id(id.0)
+            .map(|r| r.name().to_string())
+            .or_else(|| {
+                custom
+                    .iter()
+                    .find(|(c, _)| *c == id)
+                    .map(|(_, n)| n.clone())
+            })
+            .unwrap_or_else(|| "unknown role".into())
+    };
+    let now = app.now();
+    let line = |kind,
+                name: String,
+                role: RoleId,
+                expires_at: Option<chrono::DateTime<chrono::Utc>>| AccessLine {
+        kind,
+        name,
+        role: role_name(role),
+        expired: expires_at.is_some_and(|t| t <= now),
+        expires_at,
+    };
+    let mut lines: Vec<AccessLine> = filter_user_access(
+        app,
+        p,
+        account,
+        workspace,
+        FilterUserAccess {
+            limit: Some(200),
+            ..Default::default()
+        },
+    )
+    .await?
+    .into_iter()
+    .map(|g| line("user", g.email, g.workspace_role_id, g.expires_at))
+    .collect();
+    if held.contains(Scope::SeeWorkspaceServiceAccounts) {
+        lines.extend(
+            crate::services::bots::filter_access(
+                app,
+                p,
+                account,
+                workspace,
+                crate::services::bots::FilterBotAccess {
+                    limit: Some(200),
+                    ..Default::default()
+                },
+            )
+            .await?
+            .into_iter()
+            .map(|g| {
+                line(
+                    "service_account",
+                    g.bot_name,
+                    g.workspace_role_id,
+                    g.expires_at,
+                )
+            }),
+        );
+    }
+    lines.extend(
+        crate::services::teams::filter_access(
+            app,
+            p,
+            account,
+            workspace,
+            crate::services::teams::FilterTeamAccess {
+                limit: Some(200),
+                offset: None,
+            },
+        )
+        .await?
+        .into_iter()
+        .map(|g| line("team", g.team_name, g.workspace_role_id, g.expires_at)),
+    );
+    Ok(lines)
 }

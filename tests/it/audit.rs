@@ -345,19 +345,7 @@ async fn denials_logins_and_logouts_are_recorded_with_client_and_actor() {
         assert_eq!(denial["actor"]["id"], json!(member.id));
         assert_eq!(denial["payload"]["missing"], "update:account");
 
-        atrium::services::auth::create_user(
-            &t.app,
-            atrium::services::auth::Signup {
-                email: "ann@x.test".into(),
-                password: "a-long-password".into(),
-                handle: None,
-                first_name: None,
-                last_name: None,
-            },
-            false,
-        )
-        .await
-        .expect("user");
+        t.user_with_password("ann@x.test").await;
         let login = |pw: &str| {
             let body = json!({"email": "ann@x.test", "password": pw})
                 .to_string()

@@ -7,6 +7,7 @@ mod audit;
 mod bots;
 mod concurrency;
 mod crash;
+mod dashboard;
 mod gateway;
 mod inputs;
 mod invitations;

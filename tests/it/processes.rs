@@ -103,19 +103,7 @@ async fn a_key_revoked_elsewhere_stops_working_once_its_cache_entry_ages_out() {
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled_then_allowed_again() {
     let t = TestApp::new(Db::Sqlite).await;
-    atrium::services::auth::create_user(
-        &t.app,
-        atrium::services::auth::Signup {
-            email: "ann@x.test".into(),
-            password: "a-long-password".into(),
-            handle: None,
-            first_name: None,
-            last_name: None,
-        },
-        false,
-    )
-    .await
-    .expect("user");
+    t.user_with_password("ann@x.test").await;
     let login = |pw: &'static str| {
         let body = json!({"email": "Ann@x.test", "password": pw})
             .to_string()

@@ -244,6 +244,24 @@ impl TestApp {
         self.user_with(email, false).await
     }
 
+    /// A user who signs in with the password `a-long-password` (no API key).
+    pub async fn user_with_password(&self, email: &str) -> UserId {
+        services::auth::create_user(
+            &self.app,
+            services::auth::Signup {
+                email: email.into(),
+                password: "a-long-password".into(),
+                handle: None,
+                first_name: None,
+                last_name: None,
+            },
+            false,
+        )
+        .await
+        .expect("user")
+        .id
+    }
+
     /// A site admin with a fresh API key.
     pub async fn site_admin(&self, email: &str) -> TestUser {
         self.user_with(email, true).await

@@ -3,7 +3,9 @@
 //! in constant time).
 
 pub mod invitations;
+pub mod session;
 pub mod setup;
+pub mod workspaces;
 
 use crate::services::credentials::random_base62;
 use crate::services::mail::html_escape;
@@ -20,7 +22,10 @@ input{width:100%;box-sizing:border-box;padding:.55rem .7rem;border:1px solid #c5
 input:focus,button:focus{outline:3px solid #7aa7ff;outline-offset:1px}\
 button{margin-top:1rem;padding:.6rem 1.1rem;border:0;border-radius:8px;background:#2752d8;color:#fff;font-size:1rem;cursor:pointer}\
 button.secondary{background:#e7e9ee;color:#1d2330}.error{background:#fdecec;color:#8a1c1c;padding:.75rem 1rem;border-radius:8px}\
-.muted{color:#5b6475;font-size:.9rem}";
+.muted{color:#5b6475;font-size:.9rem}\
+main:has(table){max-width:60rem}table{width:100%;border-collapse:collapse;margin:1rem 0}caption{text-align:left;font-weight:600;padding:.25rem 0}\
+th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid #e3e6eb;font-size:.95rem}td.expired{color:#8a1c1c}\
+header{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin-bottom:1rem}form.inline button{margin-top:0}";
 
 /// A whole page.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response {

@@ -1,0 +1,175 @@
+//! Sign-in and sign-out pages, and the signed-in user of a dashboard page.
+
+use super::{csrf_ok, error_page, new_csrf, page};
+use crate::app::App;
+use crate::authz::Principal;
+use crate::http::extract::{session_cookie, ClientIp};
+use crate::services::mail::html_escape;
+use crate::services::{auth, Error};
+use axum::extract::{Form, FromRequestParts, Query, State};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+/// A signed-in dashboard user; pages without a session redirect to the sign-in page and come
+/// back afterwards.
+pub struct SignedIn(pub Principal);
+
+impl FromRequestParts<App> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let back = || {
+            let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            Redirect::to(&format!("/login?next={}", encode(next))).into_response()
+        };
+        let Some(sid) = session_cookie(parts) else {
+            return Err(back());
+        };
+        match auth::authenticate_session(app, sid).await {
+            Ok(mut p) => {
+                p.user_agent = crate::http::extract::user_agent(parts);
+                Ok(SignedIn(p))
+            }
+            Err(Error::Unauthenticated(_)) => Err(back()),
+            Err(e) => Err(error_page(&e)),
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Only local paths are followed after sign-in (no open redirect).
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    pub next: Option<String>,
+}
+
+fn form(app: &App, next: &str, email: &str, error: Option<&str>) -> Response {
+    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", html_escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Sign in to Atrium</h1>{error}\
+         <form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
+         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"username\" value=\"{email}\">\
+         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
+         <button type=\"submit\">Sign in</button></form>",
+        next = html_escape(next),
+        email = html_escape(email),
+    );
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    let mut resp = page(status, "Sign in", &body);
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    resp
+}
+
+/// `GET /login`
+pub async fn show(State(app): State<App>, Query(q): Query<NextQuery>) -> Response {
+    form(&app, safe_next(q.next.as_deref()), "", None)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    pub csrf: String,
+    pub email: String,
+    pub password: String,
+    pub next: Option<String>,
+}
+
+/// `POST /login`: a new session (rotated at every sign-in), then back to where the user was going.
+pub async fn submit(
+    State(app): State<App>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(f.next.as_deref()).to_string();
+    if !csrf_ok(&headers, &f.csrf) {
+        return form(
+            &app,
+            &next,
+            &f.email,
+            Some("The form expired; please sign in again."),
+        );
+    }
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    match auth::login(&app, &f.email, f.password, ip.as_deref(), ua).await {
+        Ok(session) => {
+            let max_age = (session.expires_at - app.now()).num_seconds();
+            let mut resp = Redirect::to(&next).into_response();
+            if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, &session.id, max_age)
+            {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e @ (Error::Unauthenticated(_) | Error::RateLimited { .. })) => {
+            form(&app, &next, &f.email, Some(&e.to_string()))
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    pub csrf: String,
+}
+
+/// `POST /logout`: ends the session.
+pub async fn logout(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    headers: HeaderMap,
+    Form(f): Form<LogoutForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return error_page(&Error::Forbidden(
+            "the form expired or came from another site".into(),
+        ));
+    }
+    if let Err(e) = auth::logout(&app, &p).await {
+        return error_page(&e);
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, "", 0) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(super::safe_next(Some("/account/x")), "/account/x");
+        for bad in ["https://evil.test/", "//evil.test", "/\\evil.test", "evil"] {
+            assert_eq!(super::safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(super::encode("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
+    }
+}

@@ -1,0 +1,171 @@
+//! Dashboard pages over HTTP: sign-in (CSRF, session rotation, safe redirects), sign-out, and a
+//! workspace's access page listing users, service accounts and teams with role and expiry.
+
+use crate::support::*;
+use atrium::domain::role::{AccountRole, BuiltinWorkspaceRole};
+use axum::body::Body;
+use axum::http::{Method as M, Request, StatusCode as S};
+use serde_json::json;
+
+async fn get_page(t: &TestApp, path: &str, cookie: &str) -> (S, axum::http::HeaderMap, String) {
+    let req = Request::builder()
+        .method(M::GET)
+        .uri(path)
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .expect("request");
+    let (s, h, b) = t.send(req).await;
+    (s, h, String::from_utf8(b).expect("utf8"))
+}
+
+/// Signs `email` in through the form; returns the session cookie.
+async fn sign_in(
+    t: &TestApp,
+    email: &str,
+    password: &str,
+    next: &str,
+) -> (S, axum::http::HeaderMap) {
+    let (s, h, html) = get_page(t, &format!("/login?next={next}"), "").await;
+    assert_eq!(s, S::OK);
+    let csrf = cookie_of(&h, "atrium_csrf");
+    let token = hidden(&html, "csrf");
+    let (s, h, _) = form(
+        t,
+        "/login",
+        &csrf,
+        &[
+            ("csrf", &token),
+            ("email", email),
+            ("password", password),
+            ("next", next),
+        ],
+    )
+    .await;
+    (s, h)
+}
+
+#[tokio::test]
+async fn the_access_page_shows_every_grant_with_its_role_and_expiry() {
+    each_db(|t| async move {
+        let owner = t.user("owner@acme.test").await;
+        let account = t.account(&owner, "acme").await;
+        let ws = t.workspace(account, &owner.key, "prod").await;
+        // An Admin who signs in with a password.
+        let admin_id = t.user_with_password("ada@acme.test").await;
+        let admin = TestUser { id: admin_id, key: owner.key.clone(), key_id: owner.key_id };
+        t.add_member(account, &owner, &admin, AccountRole::Admin).await;
+        let vic = t.user("vic@acme.test").await;
+        t.add_member(account, &owner, &vic, AccountRole::Member).await;
+        let soon = t.app.now() + chrono::Duration::days(3);
+        let (s, v) = t
+            .call(M::POST, &format!("/api/accounts/{account}/workspaces/{ws}/user_access/"), Some(&owner.key),
+                Some(json!([{"user_id": vic.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id(), "expires_at": soon}])))
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        let (s, bot) = t.call(M::POST, &format!("/api/accounts/{account}/bots"), Some(&owner.key), Some(json!({"name": "deployer"}))).await;
+        assert_eq!(s, S::CREATED, "{bot}");
+        let (s, v) = t
+            .call(M::POST, &format!("/api/accounts/{account}/workspaces/{ws}/bot_access/"), Some(&owner.key),
+                Some(json!({"bot_id": bot["id"], "workspace_role_id": BuiltinWorkspaceRole::Runner.id()})))
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        let (s, team) = t.call(M::POST, &format!("/api/accounts/{account}/teams"), Some(&owner.key), Some(json!({"name": "data <team>"}))).await;
+        assert_eq!(s, S::CREATED, "{team}");
+        let hour = t.app.now() + chrono::Duration::hours(1);
+        let (s, v) = t
+            .call(M::PUT, &format!("/api/accounts/{account}/workspaces/{ws}/team_access/"), Some(&owner.key),
+                Some(json!([{"team_id": team["id"], "workspace_role_id": BuiltinWorkspaceRole::Developer.id(), "expires_at": hour}])))
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+
+        // Not signed in: the page sends the visitor to sign in and back.
+        let path = format!("/account/{account}/workspace/{ws}/access");
+        let (s, h, _) = get_page(&t, &path, "").await;
+        assert_eq!(s, S::SEE_OTHER);
+        assert_eq!(h["location"], format!("/login?next={path}"));
+        // A wrong password stays on the form with the API's message; no session.
+        let (s, h) = sign_in(&t, "ada@acme.test", "wrong-password", &path).await;
+        assert_eq!(s, S::UNAUTHORIZED);
+        assert!(h.get("location").is_none());
+        let (s, h) = sign_in(&t, "ada@acme.test", "a-long-password", &path).await;
+        assert_eq!(s, S::SEE_OTHER);
+        assert_eq!(h["location"], path.as_str(), "back to the page asked for");
+        let session = cookie_of(&h, "atrium_session");
+
+        let (s, _, html) = get_page(&t, &path, &session).await;
+        assert_eq!(s, S::OK, "{html}");
+        for needle in ["Access to prod", "vic@acme.test", "Viewer", "deployer", "Runner", "data &lt;team&gt;", "Developer"] {
+            assert!(html.contains(needle), "{needle} missing from {html}");
+        }
+        assert!(!html.contains("data <team>"), "names are escaped");
+        assert!(html.contains(&format!("{}</time> (in 3 days)", soon.format("%Y-%m-%d %H:%M UTC"))), "{html}");
+        assert!(html.contains(&format!("{}</time> (in 60 minutes)", hour.format("%Y-%m-%d %H:%M UTC"))), "{html}");
+        assert!(html.contains("<td>never</td>"), "the service account's grant does not expire");
+
+        // Past its instant the team grant shows as expired (before any sweep).
+        t.clock.advance(chrono::Duration::hours(2));
+        let (_, _, html) = get_page(&t, &path, &session).await;
+        assert!(html.contains("expired 60 minutes ago, no longer counts"), "{html}");
+
+        // A Member without see_workspace_users is refused with the API's message.
+        let vic_pw = t.user_with_password("val@acme.test").await;
+        let val = TestUser { id: vic_pw, key: owner.key.clone(), key_id: owner.key_id };
+        t.add_member(account, &owner, &val, AccountRole::Member).await;
+        let (s, v) = t
+            .call(M::POST, &format!("/api/accounts/{account}/workspaces/{ws}/user_access/"), Some(&owner.key),
+                Some(json!([{"user_id": val.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}])))
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        let (_, h) = sign_in(&t, "val@acme.test", "a-long-password", "/").await;
+        let val_session = cookie_of(&h, "atrium_session");
+        let (s, _, html) = get_page(&t, &path, &val_session).await;
+        assert_eq!(s, S::FORBIDDEN);
+        assert!(html.contains("missing workspace scope see_workspace_users"), "{html}");
+
+        // Sign-out needs the form's CSRF token, then ends the session.
+        let (_, h, html) = get_page(&t, &path, &session).await;
+        let csrf = cookie_of(&h, "atrium_csrf");
+        let (s, _, _) = form(&t, "/logout", &format!("{session}; {csrf}"), &[("csrf", "forged")]).await;
+        assert_eq!(s, S::FORBIDDEN);
+        let (s, _, _) = form(&t, "/logout", &format!("{session}; {csrf}"), &[("csrf", &hidden(&html, "csrf"))]).await;
+        assert_eq!(s, S::SEE_OTHER);
+        let (s, _, _) = get_page(&t, &path, &session).await;
+        assert_eq!(s, S::SEE_OTHER, "the old session no longer works");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sign_in_refuses_forged_forms_and_follows_only_local_paths() {
+    each_db(|t| async move {
+        t.user_with_password("ann@x.test").await;
+        let (s, h, html) = get_page(&t, "/login?next=https://evil.test/", "").await;
+        assert_eq!(s, S::OK);
+        assert!(html.contains("name=\"next\" value=\"/\""), "{html}");
+        let csrf = cookie_of(&h, "atrium_csrf");
+        let (s, h, _) = form(
+            &t,
+            "/login",
+            &csrf,
+            &[
+                ("csrf", "not-the-cookie"),
+                ("email", "ann@x.test"),
+                ("password", "a-long-password"),
+            ],
+        )
+        .await;
+        assert_eq!(s, S::UNAUTHORIZED, "a forged form signs nobody in");
+        assert!(h
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| !c.to_str().unwrap_or("").starts_with("atrium_session=")));
+        let (s, h) = sign_in(&t, "ann@x.test", "a-long-password", "//evil.test").await;
+        assert_eq!(s, S::SEE_OTHER);
+        assert_eq!(h["location"], "/");
+        // Each sign-in gets a new session.
+        let first = cookie_of(&h, "atrium_session");
+        let (_, h) = sign_in(&t, "ann@x.test", "a-long-password", "/").await;
+        assert_ne!(first, cookie_of(&h, "atrium_session"));
+    })
+    .await;
+}
