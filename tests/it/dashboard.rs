@@ -44,24 +44,48 @@ async fn sign_in(
     (s, h)
 }
 
+/// An account with workspace `prod`, an Admin `ada@acme.test` who signs in with a password, and
+/// a Viewer grant to `vic@acme.test` that expires in three days.
+pub(crate) struct Fixture {
+    pub account: atrium::domain::AccountId,
+    pub ws: atrium::domain::WorkspaceId,
+    pub owner: TestUser,
+    pub soon: chrono::DateTime<chrono::Utc>,
+}
+
+pub(crate) async fn fixture(t: &TestApp) -> Fixture {
+    let owner = t.user("owner@acme.test").await;
+    let account = t.account(&owner, "acme").await;
+    let ws = t.workspace(account, &owner.key, "prod").await;
+    let ada = t.user_with_password("ada@acme.test").await;
+    let ada = TestUser {
+        id: ada,
+        key: owner.key.clone(),
+        key_id: owner.key_id,
+    };
+    t.add_member(account, &owner, &ada, AccountRole::Admin)
+        .await;
+    let vic = t.user("vic@acme.test").await;
+    t.add_member(account, &owner, &vic, AccountRole::Member)
+        .await;
+    let soon = t.app.now() + chrono::Duration::days(3);
+    let (s, v) = t
+        .call(M::POST, &format!("/api/accounts/{account}/workspaces/{ws}/user_access/"), Some(&owner.key),
+            Some(json!([{"user_id": vic.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id(), "expires_at": soon}])))
+        .await;
+    assert_eq!(s, S::OK, "{v}");
+    Fixture {
+        account,
+        ws,
+        owner,
+        soon,
+    }
+}
+
 #[tokio::test]
 async fn the_access_page_shows_every_grant_with_its_role_and_expiry() {
     each_db(|t| async move {
-        let owner = t.user("owner@acme.test").await;
-        let account = t.account(&owner, "acme").await;
-        let ws = t.workspace(account, &owner.key, "prod").await;
-        // An Admin who signs in with a password.
-        let admin_id = t.user_with_password("ada@acme.test").await;
-        let admin = TestUser { id: admin_id, key: owner.key.clone(), key_id: owner.key_id };
-        t.add_member(account, &owner, &admin, AccountRole::Admin).await;
-        let vic = t.user("vic@acme.test").await;
-        t.add_member(account, &owner, &vic, AccountRole::Member).await;
-        let soon = t.app.now() + chrono::Duration::days(3);
-        let (s, v) = t
-            .call(M::POST, &format!("/api/accounts/{account}/workspaces/{ws}/user_access/"), Some(&owner.key),
-                Some(json!([{"user_id": vic.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id(), "expires_at": soon}])))
-            .await;
-        assert_eq!(s, S::OK, "{v}");
+        let Fixture { account, ws, owner, soon } = fixture(&t).await;
         let (s, bot) = t.call(M::POST, &format!("/api/accounts/{account}/bots"), Some(&owner.key), Some(json!({"name": "deployer"}))).await;
         assert_eq!(s, S::CREATED, "{bot}");
         let (s, v) = t

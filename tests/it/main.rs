@@ -5,6 +5,7 @@ mod support;
 mod accounts;
 mod audit;
 mod bots;
+mod browser;
 mod concurrency;
 mod crash;
 mod dashboard;

@@ -175,6 +175,26 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// Serves this app on a loopback port (for browsers and other real clients); the server lives
+    /// as long as the test's runtime.
+    pub async fn serve_tcp(&self) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let svc = self.svc.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    std::net::SocketAddr,
+                >(svc),
+            )
+            .await;
+        });
+        port
+    }
+
     /// Sends a request built by the caller (exact headers).
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         let resp = self.svc.clone().oneshot(req).await.expect("infallible");
