@@ -229,6 +229,10 @@ pub fn router(app: App) -> Router {
             axum::routing::get(ui::workspaces::access),
         )
         .route(
+            "/account/{account_id}/team/{team_id}",
+            axum::routing::get(ui::teams::show),
+        )
+        .route(
             "/invitations/{id}",
             axum::routing::get(ui::invitations::show).post(ui::invitations::submit),
         )

@@ -294,6 +294,8 @@ pub async fn delete_user_access(
 pub struct AccessLine {
     /// `user`, `service_account` or `team`.
     pub kind: &'static str,
+    /// The user's, service account's or team's id.
+    pub id: uuid::Uuid,
     pub name: String,
     pub role: String,
     /// When the grant stops counting (`None` = never).
@@ -334,10 +336,12 @@ pub async fn workspace_access_lines(
     };
     let now = app.now();
     let line = |kind,
+                id: uuid::Uuid,
                 name: String,
                 role: RoleId,
                 expires_at: Option<chrono::DateTime<chrono::Utc>>| AccessLine {
         kind,
+        id,
         name,
         role: role_name(role),
         expired: expires_at.is_some_and(|t| t <= now),
@@ -355,7 +359,15 @@ pub async fn workspace_access_lines(
     )
     .await?
     .into_iter()
-    .map(|g| line("user", g.email, g.workspace_role_id, g.expires_at))
+    .map(|g| {
+        line(
+            "user",
+            g.user_id.0,
+            g.email,
+            g.workspace_role_id,
+            g.expires_at,
+        )
+    })
     .collect();
     if held.contains(Scope::SeeWorkspaceServiceAccounts) {
         lines.extend(
@@ -374,6 +386,7 @@ pub async fn workspace_access_lines(
             .map(|g| {
                 line(
                     "service_account",
+                    g.bot_id,
                     g.bot_name,
                     g.workspace_role_id,
                     g.expires_at,
@@ -394,7 +407,15 @@ pub async fn workspace_access_lines(
         )
         .await?
         .into_iter()
-        .map(|g| line("team", g.team_name, g.workspace_role_id, g.expires_at)),
+        .map(|g| {
+            line(
+                "team",
+                g.team_id,
+                g.team_name,
+                g.workspace_role_id,
+                g.expires_at,
+            )
+        }),
     );
     Ok(lines)
 }

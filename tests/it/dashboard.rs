@@ -51,6 +51,7 @@ pub(crate) struct Fixture {
     pub ws: atrium::domain::WorkspaceId,
     pub owner: TestUser,
     pub soon: chrono::DateTime<chrono::Utc>,
+    pub vic: atrium::domain::UserId,
 }
 
 pub(crate) async fn fixture(t: &TestApp) -> Fixture {
@@ -79,13 +80,14 @@ pub(crate) async fn fixture(t: &TestApp) -> Fixture {
         ws,
         owner,
         soon,
+        vic: vic.id,
     }
 }
 
 #[tokio::test]
 async fn the_access_page_shows_every_grant_with_its_role_and_expiry() {
     each_db(|t| async move {
-        let Fixture { account, ws, owner, soon } = fixture(&t).await;
+        let Fixture { account, ws, owner, soon, vic } = fixture(&t).await;
         let (s, bot) = t.call(M::POST, &format!("/api/accounts/{account}/bots"), Some(&owner.key), Some(json!({"name": "deployer"}))).await;
         assert_eq!(s, S::CREATED, "{bot}");
         let (s, v) = t
@@ -125,6 +127,20 @@ async fn the_access_page_shows_every_grant_with_its_role_and_expiry() {
         assert!(html.contains(&format!("{}</time> (in 3 days)", soon.format("%Y-%m-%d %H:%M UTC"))), "{html}");
         assert!(html.contains(&format!("{}</time> (in 60 minutes)", hour.format("%Y-%m-%d %H:%M UTC"))), "{html}");
         assert!(html.contains("<td>never</td>"), "the service account's grant does not expire");
+
+        // The team links to its page, which shows each membership's expiry and the team's roles.
+        let team_path = format!("/account/{account}/team/{}", team["id"].as_str().expect("team id"));
+        assert!(html.contains(&format!("href=\"{team_path}\"")), "{html}");
+        let until = t.app.now() + chrono::Duration::days(10);
+        let (s, v) = t
+            .call(M::PUT, &format!("/api/accounts/{account}/teams/{}/members", team["id"].as_str().expect("id")), Some(&owner.key),
+                Some(json!({"members": [{"member_id": vic, "member_type": "user", "expires_at": until}]})))
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        let (s, _, html) = get_page(&t, &team_path, &session).await;
+        assert_eq!(s, S::OK, "{html}");
+        assert!(html.contains("Team data &lt;team&gt;") && html.contains("vic@acme.test") && html.contains("Developer"), "{html}");
+        assert!(html.contains(&format!("{}</time> (in 10 days)", until.format("%Y-%m-%d %H:%M UTC"))), "{html}");
 
         // Past its instant the team grant shows as expired (before any sweep).
         t.clock.advance(chrono::Duration::hours(2));

@@ -5,6 +5,7 @@
 pub mod invitations;
 pub mod session;
 pub mod setup;
+pub mod teams;
 pub mod workspaces;
 
 use crate::services::credentials::random_base62;
@@ -79,4 +80,58 @@ pub fn csrf_ok(headers: &HeaderMap, form_token: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// "in 3 days", "2 hours ago": how far an instant is from now, roughly.
+pub fn relative(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let d = t - now;
+    let secs = d.num_seconds().abs();
+    let amount = match secs {
+        s if s < 90 => "a minute".to_string(),
+        s if s < 90 * 60 => format!("{} minutes", s / 60),
+        s if s < 36 * 3600 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86_400),
+    };
+    if d.num_seconds() >= 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// A table cell for an expiry: "never", the instant with how far it is, or that it has passed
+/// (an expired grant or membership no longer counts even before the sweeper removes it).
+pub fn expiry_cell(
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    match expires_at {
+        None => "<td>never</td>".into(),
+        Some(t) if t <= now => format!(
+            "<td class=\"expired\"><time datetime=\"{iso}\">{day}</time> — expired {rel}, no longer counts</td>",
+            iso = t.to_rfc3339(),
+            day = t.format("%Y-%m-%d %H:%M UTC"),
+            rel = relative(t, now),
+        ),
+        Some(t) => format!(
+            "<td><time datetime=\"{iso}\">{day}</time> ({rel})</td>",
+            iso = t.to_rfc3339(),
+            day = t.format("%Y-%m-%d %H:%M UTC"),
+            rel = relative(t, now),
+        ),
+    }
+}
+
+/// The bar at the top of signed-in pages: who is signed in, and the sign-out form.
+pub fn signed_in_header(app: &crate::app::App, who: &str) -> (String, HeaderValue) {
+    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+    (
+        format!(
+            "<header><span class=\"muted\">Signed in as {who}</span>\
+             <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button class=\"secondary\" type=\"submit\">Sign out</button></form></header>",
+            who = html_escape(who)
+        ),
+        cookie,
+    )
 }
