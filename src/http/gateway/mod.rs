@@ -69,28 +69,32 @@ const STRIPPED: &[&str] = &[
     "cf-connecting-ip",
 ];
 
+/// Removes hop-by-hop and identity headers in one pass (no per-name hashing or parsing).
 fn strip_request_headers(h: &mut HeaderMap) {
     // Headers named by Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = h
+    let named: Vec<String> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(|n| n.trim().to_ascii_lowercase())
         .collect();
-    for n in named {
-        h.remove(n);
+    let dropped = |n: &HeaderName| {
+        let n = n.as_str();
+        STRIPPED.contains(&n) || n.starts_with("x-atrium-") || named.iter().any(|c| c == n)
+    };
+    if !h.keys().any(dropped) {
+        return;
     }
-    for n in STRIPPED {
-        h.remove(*n);
-    }
-    let atrium: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-atrium-"))
-        .cloned()
-        .collect();
-    for n in atrium {
-        h.remove(n);
+    let old = std::mem::take(h);
+    let mut name: Option<HeaderName> = None;
+    for (n, v) in old {
+        if n.is_some() {
+            name = n;
+        }
+        if let Some(n) = name.as_ref().filter(|n| !dropped(n)) {
+            h.append(n.clone(), v);
+        }
     }
 }
 
