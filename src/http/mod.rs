@@ -224,6 +224,11 @@ pub fn router(app: App) -> Router {
             axum::routing::get(ui::session::show).post(ui::session::submit),
         )
         .route("/logout", axum::routing::post(ui::session::logout))
+        .route("/", axum::routing::get(ui::accounts::home))
+        .route(
+            "/account/{account_id}",
+            axum::routing::get(ui::accounts::show),
+        )
         .route(
             "/account/{account_id}/workspace/{workspace_id}/access",
             axum::routing::get(ui::workspaces::access),

@@ -400,3 +400,77 @@ pub async fn find_by_handle(app: &App, handle: &str) -> Result<AccountRow> {
         .await?
         .ok_or_else(|| Error::not_found("account"))
 }
+
+/// What the dashboard's account page shows.
+#[derive(Debug, serde::Serialize)]
+pub struct AccountOverview {
+    pub id: AccountId,
+    pub name: String,
+    pub handle: String,
+    pub role: &'static str,
+    pub plan: &'static str,
+    /// Active members plus pending invitations, against the plan's user limit.
+    pub seats_used: i64,
+    pub seat_limit: Option<i64>,
+    pub workspace_limit: Option<i64>,
+    /// The workspaces the caller can see, with whether they may see who has access.
+    pub workspaces: Vec<(crate::domain::Workspace, bool)>,
+    /// The newest audit events, when the caller may read the audit log and the plan has it.
+    pub recent_activity: Option<Vec<crate::services::audit::EventView>>,
+}
+
+/// The account page: plan, seats, the caller's workspaces and recent activity (`read:account`).
+pub async fn overview(app: &App, p: &Principal, id: AccountId) -> Result<AccountOverview> {
+    let role = crate::services::authorize(app, p, id, P::ReadAccount).await?;
+    let now = app.now();
+    let (row, seats_used, all) = {
+        let mut c = app.store.reader().await?;
+        let row = store::accounts::find_account(&mut c, id)
+            .await?
+            .ok_or_else(|| Error::not_found("account"))?;
+        let used = store::memberships::count_active_members(&mut c, id).await?
+            + store::invitations::count_pending(&mut c, id, now).await?;
+        let all = store::workspaces::find_all_workspaces(&mut c, id).await?;
+        (row, used, all)
+    };
+    let e = crate::services::plans::entitlements(app, &row);
+    let now_us = now.timestamp_micros();
+    let workspaces = all
+        .into_iter()
+        .filter_map(|w| {
+            let scopes = app.index.workspace_scopes(p, id, w.id, now_us).ok()?;
+            let sees_access = scopes.contains(crate::domain::scope::Scope::SeeWorkspaceUsers);
+            Some((w, sees_access))
+        })
+        .collect();
+    let may_read_audit = role.permissions().contains(P::ReadAuditEvent)
+        && e.features.contains(crate::domain::plan::Feature::AuditLog);
+    let recent_activity = if may_read_audit {
+        let page = crate::services::audit::filter_events(
+            app,
+            p,
+            id,
+            None,
+            crate::services::audit::FilterEvents {
+                limit: Some(8),
+                filter: None,
+            },
+        )
+        .await?;
+        Some(page.events)
+    } else {
+        None
+    };
+    Ok(AccountOverview {
+        id,
+        name: row.name,
+        handle: row.handle,
+        role: role.name(),
+        plan: e.plan.display(),
+        seats_used,
+        seat_limit: e.user_limit,
+        workspace_limit: e.workspace_limit,
+        workspaces,
+        recent_activity,
+    })
+}

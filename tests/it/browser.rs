@@ -266,6 +266,14 @@ async fn sign_in_and_read_a_workspaces_access_with_expiries_in_chromium() {
         "{text}"
     );
     page.screenshot("workspace-access").await;
+    page.goto(&format!("{base}/account/{account}")).await;
+    let text = page.text().await;
+    assert!(
+        text.contains("Workspaces") && text.contains("seats used 3 of no limit"),
+        "{text}"
+    );
+    page.screenshot("account").await;
+    page.goto(&format!("{base}{path}")).await;
 
     // Keyboard users reach the sign-out button, and it works.
     page.eval(

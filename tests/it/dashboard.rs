@@ -142,6 +142,16 @@ async fn the_access_page_shows_every_grant_with_its_role_and_expiry() {
         assert!(html.contains("Team data &lt;team&gt;") && html.contains("vic@acme.test") && html.contains("Developer"), "{html}");
         assert!(html.contains(&format!("{}</time> (in 10 days)", until.format("%Y-%m-%d %H:%M UTC"))), "{html}");
 
+        // Home lists the accounts; the account page shows plan, seats, workspaces and activity.
+        let (s, _, html) = get_page(&t, "/", &session).await;
+        assert_eq!(s, S::OK, "{html}");
+        assert!(html.contains(&format!("href=\"/account/{account}\"")) && html.contains("Admin"), "{html}");
+        let (s, _, html) = get_page(&t, &format!("/account/{account}"), &session).await;
+        assert_eq!(s, S::OK, "{html}");
+        assert!(html.contains("Enterprise · seats used 3 of no limit"), "owner, ada and vic: {html}");
+        assert!(html.contains(&format!("href=\"/account/{account}/workspace/{ws}/access\"")), "{html}");
+        assert!(html.contains("Recent activity") && html.contains("workspace-access.updated"), "{html}");
+
         // Past its instant the team grant shows as expired (before any sweep).
         t.clock.advance(chrono::Duration::hours(2));
         let (_, _, html) = get_page(&t, &path, &session).await;
@@ -161,6 +171,15 @@ async fn the_access_page_shows_every_grant_with_its_role_and_expiry() {
         let (s, _, html) = get_page(&t, &path, &val_session).await;
         assert_eq!(s, S::FORBIDDEN);
         assert!(html.contains("missing workspace scope see_workspace_users"), "{html}");
+        // A Member sees the workspace but no access link and no audit activity.
+        let (s, _, html) = get_page(&t, &format!("/account/{account}"), &val_session).await;
+        assert_eq!(s, S::OK, "{html}");
+        assert!(html.contains("prod") && !html.contains("/access\"") && !html.contains("Recent activity"), "{html}");
+        // Another account's page does not exist for them.
+        let other_owner = t.user("other@x.test").await;
+        let other = t.account(&other_owner, "other").await;
+        let (s, _, _) = get_page(&t, &format!("/account/{other}"), &val_session).await;
+        assert_eq!(s, S::NOT_FOUND);
 
         // Sign-out needs the form's CSRF token, then ends the session.
         let (_, h, html) = get_page(&t, &path, &session).await;

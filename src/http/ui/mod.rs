@@ -2,6 +2,7 @@
 //! (double-submit: a random value in an HttpOnly, SameSite=Strict cookie and in the form, compared
 //! in constant time).
 
+pub mod accounts;
 pub mod invitations;
 pub mod session;
 pub mod setup;
@@ -26,7 +27,7 @@ button.secondary{background:#e7e9ee;color:#1d2330}.error{background:#fdecec;colo
 .muted{color:#5b6475;font-size:.9rem}\
 main:has(table){max-width:60rem}table{width:100%;border-collapse:collapse;margin:1rem 0}caption{text-align:left;font-weight:600;padding:.25rem 0}\
 th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid #e3e6eb;font-size:.95rem}td.expired{color:#8a1c1c}\
-header{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin-bottom:1rem}form.inline button{margin-top:0}";
+header{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin-bottom:1rem}form.inline button{margin-top:0}ul.plain{list-style:none;padding:0}ul.plain li{padding:.35rem 0}";
 
 /// A whole page.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -86,6 +87,9 @@ pub fn csrf_ok(headers: &HeaderMap, form_token: &str) -> bool {
 pub fn relative(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
     let d = t - now;
     let secs = d.num_seconds().abs();
+    if secs < 45 {
+        return "just now".into();
+    }
     let amount = match secs {
         s if s < 90 => "a minute".to_string(),
         s if s < 90 * 60 => format!("{} minutes", s / 60),

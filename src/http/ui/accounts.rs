@@ -1,0 +1,133 @@
+//! The signed-in home (every account the user belongs to) and an account's overview page.
+
+use super::session::SignedIn;
+use super::{error_page, page, relative, signed_in_header};
+use crate::app::App;
+use crate::domain::AccountId;
+use crate::services::accounts::overview;
+use crate::services::mail::html_escape;
+use crate::services::me::my_accounts;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+
+fn with_cookie(mut resp: Response, cookie: axum::http::HeaderValue) -> Response {
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    resp
+}
+
+/// `GET /`: the account switcher.
+pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
+    let accounts = match my_accounts(&app, &p).await {
+        Ok(a) => a,
+        Err(e) => return error_page(&e),
+    };
+    let items: String = accounts
+        .iter()
+        .map(|a| {
+            format!(
+                "<li><a href=\"/account/{id}\">{name}</a> <span class=\"muted\">{handle} · {role}</span></li>",
+                id = a.account_id,
+                name = html_escape(&a.account_name),
+                handle = html_escape(&a.account_handle),
+                role = a.account_role_name,
+            )
+        })
+        .collect();
+    let list = if items.is_empty() {
+        "<p class=\"muted\">You are not a member of any account yet. Ask an account Owner for an invitation.</p>".to_string()
+    } else {
+        format!("<nav aria-label=\"Accounts\"><ul class=\"plain\">{items}</ul></nav>")
+    };
+    let (header, cookie) = signed_in_header(&app, &p.name);
+    with_cookie(
+        page(
+            StatusCode::OK,
+            "Accounts",
+            &format!("{header}<h1>Your accounts</h1>{list}"),
+        ),
+        cookie,
+    )
+}
+
+/// `GET /account/{account_id}`: plan, seats, workspaces and recent activity.
+pub async fn show(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+) -> Response {
+    let o = match overview(&app, &p, account).await {
+        Ok(o) => o,
+        Err(e) => return error_page(&e),
+    };
+    let limit = |l: Option<i64>| l.map_or_else(|| "no limit".to_string(), |l| l.to_string());
+    let meter = match o.seat_limit {
+        Some(l) if l > 0 => format!(
+            "<meter min=\"0\" max=\"{l}\" value=\"{u}\" aria-label=\"Seats used\">{u} of {l}</meter>",
+            u = o.seats_used
+        ),
+        _ => String::new(),
+    };
+    let workspaces: String = o
+        .workspaces
+        .iter()
+        .map(|(w, sees_access)| {
+            let access = if *sees_access {
+                format!(
+                    " · <a href=\"/account/{account}/workspace/{}/access\">access</a>",
+                    w.id
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "<li>{name} <span class=\"muted\">{handle}</span>{access}</li>",
+                name = html_escape(&w.name),
+                handle = html_escape(&w.handle),
+            )
+        })
+        .collect();
+    let workspaces = if workspaces.is_empty() {
+        "<p class=\"muted\">No workspace you can see.</p>".to_string()
+    } else {
+        format!("<ul class=\"plain\">{workspaces}</ul>")
+    };
+    let now = app.now();
+    let activity = match &o.recent_activity {
+        None => String::new(),
+        Some(events) if events.is_empty() => {
+            "<h2>Recent activity</h2><p class=\"muted\">Nothing yet.</p>".into()
+        }
+        Some(events) => {
+            let rows: String = events
+                .iter()
+                .map(|e| {
+                    format!(
+                        "<tr><td><time datetime=\"{iso}\">{rel}</time></td><td>{event}</td><td>{actor}</td></tr>",
+                        iso = e.occurred.to_rfc3339(),
+                        rel = relative(e.occurred, now),
+                        event = html_escape(e.event.trim_start_matches("prefect-cloud.")),
+                        actor = html_escape(e.actor["name"].as_str().unwrap_or("system")),
+                    )
+                })
+                .collect();
+            format!("<h2>Recent activity</h2><table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th></tr></thead><tbody>{rows}</tbody></table>")
+        }
+    };
+    let (header, cookie) = signed_in_header(&app, &p.name);
+    let body = format!(
+        "{header}<p><a href=\"/\">All accounts</a></p><h1>{name}</h1>\
+         <p class=\"muted\">{handle} · your role: {role}</p>\
+         <h2>Plan</h2><p>{plan} · seats used {used} of {seats} {meter} · workspaces {wcount} of {wlimit}</p>\
+         <h2>Workspaces</h2>{workspaces}{activity}",
+        name = html_escape(&o.name),
+        handle = html_escape(&o.handle),
+        role = o.role,
+        plan = o.plan,
+        used = o.seats_used,
+        seats = limit(o.seat_limit),
+        wcount = o.workspaces.len(),
+        wlimit = limit(o.workspace_limit),
+    );
+    with_cookie(page(StatusCode::OK, &o.name, &body), cookie)
+}
