@@ -226,6 +226,14 @@ pub fn router(app: App) -> Router {
         .route("/logout", axum::routing::post(ui::session::logout))
         .route("/", axum::routing::get(ui::accounts::home))
         .route(
+            "/me/api-keys",
+            axum::routing::get(ui::keys::list).post(ui::keys::create),
+        )
+        .route(
+            "/me/api-keys/{id}/delete",
+            axum::routing::post(ui::keys::delete),
+        )
+        .route(
             "/account/{account_id}",
             axum::routing::get(ui::accounts::show),
         )

@@ -275,6 +275,28 @@ async fn sign_in_and_read_a_workspaces_access_with_expiries_in_chromium() {
     page.screenshot("account").await;
     page.goto(&format!("{base}{path}")).await;
 
+    // A personal API key: created in the page, shown once, with the copy button our script
+    // reveals.
+    page.goto(&format!("{base}/me/api-keys")).await;
+    page.eval(
+        "document.querySelector('#key-name').value = 'laptop';\
+         document.querySelector('#key-days').value = '30';\
+         document.querySelector('form[action=\"/me/api-keys\"] button').click(); true",
+    )
+    .await;
+    page.wait_for("document.getElementById('new-key') !== null")
+        .await;
+    let key = page
+        .eval("document.getElementById('new-key').textContent")
+        .await;
+    assert!(key.as_str().is_some_and(|k| k.starts_with("pnu_")), "{key}");
+    assert_eq!(
+        page.eval("document.querySelector('[data-copy]').hidden")
+            .await,
+        false
+    );
+    page.screenshot("api-keys").await;
+
     // Keyboard users reach the sign-out button, and it works.
     page.eval(
         "document.querySelector('header button').focus(); document.activeElement.textContent",

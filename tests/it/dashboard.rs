@@ -228,3 +228,79 @@ async fn sign_in_refuses_forged_forms_and_follows_only_local_paths() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn personal_api_keys_are_created_shown_once_listed_masked_and_deleted() {
+    each_db(|t| async move {
+        t.user_with_password("ann@x.test").await;
+        let (_, h) = sign_in(&t, "ann@x.test", "a-long-password", "/me/api-keys").await;
+        let session = cookie_of(&h, "atrium_session");
+        let (s, h, html) = get_page(&t, "/me/api-keys", &session).await;
+        assert_eq!(s, S::OK, "{html}");
+        assert!(html.contains("No keys yet."), "{html}");
+        let cookies = format!("{session}; {}", cookie_of(&h, "atrium_csrf"));
+        let csrf = hidden(&html, "csrf");
+        // Bad input gets the API's message and creates nothing.
+        let (s, _, html) = form(
+            &t,
+            "/me/api-keys",
+            &cookies,
+            &[("csrf", &csrf), ("name", "laptop"), ("days", "0")],
+        )
+        .await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{html}");
+        let (s, _, _) = form(
+            &t,
+            "/me/api-keys",
+            &cookies,
+            &[("csrf", "forged"), ("name", "laptop"), ("days", "")],
+        )
+        .await;
+        assert_eq!(s, S::FORBIDDEN);
+        let (s, h, html) = form(
+            &t,
+            "/me/api-keys",
+            &cookies,
+            &[("csrf", &csrf), ("name", "laptop"), ("days", "30")],
+        )
+        .await;
+        assert_eq!(s, S::OK, "{html}");
+        assert_eq!(
+            h["cache-control"], "no-store",
+            "a page with a secret is not cached"
+        );
+        let key = html
+            .split("<code id=\"new-key\">")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .expect("the new key is shown")
+            .to_string();
+        assert!(key.starts_with("pnu_") && key.len() == 40, "{key}");
+        // The key works against the API.
+        let (s, me) = t.call(M::GET, "/api/me", Some(&key), None).await;
+        assert_eq!((s, me["email"].as_str()), (S::OK, Some("ann@x.test")));
+        // Listed masked with its expiry; never shown again.
+        let (_, h, html) = get_page(&t, "/me/api-keys", &session).await;
+        let cookies = format!("{session}; {}", cookie_of(&h, "atrium_csrf"));
+        assert!(!html.contains(&key), "the key is shown only once");
+        assert!(
+            html.contains("laptop") && html.contains("(in 30 days)"),
+            "{html}"
+        );
+        let delete = html
+            .split("action=\"")
+            .find(|s| s.starts_with("/me/api-keys/") && s.contains("/delete"))
+            .and_then(|s| s.split('"').next())
+            .expect("a delete form")
+            .to_string();
+        let csrf = hidden(&html, "csrf");
+        let (s, h, _) = form(&t, &delete, &cookies, &[("csrf", &csrf)]).await;
+        assert_eq!(
+            (s, h["location"].to_str().unwrap_or("")),
+            (S::SEE_OTHER, "/me/api-keys")
+        );
+        let (s, _) = t.call(M::GET, "/api/me", Some(&key), None).await;
+        assert_eq!(s, S::UNAUTHORIZED, "a deleted key stops working at once");
+    })
+    .await;
+}

@@ -39,7 +39,7 @@ pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
     } else {
         format!("<nav aria-label=\"Accounts\"><ul class=\"plain\">{items}</ul></nav>")
     };
-    let (header, cookie) = signed_in_header(&app, &p.name);
+    let (header, _, cookie) = signed_in_header(&app, &p.name);
     with_cookie(
         page(
             StatusCode::OK,
@@ -114,7 +114,7 @@ pub async fn show(
             format!("<h2>Recent activity</h2><table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th></tr></thead><tbody>{rows}</tbody></table>")
         }
     };
-    let (header, cookie) = signed_in_header(&app, &p.name);
+    let (header, _, cookie) = signed_in_header(&app, &p.name);
     let body = format!(
         "{header}<p><a href=\"/\">All accounts</a></p><h1>{name}</h1>\
          <p class=\"muted\">{handle} · your role: {role}</p>\

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod invitations;
+pub mod keys;
 pub mod session;
 pub mod setup;
 pub mod teams;
@@ -27,7 +28,8 @@ button.secondary{background:#e7e9ee;color:#1d2330}.error{background:#fdecec;colo
 .muted{color:#5b6475;font-size:.9rem}\
 main:has(table){max-width:60rem}table{width:100%;border-collapse:collapse;margin:1rem 0}caption{text-align:left;font-weight:600;padding:.25rem 0}\
 th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid #e3e6eb;font-size:.95rem}td.expired{color:#8a1c1c}\
-header{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin-bottom:1rem}form.inline button{margin-top:0}ul.plain{list-style:none;padding:0}ul.plain li{padding:.35rem 0}";
+header{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin-bottom:1rem}form.inline button{margin-top:0}ul.plain{list-style:none;padding:0}ul.plain li{padding:.35rem 0}\
+.notice{background:#eef4ff;border-radius:8px;padding:.5rem 1rem;margin:1rem 0}code{word-break:break-all}";
 
 /// A whole page.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -126,16 +128,18 @@ pub fn expiry_cell(
     }
 }
 
-/// The bar at the top of signed-in pages: who is signed in, and the sign-out form.
-pub fn signed_in_header(app: &crate::app::App, who: &str) -> (String, HeaderValue) {
+/// The bar at the top of signed-in pages (who is signed in, and the sign-out form), with the
+/// page's CSRF token (for its other forms) and the cookie that carries it.
+pub fn signed_in_header(app: &crate::app::App, who: &str) -> (String, String, HeaderValue) {
     let (csrf, cookie) = new_csrf(app.config.secure_cookies());
     (
         format!(
-            "<header><span class=\"muted\">Signed in as {who}</span>\
+            "<header><span class=\"muted\">Signed in as {who} · <a href=\"/me/api-keys\">API keys</a></span>\
              <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <button class=\"secondary\" type=\"submit\">Sign out</button></form></header>",
             who = html_escape(who)
         ),
+        csrf,
         cookie,
     )
 }

@@ -60,7 +60,7 @@ pub async fn show(
     } else {
         format!("<table><caption>Workspaces</caption><thead><tr><th scope=\"col\">Workspace</th><th scope=\"col\">Role</th></tr></thead><tbody>{workspaces}</tbody></table>")
     };
-    let (header, cookie) = signed_in_header(&app, &p.name);
+    let (header, _, cookie) = signed_in_header(&app, &p.name);
     let body = format!(
         "{header}<h1>Team {name}</h1><p class=\"muted\">{desc}</p>{members}{workspaces}",
         name = html_escape(&t.name),

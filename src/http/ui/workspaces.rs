@@ -58,7 +58,7 @@ pub async fn access(
             "<table><caption>Grants on this workspace</caption><thead><tr><th scope=\"col\">Who</th><th scope=\"col\">Kind</th><th scope=\"col\">Role</th><th scope=\"col\">Expires</th></tr></thead><tbody>{rows}</tbody></table>"
         )
     };
-    let (header, cookie) = super::signed_in_header(&app, &p.name);
+    let (header, _, cookie) = super::signed_in_header(&app, &p.name);
     let body = format!(
         "{header}<h1>Access to {ws}</h1>{table}\
          <p class=\"muted\">Times are UTC. An expired grant stops counting at its instant and is removed within a minute.</p>",
