@@ -1,6 +1,6 @@
 //! The page an invitation email links to: join by creating a user or by signing in, or decline.
 
-use super::{csrf_ok, error_page, new_csrf, page};
+use super::{error_page, new_csrf, page};
 use crate::app::App;
 use crate::http::extract::ClientIp;
 use crate::services::auth::Signup;
@@ -82,10 +82,8 @@ pub async fn submit(
     headers: HeaderMap,
     Form(f): Form<InvitationForm>,
 ) -> Response {
-    if !csrf_ok(&headers, &f.csrf) {
-        return error_page(&Error::Forbidden(
-            "the form expired or came from another site; reload the invitation link".into(),
-        ));
+    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+        return refused;
     }
     let ua = headers
         .get(header::USER_AGENT)

@@ -2,7 +2,7 @@
 //! expiry, delete.
 
 use super::session::SignedIn;
-use super::{csrf_ok, error_page, expiry_cell, page, signed_in_header};
+use super::{error_page, expiry_cell, page, signed_in_header};
 use crate::app::App;
 use crate::domain::ApiKeyId;
 use crate::services::mail::html_escape;
@@ -96,10 +96,8 @@ pub async fn create(
     headers: HeaderMap,
     Form(f): Form<CreateForm>,
 ) -> Response {
-    if !csrf_ok(&headers, &f.csrf) {
-        return error_page(&Error::Forbidden(
-            "the form expired or came from another site; reload the page".into(),
-        ));
+    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+        return refused;
     }
     let expiration = match f.days.trim() {
         "" => None,
@@ -149,10 +147,8 @@ pub async fn delete(
     headers: HeaderMap,
     Form(f): Form<DeleteForm>,
 ) -> Response {
-    if !csrf_ok(&headers, &f.csrf) {
-        return error_page(&Error::Forbidden(
-            "the form expired or came from another site; reload the page".into(),
-        ));
+    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+        return refused;
     }
     match users::delete_api_key(&app, &p, p.user_id, id).await {
         Ok(()) => Redirect::to("/me/api-keys").into_response(),

@@ -67,6 +67,16 @@ pub fn new_csrf(secure: bool) -> (String, HeaderValue) {
     (token, value)
 }
 
+/// The refusal of a form whose CSRF token does not match its cookie (one message everywhere), or
+/// `None` when it matches.
+pub fn refuse_forged(headers: &HeaderMap, form_token: &str) -> Option<Response> {
+    (!csrf_ok(headers, form_token)).then(|| {
+        error_page(&crate::services::Error::Forbidden(
+            "the form expired or came from another site; reload the page and try again".into(),
+        ))
+    })
+}
+
 /// True when the form's token equals the cookie's.
 pub fn csrf_ok(headers: &HeaderMap, form_token: &str) -> bool {
     let cookie = headers

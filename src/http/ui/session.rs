@@ -147,10 +147,8 @@ pub async fn logout(
     headers: HeaderMap,
     Form(f): Form<LogoutForm>,
 ) -> Response {
-    if !csrf_ok(&headers, &f.csrf) {
-        return error_page(&Error::Forbidden(
-            "the form expired or came from another site".into(),
-        ));
+    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+        return refused;
     }
     if let Err(e) = auth::logout(&app, &p).await {
         return error_page(&e);

@@ -1,6 +1,6 @@
 //! The first-run page (`/setup?token=…`).
 
-use super::{csrf_ok, error_page, new_csrf, page};
+use super::{error_page, new_csrf, page};
 use crate::app::App;
 use crate::services::setup::{self, FirstRun};
 use crate::services::Error;
@@ -61,10 +61,8 @@ pub async fn submit(
     headers: HeaderMap,
     Form(f): Form<SetupForm>,
 ) -> Response {
-    if !csrf_ok(&headers, &f.csrf) {
-        return error_page(&Error::Forbidden(
-            "the form expired or came from another site; reload the setup link".into(),
-        ));
+    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+        return refused;
     }
     let run = FirstRun {
         email: f.email,
