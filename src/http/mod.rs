@@ -226,6 +226,10 @@ pub fn router(app: App) -> Router {
         .route("/logout", axum::routing::post(ui::session::logout))
         .route("/", axum::routing::get(ui::accounts::home))
         .route(
+            "/auth/client",
+            axum::routing::get(ui::cli_login::show).post(ui::cli_login::submit),
+        )
+        .route(
             "/me/api-keys",
             axum::routing::get(ui::keys::list).post(ui::keys::create),
         )

@@ -308,3 +308,91 @@ async fn sign_in_and_read_a_workspaces_access_with_expiries_in_chromium() {
     page.goto(&format!("{base}{path}")).await;
     page.wait_for("location.pathname === '/login'").await;
 }
+
+/// A stand-in for the `prefect` CLI's login server (same routes and CORS as
+/// `prefect.cli._cloud_utils.login_api`); returns its port and what it received.
+async fn cli_login_server() -> (u16, std::sync::Arc<tokio::sync::Mutex<Option<Value>>>) {
+    use axum::response::IntoResponse;
+    let got = std::sync::Arc::new(tokio::sync::Mutex::new(None));
+    let cors = [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-methods", "*"),
+        ("access-control-allow-headers", "*"),
+    ];
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/success",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let store = store.clone();
+            async move {
+                *store.lock().await = Some(body.0);
+                (cors, "null").into_response()
+            }
+        })
+        .options(move || async move { cors.into_response() }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prefect_cli_browser_login_receives_a_working_key() {
+    let Some(browser) = Browser::launch() else {
+        return;
+    };
+    let t = TestApp::new(Db::Sqlite).await;
+    t.user_with_password("ann@x.test").await;
+    let port = t.serve_tcp().await;
+    let (cli_port, received) = cli_login_server().await;
+    let mut page = browser.page().await;
+    page.goto(&format!(
+        "http://127.0.0.1:{port}/auth/client?callback=http%3A%2F%2F127.0.0.1%3A{cli_port}"
+    ))
+    .await;
+    page.wait_for("location.pathname === '/login'").await;
+    page.eval(
+        "document.querySelector('#email').value = 'ann@x.test';\
+         document.querySelector('#password').value = 'a-long-password';\
+         document.querySelector('button[type=submit]').click(); true",
+    )
+    .await;
+    page.wait_for(
+        "location.pathname === '/auth/client' && document.querySelector('#key-name') !== null",
+    )
+    .await;
+    page.screenshot("cli-login").await;
+    page.eval("document.querySelector('form[action=\"/auth/client\"] button').click(); true")
+        .await;
+    page.wait_for("document.getElementById('status') && document.getElementById('status').textContent.startsWith('You are logged in')")
+        .await;
+    let payload = received
+        .lock()
+        .await
+        .clone()
+        .expect("the CLI got a payload");
+    let key = payload["api_key"].as_str().expect("api_key").to_string();
+    let (s, me) = t
+        .call(axum::http::Method::GET, "/api/me", Some(&key), None)
+        .await;
+    assert_eq!(
+        (s.as_u16(), me["email"].as_str()),
+        (200, Some("ann@x.test"))
+    );
+
+    // A callback that is not this machine's loopback is refused before anything is created.
+    page.goto(&format!(
+        "http://127.0.0.1:{port}/auth/client?callback=http%3A%2F%2Fevil.test%3A80"
+    ))
+    .await;
+    let text = page.text().await;
+    assert!(
+        text.contains("the callback must be http://localhost:PORT"),
+        "{text}"
+    );
+}

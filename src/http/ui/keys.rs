@@ -99,28 +99,7 @@ pub async fn create(
     if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
         return refused;
     }
-    let expiration = match f.days.trim() {
-        "" => None,
-        d => match d.parse::<i64>() {
-            Ok(n) if (1..=3650).contains(&n) => Some(app.now() + chrono::Duration::days(n)),
-            _ => {
-                return error_page(&Error::validation(
-                    "expiry must be a whole number of days from 1 to 3650",
-                ))
-            }
-        },
-    };
-    match users::create_api_key(
-        &app,
-        &p,
-        p.user_id,
-        CreateApiKey {
-            name: f.name,
-            expiration,
-        },
-    )
-    .await
-    {
+    match create_from_form(&app, &p, f.name, &f.days).await {
         Ok(k) => {
             let mut resp = render(&app, &p, Some((k.name, k.key))).await;
             // The page holds a secret: never cache it.
@@ -154,4 +133,26 @@ pub async fn delete(
         Ok(()) => Redirect::to("/me/api-keys").into_response(),
         Err(e) => error_page(&e),
     }
+}
+
+/// Creates a personal key from a form's name and "expires after N days" field (empty = never,
+/// else 1 to 3650 days from now).
+pub async fn create_from_form(
+    app: &App,
+    p: &crate::authz::Principal,
+    name: String,
+    days: &str,
+) -> Result<crate::domain::ApiKeyCreated, Error> {
+    let expiration = match days.trim() {
+        "" => None,
+        d => match d.parse::<i64>() {
+            Ok(n) if (1..=3650).contains(&n) => Some(app.now() + chrono::Duration::days(n)),
+            _ => {
+                return Err(Error::validation(
+                    "expiry must be a whole number of days from 1 to 3650",
+                ))
+            }
+        },
+    };
+    users::create_api_key(app, p, p.user_id, CreateApiKey { name, expiration }).await
 }

@@ -3,6 +3,7 @@
 //! in constant time).
 
 pub mod accounts;
+pub mod cli_login;
 pub mod invitations;
 pub mod keys;
 pub mod session;
