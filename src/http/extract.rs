@@ -16,7 +16,8 @@ pub const SECURE_SESSION_COOKIE: &str = "__Host-atrium_session";
 /// The caller. Missing or bad credentials → 401.
 pub struct Auth(pub Principal);
 
-fn bearer(parts: &Parts) -> Option<&str> {
+/// The bearer token of the Authorization header, if any.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -133,7 +134,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
     }
 }
 
-fn client_ip(parts: &Parts) -> Option<String> {
+/// The client's socket address, when served over TCP.
+pub(crate) fn client_ip(parts: &Parts) -> Option<String> {
     parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

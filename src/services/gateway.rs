@@ -73,17 +73,24 @@ pub fn check_canonical(rest: &str) -> Result<()> {
     Ok(())
 }
 
-/// Decides whether `p` may make this call. Returns the matched rule (`None`: a route not in the
-/// table, allowed to workspace Owners only). A caller without access to the workspace gets 404; a
-/// refusal is audited like every denial.
+/// The route-table rule of a call (`method` is `WS` for a websocket upgrade); `None` for a route
+/// not in the table.
+pub fn rule_of(method: &str, t: &Target<'_>) -> Option<&'static RouteRule> {
+    gateway_routes::lookup(method, t.rest)
+}
+
+/// Decides whether `p` may make a call whose rule is `rule` (from [`rule_of`]; `None`: a route not
+/// in the table, allowed to workspace Owners only). A caller without access to the workspace gets
+/// 404; a refusal is audited like every denial.
 pub async fn authorize_call(
     app: &App,
     p: &Principal,
     t: &Target<'_>,
     method: &str,
+    rule: Option<&'static RouteRule>,
     query: Option<&str>,
     body_asks_secrets: bool,
-) -> Result<Option<&'static RouteRule>> {
+) -> Result<()> {
     let now = app.now().timestamp_micros();
     let held = app
         .index
@@ -92,13 +99,12 @@ pub async fn authorize_call(
             Denied::NotFound => Error::not_found("workspace"),
             Denied::Forbidden(m) => Error::Forbidden(m),
         })?;
-    let path = t.rest.split('?').next().unwrap_or(t.rest);
-    let rule = gateway_routes::lookup(method, path);
+    let path = t.rest;
     let needed: Vec<Scope> = match rule.map(|r| r.need) {
         None => {
             let owner = BuiltinWorkspaceRole::Owner.scopes();
             if held.is_superset(owner) {
-                return Ok(None);
+                return Ok(());
             }
             let msg = format!(
                 "{method} {path} is not in the gateway's route table; only workspace Owners may call it"
@@ -137,7 +143,7 @@ pub async fn authorize_call(
             )));
         }
     }
-    Ok(rule)
+    Ok(())
 }
 
 /// True when the workspace has an upstream.
@@ -149,12 +155,12 @@ pub fn bound(app: &App, account: AccountId, workspace: WorkspaceId) -> bool {
 
 /// The workspace's upstream, or 503 when none is bound.
 pub fn upstream(app: &App, t: &Target<'_>) -> Result<(Arc<AccountGateway>, Arc<Upstream>)> {
-    let g = app.upstreams.account(&t.account.0);
-    match g
-        .as_ref()
-        .and_then(|g| g.upstreams.get(&t.workspace.0).cloned())
-    {
-        Some(u) => Ok((g.unwrap_or_default(), u)),
+    let found = app.upstreams.account(&t.account.0).and_then(|g| {
+        let u = g.upstreams.get(&t.workspace.0).cloned()?;
+        Some((g, u))
+    });
+    match found {
+        Some(both) => Ok(both),
         None => Err(Error::ServiceUnavailable(format!(
             "this workspace has no upstream Prefect server; an account Owner or Admin binds one with PUT /api/accounts/{}/workspaces/{}/upstream",
             t.account, t.workspace

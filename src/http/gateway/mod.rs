@@ -8,7 +8,7 @@ pub mod ws;
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::gateway_routes::{Charge, Need};
-use crate::http::extract::{session_cookie, user_agent};
+use crate::http::extract::{bearer, client_ip, session_cookie, user_agent};
 use crate::metrics::{RouteClass, UpstreamError};
 use crate::services::{auth, gateway, Error};
 use axum::body::Body;
@@ -115,14 +115,7 @@ fn strip_response_headers(h: &mut HeaderMap) {
 /// Authenticates a gateway call: bearer key, or a dashboard session (state-changing calls with a
 /// session must come from our own origin).
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Option<Principal>, Error> {
-    let bearer = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
-    let mut p = if let Some(key) = bearer {
+    let mut p = if let Some(key) = bearer(parts) {
         auth::authenticate_key(app, key).await?
     } else if let Some(sid) = session_cookie(parts) {
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -140,10 +133,7 @@ pub async fn authenticate(app: &App, parts: &Parts) -> Result<Option<Principal>,
     } else {
         return Ok(None);
     };
-    p.ip = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    p.ip = client_ip(parts);
     p.user_agent = user_agent(parts);
     Ok(Some(p))
 }
@@ -208,12 +198,11 @@ async fn forward(
     if length.unwrap_or(0) > crate::http::MAX_BODY as u64 {
         return Err(Error::PayloadTooLarge);
     }
-    let path = t.rest;
-    let probe = crate::domain::gateway_routes::lookup(method.as_str(), path);
+    let rule = gateway::rule_of(method.as_str(), t);
     // Item-counted routes and block reads that may ask for secrets in the body are read whole
     // (bounded by the 5 MiB limit above); everything else is streamed.
     let needs_body =
-        has_body && probe.is_some_and(|r| r.charge == Charge::Items || r.need == Need::Blocks);
+        has_body && rule.is_some_and(|r| r.charge == Charge::Items || r.need == Need::Blocks);
     let (body, buffered) = if needs_body {
         let bytes = axum::body::to_bytes(body, crate::http::MAX_BODY)
             .await
@@ -228,8 +217,7 @@ async fn forward(
             .and_then(|v| v.get("include_secrets").and_then(|s| s.as_bool()))
             .unwrap_or(false)
     });
-    let rule =
-        gateway::authorize_call(app, &p, t, method.as_str(), raw.query(), asks_secrets).await?;
+    gateway::authorize_call(app, &p, t, method.as_str(), rule, raw.query(), asks_secrets).await?;
     let (g, upstream) = gateway::upstream(app, t)?;
     let (charge, items) = match rule.map(|r| r.charge) {
         Some(Charge::Items) => (

@@ -105,7 +105,7 @@ pub async fn handle(
 }
 
 async fn admit(app: &App, p: &Principal, t: &gateway::Target<'_>) -> Result<Arc<Upstream>, Error> {
-    gateway::authorize_call(app, p, t, "WS", None, false).await?;
+    gateway::authorize_call(app, p, t, "WS", gateway::rule_of("WS", t), None, false).await?;
     Ok(gateway::upstream(app, t)?.1)
 }
 
