@@ -203,6 +203,126 @@ async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl I
     )
 }
 
+/// The account pages of the dashboard (`/account/{account_id}/…`, the Prefect Cloud UI shape).
+fn dashboard_routes() -> Router<App> {
+    use axum::routing::{get, post};
+    let a = |rest: &str| format!("/account/{{account_id}}{rest}");
+    Router::new()
+        .route(
+            "/my/profile",
+            get(ui::profile::show).post(ui::profile::update),
+        )
+        .route(
+            &a("/workspaces"),
+            get(ui::workspaces::list).post(ui::workspaces::create),
+        )
+        .route(
+            &a("/workspace/{workspace_id}"),
+            get(ui::workspaces::show).post(ui::workspaces::update),
+        )
+        .route(
+            &a("/workspace/{workspace_id}/default-access"),
+            post(ui::workspaces::default_access),
+        )
+        .route(
+            &a("/workspace/{workspace_id}/delete"),
+            get(ui::workspaces::confirm_delete).post(ui::workspaces::delete),
+        )
+        .route(
+            &a("/workspace/{workspace_id}/access"),
+            get(ui::workspaces::access).post(ui::workspaces::grant),
+        )
+        .route(
+            &a("/workspace/{workspace_id}/access/remove"),
+            post(ui::workspaces::remove),
+        )
+        .route(&a("/members"), get(ui::members::list))
+        .route(&a("/members/invite"), post(ui::members::invite))
+        .route(
+            &a("/members/{membership_id}/role"),
+            post(ui::members::set_role),
+        )
+        .route(
+            &a("/members/{membership_id}/deactivate"),
+            post(ui::members::deactivate),
+        )
+        .route(
+            &a("/members/{membership_id}/reactivate"),
+            post(ui::members::reactivate),
+        )
+        .route(
+            &a("/members/{membership_id}/remove"),
+            post(ui::members::remove),
+        )
+        .route(
+            &a("/invitations/{invitation_id}/resend"),
+            post(ui::members::resend),
+        )
+        .route(
+            &a("/invitations/{invitation_id}/revoke"),
+            post(ui::members::revoke),
+        )
+        .route(
+            &a("/service-accounts"),
+            get(ui::bots::list).post(ui::bots::create),
+        )
+        .route(
+            &a("/service-account/{bot_id}"),
+            get(ui::bots::show).post(ui::bots::update),
+        )
+        .route(
+            &a("/service-account/{bot_id}/rotate"),
+            post(ui::bots::rotate),
+        )
+        .route(
+            &a("/service-account/{bot_id}/delete"),
+            post(ui::bots::delete),
+        )
+        .route(
+            &a("/service-account/{bot_id}/keys/{key_id}/revoke"),
+            post(ui::bots::revoke_key),
+        )
+        .route(
+            &a("/service-account/{bot_id}/access"),
+            post(ui::bots::grant),
+        )
+        .route(
+            &a("/service-account/{bot_id}/access/{workspace_id}/remove"),
+            post(ui::bots::remove_grant),
+        )
+        .route(&a("/teams"), get(ui::teams::list).post(ui::teams::create))
+        .route(
+            &a("/team/{team_id}"),
+            get(ui::teams::show).post(ui::teams::update),
+        )
+        .route(&a("/team/{team_id}/delete"), post(ui::teams::delete))
+        .route(&a("/team/{team_id}/members"), post(ui::teams::add_member))
+        .route(
+            &a("/team/{team_id}/members/{member_id}/remove"),
+            post(ui::teams::remove_member),
+        )
+        .route(&a("/team/{team_id}/access"), post(ui::teams::grant))
+        .route(
+            &a("/team/{team_id}/access/{workspace_id}/remove"),
+            post(ui::teams::remove_grant),
+        )
+        .route(&a("/roles"), get(ui::roles::list).post(ui::roles::create))
+        .route(&a("/roles/new"), get(ui::roles::new))
+        .route(
+            &a("/role/{role_id}"),
+            get(ui::roles::show).post(ui::roles::update),
+        )
+        .route(&a("/role/{role_id}/delete"), post(ui::roles::delete))
+        .route(&a("/audit-log"), get(ui::audit::list))
+        .route(&a("/audit-log/export"), get(ui::audit::export))
+        .route(&a("/billing"), get(ui::billing::show))
+        .route(
+            &a("/settings"),
+            get(ui::settings::show).post(ui::settings::update),
+        )
+        .route(&a("/sso"), get(ui::settings::sso))
+}
+
 /// The full router with state applied.
 pub fn router(app: App) -> Router {
     let (router, doc) = api_router().split_for_parts();
@@ -241,14 +361,7 @@ pub fn router(app: App) -> Router {
             "/account/{account_id}",
             axum::routing::get(ui::accounts::show),
         )
-        .route(
-            "/account/{account_id}/workspace/{workspace_id}/access",
-            axum::routing::get(ui::workspaces::access),
-        )
-        .route(
-            "/account/{account_id}/team/{team_id}",
-            axum::routing::get(ui::teams::show),
-        )
+        .merge(dashboard_routes())
         .route(
             "/invitations/{id}",
             axum::routing::get(ui::invitations::show).post(ui::invitations::submit),

@@ -297,6 +297,9 @@ pub struct AccessLine {
     /// The user's, service account's or team's id.
     pub id: uuid::Uuid,
     pub name: String,
+    /// The grant's own id (what revoking it names for users and service accounts).
+    pub grant_id: AccessId,
+    pub role_id: RoleId,
     pub role: String,
     /// When the grant stops counting (`None` = never).
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -336,6 +339,7 @@ pub async fn workspace_access_lines(
     };
     let now = app.now();
     let line = |kind,
+                grant_id: AccessId,
                 id: uuid::Uuid,
                 name: String,
                 role: RoleId,
@@ -343,6 +347,8 @@ pub async fn workspace_access_lines(
         kind,
         id,
         name,
+        grant_id,
+        role_id: role,
         role: role_name(role),
         expired: expires_at.is_some_and(|t| t <= now),
         expires_at,
@@ -362,6 +368,7 @@ pub async fn workspace_access_lines(
     .map(|g| {
         line(
             "user",
+            g.id,
             g.user_id.0,
             g.email,
             g.workspace_role_id,
@@ -386,6 +393,7 @@ pub async fn workspace_access_lines(
             .map(|g| {
                 line(
                     "service_account",
+                    g.id,
                     g.bot_id,
                     g.bot_name,
                     g.workspace_role_id,
@@ -410,6 +418,7 @@ pub async fn workspace_access_lines(
         .map(|g| {
             line(
                 "team",
+                g.id,
                 g.team_id,
                 g.team_name,
                 g.workspace_role_id,
@@ -418,4 +427,105 @@ pub async fn workspace_access_lines(
         }),
     );
     Ok(lines)
+}
+
+/// Who a dashboard grant names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grantee {
+    User,
+    ServiceAccount,
+    Team,
+}
+
+impl Grantee {
+    /// `user`, `service_account` or `team` (as [`AccessLine::kind`]).
+    pub fn parse(kind: &str) -> Result<Grantee> {
+        match kind {
+            "user" => Ok(Grantee::User),
+            "service_account" => Ok(Grantee::ServiceAccount),
+            "team" => Ok(Grantee::Team),
+            _ => Err(Error::validation(
+                "kind must be user, service_account or team",
+            )),
+        }
+    }
+}
+
+/// Grants (or changes) one workspace role for a user, service account or team — the same
+/// checks and events as the three API upserts, which this calls.
+#[allow(clippy::too_many_arguments)]
+pub async fn grant(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    who: Grantee,
+    subject: uuid::Uuid,
+    role: RoleId,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    match who {
+        Grantee::User => upsert_user_access(
+            app,
+            p,
+            account,
+            workspace,
+            UserAccessUpsert::One(UserAccessInput {
+                user_id: UserId(subject),
+                workspace_role_id: role,
+                expires_at,
+            }),
+        )
+        .await
+        .map(drop),
+        Grantee::ServiceAccount => crate::services::bots::upsert_access(
+            app,
+            p,
+            account,
+            workspace,
+            crate::services::bots::BotAccessUpsert::One(crate::services::bots::BotAccessInput {
+                bot_id: subject,
+                workspace_role_id: role,
+                expires_at,
+            }),
+        )
+        .await
+        .map(drop),
+        Grantee::Team => crate::services::teams::upsert_access(
+            app,
+            p,
+            account,
+            workspace,
+            crate::services::teams::TeamAccessUpsert::One(
+                crate::services::teams::TeamAccessInput {
+                    team_id: subject,
+                    workspace_role_id: role,
+                    expires_at,
+                },
+            ),
+        )
+        .await
+        .map(drop),
+    }
+}
+
+/// Revokes a grant named as on the access page: the grant id for users and service accounts,
+/// the team id for teams.
+pub async fn revoke(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    who: Grantee,
+    id: uuid::Uuid,
+) -> Result<()> {
+    match who {
+        Grantee::User => delete_user_access(app, p, account, workspace, AccessId(id)).await,
+        Grantee::ServiceAccount => {
+            crate::services::bots::delete_access(app, p, account, workspace, AccessId(id)).await
+        }
+        Grantee::Team => {
+            crate::services::teams::delete_access(app, p, account, workspace, id).await
+        }
+    }
 }

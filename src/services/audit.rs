@@ -831,6 +831,61 @@ pub async fn count_events(
     }
 }
 
+/// The page token inside a `next_page` URL.
+pub fn page_token_of(next_page: &str) -> Option<&str> {
+    next_page.split_once("page-token=").map(|(_, t)| t)
+}
+
+/// Most events one CSV export holds (the query window is at most 14 days).
+pub const MAX_CSV_EVENTS: usize = 100_000;
+
+/// Every event matching `filter` as CSV (when, event, resource, actor, workspace, id), oldest
+/// last as the query returns them; cells that a spreadsheet would run as formulas are defused.
+pub async fn export_csv(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    filter: EventFilter,
+) -> Result<String> {
+    use crate::services::memberships::csv_cell;
+    let mut out =
+        String::from("occurred,event,resource_id,resource_name,actor,workspace_id,event_id\n");
+    let mut page = filter_events(
+        app,
+        p,
+        account,
+        None,
+        FilterEvents {
+            limit: Some(200),
+            filter: Some(filter),
+        },
+    )
+    .await?;
+    let mut n = 0;
+    loop {
+        for e in &page.events {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                e.occurred.to_rfc3339(),
+                csv_cell(&e.event),
+                csv_cell(e.resource["prefect.resource.id"].as_str().unwrap_or("")),
+                csv_cell(e.resource["prefect.resource.name"].as_str().unwrap_or("")),
+                csv_cell(e.actor["name"].as_str().unwrap_or("system")),
+                e.workspace.map(|w| w.to_string()).unwrap_or_default(),
+                e.id,
+            ));
+            n += 1;
+        }
+        match page.next_page.as_deref().and_then(page_token_of) {
+            Some(token) if n < MAX_CSV_EVENTS => {
+                page = filter_events_next(app, p, account, None, token).await?;
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
 /// The public half of the checkpoint signing key.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PublicKey {

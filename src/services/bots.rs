@@ -646,6 +646,32 @@ pub async fn filter_access(
     )
 }
 
+/// A service account's workspace grants, limited to the workspaces where the caller may see
+/// service accounts (`read:bot` on the account).
+pub async fn access_of_bot(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: Uuid,
+) -> Result<Vec<BotAccess>> {
+    read_bot(app, p, account, id).await?;
+    let mut c = app.store.reader().await?;
+    let all = store::bots::find_accesses_of_bot(&mut c, account, id).await?;
+    Ok(all
+        .into_iter()
+        .filter(|g| {
+            crate::services::me::has_scope(
+                app,
+                p,
+                account,
+                g.workspace_id,
+                "see_workspace_service_accounts",
+            )
+            .unwrap_or(false)
+        })
+        .collect())
+}
+
 pub async fn read_access(
     app: &App,
     p: &Principal,

@@ -434,7 +434,7 @@ pub async fn download_memberships(app: &App, p: &Principal, account: AccountId) 
     }
 }
 
-fn csv_cell(s: &str) -> String {
+pub(crate) fn csv_cell(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {

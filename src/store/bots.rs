@@ -310,6 +310,24 @@ pub async fn find_access(
     .transpose()
 }
 
+/// Every workspace grant of one bot, by workspace.
+pub async fn find_accesses_of_bot(
+    c: &mut Conn,
+    account: AccountId,
+    bot: Uuid,
+) -> Result<Vec<BotAccess>, sqlx::Error> {
+    sqlx::query(&format!(
+        "{ACCESS_SELECT} WHERE g.account_id = $1 AND g.bot_id = $2 ORDER BY g.workspace_id"
+    ))
+    .bind(account.to_string())
+    .bind(bot.to_string())
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(access_from)
+    .collect()
+}
+
 pub async fn find_accesses(
     c: &mut Conn,
     account: AccountId,

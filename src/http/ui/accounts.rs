@@ -1,6 +1,7 @@
 //! The signed-in home (every account the user belongs to) and an account's overview page.
 
 use super::session::SignedIn;
+use super::shell::Shell;
 use super::{error_page, page, relative, signed_in_header};
 use crate::app::App;
 use crate::domain::AccountId;
@@ -50,84 +51,93 @@ pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
     )
 }
 
-/// `GET /account/{account_id}`: plan, seats, workspaces and recent activity.
+/// `GET /account/{account_id}`: plan, seats, workspaces, members and recent activity.
 pub async fn show(
     State(app): State<App>,
     SignedIn(p): SignedIn,
     Path(account): Path<AccountId>,
 ) -> Response {
-    let o = match overview(&app, &p, account).await {
-        Ok(o) => o,
-        Err(e) => return error_page(&e),
-    };
-    let limit = |l: Option<i64>| l.map_or_else(|| "no limit".to_string(), |l| l.to_string());
-    let meter = match o.seat_limit {
-        Some(l) if l > 0 => format!(
-            "<meter min=\"0\" max=\"{l}\" value=\"{u}\" aria-label=\"Seats used\">{u} of {l}</meter>",
-            u = o.seats_used
-        ),
-        _ => String::new(),
-    };
-    let workspaces: String = o
-        .workspaces
-        .iter()
-        .map(|(w, sees_access)| {
-            let access = if *sees_access {
+    let r: crate::services::Result<Response> = async {
+        let shell = Shell::open(&app, &p, account).await?;
+        let o = overview(&app, &p, account).await?;
+        let limit = |l: Option<i64>| l.map_or_else(|| "no limit".to_string(), |l| l.to_string());
+        let meter = match o.seat_limit {
+            Some(l) if l > 0 => format!(
+                "<meter min=\"0\" max=\"{l}\" value=\"{u}\" aria-label=\"Seats used\">{u} of {l}</meter>",
+                u = o.seats_used
+            ),
+            _ => String::new(),
+        };
+        let workspaces: String = o
+            .workspaces
+            .iter()
+            .map(|(w, sees_access)| {
+                let access = if *sees_access {
+                    format!(" · <a href=\"{}\">access</a>", shell.url(&format!("/workspace/{}/access", w.id)))
+                } else {
+                    String::new()
+                };
                 format!(
-                    " · <a href=\"/account/{account}/workspace/{}/access\">access</a>",
-                    w.id
+                    "<li><a href=\"{url}\">{name}</a> <span class=\"muted\">{handle}</span>{access}</li>",
+                    url = shell.url(&format!("/workspace/{}", w.id)),
+                    name = html_escape(&w.name),
+                    handle = html_escape(&w.handle),
                 )
-            } else {
-                String::new()
-            };
-            format!(
-                "<li>{name} <span class=\"muted\">{handle}</span>{access}</li>",
-                name = html_escape(&w.name),
-                handle = html_escape(&w.handle),
-            )
-        })
-        .collect();
-    let workspaces = if workspaces.is_empty() {
-        "<p class=\"muted\">No workspace you can see.</p>".to_string()
-    } else {
-        format!("<ul class=\"plain\">{workspaces}</ul>")
-    };
-    let now = app.now();
-    let activity = match &o.recent_activity {
-        None => String::new(),
-        Some(events) if events.is_empty() => {
-            "<h2>Recent activity</h2><p class=\"muted\">Nothing yet.</p>".into()
-        }
-        Some(events) => {
-            let rows: String = events
-                .iter()
-                .map(|e| {
-                    format!(
-                        "<tr><td><time datetime=\"{iso}\">{rel}</time></td><td>{event}</td><td>{actor}</td></tr>",
-                        iso = e.occurred.to_rfc3339(),
-                        rel = relative(e.occurred, now),
-                        event = html_escape(e.event.trim_start_matches("prefect-cloud.")),
-                        actor = html_escape(e.actor["name"].as_str().unwrap_or("system")),
-                    )
-                })
-                .collect();
-            format!("<h2>Recent activity</h2><table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th></tr></thead><tbody>{rows}</tbody></table>")
-        }
-    };
-    let (header, _, cookie) = signed_in_header(&app, &p.name);
-    let body = format!(
-        "{header}<p><a href=\"/\">All accounts</a></p><h1>{name}</h1>\
-         <p class=\"muted\">{handle} · your role: {role}</p>\
-         <h2>Plan</h2><p>{plan} · seats used {used} of {seats} {meter} · workspaces {wcount} of {wlimit}</p>\
-         <h2>Workspaces</h2>{workspaces}{activity}",
-        name = html_escape(&o.name),
-        handle = html_escape(&o.handle),
-        role = o.role,
-        plan = o.plan,
-        used = o.seats_used,
-        seats = limit(o.seat_limit),
-        wcount = o.workspaces.len(),
-        wlimit = limit(o.workspace_limit),
-    );
-    with_cookie(page(StatusCode::OK, &o.name, &body), cookie)
+            })
+            .collect();
+        let workspaces = if workspaces.is_empty() {
+            "<p class=\"muted\">No workspace you can see.</p>".to_string()
+        } else {
+            format!("<ul class=\"plain\">{workspaces}</ul>")
+        };
+        let members = if shell.can("read:account_membership") {
+            format!("<p>Seats used (members and pending invitations): {} · <a href=\"{}\">manage members</a></p>", o.seats_used, shell.url("/members"))
+        } else {
+            String::new()
+        };
+        let now = app.now();
+        let activity = match &o.recent_activity {
+            None => String::new(),
+            Some(events) if events.is_empty() => {
+                "<h2>Recent activity</h2><p class=\"muted\">Nothing yet.</p>".into()
+            }
+            Some(events) => {
+                let rows: String = events
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "<tr><td><time datetime=\"{iso}\">{rel}</time></td><td>{event}</td><td>{actor}</td></tr>",
+                            iso = e.occurred.to_rfc3339(),
+                            rel = relative(e.occurred, now),
+                            event = html_escape(e.event.trim_start_matches("prefect-cloud.")),
+                            actor = html_escape(e.actor["name"].as_str().unwrap_or("system")),
+                        )
+                    })
+                    .collect();
+                format!(
+                    "<h2>Recent activity</h2><table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th></tr></thead><tbody>{rows}</tbody></table>\
+                     <p><a href=\"{}\">Full audit log</a></p>",
+                    shell.url("/audit-log")
+                )
+            }
+        };
+        let body = format!(
+            "<h1>{name}</h1>\
+             <p class=\"muted\">{handle} · your role: {role}</p>\
+             <h2>Plan</h2><p>{plan} · seats used {used} of {seats} {meter} · workspaces {wcount} of {wlimit}</p>\
+             <h2>Workspaces</h2>{workspaces}{members_h}{members}{activity}",
+            name = html_escape(&o.name),
+            handle = html_escape(&o.handle),
+            role = o.role,
+            plan = o.plan,
+            used = o.seats_used,
+            seats = limit(o.seat_limit),
+            wcount = o.workspaces.len(),
+            wlimit = limit(o.workspace_limit),
+            members_h = if members.is_empty() { "" } else { "<h2>Members</h2>" },
+        );
+        Ok(shell.render(super::shell::Section::Overview, &o.name, &body))
+    }
+    .await;
+    r.unwrap_or_else(|e| error_page(&e))
 }

@@ -2,7 +2,7 @@
 //! expiry, delete.
 
 use super::session::SignedIn;
-use super::{error_page, expiry_cell, page, signed_in_header};
+use super::{error_page, expiry_cell, page, signed_in_header, COPY_SCRIPT};
 use crate::app::App;
 use crate::domain::ApiKeyId;
 use crate::services::mail::html_escape;
@@ -12,9 +12,6 @@ use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-
-/// Copies the new key to the clipboard; the page works without it (the key is selectable text).
-const COPY_SCRIPT: &str = "<script>document.querySelectorAll('[data-copy]').forEach(function(b){b.hidden=false;b.addEventListener('click',function(){navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){b.textContent='Copied';});});});</script>";
 
 async fn render(
     app: &App,

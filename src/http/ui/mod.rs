@@ -3,11 +3,20 @@
 //! in constant time).
 
 pub mod accounts;
+pub mod audit;
+pub mod billing;
+pub mod bots;
 pub mod cli_login;
+pub mod form;
 pub mod invitations;
 pub mod keys;
+pub mod members;
+pub mod profile;
+pub mod roles;
 pub mod session;
+pub mod settings;
 pub mod setup;
+pub mod shell;
 pub mod teams;
 pub mod workspaces;
 
@@ -17,6 +26,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 pub const CSRF_COOKIE: &str = "atrium_csrf";
+
+/// Copies a newly shown key to the clipboard; pages work without it (the key is selectable text).
+pub const COPY_SCRIPT: &str = "<script>document.querySelectorAll('[data-copy]').forEach(function(b){b.hidden=false;b.addEventListener('click',function(){navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){b.textContent='Copied';});});});</script>";
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f5f6f8;color:#1d2330;margin:0}\
 main{max-width:32rem;margin:3rem auto;background:#fff;border-radius:12px;padding:2rem 2.25rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}\
@@ -30,27 +42,53 @@ button.secondary{background:#e7e9ee;color:#1d2330}.error{background:#fdecec;colo
 main:has(table){max-width:60rem}table{width:100%;border-collapse:collapse;margin:1rem 0}caption{text-align:left;font-weight:600;padding:.25rem 0}\
 th,td{text-align:left;padding:.5rem .6rem;border-bottom:1px solid #e3e6eb;font-size:.95rem}td.expired{color:#8a1c1c}\
 header{display:flex;justify-content:space-between;align-items:center;gap:1rem;margin-bottom:1rem}form.inline button{margin-top:0}ul.plain{list-style:none;padding:0}ul.plain li{padding:.35rem 0}\
-.notice{background:#eef4ff;border-radius:8px;padding:.5rem 1rem;margin:1rem 0}code{word-break:break-all}";
+.notice{background:#eef4ff;border-radius:8px;padding:.5rem 1rem;margin:1rem 0}code{word-break:break-all}\
+a{color:#2046b8}select,textarea{width:100%;box-sizing:border-box;padding:.5rem .6rem;border:1px solid #c5cad3;border-radius:8px;font-size:1rem;background:#fff}\
+select:focus,textarea:focus,a:focus,summary:focus{outline:3px solid #7aa7ff;outline-offset:1px}\
+.shell{display:grid;grid-template-columns:14rem 1fr;gap:1.5rem;max-width:78rem;margin:1.5rem auto;padding:0 1rem}\
+.shell aside{position:sticky;top:1rem;align-self:start}.shell main.wide{max-width:none;margin:0}\
+.side a{display:block;padding:.4rem .7rem;border-radius:8px;color:#1d2330;text-decoration:none}.side a:hover{background:#e9edf5}\
+.side a[aria-current=page],.switcher a[aria-current=page]{background:#dfe7ff;font-weight:600}\
+.switcher{background:#fff;border-radius:10px;padding:.6rem .8rem;margin-bottom:1rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}.switcher summary{cursor:pointer;font-weight:600}\
+.small{font-size:.8rem}.row{display:flex;flex-wrap:wrap;gap:.75rem;align-items:end}.row>div{flex:1 1 10rem}.row button{margin-top:0}\
+form.inline{display:inline}td form.inline+form.inline{margin-left:.35rem}fieldset{border:1px solid #e3e6eb;border-radius:8px;margin:.75rem 0;padding:.5rem 1rem}\
+fieldset label{display:inline;font-weight:400;margin:0}.check{display:block;padding:.15rem 0}.check input{width:auto;margin-right:.4rem}\
+.bar{background:#e7e9ee;border-radius:6px;height:.75rem;overflow:hidden;max-width:24rem}.bar>span{display:block;height:100%;background:#2752d8}.bar>span.full{background:#b42318}\
+.chart{display:flex;align-items:flex-end;gap:2px;height:8rem;border-bottom:1px solid #c5cad3;margin:1rem 0}.chart>span{flex:1;background:#2752d8;min-height:1px}\
+.badge{display:inline-block;padding:.1rem .5rem;border-radius:99px;background:#e7e9ee;font-size:.8rem}.badge.off{background:#fdecec;color:#8a1c1c}\
+@media (max-width:48rem){.shell{grid-template-columns:1fr}.shell aside{position:static}}";
 
-/// A whole page.
-pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+/// A whole HTML document around `body`.
+pub fn document(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{t} · Atrium</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+         <title>{t} · Atrium</title><style>{STYLE}</style></head><body>{body}</body></html>",
         t = html_escape(title)
     );
     (status, Html(html)).into_response()
 }
 
+/// A whole page with one centred card.
+pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    document(status, title, &format!("<main>{body}</main>"))
+}
+
 /// An error page with the same message the API would give.
 pub fn error_page(e: &crate::services::Error) -> Response {
-    let status = e.status();
+    error_page_back(e, None)
+}
+
+/// An error page with the API's message and, when given, a link back to where the user was.
+pub fn error_page_back(e: &crate::services::Error, back: Option<&str>) -> Response {
+    let back = back
+        .map(|b| format!("<p><a href=\"{}\">Back</a></p>", html_escape(b)))
+        .unwrap_or_default();
     page(
-        status,
+        e.status(),
         "Something went wrong",
         &format!(
-            "<h1>That did not work</h1><p class=\"error\">{}</p>",
+            "<h1>That did not work</h1><p class=\"error\" role=\"alert\">{}</p>{back}",
             html_escape(&e.to_string())
         ),
     )
@@ -153,4 +191,31 @@ pub fn signed_in_header(app: &crate::app::App, who: &str) -> (String, String, He
         csrf,
         cookie,
     )
+}
+
+/// `<option>`s from (value, label) pairs, with `selected` chosen.
+pub fn options<'a>(items: impl IntoIterator<Item = (String, &'a str)>, selected: &str) -> String {
+    items
+        .into_iter()
+        .map(|(v, l)| {
+            format!(
+                "<option value=\"{v}\"{sel}>{l}</option>",
+                sel = if v == selected { " selected" } else { "" },
+                v = html_escape(&v),
+                l = html_escape(l),
+            )
+        })
+        .collect()
+}
+
+/// A table with a caption and column headings, or `empty` (a muted line) when there are no rows.
+pub fn table(caption: &str, headings: &[&str], rows: &str, empty: &str) -> String {
+    if rows.is_empty() {
+        return format!("<p class=\"muted\">{empty}</p>");
+    }
+    let head: String = headings
+        .iter()
+        .map(|h| format!("<th scope=\"col\">{h}</th>"))
+        .collect();
+    format!("<table><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
 }

@@ -1,0 +1,306 @@
+//! The Members page: invite several emails at once, pending invitations (resend, revoke), and
+//! members with role, last login and status (change role, deactivate/reactivate, remove).
+
+use super::form::{done, input, Fields};
+use super::session::SignedIn;
+use super::shell::{Section, Shell};
+use super::{error_page, options, relative, table};
+use crate::app::App;
+use crate::domain::{AccountId, MembershipId, RoleId};
+use crate::services::invitations::{self, FilterInvitations, InviteBody};
+use crate::services::mail::html_escape;
+use crate::services::memberships::{self, FilterMemberships, UpdateMembership};
+use crate::services::{Error, Result};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde_json::json;
+use uuid::Uuid;
+
+/// `GET /account/{a}/members`
+pub async fn list(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+) -> Response {
+    let r: Result<Response> = async {
+        let shell = Shell::open(&app, &p, account).await?;
+        let roles = crate::services::accounts::list_account_roles(&app, &p, account, None).await?;
+        let members = memberships::filter_memberships(
+            &app,
+            &p,
+            account,
+            FilterMemberships {
+                limit: Some(200),
+                only_users: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let now = app.now();
+        let may_role = shell.can("update:account_membership");
+        let may_remove = shell.can("delete:account_membership");
+        let rows: String = members
+            .iter()
+            .map(|m| {
+                let base = shell.url(&format!("/members/{}", m.id));
+                let name = format!("{} {}", m.first_name, m.last_name);
+                let role = if may_role && m.user_id != p.user_id {
+                    let id = format!("role-{}", m.id);
+                    format!(
+                        "<form method=\"post\" action=\"{base}/role\" class=\"inline\">{csrf}\
+                         <label for=\"{id}\" class=\"muted small\">Role of {email}</label>\
+                         <select id=\"{id}\" name=\"account_role_id\">{opts}</select> \
+                         <button class=\"secondary\" type=\"submit\">Change</button></form>",
+                        csrf = shell.csrf_input(),
+                        email = html_escape(&m.email),
+                        opts = options(
+                            roles.iter().map(|r| (r.id.to_string(), r.name)),
+                            &m.account_role_id.to_string()
+                        ),
+                    )
+                } else {
+                    m.account_role_name.to_string()
+                };
+                let status = if m.active {
+                    "<span class=\"badge\">active</span>"
+                } else {
+                    "<span class=\"badge off\">deactivated</span>"
+                };
+                let mut actions = String::new();
+                if may_role && m.user_id != p.user_id {
+                    actions += &if m.active {
+                        shell.button(
+                            &format!("{base}/deactivate"),
+                            "Deactivate",
+                            &format!("Deactivate {}", m.email),
+                            Some(&format!("Deactivate {}? They keep their seat but cannot sign in to this account.", m.email)),
+                        )
+                    } else {
+                        shell.button(&format!("{base}/reactivate"), "Reactivate", &format!("Reactivate {}", m.email), None)
+                    };
+                }
+                if may_remove && m.user_id != p.user_id {
+                    actions += &shell.button(
+                        &format!("{base}/remove"),
+                        "Remove",
+                        &format!("Remove {}", m.email),
+                        Some(&format!("Remove {} from the account?", m.email)),
+                    );
+                }
+                format!(
+                    "<tr><td>{name}<br><span class=\"muted small\">{email}</span></td><td>{role}</td><td>{login}</td><td>{status}</td><td>{actions}</td></tr>",
+                    name = html_escape(name.trim()),
+                    email = html_escape(&m.email),
+                    login = m.last_login.map_or("never".to_string(), |t| relative(t, now)),
+                )
+            })
+            .collect();
+        let members_table = table(
+            "Members",
+            &["Member", "Role", "Last login", "Status", "<span class=\"muted\">Actions</span>"],
+            &rows,
+            "No members.",
+        );
+        let pending = if shell.can("read:invitation") {
+            let open = invitations::filter_invitations(
+                &app,
+                &p,
+                account,
+                None,
+                input::<FilterInvitations>(json!({"limit": 200, "invitations": {"status": {"any_": ["pending", "expired"]}}}))?,
+            )
+            .await?;
+            let may_update = shell.can("update:invitation");
+            let rows: String = open
+                .iter()
+                .map(|i| {
+                    let delivery = i
+                        .delivery
+                        .as_ref()
+                        .and_then(|d| d["state"].as_str().or(d["status"].as_str()).map(str::to_string))
+                        .unwrap_or_default();
+                    let actions = if may_update {
+                        let base = shell.url(&format!("/invitations/{}", i.id));
+                        shell.button(&format!("{base}/resend"), "Resend", &format!("Resend the invitation to {}", i.email), None)
+                            + &shell.button(
+                                &format!("{base}/revoke"),
+                                "Revoke",
+                                &format!("Revoke the invitation to {}", i.email),
+                                Some(&format!("Revoke the invitation to {}?", i.email)),
+                            )
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "<tr><td>{email}</td><td>{role}</td><td>{status}</td><td>{exp}</td><td>{delivery}</td><td>{actions}</td></tr>",
+                        email = html_escape(&i.email),
+                        role = i.account_role_name,
+                        status = html_escape(&i.status),
+                        exp = relative(i.expiration, now),
+                        delivery = html_escape(&delivery),
+                    )
+                })
+                .collect();
+            format!(
+                "<h2>Pending invitations</h2>{}",
+                table(
+                    "Invitations not yet answered",
+                    &["Email", "Role", "Status", "Expires", "Email delivery", "<span class=\"muted\">Actions</span>"],
+                    &rows,
+                    "No pending invitations.",
+                )
+            )
+        } else {
+            String::new()
+        };
+        let invite = if shell.can("create:invitation") {
+            let choices: Vec<(String, &str)> = roles
+                .iter()
+                .filter(|r| r.name == "Admin" || r.name == "Member")
+                .map(|r| (r.id.to_string(), r.name))
+                .collect();
+            let member = roles.iter().find(|r| r.name == "Member").map(|r| r.id.to_string()).unwrap_or_default();
+            format!(
+                "<h2>Invite people</h2><form method=\"post\" action=\"{action}\">{csrf}\
+                 <label for=\"invite-emails\">Email addresses (one per line, or separated by commas)</label>\
+                 <textarea id=\"invite-emails\" name=\"emails\" rows=\"3\" required></textarea>\
+                 <label for=\"invite-role\">Account role</label><select id=\"invite-role\" name=\"account_role_id\">{opts}</select>\
+                 <button type=\"submit\">Send invitations</button></form>",
+                action = shell.url("/members/invite"),
+                csrf = shell.csrf_input(),
+                opts = options(choices, &member),
+            )
+        } else {
+            String::new()
+        };
+        let export = format!(
+            "<p><a href=\"/api/accounts/{account}/account_memberships/download\" download>Export members as CSV</a></p>"
+        );
+        let body = format!("<h1>Members</h1>{invite}{pending}<h2>Members</h2>{members_table}{export}");
+        Ok(shell.render(Section::Members, "Members", &body))
+    }
+    .await;
+    r.unwrap_or_else(|e| error_page(&e))
+}
+
+fn back(account: AccountId) -> String {
+    format!("/account/{account}/members")
+}
+
+/// `POST /account/{a}/members/invite`: one invitation per address, all with the chosen role.
+pub async fn invite(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+    f: Fields,
+) -> Response {
+    let r = async {
+        let emails: Vec<&str> = f
+            .get("emails")
+            .split([',', '\n', ';', ' ', '\r', '\t'])
+            .filter(|e| !e.is_empty())
+            .collect();
+        if emails.is_empty() {
+            return Err(Error::validation("enter at least one email address"));
+        }
+        let body: InviteBody = input(json!({
+            "emails": emails,
+            "account_role_id": f.opt("account_role_id"),
+        }))?;
+        invitations::invite(&app, &p, account, None, body).await
+    }
+    .await;
+    done(&back(account), r)
+}
+
+/// `POST /account/{a}/invitations/{id}/resend`
+pub async fn resend(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, Uuid)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        invitations::resend(&app, &p, account, id).await,
+    )
+}
+
+/// `POST /account/{a}/invitations/{id}/revoke`
+pub async fn revoke(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, Uuid)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        invitations::revoke(&app, &p, account, None, id).await,
+    )
+}
+
+/// `POST /account/{a}/members/{membership}/role`
+pub async fn set_role(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, MembershipId)>,
+    f: Fields,
+) -> Response {
+    let r = async {
+        let role = f
+            .get("account_role_id")
+            .parse::<Uuid>()
+            .map_err(|_| Error::validation("account_role_id: not a valid id"))?;
+        memberships::update_membership(
+            &app,
+            &p,
+            account,
+            id,
+            UpdateMembership {
+                account_role_id: RoleId(role),
+            },
+        )
+        .await
+    }
+    .await;
+    done(&back(account), r)
+}
+
+/// `POST /account/{a}/members/{membership}/deactivate`
+pub async fn deactivate(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, MembershipId)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        memberships::set_active(&app, &p, account, &[id], false).await,
+    )
+}
+
+/// `POST /account/{a}/members/{membership}/reactivate`
+pub async fn reactivate(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, MembershipId)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        memberships::set_active(&app, &p, account, &[id], true).await,
+    )
+}
+
+/// `POST /account/{a}/members/{membership}/remove`
+pub async fn remove(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, MembershipId)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        memberships::delete_membership(&app, &p, account, id).await,
+    )
+}

@@ -1,0 +1,159 @@
+//! The Settings page (name, handle and the other account fields; the account settings of the
+//! reference; flow-run retention) and the SSO page (how members sign in today).
+
+use super::error_page;
+use super::form::{done, Fields};
+use super::session::SignedIn;
+use super::shell::{Section, Shell};
+use crate::app::App;
+use crate::domain::AccountId;
+use crate::services::accounts::{self, UpdateAccount};
+use crate::services::mail::html_escape;
+use crate::services::{Error, Result};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde_json::{Map, Value};
+
+/// The on/off settings of the reference shown on the page, with what each means.
+const TOGGLES: &[(&str, &str)] = &[
+    ("ai_log_summaries", "AI log summaries"),
+    ("allow_public_workspaces", "Allow public workspaces"),
+    ("managed_execution", "Managed execution"),
+    (
+        "enforce_webhook_authentication",
+        "Require authentication on webhooks",
+    ),
+    ("self_healing_enabled", "Self-healing"),
+];
+
+/// `GET /account/{a}/settings`
+pub async fn show(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+) -> Response {
+    let r: Result<Response> = async {
+        let shell = Shell::open(&app, &p, account).await?;
+        let a = accounts::read_account(&app, &p, account).await?;
+        let plan = crate::services::plans::read_plan(&app, &p, account).await?;
+        let editable = shell.can("update:account");
+        let disabled = if editable { "" } else { " disabled" };
+        let field = |id: &str, label: &str, value: &str, extra: &str| {
+            format!(
+                "<div><label for=\"s-{id}\">{label}</label><input id=\"s-{id}\" name=\"{id}\" value=\"{v}\"{extra}{disabled}></div>",
+                v = html_escape(value)
+            )
+        };
+        let toggles: String = TOGGLES
+            .iter()
+            .map(|(k, label)| {
+                let on = a.settings.get(*k).and_then(Value::as_bool).unwrap_or(false);
+                format!(
+                    "<span class=\"check\"><input type=\"checkbox\" id=\"t-{k}\" name=\"{k}\"{c}{disabled}><label for=\"t-{k}\">{label}</label></span>",
+                    c = if on { " checked" } else { "" },
+                )
+            })
+            .collect();
+        let retention = a
+            .settings
+            .get("run_retention_days")
+            .and_then(Value::as_i64)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let submit = if editable { "<button type=\"submit\">Save settings</button>" } else { "" };
+        let body = format!(
+            "<h1>Settings</h1><form method=\"post\" action=\"{action}\">{csrf}\
+             <h2>Account</h2><div class=\"row\">{name}{handle}</div><div class=\"row\">{location}{link}{email}</div>\
+             <h2>Features</h2><fieldset><legend>Account settings returned to Prefect clients</legend>{toggles}</fieldset>\
+             <p class=\"muted small\">These are the account settings of Prefect Cloud: Atrium stores them and returns them to the \
+             <code>prefect</code> client and UI, which decide what they change.</p>\
+             <h2>Flow-run retention</h2><label for=\"s-retention\">Delete finished flow runs after (days; empty = the plan's {plan_days})</label>\
+             <input id=\"s-retention\" name=\"run_retention_days\" type=\"number\" min=\"1\" max=\"{plan_days}\" value=\"{retention}\"{disabled}>\
+             <p class=\"muted small\">Atrium's retention job deletes them from each workspace's Prefect server. It can only shorten the plan's retention.</p>\
+             {submit}</form>",
+            action = shell.url("/settings"),
+            csrf = shell.csrf_input(),
+            name = field("name", "Name", &a.name, " required maxlength=\"100\""),
+            handle = field("handle", "Handle", &a.handle, " required maxlength=\"100\""),
+            location = field("location", "Location", a.location.as_deref().unwrap_or(""), " maxlength=\"200\""),
+            link = field("link", "Link", a.link.as_deref().unwrap_or(""), " type=\"url\" maxlength=\"500\""),
+            email = field("billing_email", "Billing email", a.billing_email.as_deref().unwrap_or(""), " type=\"email\""),
+            plan_days = plan.run_retention_days,
+        );
+        Ok(shell.render(Section::Settings, "Settings", &body))
+    }
+    .await;
+    r.unwrap_or_else(|e| error_page(&e))
+}
+
+/// `POST /account/{a}/settings`: the account fields and settings in one change.
+pub async fn update(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+    f: Fields,
+) -> Response {
+    let r = async {
+        let mut settings = Map::new();
+        for (k, _) in TOGGLES {
+            settings.insert(k.to_string(), Value::Bool(f.checked(k)));
+        }
+        let retention = match f.opt("run_retention_days") {
+            None => Value::Null,
+            Some(v) => Value::from(v.parse::<i64>().map_err(|_| {
+                Error::validation("run_retention_days must be a whole number of days")
+            })?),
+        };
+        settings.insert("run_retention_days".into(), retention);
+        let text = |k: &str| Some(f.opt(k).map(str::to_string));
+        accounts::update_account(
+            &app,
+            &p,
+            account,
+            UpdateAccount {
+                name: Some(f.get("name").to_string()),
+                handle: Some(f.get("handle").to_string()),
+                location: text("location"),
+                link: text("link"),
+                billing_email: text("billing_email"),
+                auth_expiration_seconds: None,
+                settings: Some(settings),
+            },
+        )
+        .await
+    }
+    .await;
+    done(&format!("/account/{account}/settings"), r)
+}
+
+/// `GET /account/{a}/sso`: how members sign in today. Single sign-on is configured here once
+/// Atrium supports it; until then the page shows no controls.
+pub async fn sso(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+) -> Response {
+    let r: Result<Response> = async {
+        let shell = Shell::open(&app, &p, account).await?;
+        let a = accounts::read_account(&app, &p, account).await?;
+        let expiry = super::relative(
+            app.now() + chrono::Duration::seconds(app.config.session_ttl_seconds),
+            app.now(),
+        )
+        .trim_start_matches("in ")
+        .to_string();
+        let body = format!(
+            "<h1>Single sign-on</h1><p>SSO: <span class=\"badge off\">{sso}</span> · directory sync (SCIM): <span class=\"badge off\">{scim}</span></p>\
+             <h2>How members sign in today</h2><ul>\
+             <li>In the browser with their email address and password (at least 8 characters, stored only as an Argon2id hash); a session lasts {expiry}.</li>\
+             <li>New members join through an emailed invitation link.</li>\
+             <li>The <code>prefect</code> CLI and other clients use personal or service-account API keys (<code>prefect cloud login</code>).</li></ul>\
+             <p class=\"muted\">Identity-provider settings (OIDC, SAML) and SCIM provisioning will appear here when Atrium supports them.</p>",
+            sso = html_escape(a.sso_state),
+            scim = html_escape(a.scim_state),
+        );
+        Ok(shell.render(Section::Sso, "SSO", &body))
+    }
+    .await;
+    r.unwrap_or_else(|e| error_page(&e))
+}
