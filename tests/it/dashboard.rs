@@ -7,7 +7,11 @@ use axum::body::Body;
 use axum::http::{Method as M, Request, StatusCode as S};
 use serde_json::json;
 
-async fn get_page(t: &TestApp, path: &str, cookie: &str) -> (S, axum::http::HeaderMap, String) {
+pub(crate) async fn get_page(
+    t: &TestApp,
+    path: &str,
+    cookie: &str,
+) -> (S, axum::http::HeaderMap, String) {
     let req = Request::builder()
         .method(M::GET)
         .uri(path)
@@ -19,7 +23,7 @@ async fn get_page(t: &TestApp, path: &str, cookie: &str) -> (S, axum::http::Head
 }
 
 /// Signs `email` in through the form; returns the session cookie.
-async fn sign_in(
+pub(crate) async fn sign_in(
     t: &TestApp,
     email: &str,
     password: &str,

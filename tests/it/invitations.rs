@@ -225,20 +225,6 @@ async fn wrong_used_revoked_expired_resent_and_foreign_tokens_are_refused_alike(
     .await;
 }
 
-/// Reads the code of an invitation's latest queued email from the outbox (as the SMTP worker
-/// would), since the API never shows it.
-async fn latest_code(t: &TestApp, id: &str) -> String {
-    use sqlx::Row;
-    let mut c = t.app.store.reader().await.expect("conn");
-    let row = sqlx::query("SELECT body_text FROM outbox WHERE invitation_id = $1 AND status = 'pending' ORDER BY created DESC LIMIT 1")
-        .bind(id)
-        .fetch_one(&mut *c)
-        .await
-        .expect("queued email");
-    let body: String = row.try_get("body_text").expect("body");
-    invitation_link(&body).2
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_simultaneous_accepts_competing_for_one_seat_admit_exactly_one() {
     each_db(|t| async move {

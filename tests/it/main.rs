@@ -9,6 +9,7 @@ mod browser;
 mod concurrency;
 mod crash;
 mod dashboard;
+mod dashboard_pages;
 mod gateway;
 mod inputs;
 mod invitations;

@@ -708,6 +708,20 @@ pub fn invitation_link(message: &str) -> (String, String, String) {
     (path.clone(), id_part.to_string(), query.to_string())
 }
 
+/// Reads the code of an invitation's latest queued email from the outbox (as the SMTP worker
+/// would), since the API never shows it.
+pub async fn latest_code(t: &TestApp, id: &str) -> String {
+    use sqlx::Row;
+    let mut c = t.app.store.reader().await.expect("conn");
+    let row = sqlx::query("SELECT body_text FROM outbox WHERE invitation_id = $1 AND status = 'pending' ORDER BY created DESC LIMIT 1")
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await
+        .expect("queued email");
+    let body: String = row.try_get("body_text").expect("body");
+    invitation_link(&body).2
+}
+
 // ---- browser-like helpers for server-rendered pages ----
 
 pub fn cookie_of(h: &axum::http::HeaderMap, name: &str) -> String {

@@ -136,7 +136,7 @@ pub async fn show(
             wlimit = limit(o.workspace_limit),
             members_h = if members.is_empty() { "" } else { "<h2>Members</h2>" },
         );
-        Ok(shell.render(super::shell::Section::Overview, &o.name, &body))
+        Ok(shell.render(super::shell::Section::Overview, "Overview", &body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))

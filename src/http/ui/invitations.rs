@@ -116,8 +116,8 @@ pub async fn submit(
             let mut resp = page(
                 StatusCode::OK,
                 "Welcome",
-                "<h1>You are in</h1><p>Your membership is active. Use the Prefect CLI with \
-                 <code>prefect cloud login</code> or the API to get started.</p>",
+                "<h1>You are in</h1><p>Your membership is active. <a href=\"/\">Open your accounts</a>, \
+                 or use the Prefect CLI with <code>prefect cloud login</code>.</p>",
             );
             if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, &session.id, max_age)
             {

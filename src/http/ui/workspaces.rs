@@ -322,7 +322,7 @@ pub async fn delete(
 
 #[derive(Deserialize)]
 pub struct ExplainQuery {
-    /// An actor id (user or service account).
+    /// A user's or service account's id.
     pub who: Option<Uuid>,
     pub scope: Option<String>,
 }
@@ -468,8 +468,8 @@ pub async fn access(
         // The explain view.
         let who_items: Vec<(String, String)> = members
             .iter()
-            .map(|m| (m.actor_id.to_string(), m.email.clone()))
-            .chain(bots.iter().map(|b| (b.actor_id.to_string(), format!("{} (service account)", b.name))))
+            .map(|m| (m.user_id.to_string(), m.email.clone()))
+            .chain(bots.iter().map(|b| (b.id.to_string(), format!("{} (service account)", b.name))))
             .collect();
         let picked_who = q.who.map(|u| u.to_string()).unwrap_or_default();
         let picked_scope = q.scope.clone().unwrap_or_else(|| "see_flows".into());
