@@ -212,6 +212,8 @@ fn dashboard_routes() -> Router<App> {
             "/my/profile",
             get(ui::profile::show).post(ui::profile::update),
         )
+        .route("/signup", get(ui::signup::show).post(ui::signup::submit))
+        .route("/accounts", post(ui::accounts::create))
         .route(
             &a("/workspaces"),
             get(ui::workspaces::list).post(ui::workspaces::create),
@@ -231,6 +233,10 @@ fn dashboard_routes() -> Router<App> {
         .route(
             &a("/workspace/{workspace_id}/access"),
             get(ui::workspaces::access).post(ui::workspaces::grant),
+        )
+        .route(
+            &a("/workspace/{workspace_id}/{*rest}"),
+            get(ui::workspaces::prefect_link),
         )
         .route(
             &a("/workspace/{workspace_id}/access/remove"),

@@ -108,9 +108,15 @@ pub struct CreateAccount {
     pub billing_email: Option<String>,
 }
 
+/// Whether the caller may create accounts (site admins always; others when the installation's
+/// `account_creation` is `anyone`).
+pub fn may_create_account(app: &App, p: &Principal) -> bool {
+    !p.is_bot() && (p.site_admin || app.config.account_creation == AccountCreation::Anyone)
+}
+
 /// Creates an account with the caller as its Owner.
 pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Result<Account> {
-    if !p.site_admin && app.config.account_creation != AccountCreation::Anyone {
+    if !may_create_account(app, p) {
         return Err(Error::Forbidden(
             "only site admins may create accounts on this server".into(),
         ));

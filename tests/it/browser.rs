@@ -265,14 +265,12 @@ async fn sign_in_and_read_a_workspaces_access_with_expiries_in_chromium() {
         )),
         "{text}"
     );
-    page.screenshot("workspace-access").await;
     page.goto(&format!("{base}/account/{account}")).await;
     let text = page.text().await;
     assert!(
         text.contains("Workspaces") && text.contains("seats used 3 of no limit"),
         "{text}"
     );
-    page.screenshot("account").await;
     page.goto(&format!("{base}{path}")).await;
 
     // A personal API key: created in the page, shown once, with the copy button our script
@@ -307,6 +305,248 @@ async fn sign_in_and_read_a_workspaces_access_with_expiries_in_chromium() {
     page.wait_for("location.pathname === '/login'").await;
     page.goto(&format!("{base}{path}")).await;
     page.wait_for("location.pathname === '/login'").await;
+}
+
+impl Page {
+    /// Runs `js` (which submits a form or follows a link), then waits until `until` holds on the
+    /// page that loads.
+    pub async fn act(&mut self, js: &str, until: &str) {
+        self.eval(&format!("window.__before = true; {js}; true"))
+            .await;
+        self.wait_for(&format!(
+            "window.__before === undefined && document.readyState === 'complete' && ({until})"
+        ))
+        .await;
+    }
+
+    /// Chooses the option whose visible text is `text` in the select `selector`.
+    pub async fn choose(&mut self, selector: &str, text: &str) {
+        let ok = self
+            .eval(&format!(
+                "(function(){{const s=document.querySelector('{selector}');const o=[...s.options].find(o=>o.text==={text:?});if(!o)return false;s.value=o.value;return true;}})()"
+            ))
+            .await;
+        assert_eq!(ok, true, "no option {text:?} in {selector}");
+    }
+}
+
+fn body_has(text: &str) -> String {
+    format!("document.body.innerText.includes({text:?})")
+}
+
+/// Item 6 of the dashboard issue, in Chromium: an Admin invites two members, creates a custom
+/// role from the scope picker, gives a team access with it, creates and rotates a service
+/// account's key, asks why a member has a scope, filters the audit log; then an invitee signs up
+/// through the invitation link and lands in the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_the_account_in_chromium_and_an_invitee_signs_up() {
+    let Some(browser) = Browser::launch() else {
+        return;
+    };
+    let t = TestApp::new(Db::Sqlite).await;
+    let crate::dashboard::Fixture {
+        account, ws, owner, ..
+    } = crate::dashboard::fixture(&t).await;
+    let port = t.serve_tcp().await;
+    let base = format!("http://127.0.0.1:{port}");
+    let a = format!("{base}/account/{account}");
+    let mut page = browser.page().await;
+    page.goto(&format!("{a}/members")).await;
+    page.wait_for("location.pathname === '/login'").await;
+    page.act(
+        "document.querySelector('#email').value = 'ada@acme.test';\
+         document.querySelector('#password').value = 'a-long-password';\
+         document.querySelector('button[type=submit]').click()",
+        "location.pathname.endsWith('/members')",
+    )
+    .await;
+
+    // Invite two members at once.
+    page.act(
+        "document.querySelector('#invite-emails').value = 'bea@acme.test\\ncal@acme.test';\
+         document.querySelector('form[action$=\"/members/invite\"] button').click()",
+        &body_has("Invitations not yet answered"),
+    )
+    .await;
+    let text = page.text().await;
+    assert!(
+        text.contains("bea@acme.test") && text.contains("cal@acme.test"),
+        "{text}"
+    );
+    page.screenshot("members").await;
+
+    // A custom role from the scope picker, inheriting Viewer.
+    page.goto(&format!("{a}/roles/new")).await;
+    page.eval(
+        "document.querySelector('#role-name').value = 'Deployer';\
+         document.querySelector('#scope-run_deployments').checked = true;\
+         document.querySelector('#scope-manage_deployments').checked = true; true",
+    )
+    .await;
+    page.choose("#role-inherits", "Viewer").await;
+    page.screenshot("role-editor").await;
+    page.act(
+        "document.querySelector('form[action$=\"/roles\"] button[type=submit]').click()",
+        &body_has("Deployer"),
+    )
+    .await;
+    assert!(page.text().await.contains("custom"));
+
+    // A team with vic as a member, granted the custom role in prod.
+    page.goto(&format!("{a}/teams")).await;
+    page.act(
+        "document.querySelector('#team-name').value = 'data';\
+         document.querySelector('form[action$=\"/teams\"] button').click()",
+        &body_has("Team data"),
+    )
+    .await;
+    page.choose("#tm-who", "vic@acme.test").await;
+    page.act(
+        "document.querySelector('form[action$=\"/members\"] button').click()",
+        "document.querySelector('td') !== null && document.body.innerText.includes('vic@acme.test')",
+    )
+    .await;
+    page.choose("#team-ws", "prod").await;
+    page.choose("#team-role", "Deployer").await;
+    page.act(
+        "document.querySelector('form[action$=\"/access\"] button').click()",
+        "[...document.querySelectorAll('td')].some(td => td.textContent === 'Deployer')",
+    )
+    .await;
+    page.screenshot("team").await;
+    let (_, grants) = t
+        .call(
+            axum::http::Method::POST,
+            &format!("/api/accounts/{account}/workspaces/{ws}/team_access/filter"),
+            Some(&owner.key),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(grants.as_array().map(Vec::len), Some(1), "{grants}");
+
+    // Why does vic have manage_deployments in prod? Through the team's custom role.
+    page.goto(&format!("{a}/workspace/{ws}/access")).await;
+    page.choose("#explain-who", "vic@acme.test").await;
+    page.eval("document.querySelector('#explain-scope').value = 'manage_deployments'; true")
+        .await;
+    page.act(
+        "document.querySelector('form[method=get] button').click()",
+        "document.getElementById('explanation') !== null",
+    )
+    .await;
+    let text = page
+        .eval("document.getElementById('explanation').innerText")
+        .await;
+    let text = text.as_str().unwrap_or_default();
+    assert!(
+        text.contains("vic@acme.test has manage_deployments here")
+            && text.contains("team data with role Deployer — gives it"),
+        "{text}"
+    );
+    page.screenshot("workspace-access").await;
+
+    // A service account: its key shown once, then rotated with a day's overlap.
+    page.goto(&format!("{a}/service-accounts")).await;
+    page.act(
+        "document.querySelector('#sa-name').value = 'ci';\
+         document.querySelector('form[action$=\"/service-accounts\"] button').click()",
+        "document.getElementById('new-key') !== null",
+    )
+    .await;
+    let first = page
+        .eval("document.getElementById('new-key').textContent")
+        .await;
+    let first = first.as_str().expect("key").to_string();
+    assert!(first.starts_with("pnb_"), "{first}");
+    page.screenshot("service-account").await;
+    page.act(
+        "document.querySelector('form[action$=\"/rotate\"] button').click()",
+        "document.getElementById('new-key') !== null && document.body.innerText.includes('rotating out')",
+    )
+    .await;
+    let second = page
+        .eval("document.getElementById('new-key').textContent")
+        .await;
+    assert!(
+        second
+            .as_str()
+            .is_some_and(|k| k.starts_with("pnb_") && k != first),
+        "{second}"
+    );
+    for key in [first.as_str(), second.as_str().unwrap_or_default()] {
+        let (s, _) = t
+            .call(
+                axum::http::Method::GET,
+                "/api/me/workspaces",
+                Some(key),
+                None,
+            )
+            .await;
+        assert_eq!(s.as_u16(), 200, "both keys work during the overlap");
+    }
+
+    // The audit log, filtered to team creations.
+    page.goto(&format!("{a}/audit-log")).await;
+    page.eval("document.querySelector('#f-event').value = 'prefect-cloud.team.created'; true")
+        .await;
+    page.act(
+        "document.querySelector('form[action$=\"/audit-log\"] button').click()",
+        "location.search.includes('event=prefect-cloud.team.created')",
+    )
+    .await;
+    let text = page.text().await;
+    assert!(
+        text.contains("1 matching event.")
+            && text.contains("team.created")
+            && !text.contains("bot.created"),
+        "{text}"
+    );
+    page.screenshot("audit-log").await;
+    for (path, name) in [
+        ("/workspaces", "workspaces"),
+        ("/billing", "billing"),
+        ("/settings", "settings"),
+        ("", "account"),
+    ] {
+        page.goto(&format!("{a}{path}")).await;
+        page.screenshot(name).await;
+    }
+
+    // Sign out; bea signs up through her invitation and sees the account.
+    page.act(
+        "document.querySelector('aside form[action=\"/logout\"] button').click()",
+        "location.pathname === '/login'",
+    )
+    .await;
+    let (_, inv) = t
+        .call(
+            axum::http::Method::POST,
+            &format!("/api/accounts/{account}/invitations/filter"),
+            Some(&owner.key),
+            Some(json!({"invitations": {"email": {"any_": ["bea@acme.test"]}}})),
+        )
+        .await;
+    let id = inv[0]["id"].as_str().expect("invitation").to_string();
+    let code = latest_code(&t, &id).await;
+    page.goto(&format!("{base}/invitations/{id}?invite_code={code}"))
+        .await;
+    page.act(
+        "document.querySelector('#first_name').value = 'Bea';\
+         document.querySelector('#new_password').value = 'bea-long-password';\
+         document.querySelector('form input[value=signup]').form.querySelector('button').click()",
+        &body_has("You are in"),
+    )
+    .await;
+    page.act(
+        "document.querySelector('a[href=\"/\"]').click()",
+        &body_has("ACME"),
+    )
+    .await;
+    page.act(
+        &format!("document.querySelector('a[href=\"/account/{account}\"]').click()"),
+        &body_has("your role: Member"),
+    )
+    .await;
 }
 
 /// A stand-in for the `prefect` CLI's login server (same routes and CORS as

@@ -719,3 +719,125 @@ async fn a_member_sees_no_controls_they_cannot_use_and_is_refused_anyway() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn open_sign_up_then_a_new_account_from_the_home_page_and_prefect_links_land_on_the_workspace(
+) {
+    each_db(|t| async move {
+        // Invite-only (the default): the page says so and the form posts are refused.
+        let (s, _, html) = get_page(&t, "/signup", "").await;
+        assert_eq!(s, S::OK);
+        assert!(
+            html.contains("Sign-up is by invitation") && !html.contains("<form"),
+            "{html}"
+        );
+        let (_, _, login) = get_page(&t, "/login", "").await;
+        assert!(
+            !login.contains("/signup"),
+            "no sign-up link when it is closed"
+        );
+
+        let t = t
+            .reconfigured(|c| {
+                c.signup_policy = atrium::config::SignupPolicy::Open;
+                c.account_creation = atrium::config::AccountCreation::Anyone;
+            })
+            .await;
+        let (_, _, login) = get_page(&t, "/login", "").await;
+        assert!(login.contains("href=\"/signup\""), "{login}");
+        let (s, h, html) = get_page(&t, "/signup", "").await;
+        assert_eq!(s, S::OK);
+        let csrf = cookie_of(&h, "atrium_csrf");
+        let token = hidden(&html, "csrf");
+        let (s, _, body) = form(
+            &t,
+            "/signup",
+            &csrf,
+            &[
+                ("csrf", &token),
+                ("email", "zed@x.test"),
+                ("password", "short"),
+            ],
+        )
+        .await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body.contains("password must be 8-1024 characters"),
+            "{body}"
+        );
+        let (s, h, _) = form(
+            &t,
+            "/signup",
+            &csrf,
+            &[
+                ("csrf", &token),
+                ("email", "zed@x.test"),
+                ("password", "a-long-password"),
+                ("first_name", "Zed"),
+            ],
+        )
+        .await;
+        assert_eq!((s, h["location"].to_str().ok()), (S::SEE_OTHER, Some("/")));
+        let zed = Visitor {
+            t: &t,
+            session: cookie_of(&h, "atrium_session"),
+        };
+
+        // Home offers a new account; creating one opens it with Zed as its Owner.
+        let (_, html) = zed.get("/").await;
+        assert!(
+            html.contains("not a member of any account") && html.contains("New account"),
+            "{html}"
+        );
+        let (s, h, body) = zed
+            .submit(
+                "/",
+                "/accounts",
+                &[("name", "Zed Co"), ("handle", "zed-co")],
+            )
+            .await;
+        assert_eq!(s, S::SEE_OTHER, "{body}");
+        let account_page = h["location"].to_str().expect("location").to_string();
+        let (s, html) = zed.get(&account_page).await;
+        assert_eq!(s, S::OK);
+        assert!(
+            html.contains("<h1>Zed Co</h1>") && html.contains("your role: Owner"),
+            "{html}"
+        );
+        let (s, _, body) = zed
+            .submit("/", "/accounts", &[("name", "Again"), ("handle", "zed-co")])
+            .await;
+        assert_eq!(s, S::CONFLICT, "{body}");
+
+        // A link the prefect client prints into Prefect's UI lands on the workspace page.
+        let (s, h, body) = zed
+            .submit(
+                &format!("{account_page}/workspaces"),
+                &format!("{account_page}/workspaces"),
+                &[("name", "Prod"), ("handle", "prod")],
+            )
+            .await;
+        assert_eq!(s, S::SEE_OTHER, "{body}");
+        let ws_page = h["location"].to_str().expect("location").to_string();
+        let (s, h, _) = get_page(
+            &t,
+            &format!("{ws_page}/flow-runs/flow-run/0b7c0a8e-4a4e-4d4c-9b1a-3a1d2f3e4c5d"),
+            &zed.session,
+        )
+        .await;
+        assert_eq!(
+            (s, h["location"].to_str().ok()),
+            (
+                S::SEE_OTHER,
+                Some(format!("{ws_page}?prefect_link=1").as_str())
+            )
+        );
+        let (s, html) = zed.get(&format!("{ws_page}?prefect_link=1")).await;
+        assert_eq!(s, S::OK);
+        assert!(
+            html.contains("That link points into Prefect's own UI"),
+            "{html}"
+        );
+    })
+    .await;
+}

@@ -10,7 +10,7 @@ use crate::services::mail::html_escape;
 use crate::services::me::my_accounts;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 fn with_cookie(mut resp: Response, cookie: axum::http::HeaderValue) -> Response {
     resp.headers_mut().append(header::SET_COOKIE, cookie);
@@ -40,15 +40,44 @@ pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
     } else {
         format!("<nav aria-label=\"Accounts\"><ul class=\"plain\">{items}</ul></nav>")
     };
-    let (header, _, cookie) = signed_in_header(&app, &p.name);
+    let (header, csrf, cookie) = signed_in_header(&app, &p.name);
+    let create = if crate::services::accounts::may_create_account(&app, &p) {
+        format!(
+            "<h2>New account</h2><form method=\"post\" action=\"/accounts\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label for=\"acct-name\">Name</label><input id=\"acct-name\" name=\"name\" required maxlength=\"100\">\
+             <label for=\"acct-handle\">Handle</label><input id=\"acct-handle\" name=\"handle\" required maxlength=\"100\" pattern=\"[a-z0-9-]+\" title=\"lowercase letters, digits and dashes\">\
+             <button type=\"submit\">Create account</button></form>"
+        )
+    } else {
+        String::new()
+    };
     with_cookie(
         page(
             StatusCode::OK,
             "Accounts",
-            &format!("{header}<h1>Your accounts</h1>{list}"),
+            &format!("{header}<p><a href=\"/my/profile\">Profile</a></p><h1>Your accounts</h1>{list}{create}"),
         ),
         cookie,
     )
+}
+
+/// `POST /accounts`: a new account with the signed-in user as its Owner.
+pub async fn create(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    f: super::form::Fields,
+) -> Response {
+    let a = crate::services::accounts::CreateAccount {
+        name: f.get("name").to_string(),
+        handle: f.get("handle").to_string(),
+        location: None,
+        link: None,
+        billing_email: None,
+    };
+    match crate::services::accounts::create_account(&app, &p, a).await {
+        Ok(a) => axum::response::Redirect::to(&format!("/account/{}", a.id)).into_response(),
+        Err(e) => super::error_page_back(&e, Some("/")),
+    }
 }
 
 /// `GET /account/{account_id}`: plan, seats, workspaces, members and recent activity.

@@ -206,7 +206,7 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
             d += chrono::Duration::days(1);
         }
         let chart = format!(
-            "<figure><figcaption class=\"muted\">Events per day, {from} to {to} (highest: {max})</figcaption><div class=\"chart\">{bars}</div></figure>"
+            "<figure><figcaption class=\"muted\">Events per day, {from} to {to} (highest: {max})</figcaption><div class=\"chart\">{bars}</div><div class=\"chart-axis muted small\" aria-hidden=\"true\"><span>{from}</span><span>{to}</span></div></figure>"
         );
         let event_options = options(
             by_event.iter().map(|b| (b.value.clone(), b.label.trim_start_matches("prefect-cloud."))),

@@ -48,7 +48,7 @@ pub async fn list(
                     let id = format!("role-{}", m.id);
                     format!(
                         "<form method=\"post\" action=\"{base}/role\" class=\"inline\">{csrf}\
-                         <label for=\"{id}\" class=\"muted small\">Role of {email}</label>\
+                         <label for=\"{id}\" class=\"sr-only\">Role of {email}</label>\
                          <select id=\"{id}\" name=\"account_role_id\">{opts}</select> \
                          <button class=\"secondary\" type=\"submit\">Change</button></form>",
                         csrf = shell.csrf_input(),

@@ -17,6 +17,7 @@ pub mod session;
 pub mod settings;
 pub mod setup;
 pub mod shell;
+pub mod signup;
 pub mod teams;
 pub mod workspaces;
 
@@ -56,6 +57,8 @@ fieldset label{display:inline;font-weight:400;margin:0}.check{display:block;padd
 .bar{background:#e7e9ee;border-radius:6px;height:.75rem;overflow:hidden;max-width:24rem}.bar>span{display:block;height:100%;background:#2752d8}.bar>span.full{background:#b42318}\
 .chart{display:flex;align-items:flex-end;gap:2px;height:8rem;border-bottom:1px solid #c5cad3;margin:1rem 0}.chart>span{flex:1;background:#2752d8;min-height:1px}\
 .badge{display:inline-block;padding:.1rem .5rem;border-radius:99px;background:#e7e9ee;font-size:.8rem}.badge.off{background:#fdecec;color:#8a1c1c}\
+.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}td select{width:auto;min-width:9rem}\
+.picker{display:grid;grid-template-columns:repeat(auto-fill,minmax(21rem,1fr));gap:0 1rem}.chart-axis{display:flex;justify-content:space-between}\
 @media (max-width:48rem){.shell{grid-template-columns:1fr}.shell aside{position:static}}";
 
 /// A whole HTML document around `body`.

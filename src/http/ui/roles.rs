@@ -183,7 +183,7 @@ async fn editor(
          <div><label for=\"role-name\">Name</label><input id=\"role-name\" name=\"name\" required maxlength=\"100\" value=\"{name}\"{disabled}></div>\
          <div><label for=\"role-inherits\">Inherits every scope of</label><select id=\"role-inherits\" name=\"inherited_role_id\"{disabled}><option value=\"\">nothing</option>{inh}</select></div></div>\
          <label for=\"role-desc\">Description</label><input id=\"role-desc\" name=\"description\" maxlength=\"1000\" value=\"{desc}\"{disabled}>\
-         <h2>Scopes</h2>{picker}{submit}</form>{delete}",
+         <h2>Scopes</h2><div class=\"picker\">{picker}</div>{submit}</form>{delete}",
         roles = shell.url("/roles"),
         title = html_escape(&title),
         csrf = shell.csrf_input(),

@@ -72,7 +72,12 @@ fn form(app: &App, next: &str, email: &str, error: Option<&str>) -> Response {
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
          <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"username\" value=\"{email}\">\
          <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
-         <button type=\"submit\">Sign in</button></form>",
+         <button type=\"submit\">Sign in</button></form>{signup}",
+        signup = if app.config.signup_policy == crate::config::SignupPolicy::Open {
+            "<p class=\"muted\">New here? <a href=\"/signup\">Create a user</a></p>"
+        } else {
+            ""
+        },
         next = html_escape(next),
         email = html_escape(email),
     );

@@ -158,11 +158,31 @@ pub async fn create(
     }
 }
 
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    /// Set when the visitor followed a link into Prefect's own UI (flow runs, deployments…).
+    #[serde(default)]
+    pub prefect_link: Option<String>,
+}
+
+/// `GET /account/{a}/workspace/{w}/{*rest}`: links the `prefect` client prints into Prefect
+/// Cloud's UI (`…/workspace/{w}/flow-runs/flow-run/{id}` and the like) land on the workspace page,
+/// which says where those objects are shown.
+pub async fn prefect_link(
+    Path((account, workspace, _rest)): Path<(AccountId, WorkspaceId, String)>,
+) -> Response {
+    Redirect::to(&format!(
+        "/account/{account}/workspace/{workspace}?prefect_link=1"
+    ))
+    .into_response()
+}
+
 /// `GET /account/{a}/workspace/{w}`: the workspace, its settings and links to its access page.
 pub async fn show(
     State(app): State<App>,
     SignedIn(p): SignedIn,
     Path((account, workspace)): Path<(AccountId, WorkspaceId)>,
+    Query(q): Query<ShowQuery>,
 ) -> Response {
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
@@ -214,8 +234,14 @@ pub async fn show(
         } else {
             String::new()
         };
+        let notice = if q.prefect_link.is_some() {
+            "<p class=\"notice\" role=\"status\">That link points into Prefect's own UI (flow runs, deployments, work pools…). \
+             Atrium manages who may reach this workspace; its flows and runs are shown by the Prefect server the workspace is bound to.</p>"
+        } else {
+            ""
+        };
         let body = format!(
-            "<p><a href=\"{list}\">Workspaces</a></p><h1>{name}</h1><p class=\"muted\">{handle} · {desc}</p>{links}<h2>Default access</h2>{default_form}{edit}{delete}",
+            "<p><a href=\"{list}\">Workspaces</a></p><h1>{name}</h1><p class=\"muted\">{handle} · {desc}</p>{notice}{links}<h2>Default access</h2>{default_form}{edit}{delete}",
             list = shell.url("/workspaces"),
             name = html_escape(&w.name),
             handle = html_escape(&w.handle),
@@ -374,7 +400,7 @@ pub async fn access(
                         format!(
                             "<form method=\"post\" action=\"{base}\" class=\"inline\">{csrf}\
                              <input type=\"hidden\" name=\"subject\" value=\"{kind}:{id}\">\
-                             <label for=\"{sel_id}\" class=\"muted small\">Role of {n}</label>{select}\
+                             <label for=\"{sel_id}\" class=\"sr-only\">Role of {n}</label>{select}\
                              <button class=\"secondary\" type=\"submit\">Change</button></form>",
                             csrf = shell.csrf_input(),
                             kind = l.kind,
