@@ -5,6 +5,7 @@ pub mod audit;
 pub mod entities;
 pub mod gateway_routes;
 pub mod ids;
+pub mod ipnet;
 pub mod plan;
 pub mod role;
 pub mod scope;

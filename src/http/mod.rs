@@ -70,6 +70,11 @@ pub fn api_router() -> OpenApiRouter<App> {
             accounts::delete_account
         ))
         .routes(routes!(accounts::read_settings, accounts::update_settings))
+        .routes(routes!(
+            accounts::read_ip_allowlist,
+            accounts::replace_ip_allowlist
+        ))
+        .routes(routes!(accounts::my_ip_access))
         .routes(routes!(accounts::filter_account_roles))
         .routes(routes!(accounts::read_account_role))
         .routes(routes!(memberships::filter_memberships))
@@ -327,6 +332,10 @@ fn dashboard_routes() -> Router<App> {
             get(ui::settings::show).post(ui::settings::update),
         )
         .route(&a("/sso"), get(ui::settings::sso))
+        .route(
+            &a("/settings/ip-allowlist"),
+            post(ui::settings::save_ip_allowlist),
+        )
 }
 
 /// The full router with state applied.

@@ -65,11 +65,19 @@ pub fn run_retention_days(
 
 fn account_view(app: &App, row: AccountRow) -> Account {
     let e = crate::services::plans::entitlements(app, &row);
+    let mut settings = effective_settings(&row.settings);
+    // As in Prefect Cloud, the key is absent when the plan has no IP allowlist.
+    if !e
+        .features
+        .contains(crate::domain::plan::Feature::IpAllowlist)
+    {
+        settings.remove("enforce_ip_allowlist");
+    }
     Account {
         id: row.id,
         created: row.created,
         updated: row.updated,
-        settings: effective_settings(&row.settings),
+        settings,
         name: row.name,
         handle: row.handle,
         location: row.location,
@@ -283,6 +291,7 @@ pub async fn update_account(
         && u.billing_email.is_none()
         && u.auth_expiration_seconds.is_none();
     apply_patch(&mut row, u)?;
+    crate::services::ip_allowlist::check_enforcement(app, p, &before.settings, &row)?;
     store::accounts::update_account(&mut tx, &row, app.now())
         .await
         .map_err(|e| unique_or(e, format!("account handle {:?} is taken", row.handle)))?;

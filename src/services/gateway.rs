@@ -99,6 +99,7 @@ pub async fn authorize_call(
             Denied::NotFound => Error::not_found("workspace"),
             Denied::Forbidden(m) => Error::Forbidden(m),
         })?;
+    crate::services::ip_allowlist::check(app, p, t.account).await?;
     let path = t.rest;
     let needed: Vec<Scope> = match rule.map(|r| r.need) {
         None => {

@@ -36,7 +36,17 @@ pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let e = crate::services::plans::entitlements(app, &row);
     let retention = crate::services::accounts::run_retention_days(&row.settings, &e);
-    crate::services::upstreams::reload(app, account, &e, retention).await
+    let enforced = e
+        .features
+        .contains(crate::domain::plan::Feature::IpAllowlist)
+        && row
+            .settings
+            .get("enforce_ip_allowlist")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+    let allowlist =
+        enforced.then(|| crate::services::ip_allowlist::enabled_networks(&row.ip_allowlist));
+    crate::services::upstreams::reload(app, account, &e, retention, allowlist).await
 }
 
 /// The rows an account's snapshot is built from, with the account row (`None` when the account is

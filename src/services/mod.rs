@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod index;
 pub mod input;
 pub mod invitations;
+pub mod ip_allowlist;
 pub mod mail;
 pub mod me;
 pub mod memberships;
@@ -42,13 +43,15 @@ pub(crate) async fn authorize(
     account: AccountId,
     perm: AccountPermission,
 ) -> Result<AccountRole> {
-    match app.index.require_permission(p, account, perm) {
+    let role = match app.index.require_permission(p, account, perm) {
         Err(Denied::Forbidden(m)) => {
             audit::record_denial(app, p, account, perm.name(), None).await;
-            Err(Error::Forbidden(m))
+            return Err(Error::Forbidden(m));
         }
-        other => Ok(other?),
-    }
+        other => other?,
+    };
+    ip_allowlist::check(app, p, account).await?;
+    Ok(role)
 }
 
 /// Requires `scope` in a workspace at the clock's current instant; a refusal of someone who can
@@ -60,16 +63,19 @@ pub(crate) async fn require_scope(
     workspace: WorkspaceId,
     scope: Scope,
 ) -> Result<ScopeSet> {
-    match app
-        .index
-        .require_scope(p, account, workspace, scope, app.now().timestamp_micros())
-    {
-        Err(Denied::Forbidden(m)) => {
-            audit::record_denial(app, p, account, scope.name(), Some(workspace)).await;
-            Err(Error::Forbidden(m))
-        }
-        other => Ok(other?),
-    }
+    let held =
+        match app
+            .index
+            .require_scope(p, account, workspace, scope, app.now().timestamp_micros())
+        {
+            Err(Denied::Forbidden(m)) => {
+                audit::record_denial(app, p, account, scope.name(), Some(workspace)).await;
+                return Err(Error::Forbidden(m));
+            }
+            other => other?,
+        };
+    ip_allowlist::check(app, p, account).await?;
+    Ok(held)
 }
 
 /// A refusal decided by a service rule (escalation guards): recorded like any denial.

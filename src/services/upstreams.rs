@@ -43,6 +43,9 @@ pub struct AccountGateway {
     pub logs_per_minute: u32,
     pub run_retention_days: i64,
     pub upstreams: FxHashMap<Uuid, Arc<Upstream>>,
+    /// The enabled allowlist networks when the account enforces its IP allowlist (`None`: any
+    /// address may call).
+    pub ip_allowlist: Option<Vec<crate::domain::ipnet::IpNetwork>>,
 }
 
 /// Per-account gateway data, replaced whole when the account's access data is reloaded (so it
@@ -86,7 +89,13 @@ impl Registry {
 }
 
 /// Rebuilds an account's gateway entry (called with every index reload).
-pub async fn reload(app: &App, account: AccountId, e: &Entitlements, retention: i64) -> Result<()> {
+pub async fn reload(
+    app: &App,
+    account: AccountId,
+    e: &Entitlements,
+    retention: i64,
+    ip_allowlist: Option<Vec<crate::domain::ipnet::IpNetwork>>,
+) -> Result<()> {
     let rows = {
         let mut c = app.store.reader().await?;
         store::upstreams::find_account_upstreams(&mut c, account).await?
@@ -109,6 +118,7 @@ pub async fn reload(app: &App, account: AccountId, e: &Entitlements, retention: 
             logs_per_minute: clamp_u32(e.logs_rate_limit),
             run_retention_days: retention,
             upstreams,
+            ip_allowlist,
         },
     );
     Ok(())

@@ -21,12 +21,14 @@ pub struct AccountRow {
     pub plan: String,
     /// Per-account entitlement overrides (JSON of `domain::plan::EntitlementsPatch`).
     pub plan_overrides: String,
+    /// The IP allowlist entries (JSON, see `services::ip_allowlist`).
+    pub ip_allowlist: String,
     pub created: Time,
     pub updated: Time,
 }
 
 const COLS: &str = "id, handle, name, location, link, billing_email, auth_expiration_seconds, \
-                    settings, plan, plan_overrides, created, updated";
+                    settings, plan, plan_overrides, ip_allowlist, created, updated";
 
 fn account_from(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
     let settings: String = row.try_get("settings")?;
@@ -41,6 +43,7 @@ fn account_from(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
         settings: serde_json::from_str(&settings).unwrap_or_default(),
         plan: row.try_get("plan")?,
         plan_overrides: row.try_get("plan_overrides")?,
+        ip_allowlist: row.try_get("ip_allowlist")?,
         created: time(row.try_get("created")?),
         updated: time(row.try_get("updated")?),
     })
@@ -116,6 +119,22 @@ pub async fn update_account(c: &mut Conn, a: &AccountRow, now: Time) -> Result<(
     .bind(micros(now))
     .execute(&mut *c)
     .await?;
+    Ok(())
+}
+
+/// Replaces the account's IP allowlist (JSON).
+pub async fn set_ip_allowlist(
+    c: &mut Conn,
+    id: AccountId,
+    entries: &str,
+    now: Time,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET ip_allowlist = $2, updated = $3 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(entries)
+        .bind(micros(now))
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 

@@ -72,6 +72,10 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
             Some("prefect-cloud.account-settings.updated"),
         ),
         (
+            "PUT /api/accounts/{}/ip_allowlist",
+            Some("prefect-cloud.ip-allowlist.updated"),
+        ),
+        (
             "PATCH /api/accounts/{}/account_memberships/{}",
             Some("prefect-cloud.account-membership.updated"),
         ),

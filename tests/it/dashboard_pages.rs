@@ -623,6 +623,24 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
             "a refused change changes nothing: {v}"
         );
 
+        // The IP allowlist: entries edited in one form; enforcing it from an address it does not
+        // admit is refused (in-process requests have no address) and nothing changes.
+        let (s, _, body) = ada.submit(&format!("{a}/settings"), &format!("{a}/settings/ip-allowlist"), &[
+            ("count", "1"), ("net_0", "192.0.2.0/24"), ("desc_0", "office"), ("on_0", "on")]).await;
+        assert_eq!(s, S::SEE_OTHER, "{body}");
+        let (_, v) = t.call(M::GET, &format!("/api/accounts/{account}/ip_allowlist"), Some(&owner.key), None).await;
+        assert_eq!(v, json!({"entries": [{"ip_network": "192.0.2.0/24", "enabled": true, "description": "office", "last_seen": null}]}));
+        let (_, html) = ada.get(&format!("{a}/settings")).await;
+        assert!(html.contains("value=\"192.0.2.0/24\"") && html.contains("id=\"ip-enforce\""), "{html}");
+        let (s, _, body) = ada.submit(&format!("{a}/settings"), &format!("{a}/settings/ip-allowlist"), &[
+            ("count", "2"), ("net_0", "192.0.2.0/24"), ("on_0", "on"), ("net_1", "198.51.100.7"), ("on_1", "on"), ("enforce", "on")]).await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.contains("shut out your own address"), "{body}");
+        let (_, v) = t.call(M::GET, &format!("/api/accounts/{account}/settings"), Some(&owner.key), None).await;
+        assert_eq!(v["enforce_ip_allowlist"], false);
+        let (_, v) = t.call(M::GET, &format!("/api/accounts/{account}/ip_allowlist"), Some(&owner.key), None).await;
+        assert_eq!(v["entries"].as_array().map(Vec::len), Some(1), "the refused save left the list alone: {v}");
+
         // Billing draws seats against the plan.
         let (_, html) = ada.get(&format!("{a}/billing")).await;
         assert!(

@@ -13,6 +13,7 @@ mod dashboard_pages;
 mod gateway;
 mod inputs;
 mod invitations;
+mod ip_allowlist;
 mod matrix;
 mod migrations;
 mod plans;

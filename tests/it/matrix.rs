@@ -377,6 +377,24 @@ pub(crate) fn table() -> Vec<Cell> {
             [401, 404, 403, 403, 204, 204],
         ),
         c(
+            M::GET,
+            "/api/accounts/{account_id}/ip_allowlist",
+            None,
+            [401, 404, 403, 403, 200, 200],
+        ),
+        c(
+            M::PUT,
+            "/api/accounts/{account_id}/ip_allowlist",
+            Some(json!({"entries": [{"ip_network": "10.0.0.0/8", "description": "office"}]})),
+            [401, 404, 403, 403, 204, 204],
+        ),
+        c(
+            M::GET,
+            "/api/accounts/{account_id}/ip_allowlist/my_access",
+            None,
+            [401, 404, 403, 403, 200, 200],
+        ),
+        c(
             M::POST,
             "/api/accounts/{account_id}/account_roles/filter",
             Some(json!({})),

@@ -8,7 +8,7 @@ use atrium::services::plans::{set_plan, SetPlan};
 use serde_json::json;
 use std::sync::Arc;
 
-async fn plan(
+pub(crate) async fn plan(
     t: &TestApp,
     owner: &TestUser,
     account: atrium::domain::AccountId,

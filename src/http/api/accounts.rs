@@ -6,6 +6,7 @@ use crate::domain::{Account, AccountRoleView};
 use crate::http::extract::{Auth, Json, Path};
 use crate::services::accounts::{self, CreateAccount, UpdateAccount};
 use crate::services::input::AnyOf;
+use crate::services::ip_allowlist::{self, IpAllowlist, MyAccess};
 use crate::services::Result;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -87,6 +88,42 @@ pub async fn update_settings(
 ) -> Result<StatusCode> {
     accounts::update_settings(&app, &p, a.account_id, b).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The IP allowlist (`read:ip_allowlist`; plan feature `ip_allowlist`).
+#[utoipa::path(get, path = "/api/accounts/{account_id}/ip_allowlist", tag = "accounts", params(AccountPath),
+    responses((status = 200, body = IpAllowlist), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn read_ip_allowlist(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<Out<IpAllowlist>> {
+    Ok(Out(ip_allowlist::read(&app, &p, a.account_id).await?))
+}
+
+/// Replaces the IP allowlist (`update:ip_allowlist`). Networks must be valid CIDR; while the
+/// allowlist is enforced, a list that shuts out the caller's own address is refused (422).
+#[utoipa::path(put, path = "/api/accounts/{account_id}/ip_allowlist", tag = "accounts", params(AccountPath), request_body = IpAllowlist,
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn replace_ip_allowlist(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+    Json(b): Json<IpAllowlist>,
+) -> Result<StatusCode> {
+    ip_allowlist::replace(&app, &p, a.account_id, b).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether the caller's address would be let in if the allowlist were enforced.
+#[utoipa::path(get, path = "/api/accounts/{account_id}/ip_allowlist/my_access", tag = "accounts", params(AccountPath),
+    responses((status = 200, body = MyAccess), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn my_ip_access(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(a): Path<AccountPath>,
+) -> Result<Out<MyAccess>> {
+    Ok(Out(ip_allowlist::my_access(&app, &p, a.account_id).await?))
 }
 
 /// Every account permission string.

@@ -29,6 +29,10 @@ impl FromRequestParts<App> for SignedIn {
         match auth::authenticate_session(app, sid).await {
             Ok(mut p) => {
                 p.user_agent = crate::http::extract::user_agent(parts);
+                p.ip = crate::http::extract::client_ip(parts);
+                crate::services::ip_allowlist::check_path(app, &p, parts.uri.path())
+                    .await
+                    .map_err(|e| error_page(&e))?;
                 Ok(SignedIn(p))
             }
             Err(Error::Unauthenticated(_)) => Err(back()),

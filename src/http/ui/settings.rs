@@ -8,6 +8,7 @@ use super::shell::{Section, Shell};
 use crate::app::App;
 use crate::domain::AccountId;
 use crate::services::accounts::{self, UpdateAccount};
+use crate::services::ip_allowlist;
 use crate::services::mail::html_escape;
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
@@ -80,10 +81,119 @@ pub async fn show(
             email = field("billing_email", "Billing email", a.billing_email.as_deref().unwrap_or(""), " type=\"email\""),
             plan_days = plan.run_retention_days,
         );
-        Ok(shell.render(Section::Settings, "Settings", &body))
+        let allowlist = ip_allowlist_section(&app, &p, &shell, &a).await?;
+        Ok(shell.render(Section::Settings, "Settings", &format!("{body}{allowlist}")))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
+}
+
+/// The IP allowlist part of the page: every entry editable in one form, an empty row to add
+/// one, and the enforcement switch (only when the plan has the feature).
+async fn ip_allowlist_section(
+    app: &App,
+    p: &crate::authz::Principal,
+    shell: &Shell,
+    a: &crate::domain::Account,
+) -> Result<String> {
+    if !a.settings.contains_key("enforce_ip_allowlist") || !shell.can("read:ip_allowlist") {
+        return Ok(
+            "<h2>IP allowlist</h2><p class=\"muted\">Not included in this account's plan.</p>"
+                .into(),
+        );
+    }
+    let list = ip_allowlist::read(app, p, shell.account).await?;
+    let mine = ip_allowlist::my_access(app, p, shell.account).await?;
+    let editable = shell.can("update:ip_allowlist") && shell.can("update:account");
+    let disabled = if editable { "" } else { " disabled" };
+    let row = |i: usize, net: &str, on: bool, desc: &str| {
+        format!(
+            "<tr><td><label class=\"sr-only\" for=\"ip-net-{i}\">Network {n}</label><input id=\"ip-net-{i}\" name=\"net_{i}\" value=\"{net}\" placeholder=\"203.0.113.0/24\"{disabled}></td>\
+             <td><label class=\"sr-only\" for=\"ip-desc-{i}\">Description {n}</label><input id=\"ip-desc-{i}\" name=\"desc_{i}\" value=\"{desc}\" maxlength=\"200\"{disabled}></td>\
+             <td><input type=\"checkbox\" id=\"ip-on-{i}\" name=\"on_{i}\"{c}{disabled} aria-label=\"Entry {n} enabled\"></td></tr>",
+            n = i + 1,
+            net = html_escape(net),
+            desc = html_escape(desc),
+            c = if on { " checked" } else { "" },
+        )
+    };
+    let mut rows: String = list
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            row(
+                i,
+                &e.ip_network,
+                e.enabled,
+                e.description.as_deref().unwrap_or(""),
+            )
+        })
+        .collect();
+    if editable {
+        rows += &row(list.entries.len(), "", true, "");
+    }
+    let enforced = a
+        .settings
+        .get("enforce_ip_allowlist")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let submit = if editable {
+        "<button type=\"submit\">Save allowlist</button>"
+    } else {
+        ""
+    };
+    Ok(format!(
+        "<h2>IP allowlist</h2><p class=\"{cls}\" role=\"status\">{detail}.</p>\
+         <form method=\"post\" action=\"{action}\">{csrf}<input type=\"hidden\" name=\"count\" value=\"{count}\">\
+         <table><caption>Networks allowed to reach this account (empty a network to remove its entry)</caption>\
+         <thead><tr><th scope=\"col\">Network (CIDR)</th><th scope=\"col\">Description</th><th scope=\"col\">Enabled</th></tr></thead><tbody>{rows}</tbody></table>\
+         <span class=\"check\"><input type=\"checkbox\" id=\"ip-enforce\" name=\"enforce\"{enf}{disabled}><label for=\"ip-enforce\">Enforce: refuse every request to this account \
+         (API, Prefect gateway, dashboard) from an address outside the enabled entries</label></span>{submit}</form>",
+        cls = if mine.allowed { "muted" } else { "error" },
+        detail = html_escape(&mine.detail),
+        action = shell.url("/settings/ip-allowlist"),
+        csrf = shell.csrf_input(),
+        count = list.entries.len() + usize::from(editable),
+        enf = if enforced { " checked" } else { "" },
+    ))
+}
+
+/// `POST /account/{a}/settings/ip-allowlist`: the whole list and the enforcement switch.
+pub async fn save_ip_allowlist(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+    f: Fields,
+) -> Response {
+    let r = async {
+        let count: usize = f
+            .get("count")
+            .parse()
+            .unwrap_or(0)
+            .min(ip_allowlist::MAX_ENTRIES + 1);
+        let entries = (0..count)
+            .filter_map(|i| {
+                let net = f.opt(&format!("net_{i}"))?;
+                Some(ip_allowlist::IpAllowlistEntry {
+                    ip_network: net.to_string(),
+                    enabled: f.checked(&format!("on_{i}")),
+                    description: f.opt(&format!("desc_{i}")).map(str::to_string),
+                    last_seen: None,
+                })
+            })
+            .collect();
+        ip_allowlist::save_with_enforcement(
+            &app,
+            &p,
+            account,
+            ip_allowlist::IpAllowlist { entries },
+            f.checked("enforce"),
+        )
+        .await
+    }
+    .await;
+    done(&format!("/account/{account}/settings"), r)
 }
 
 /// `POST /account/{a}/settings`: the account fields and settings in one change.

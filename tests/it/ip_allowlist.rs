@@ -1,0 +1,133 @@
+//! The account IP allowlist over real TCP connections from two loopback addresses (127.0.0.1 is
+//! on the list, 127.0.0.2 is not): entries are validated and stored canonically; enforcement
+//! refuses the API and the gateway from outside the list and records the refusal; nobody can
+//! switch it on, or shorten the list, in a way that shuts out their own address; plans without
+//! the feature do not show the setting.
+
+use crate::support::*;
+use atrium::domain::plan::{EntitlementsPatch, PlanType};
+use serde_json::{json, Value};
+
+/// One request from the local address `src` (any 127.0.0.0/8 address works on Linux loopback):
+/// (status, JSON body or null).
+async fn from(
+    src: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(format!("{src}:0").parse().expect("addr"))
+        .expect("bind");
+    let mut s = sock
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let json = out
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enforced_allowlist_refuses_other_addresses_and_never_locks_out_its_editor() {
+    each_db(|t| async move {
+        let owner = t.user("owner@x.test").await;
+        let a = t.account(&owner, "acme").await;
+        let ws = t.workspace(a, &owner.key, "prod").await;
+        let dev = t.user("dev@x.test").await;
+        t.add_member(a, &owner, &dev, atrium::domain::role::AccountRole::Admin).await;
+        let port = t.serve_tcp().await;
+        let list = format!("/api/accounts/{a}/ip_allowlist");
+        let (inside, outside) = ("127.0.0.1", "127.0.0.2");
+
+        // Bad entries are refused with the reason, and nothing is stored.
+        for (bad, why) in [
+            (json!({"entries": [{"ip_network": "127.0.0.1/8"}]}), "did you mean 127.0.0.0/8"),
+            (json!({"entries": [{"ip_network": "10.0.0.0/8"}, {"ip_network": "10.0.0.0/8"}]}), "listed twice"),
+            (json!({"entries": [{"ip_network": "example.com"}]}), "not an IPv4 or IPv6 network"),
+            (json!({"entries": [{"ip_network": "10.0.0.0/8", "colour": "red"}]}), "unknown field"),
+        ] {
+            let (s, v) = from(inside, port, "PUT", &list, &owner.key, Some(bad)).await;
+            assert_eq!(s, 422, "{v}");
+            assert!(v["detail"].to_string().contains(why), "{v}");
+        }
+        let (s, v) = from(inside, port, "GET", &list, &owner.key, None).await;
+        assert_eq!((s, &v), (200, &json!({"entries": []})));
+
+        let entries = json!({"entries": [
+            {"ip_network": "127.0.0.1", "description": "the office"},
+            {"ip_network": "2001:DB8::/32", "enabled": false},
+        ]});
+        let (s, v) = from(inside, port, "PUT", &list, &owner.key, Some(entries)).await;
+        assert_eq!(s, 204, "{v}");
+        let (_, v) = from(inside, port, "GET", &list, &owner.key, None).await;
+        assert_eq!(v["entries"][0]["ip_network"], "127.0.0.1/32", "stored canonically: {v}");
+        assert_eq!((v["entries"][1]["ip_network"].as_str(), v["entries"][1]["enabled"].as_bool()), (Some("2001:db8::/32"), Some(false)));
+        let (_, v) = from(outside, port, "GET", &format!("{list}/my_access"), &dev.key, None).await;
+        assert_eq!(v["allowed"], false, "{v}");
+        let (_, v) = from(inside, port, "GET", &format!("{list}/my_access"), &dev.key, None).await;
+        assert_eq!(v["allowed"], true, "{v}");
+
+        // Switching enforcement on from outside the list would lock the caller out: refused.
+        let settings = format!("/api/accounts/{a}/settings");
+        let (s, v) = from(outside, port, "PATCH", &settings, &dev.key, Some(json!({"enforce_ip_allowlist": true}))).await;
+        assert_eq!(s, 422, "{v}");
+        assert!(v["detail"].as_str().unwrap_or("").contains("shut out your own address (127.0.0.2)"), "{v}");
+        let (_, v) = from(inside, port, "GET", &settings, &owner.key, None).await;
+        assert_eq!(v["enforce_ip_allowlist"], false);
+        let (s, _) = from(inside, port, "PATCH", &settings, &owner.key, Some(json!({"enforce_ip_allowlist": true}))).await;
+        assert_eq!(s, 204);
+
+        // Enforced: the API and the gateway refuse 127.0.0.2, even for an Admin; 127.0.0.1 gets in.
+        let (s, v) = from(outside, port, "GET", &format!("/api/accounts/{a}/workspaces/{ws}"), &dev.key, None).await;
+        assert_eq!(s, 403, "{v}");
+        assert!(v["detail"].as_str().unwrap_or("").contains("only accepts requests from its IP allowlist; 127.0.0.2"), "{v}");
+        let (s, v) = from(outside, port, "POST", &format!("/api/accounts/{a}/workspaces/{ws}/flows/filter"), &dev.key, Some(json!({}))).await;
+        assert_eq!(s, 403, "the gateway checks before forwarding: {v}");
+        let (s, _) = from(inside, port, "GET", &format!("/api/accounts/{a}/workspaces/{ws}"), &dev.key, None).await;
+        assert_eq!(s, 200);
+        let (_, events) = from(inside, port, "POST", &format!("/api/accounts/{a}/events/filter"), &owner.key,
+            Some(json!({"filter": {"event": {"name": ["prefect-cloud.request.access-denied.ip-allowlist"]}}}))).await;
+        let denied = events["events"].as_array().expect("events");
+        assert!(!denied.is_empty() && denied[0]["payload"]["ip"] == "127.0.0.2", "{events}");
+
+        // While enforced, a list without the editor's own address is refused; the stored list stays.
+        let (s, v) = from(inside, port, "PUT", &list, &owner.key, Some(json!({"entries": [{"ip_network": "10.0.0.0/8"}]}))).await;
+        assert_eq!(s, 422, "{v}");
+        let (_, v) = from(inside, port, "GET", &list, &owner.key, None).await;
+        assert_eq!(v["entries"][0]["ip_network"], "127.0.0.1/32");
+        // Switched off, 127.0.0.2 is back in.
+        let (s, _) = from(inside, port, "PATCH", &settings, &owner.key, Some(json!({"enforce_ip_allowlist": false}))).await;
+        assert_eq!(s, 204);
+        let (s, _) = from(outside, port, "GET", &format!("/api/accounts/{a}/workspaces/{ws}"), &dev.key, None).await;
+        assert_eq!(s, 200);
+
+        // A plan without the feature: no setting key (the prefect CLI reads that as "not
+        // available"), and the allowlist routes say why.
+        crate::plans::plan(&t, &owner, a, PlanType::Team, EntitlementsPatch::default()).await;
+        let (_, v) = from(inside, port, "GET", &settings, &owner.key, None).await;
+        assert!(v.get("enforce_ip_allowlist").is_none() && v.get("ai_log_summaries").is_some(), "{v}");
+        let (s, v) = from(inside, port, "GET", &list, &owner.key, None).await;
+        assert_eq!(s, 403, "{v}");
+        assert!(v["detail"].as_str().unwrap_or("").contains("does not include the ip_allowlist feature"), "{v}");
+    })
+    .await;
+}
