@@ -53,7 +53,7 @@ select:focus,textarea:focus,a:focus,summary:focus{outline:3px solid #7aa7ff;outl
 .switcher{background:#fff;border-radius:10px;padding:.6rem .8rem;margin-bottom:1rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}.switcher summary{cursor:pointer;font-weight:600}\
 .small{font-size:.8rem}.row{display:flex;flex-wrap:wrap;gap:.75rem;align-items:end}.row>div{flex:1 1 10rem}.row button{margin-top:0}\
 form.inline{display:inline}td form.inline+form.inline{margin-left:.35rem}fieldset{border:1px solid #e3e6eb;border-radius:8px;margin:.75rem 0;padding:.5rem 1rem}\
-fieldset label{display:inline;font-weight:400;margin:0}.check{display:block;padding:.15rem 0}.check input{width:auto;margin-right:.4rem}\
+fieldset label{display:inline;font-weight:400;margin:0}.check{display:block;padding:.15rem 0}.check input{width:auto;margin-right:.4rem}.check label{display:inline;font-weight:400;margin:0}\
 .bar{background:#e7e9ee;border-radius:6px;height:.75rem;overflow:hidden;max-width:24rem}.bar>span{display:block;height:100%;background:#2752d8}.bar>span.full{background:#b42318}\
 .chart{display:flex;align-items:flex-end;gap:2px;height:8rem;border-bottom:1px solid #c5cad3;margin:1rem 0}.chart>span{flex:1;background:#2752d8;min-height:1px}\
 .badge{display:inline-block;padding:.1rem .5rem;border-radius:99px;background:#e7e9ee;font-size:.8rem}.badge.off{background:#fdecec;color:#8a1c1c}\

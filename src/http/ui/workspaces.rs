@@ -532,7 +532,7 @@ pub async fn access(
                                     .map(|t| format!(" until {}", t.format("%Y-%m-%d %H:%M UTC")))
                                     .unwrap_or_default();
                                 format!(
-                                    "<li>{} {}{until}</li>",
+                                    "<li>{}{until} {}</li>",
                                     html_escape(&how),
                                     if path.grants_scope { "— gives it" } else { "— does not give it" }
                                 )
