@@ -1,7 +1,8 @@
 //! The account IP allowlist (reference §2.13): entries of IPv4/IPv6 networks, each enabled or
 //! not; when the account setting `enforce_ip_allowlist` is on (and the plan includes the
 //! `ip_allowlist` feature), every request made to the account from an address outside the
-//! enabled entries is refused — API, gateway and dashboard alike. The check runs in memory from
+//! enabled entries is refused (while no entry is enabled, nothing is restricted, as in Prefect
+//! Cloud) — API, gateway and dashboard alike. The check runs in memory from
 //! the account's gateway entry (rebuilt with every access reload).
 
 use crate::app::App;
@@ -64,9 +65,12 @@ pub fn enabled_networks(stored: &str) -> Vec<IpNetwork> {
         .collect()
 }
 
+/// As in Prefect Cloud, an allowlist restricts only once it has an enabled entry.
 fn allowed_by(networks: &[IpNetwork], ip: Option<&str>) -> bool {
-    ip.and_then(|ip| ip.parse().ok())
-        .is_some_and(|ip| networks.iter().any(|n| n.contains(ip)))
+    networks.is_empty()
+        || ip
+            .and_then(|ip| ip.parse().ok())
+            .is_some_and(|ip| networks.iter().any(|n| n.contains(ip)))
 }
 
 pub async fn read(app: &App, p: &Principal, account: AccountId) -> Result<IpAllowlist> {
@@ -190,7 +194,11 @@ pub async fn my_access(app: &App, p: &Principal, account: AccountId) -> Result<M
         if exempt(p) || allowed_by(&enabled_networks(&stored), p.ip.as_deref()) {
             MyAccess {
                 allowed: true,
-                detail: format!("your address {ip} is allowed"),
+                detail: if enabled_networks(&stored).is_empty() {
+                    "the allowlist has no enabled entry, so every address is allowed".into()
+                } else {
+                    format!("your address {ip} is allowed")
+                },
             }
         } else {
             MyAccess {

@@ -5,7 +5,19 @@ use crate::support::{http, missing, FreshDatabase, Installation};
 use std::process::Command;
 
 fn prefect(bin: &str, home: &std::path::Path, port: u16, args: &[&str]) -> std::process::Output {
-    Command::new(bin)
+    prefect_with_input(bin, home, port, args, "")
+}
+
+/// `prefect …` answering its prompts from `input`.
+fn prefect_with_input(
+    bin: &str,
+    home: &std::path::Path,
+    port: u16,
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(bin)
         .args(args)
         .env("PREFECT_HOME", home)
         .env(
@@ -15,8 +27,15 @@ fn prefect(bin: &str, home: &std::path::Path, port: u16, args: &[&str]) -> std::
         .env("DO_NOT_TRACK", "1")
         .env_remove("PREFECT_API_KEY")
         .env_remove("PREFECT_API_URL")
-        .output()
-        .expect("run prefect")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run prefect");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    child.wait_with_output().expect("prefect output")
 }
 
 #[test]
@@ -71,6 +90,36 @@ fn login_and_list(prefect_bin: &str, db: &str) {
     );
     assert!(out.status.success(), "prefect cloud login failed: {text}");
     assert!(text.contains("acme/prod"), "{text}");
+
+    // The IP allowlist through the CLI: add this machine, enforce, still in; list; disable.
+    let run = |args: &[&str]| {
+        let out = prefect_with_input(prefect_bin, home.path(), port, args, "y\n");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "prefect {args:?}: {text}");
+        text
+    };
+    run(&[
+        "cloud",
+        "ip-allowlist",
+        "add",
+        "127.0.0.1",
+        "--description",
+        "this machine",
+    ]);
+    run(&["cloud", "ip-allowlist", "add", "10.0.0.0/8"]);
+    let text = run(&["cloud", "ip-allowlist", "enable"]);
+    assert!(text.contains("IP allowlist enabled"), "{text}");
+    let text = run(&["cloud", "ip-allowlist", "ls"]);
+    assert!(
+        text.contains("127.0.0.1/32") && text.contains("10.0.0.0/8") && text.contains("ENABLED"),
+        "{text}"
+    );
+    run(&["cloud", "ip-allowlist", "remove", "10.0.0.0/8"]);
+    run(&["cloud", "ip-allowlist", "disable"]);
 
     let out = prefect(
         prefect_bin,
