@@ -203,10 +203,24 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // ATRIUM_WORKER_THREADS: how many threads run requests (default: one per core). Read here
+    // because the runtime exists before the configuration is loaded.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    match std::env::var("ATRIUM_WORKER_THREADS")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse::<usize>())
     {
+        None => {}
+        Some(Ok(n)) if (1..=1024).contains(&n) => {
+            builder.worker_threads(n);
+        }
+        Some(_) => {
+            eprintln!("error: ATRIUM_WORKER_THREADS must be a whole number from 1 to 1024");
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
