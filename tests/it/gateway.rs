@@ -792,3 +792,129 @@ async fn accounts_can_shorten_but_not_lengthen_their_plans_run_retention() {
     })
     .await;
 }
+
+/// A keep-alive HTTP/1.1 upstream written on raw sockets: `/small` (150 bytes), `/big`
+/// (1 MiB, Content-Length), `/chunked` (three chunks, no length), `/close` (answers, then closes
+/// the connection). Counts the connections it accepts.
+async fn raw_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    buf.drain(..head_end);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let out: Vec<u8> = match path.as_str() {
+                        "/big" => {
+                            let body = vec![b'x'; 1 << 20];
+                            let mut o = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+                            o.extend_from_slice(&body);
+                            o
+                        }
+                        "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n".to_vec(),
+                        "/close" => b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nclosed".to_vec(),
+                        _ => {
+                            let body = format!("{{\"host\":{:?},\"pad\":\"{}\"}}", head.lines().find(|l| l.to_ascii_lowercase().starts_with("host:")).unwrap_or(""), "p".repeat(100));
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+                        }
+                    };
+                    if s.write_all(&out).await.is_err() || path == "/close" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_pool_keeps_connections_alive_streams_large_bodies_and_survives_closes() {
+    use http_body_util::BodyExt;
+    use std::sync::atomic::Ordering::SeqCst;
+    let (port, accepted) = raw_upstream().await;
+    let client = atrium::http::gateway::upstream_client();
+    let get = |path: &str| {
+        axum::http::Request::get(format!("http://127.0.0.1:{port}{path}"))
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let body = |r: axum::http::Response<hyper::body::Incoming>| async move {
+        r.into_body().collect().await.expect("body").to_bytes()
+    };
+    // Small answers: one connection carries them all, with the Host header of the upstream.
+    for _ in 0..20 {
+        let r = client.request(get("/small")).await.expect("small");
+        let b = body(r).await;
+        assert!(
+            String::from_utf8_lossy(&b).contains(&format!("127.0.0.1:{port}")),
+            "{b:?}"
+        );
+    }
+    // (The pool takes a connection back once its task has read the end of the answer, so a
+    // request sent at that very instant may open a second one.)
+    let n = accepted.load(SeqCst);
+    assert!(
+        n <= 2,
+        "20 sequential calls kept alive and reused: {n} connections"
+    );
+    // A large body streams through whole, and the connection is pooled again after it.
+    let r = client.request(get("/big")).await.expect("big");
+    assert_eq!(body(r).await.len(), 1 << 20);
+    let r = client.request(get("/chunked")).await.expect("chunked");
+    assert_eq!(&body(r).await[..], b"hello world");
+    let r = client
+        .request(get("/small"))
+        .await
+        .expect("small after big");
+    body(r).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let before = accepted.load(SeqCst);
+    assert!(
+        before <= 2,
+        "connections reused after streamed bodies: {before}"
+    );
+    // A connection the upstream closes is not reused; the next call opens a fresh one.
+    let r = client.request(get("/close")).await.expect("close");
+    assert_eq!(&body(r).await[..], b"closed");
+    let r = client.request(get("/small")).await.expect("after close");
+    body(r).await;
+    // A body the client abandons half-way does not poison the pool.
+    let r = client.request(get("/big")).await.expect("big");
+    drop(r);
+    for _ in 0..3 {
+        let r = client
+            .request(get("/small"))
+            .await
+            .expect("after an abandoned body");
+        assert!(body(r).await.len() > 100);
+    }
+    // A dead upstream is a connect error.
+    let dead = axum::http::Request::get("http://127.0.0.1:9/x")
+        .body(axum::body::Body::empty())
+        .expect("req");
+    let e = client.request(dead).await.expect_err("refused");
+    assert!(e.is_connect(), "{e}");
+}
