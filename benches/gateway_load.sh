@@ -51,6 +51,25 @@ FLOW=3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11
 ROUTE="api/accounts/$ACCOUNT/workspaces/$WS/flows/$FLOW"
 curl -sf -H "Authorization: Bearer $KEY" "127.0.0.1:4501/$ROUTE" >/dev/null
 curl -sf "127.0.0.1:4504/$ROUTE" >/dev/null
+# Peak throughput (closed loop, PEAK_CONNECTIONS="16 64 256"): wrk keeps that many connections
+# busy back to back for SECONDS and counts what comes back (apt-get install wrk).
+if [ -n "${PEAK_CONNECTIONS:-}" ]; then
+  command -v wrk >/dev/null || { echo "wrk is needed for PEAK_CONNECTIONS: apt-get install wrk" >&2; exit 1; }
+  for c in $PEAK_CONNECTIONS; do
+    for target in direct atrium nginx; do
+      case $target in
+        direct) url="http://127.0.0.1:4503/api/flows/$FLOW"; auth=() ;;
+        atrium) url="http://127.0.0.1:4501/$ROUTE"; auth=(-H "Authorization: Bearer $KEY") ;;
+        nginx)  url="http://127.0.0.1:4504/$ROUTE"; auth=() ;;
+      esac
+      out=$(wrk -t1 -c"$c" -d"${SECONDS_EACH}s" --latency "${auth[@]}" "$url")
+      rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+      p50=$(echo "$out" | awk '$1=="50%" {print $2}'); p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+      non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
+      echo "{\"peak\":\"$target\",\"connections\":$c,\"requests_per_s\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"non_2xx\":\"${non2xx:-0}\",\"socket_errors\":\"${errs:-none}\"}"
+    done
+  done
+fi
 for rate in "${RATES[@]}"; do
   echo "# direct";  $LOAD "http://127.0.0.1:4503/api/flows/$FLOW" "$rate" "$SECONDS_EACH"
   echo "# atrium";  $LOAD "http://127.0.0.1:4501/$ROUTE" "$rate" "$SECONDS_EACH" "$KEY"

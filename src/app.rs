@@ -42,8 +42,20 @@ impl Clock for ManualClock {
     }
 }
 
+/// The application handle: one `Arc`, so the per-request clones (every extractor takes one) cost a
+/// single reference-count increment rather than one per shared part.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppState>);
+
+impl std::ops::Deref for App {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+/// What [`App`] holds.
+pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
@@ -72,7 +84,7 @@ impl App {
         let audit_key = Arc::new(load_or_create_key(&config.audit_key_file)?);
         let mailer =
             crate::services::mail::Mailer::new(config.smtp_url.as_deref(), &config.smtp_from)?;
-        let app = App {
+        let app = App(Arc::new(AppState {
             setup: Arc::default(),
             upstreams: Arc::default(),
             limiter: Arc::default(),
@@ -87,7 +99,7 @@ impl App {
             keys: Arc::new(KeyCache::default()),
             hasher: PasswordHasher::new(2),
             throttle: Arc::default(),
-        };
+        }));
         crate::services::index::load_all(&app).await?;
         Ok(app)
     }
