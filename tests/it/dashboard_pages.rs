@@ -564,6 +564,20 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
                 && csv.contains("prefect-cloud.team.created,"),
             "{csv}"
         );
+        // Pages of 50: the link to older events carries the filters and the page token.
+        for i in 0..55 {
+            let (s, _) = t.call(M::PATCH, &format!("/api/accounts/{account}/settings"), Some(&owner.key),
+                Some(json!({"ai_log_summaries": i % 2 == 0}))).await;
+            assert_eq!(s, S::NO_CONTENT);
+        }
+        let (_, html) = ada.get(&format!("{a}/audit-log?event=prefect-cloud.account-settings.updated")).await;
+        assert!(html.contains("55 matching events.") && html.matches("<code>account-settings.updated</code>").count() == 50, "{html}");
+        let next = html.split("href=\"").find(|h| h.contains("page=")).and_then(|h| h.split('"').next()).expect("older events link").replace("&amp;", "&");
+        assert!(next.contains("event=prefect-cloud.account-settings.updated"), "{next}");
+        let (s, html) = ada.get(&next).await;
+        assert_eq!(s, S::OK, "{html}");
+        assert_eq!(html.matches("<code>account-settings.updated</code>").count(), 5, "{html}");
+        assert!(!html.contains("rel=\"next\""), "no further page: {html}");
         let (s, html) = ada.get(&format!("{a}/audit-log?from=2020-01-01")).await;
         assert_eq!(s, S::OK);
         assert!(
