@@ -218,6 +218,11 @@ fn dashboard_routes() -> Router<App> {
             get(ui::profile::show).post(ui::profile::update),
         )
         .route("/signup", get(ui::signup::show).post(ui::signup::submit))
+        // Prefect Cloud's URL for personal API keys.
+        .route(
+            "/my/api-keys",
+            get(|| async { axum::response::Redirect::permanent("/me/api-keys") }),
+        )
         .route("/accounts", post(ui::accounts::create))
         .route(
             &a("/workspaces"),

@@ -204,13 +204,20 @@ pub async fn usage(app: &App, p: &Principal, account: AccountId) -> Result<Vec<W
         store::workspaces::find_all_workspaces(&mut c, account).await?
     };
     let g = app.upstreams.account(&account.0).unwrap_or_default();
+    // Every workspace's upstream is asked at once: one slow server does not add up.
+    let counts = futures_util::future::join_all(workspaces.iter().map(|w| {
+        let upstream = g.upstreams.get(&w.id.0).cloned();
+        async move {
+            match upstream {
+                Some(u) => crate::services::retention::counts(app, &u).await,
+                None => Default::default(),
+            }
+        }
+    }))
+    .await;
     let mut out = Vec::with_capacity(workspaces.len());
-    for w in workspaces {
+    for (w, c) in workspaces.into_iter().zip(counts) {
         let upstream = g.upstreams.get(&w.id.0);
-        let c = match upstream {
-            Some(u) => crate::services::retention::counts(app, u).await,
-            None => Default::default(),
-        };
         out.push(WorkspaceUsage {
             id: w.id,
             name: w.name,

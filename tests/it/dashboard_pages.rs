@@ -841,6 +841,12 @@ async fn open_sign_up_then_a_new_account_from_the_home_page_and_prefect_links_la
             .await;
         assert_eq!(s, S::CONFLICT, "{body}");
 
+        // Prefect Cloud's personal-key URL leads to ours.
+        let (s, h, _) = get_page(&t, "/my/api-keys", &zed.session).await;
+        assert_eq!(
+            (s, h["location"].to_str().ok()),
+            (S::PERMANENT_REDIRECT, Some("/me/api-keys"))
+        );
         // A link the prefect client prints into Prefect's UI lands on the workspace page.
         let (s, h, body) = zed
             .submit(
