@@ -509,6 +509,39 @@ pub async fn grant(
     }
 }
 
+/// Changes the role of an existing grant and keeps its expiry (404 when there is no grant).
+pub async fn change_role(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    who: Grantee,
+    subject: uuid::Uuid,
+    role: RoleId,
+) -> Result<()> {
+    let kind = match who {
+        Grantee::User => "user",
+        Grantee::ServiceAccount => "service_account",
+        Grantee::Team => "team",
+    };
+    let current = workspace_access_lines(app, p, account, workspace)
+        .await?
+        .into_iter()
+        .find(|l| l.id == subject && l.kind == kind)
+        .ok_or_else(|| Error::not_found("workspace access"))?;
+    grant(
+        app,
+        p,
+        account,
+        workspace,
+        who,
+        subject,
+        role,
+        current.expires_at,
+    )
+    .await
+}
+
 /// Revokes a grant named as on the access page: the grant id for users and service accounts,
 /// the team id for teams.
 pub async fn revoke(

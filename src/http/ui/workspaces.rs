@@ -597,20 +597,14 @@ pub async fn grant(
     let r = async {
         let (who, id) = subject(f.get("subject"))?;
         let role = role_id(f.opt("role"))?.ok_or_else(|| Error::validation("choose a role"))?;
-        let expires_at = f.instant("expires_at")?;
-        // Changing a role keeps an existing expiry unless a new one is given.
-        let expires_at = match expires_at {
-            Some(t) => Some(t),
-            None if !f.checked("expires_at") => {
-                access::workspace_access_lines(&app, &p, account, workspace)
-                    .await?
-                    .into_iter()
-                    .find(|l| l.id == id && Grantee::parse(l.kind).ok() == Some(who))
-                    .and_then(|l| l.expires_at)
-            }
-            None => None,
-        };
-        access::grant(&app, &p, account, workspace, who, id, role, expires_at).await
+        // The grant form has an expiry field; the per-row "change role" form has none, and
+        // keeps the grant's expiry.
+        if f.checked("expires_at") {
+            let expires_at = f.instant("expires_at")?;
+            access::grant(&app, &p, account, workspace, who, id, role, expires_at).await
+        } else {
+            access::change_role(&app, &p, account, workspace, who, id, role).await
+        }
     }
     .await;
     done(
