@@ -438,6 +438,15 @@ pub enum Grantee {
 }
 
 impl Grantee {
+    /// The kind as [`AccessLine::kind`] names it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Grantee::User => "user",
+            Grantee::ServiceAccount => "service_account",
+            Grantee::Team => "team",
+        }
+    }
+
     /// `user`, `service_account` or `team` (as [`AccessLine::kind`]).
     pub fn parse(kind: &str) -> Result<Grantee> {
         match kind {
@@ -519,11 +528,7 @@ pub async fn change_role(
     subject: uuid::Uuid,
     role: RoleId,
 ) -> Result<()> {
-    let kind = match who {
-        Grantee::User => "user",
-        Grantee::ServiceAccount => "service_account",
-        Grantee::Team => "team",
-    };
+    let kind = who.kind();
     let current = workspace_access_lines(app, p, account, workspace)
         .await?
         .into_iter()
