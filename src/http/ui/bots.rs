@@ -305,7 +305,7 @@ async fn render(
              <div><button type=\"submit\">Grant</button></div></div></form>",
             csrf = shell.csrf_input(),
             ws = options(grantable, ""),
-            roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), ""),
+            roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::workspaces::least_role()),
         )
     };
     let details = if may_update {

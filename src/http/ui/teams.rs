@@ -214,7 +214,7 @@ pub async fn show(
                  <div><button type=\"submit\">Grant to team</button></div></div></form>",
                 csrf = shell.csrf_input(),
                 ws = options(grantable, ""),
-                roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), ""),
+                roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::workspaces::least_role()),
             )
         };
         let edit = if may_update {

@@ -39,6 +39,13 @@ pub(super) async fn role_choices(
     .collect())
 }
 
+/// The role a grant form starts on: the least privileged built-in (Viewer), never Owner.
+pub(super) fn least_role() -> String {
+    crate::domain::role::BuiltinWorkspaceRole::Viewer
+        .id()
+        .to_string()
+}
+
 fn role_select(
     roles: &[(String, String)],
     id: &str,
@@ -488,7 +495,7 @@ pub async fn access(
                  <div><label for=\"grant-expires\">Expires (UTC, optional)</label><input id=\"grant-expires\" name=\"expires_at\" type=\"datetime-local\"></div>\
                  <div><button type=\"submit\">Grant</button></div></div></form>",
                 csrf = shell.csrf_input(),
-                select = role_select(&roles, "grant-role", "role", "", None),
+                select = role_select(&roles, "grant-role", "role", &least_role(), None),
             )
         };
         // The explain view.
