@@ -55,6 +55,10 @@ pub struct Config {
         crate::domain::plan::PlanType,
         crate::domain::plan::EntitlementsPatch,
     >,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of these networks
+    /// is attributed to the address it forwarded for (IP allowlist, audit records). Empty: the
+    /// connection's peer address, always.
+    pub trusted_proxies: Vec<crate::domain::ipnet::IpNetwork>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:4300";
@@ -78,6 +82,7 @@ impl Default for Config {
             smtp_url: None,
             smtp_from: "Atrium <atrium@localhost>".into(),
             invitation_ttl_seconds: 7 * 24 * 3600,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -100,6 +105,7 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     pub smtp_from: Option<String>,
     pub invitation_ttl_seconds: Option<i64>,
+    pub trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     pub plans: std::collections::BTreeMap<
         crate::domain::plan::PlanType,
@@ -143,6 +149,9 @@ pub struct Overrides {
     /// Sender address of outgoing email.
     #[arg(long, env = "ATRIUM_SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// Reverse proxies (CIDR, comma-separated) whose X-Forwarded-For is believed.
+    #[arg(long, env = "ATRIUM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 fn parse_plan(s: &str) -> Result<crate::domain::plan::PlanType, String> {
@@ -227,6 +236,16 @@ impl Config {
         }
         if let Some(v) = o.account_creation {
             c.account_creation = v;
+        }
+        if let Some(list) = o.trusted_proxies.clone().or(file.trusted_proxies) {
+            c.trusted_proxies = list
+                .iter()
+                .filter(|n| !n.trim().is_empty())
+                .map(|n| {
+                    crate::domain::ipnet::IpNetwork::parse(n)
+                        .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
         }
         c.validate()?;
         Ok(c)

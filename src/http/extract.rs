@@ -135,12 +135,53 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
     }
 }
 
-/// The client's socket address, when served over TCP.
+/// The client's address: the one a trusted reverse proxy forwarded for (see
+/// [`forwarded_client`]), else the socket's peer when served over TCP.
 pub(crate) fn client_ip(parts: &Parts) -> Option<String> {
+    if let Some(ClientAddr(ip)) = parts.extensions.get::<ClientAddr>() {
+        return Some(ip.clone());
+    }
     parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
+}
+
+/// The client address resolved from a trusted proxy's `X-Forwarded-For`.
+#[derive(Clone)]
+pub struct ClientAddr(pub String);
+
+/// The client behind trusted proxies: `X-Forwarded-For` is read from the right (the entry the
+/// nearest proxy appended), skipping addresses of trusted proxies; the first address that is not
+/// a trusted proxy is the client. A peer that is not a trusted proxy is the client itself, and
+/// anything unparsable stops the walk (a client can only prepend entries, never replace what
+/// the proxies appended).
+pub fn forwarded_client(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[crate::domain::ipnet::IpNetwork],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let entries = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    for entry in entries.rsplit(',') {
+        let Ok(ip) = entry.trim().parse::<std::net::IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// The request's User-Agent, cut to 256 characters.

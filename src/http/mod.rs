@@ -173,7 +173,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().split_for_parts().1
 }
 
-/// Records every response in the metrics by route class (the gateway marks its responses).
+/// Records every response in the metrics by route class (the gateway marks its responses), and
+/// attributes requests from trusted reverse proxies to the client they forwarded for.
 async fn track(
     axum::extract::State(app): axum::extract::State<App>,
     req: Request,
@@ -185,6 +186,18 @@ async fn track(
     } else {
         crate::metrics::RouteClass::Ui
     };
+    let mut req = req;
+    if !app.config.trusted_proxies.is_empty() {
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(peer) = peer {
+            let ip = extract::forwarded_client(peer, req.headers(), &app.config.trusted_proxies);
+            req.extensions_mut()
+                .insert(extract::ClientAddr(ip.to_string()));
+        }
+    }
     let resp = next.run(req).await;
     let class = resp
         .extensions()

@@ -18,6 +18,19 @@ async fn from(
     key: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    from_with(src, port, method, path, key, body, "").await
+}
+
+/// [`from`] with extra header lines (each ending in `\r\n`).
+async fn from_with(
+    src: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+    headers: &str,
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.bind(format!("{src}:0").parse().expect("addr"))
@@ -28,7 +41,7 @@ async fn from(
         .expect("connect");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
@@ -128,6 +141,145 @@ async fn an_enforced_allowlist_refuses_other_addresses_and_never_locks_out_its_e
         let (s, v) = from(inside, port, "GET", &list, &owner.key, None).await;
         assert_eq!(s, 403, "{v}");
         assert!(v["detail"].as_str().unwrap_or("").contains("does not include the ip_allowlist feature"), "{v}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_client_address_counts_and_nobody_else_can_claim_one()
+{
+    each_db(|t| async move {
+        let t = t
+            .reconfigured(|c| {
+                c.trusted_proxies =
+                    vec![atrium::domain::ipnet::IpNetwork::parse("127.0.0.1").expect("net")];
+            })
+            .await;
+        let owner = t.user("owner@x.test").await;
+        let a = t.account(&owner, "acme").await;
+        let port = t.serve_tcp().await;
+        let xff = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+        let office = xff("203.0.113.5");
+        let (s, v) = from_with(
+            "127.0.0.1",
+            port,
+            "PUT",
+            &format!("/api/accounts/{a}/ip_allowlist"),
+            &owner.key,
+            Some(json!({"entries": [{"ip_network": "203.0.113.0/24", "description": "office"}]})),
+            "",
+        )
+        .await;
+        assert_eq!(s, 204, "{v}");
+        // Through the proxy from the office: allowed, so enforcement can be switched on.
+        let settings = format!("/api/accounts/{a}/settings");
+        let (_, v) = from_with(
+            "127.0.0.1",
+            port,
+            "GET",
+            &format!("/api/accounts/{a}/ip_allowlist/my_access"),
+            &owner.key,
+            None,
+            &office,
+        )
+        .await;
+        assert_eq!(v["allowed"], true, "{v}");
+        let (s, v) = from_with(
+            "127.0.0.1",
+            port,
+            "PATCH",
+            &settings,
+            &owner.key,
+            Some(json!({"enforce_ip_allowlist": true})),
+            &office,
+        )
+        .await;
+        assert_eq!(s, 204, "{v}");
+        let ws = format!("/api/accounts/{a}/workspaces/filter");
+        let (s, _) = from_with(
+            "127.0.0.1",
+            port,
+            "POST",
+            &ws,
+            &owner.key,
+            Some(json!({})),
+            &office,
+        )
+        .await;
+        assert_eq!(s, 200, "the office, through the trusted proxy");
+        // The proxy itself, or a client the proxy forwarded from elsewhere: refused, by address.
+        let (s, v) = from_with(
+            "127.0.0.1",
+            port,
+            "POST",
+            &ws,
+            &owner.key,
+            Some(json!({})),
+            "",
+        )
+        .await;
+        assert_eq!(s, 403, "{v}");
+        let (s, v) = from_with(
+            "127.0.0.1",
+            port,
+            "POST",
+            &ws,
+            &owner.key,
+            Some(json!({})),
+            &xff("198.51.100.1"),
+        )
+        .await;
+        assert_eq!(s, 403, "{v}");
+        assert!(
+            v["detail"].as_str().unwrap_or("").contains("198.51.100.1"),
+            "{v}"
+        );
+        // A client cannot claim the office by writing the header itself: the proxy appends the
+        // real address, and that is what counts.
+        let (s, v) = from_with(
+            "127.0.0.1",
+            port,
+            "POST",
+            &ws,
+            &owner.key,
+            Some(json!({})),
+            &xff("203.0.113.5, 198.51.100.1"),
+        )
+        .await;
+        assert_eq!(s, 403, "{v}");
+        // A peer that is not a trusted proxy is believed about nothing.
+        let (s, v) = from_with(
+            "127.0.0.2",
+            port,
+            "POST",
+            &ws,
+            &owner.key,
+            Some(json!({})),
+            &office,
+        )
+        .await;
+        assert_eq!(s, 403, "{v}");
+        assert!(
+            v["detail"].as_str().unwrap_or("").contains("127.0.0.2"),
+            "{v}"
+        );
+        // Audit records carry the forwarded address.
+        let (_, events) = from_with(
+            "127.0.0.1",
+            port,
+            "POST",
+            &format!("/api/accounts/{a}/events/filter"),
+            &owner.key,
+            Some(
+                json!({"filter": {"event": {"name": ["prefect-cloud.account-settings.updated"]}}}),
+            ),
+            &office,
+        )
+        .await;
+        assert_eq!(
+            events["events"][0]["client"]["ip"], "203.0.113.5",
+            "{events}"
+        );
     })
     .await;
 }
