@@ -244,6 +244,9 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
                 && html.contains("a direct grant of Developer"),
             "{html}"
         );
+        let (s, html) = ada.get(&format!("{access}?who=not-an-id&scope=see_flows")).await;
+        assert_eq!(s, S::OK, "a mangled link still gets the page");
+        assert!(html.contains("who: not a member or service account id"), "{html}");
         let (s, _, _) = ada
             .submit(
                 &access,
@@ -352,6 +355,14 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
             (Some("Admin"), Some(false)),
             "{m2}"
         );
+
+        // An invitation can carry a workspace role too.
+        let (s, _, body) = ada.submit(&members, &format!("{members}/invite"), &[
+            ("emails", "dan@acme.test"), ("workspace_id", &ws.to_string()), ("workspace_role_id", &developer)]).await;
+        assert_eq!(s, S::SEE_OTHER, "{body}");
+        let (_, inv) = t.call(M::POST, &format!("/api/accounts/{account}/invitations/filter"), Some(&owner.key),
+            Some(json!({"invitations": {"email": {"any_": ["dan@acme.test"]}}}))).await;
+        assert_eq!((inv[0]["workspace_id"].as_str(), inv[0]["workspace_role_id"].as_str()), (Some(ws.to_string().as_str()), Some(developer.as_str())), "{inv}");
 
         // Service accounts: created with the key shown once; rotation keeps the old key for the
         // chosen overlap.
@@ -545,6 +556,10 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
                 && html.contains("<code>team.created</code>")
                 && !html.contains("<code>bot.created</code>"),
             "{html}"
+        );
+        assert!(
+            html.contains(&format!("<option value=\"{bot}\">ci (service account)</option>")),
+            "service accounts are in the who filter: {html}"
         );
         assert_eq!(
             html.matches("events\"></span>").count(),

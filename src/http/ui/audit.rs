@@ -234,16 +234,33 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
             .map(|w| (w.id.to_string(), w.name.as_str())),
         &q.workspace,
     );
+    // Service accounts act under their own id, so they are filterable like users.
+    let bots = if shell.can("read:bot") {
+        crate::services::bots::filter_bots(app, p, account, Default::default())
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let bot_labels: Vec<String> = bots
+        .iter()
+        .map(|b| format!("{} (service account)", b.name))
+        .collect();
     let user_options = options(
         members
             .iter()
-            .map(|m| (m.user_id.to_string(), m.email.as_str())),
+            .map(|m| (m.user_id.to_string(), m.email.as_str()))
+            .chain(
+                bots.iter()
+                    .zip(&bot_labels)
+                    .map(|(b, l)| (b.id.to_string(), l.as_str())),
+            ),
         &q.user,
     );
     let body = format!(
         "<h1>Audit log</h1>{problem}<form method=\"get\" action=\"{base}\"><div class=\"row\">\
          <div><label for=\"f-ws\">Workspace</label><select id=\"f-ws\" name=\"workspace\"><option value=\"\">any</option>{ws_options}</select></div>\
-         <div><label for=\"f-user\">User</label><select id=\"f-user\" name=\"user\"><option value=\"\">anyone</option>{user_options}</select></div>\
+         <div><label for=\"f-user\">Who</label><select id=\"f-user\" name=\"user\"><option value=\"\">anyone</option>{user_options}</select></div>\
          <div><label for=\"f-event\">Event type</label><select id=\"f-event\" name=\"event\"><option value=\"\">any</option>{event_options}</select></div>\
          <div><label for=\"f-from\">From</label><input id=\"f-from\" name=\"from\" type=\"date\" value=\"{from}\"></div>\
          <div><label for=\"f-to\">To</label><input id=\"f-to\" name=\"to\" type=\"date\" value=\"{to}\"></div>\

@@ -160,15 +160,27 @@ pub async fn list(
                 .map(|r| (r.id.to_string(), r.name))
                 .collect();
             let member = roles.iter().find(|r| r.name == "Member").map(|r| r.id.to_string()).unwrap_or_default();
+            let workspaces = crate::services::workspaces::filter_workspaces(
+                &app,
+                &p,
+                account,
+                crate::services::workspaces::FilterWorkspaces { limit: Some(200), ..Default::default() },
+            )
+            .await?;
+            let ws_roles = super::workspaces::role_choices(&app, &p, account).await?;
             format!(
                 "<h2>Invite people</h2><form method=\"post\" action=\"{action}\">{csrf}\
                  <label for=\"invite-emails\">Email addresses (one per line, or separated by commas)</label>\
                  <textarea id=\"invite-emails\" name=\"emails\" rows=\"3\" required></textarea>\
-                 <label for=\"invite-role\">Account role</label><select id=\"invite-role\" name=\"account_role_id\">{opts}</select>\
+                 <div class=\"row\"><div><label for=\"invite-role\">Account role</label><select id=\"invite-role\" name=\"account_role_id\">{opts}</select></div>\
+                 <div><label for=\"invite-ws\">And a role in workspace (optional)</label><select id=\"invite-ws\" name=\"workspace_id\"><option value=\"\">none</option>{ws}</select></div>\
+                 <div><label for=\"invite-ws-role\">Workspace role</label><select id=\"invite-ws-role\" name=\"workspace_role_id\">{ws_roles}</select></div></div>\
                  <button type=\"submit\">Send invitations</button></form>",
                 action = shell.url("/members/invite"),
                 csrf = shell.csrf_input(),
                 opts = options(choices, &member),
+                ws = options(workspaces.iter().map(|w| (w.id.to_string(), w.name.as_str())), ""),
+                ws_roles = options(ws_roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::workspaces::least_role()),
             )
         } else {
             String::new()
@@ -187,7 +199,8 @@ fn back(account: AccountId) -> String {
     format!("/account/{account}/members")
 }
 
-/// `POST /account/{a}/members/invite`: one invitation per address, all with the chosen role.
+/// `POST /account/{a}/members/invite`: one invitation per address, all with the chosen account
+/// role and, when a workspace is chosen, that workspace role too.
 pub async fn invite(
     State(app): State<App>,
     SignedIn(p): SignedIn,
@@ -203,9 +216,12 @@ pub async fn invite(
         if emails.is_empty() {
             return Err(Error::validation("enter at least one email address"));
         }
+        let workspace = f.opt("workspace_id");
         let body: InviteBody = input(json!({
             "emails": emails,
             "account_role_id": f.opt("account_role_id"),
+            "workspace_id": workspace,
+            "workspace_role_id": workspace.and(f.opt("workspace_role_id")),
         }))?;
         invitations::invite(&app, &p, account, None, body).await
     }

@@ -356,7 +356,8 @@ pub async fn delete(
 #[derive(Deserialize)]
 pub struct ExplainQuery {
     /// A user's or service account's id.
-    pub who: Option<Uuid>,
+    /// Read as text so a mangled link gets the page with an explanation, not a bare 400.
+    pub who: Option<String>,
     pub scope: Option<String>,
 }
 
@@ -504,21 +505,25 @@ pub async fn access(
             .map(|m| (m.user_id.to_string(), m.email.clone()))
             .chain(bots.iter().map(|b| (b.id.to_string(), format!("{} (service account)", b.name))))
             .collect();
-        let picked_who = q.who.map(|u| u.to_string()).unwrap_or_default();
+        let picked_who = q.who.clone().unwrap_or_default();
         let picked_scope = q.scope.clone().unwrap_or_else(|| "see_flows".into());
         let scopes = crate::services::roles::workspace_scopes();
         let scope_options = options(
             scopes.iter().map(|s| (s.name.to_string(), s.title)),
             &picked_scope,
         );
-        let answer = match (q.who, q.scope.as_deref()) {
+        let answer = match (q.who.as_deref(), q.scope.as_deref()) {
             (Some(who), Some(scope)) => {
-                match crate::services::teams::explain(&app, &p, account, workspace, who, scope).await {
+                let explained = match who.parse::<Uuid>() {
+                    Ok(who) => crate::services::teams::explain(&app, &p, account, workspace, who, scope).await,
+                    Err(_) => Err(Error::validation("who: not a member or service account id")),
+                };
+                match explained {
                     Ok(x) => {
                         let verdict = if x.granted { "has" } else { "does not have" };
                         let name = who_items
                             .iter()
-                            .find(|(id, _)| *id == who.to_string())
+                            .find(|(id, _)| id == who)
                             .map_or("This member", |(_, n)| n.as_str());
                         let paths: String = x
                             .paths
