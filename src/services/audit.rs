@@ -440,14 +440,14 @@ pub async fn prune_all(app: &App) -> Result<u64> {
 // ---- queries ----
 
 /// `{since, until}` in the OSS EventFilter shape.
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OccurredFilter {
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     pub until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventNameFilter {
     #[serde(default)]
@@ -456,7 +456,7 @@ pub struct EventNameFilter {
     pub name: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdFilter {
     #[serde(default)]
@@ -464,7 +464,7 @@ pub struct IdFilter {
 }
 
 /// The filter of `POST …/events/filter` (a subset of Prefect's EventFilter plus actor/workspace).
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
     pub occurred: Option<OccurredFilter>,

@@ -4,6 +4,7 @@ use super::session::SignedIn;
 use super::shell::Shell;
 use super::{error_page, page, relative, signed_in_header};
 use crate::app::App;
+use crate::domain::role::AccountPermission as P;
 use crate::domain::AccountId;
 use crate::services::accounts::overview;
 use crate::services::mail::html_escape;
@@ -119,7 +120,7 @@ pub async fn show(
         } else {
             format!("<ul class=\"plain\">{workspaces}</ul>")
         };
-        let members = if shell.can("read:account_membership") {
+        let members = if shell.can(P::ReadAccountMembership) {
             format!("<p>Seats used (members and pending invitations): {} · <a href=\"{}\">manage members</a></p>", o.seats_used, shell.url("/members"))
         } else {
             String::new()

@@ -99,37 +99,14 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
     let shell = Shell::open(app, p, account).await?;
     let now = app.now();
     let (from, to) = q.range(now)?;
-    let workspaces = crate::services::workspaces::filter_workspaces(
-        app,
-        p,
-        account,
-        crate::services::workspaces::FilterWorkspaces {
-            limit: Some(200),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let members = if shell.can("read:account_membership") {
-        crate::services::memberships::filter_memberships(
-            app,
-            p,
-            account,
-            crate::services::memberships::FilterMemberships {
-                limit: Some(200),
-                only_users: true,
-                ..Default::default()
-            },
-        )
-        .await?
-    } else {
-        Vec::new()
-    };
+    let workspaces = shell.workspaces(app, p).await?;
+    let members = shell.members(app, p).await?;
     // The results: an error in the filters (a bad date, a range over 14 days) is shown above the
     // form, which keeps what was typed.
     let results: Result<(String, String, String)> = async {
         let filter = q.filter(now)?;
         let page = if q.page.is_empty() {
-            audit::filter_events(app, p, account, None, FilterEvents { limit: Some(50), filter: Some(filter) }).await?
+            audit::filter_events(app, p, account, None, FilterEvents { limit: Some(50), filter: Some(filter.clone()) }).await?
         } else {
             audit::filter_events_next(app, p, account, None, &q.page).await?
         };
@@ -139,7 +116,7 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
             account,
             None,
             "event",
-            CountEvents { filter: Some(EventFilter { event: None, ..q.filter(now)? }), time_unit: None, time_interval: None },
+            CountEvents { filter: Some(EventFilter { event: None, ..filter.clone() }), time_unit: None, time_interval: None },
         )
         .await?;
         let per_day = audit::count_events(
@@ -148,7 +125,7 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
             account,
             None,
             "day",
-            CountEvents { filter: Some(q.filter(now)?), time_unit: Some("day".into()), time_interval: None },
+            CountEvents { filter: Some(filter), time_unit: Some("day".into()), time_interval: None },
         )
         .await?;
         let ws_name = |id: Option<uuid::Uuid>| {
@@ -235,13 +212,7 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
         &q.workspace,
     );
     // Service accounts act under their own id, so they are filterable like users.
-    let bots = if shell.can("read:bot") {
-        crate::services::bots::filter_bots(app, p, account, Default::default())
-            .await
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let bots = shell.bots(app, p).await?;
     let bot_labels: Vec<String> = bots
         .iter()
         .map(|b| format!("{} (service account)", b.name))

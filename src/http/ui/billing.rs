@@ -38,7 +38,6 @@ pub async fn show(
         let plan = crate::services::plans::read_plan(&app, &p, account).await?;
         let overview = crate::services::accounts::overview(&app, &p, account).await?;
         let usage = crate::services::plans::usage(&app, &p, account).await?;
-        let acct = crate::services::accounts::read_account(&app, &p, account).await?;
         let features: String = plan
             .features
             .iter()
@@ -81,7 +80,7 @@ pub async fn show(
                 &rows,
                 "No workspaces."
             ),
-            email = html_escape(acct.billing_email.as_deref().unwrap_or("not set")),
+            email = html_escape(shell.a.billing_email.as_deref().unwrap_or("not set")),
         );
         Ok(shell.render(Section::Billing, "Billing", &body))
     }

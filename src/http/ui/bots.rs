@@ -5,13 +5,13 @@
 use super::form::{done, Fields};
 use super::session::SignedIn;
 use super::shell::{Section, Shell};
-use super::workspaces::role_choices;
 use super::{error_page, error_page_back, expiry_cell, options, table, COPY_SCRIPT};
 use crate::app::App;
 use crate::authz::Principal;
+use crate::domain::role::AccountPermission as P;
 use crate::domain::{AccountId, ApiKeyId, RoleId, WorkspaceId};
 use crate::services::access::{self, Grantee};
-use crate::services::bots::{self, BotView, CreateBot, FilterBots, RotateKey, UpdateBot};
+use crate::services::bots::{self, BotView, CreateBot, RotateKey, UpdateBot};
 use crate::services::mail::html_escape;
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
@@ -62,10 +62,7 @@ pub async fn list(
             &app,
             &p,
             account,
-            FilterBots {
-                limit: Some(200),
-                ..Default::default()
-            },
+            Default::default(),
         )
         .await?;
         let now = app.now();
@@ -88,7 +85,7 @@ pub async fn list(
             &rows,
             "No service accounts yet.",
         );
-        let create = if shell.can("create:bot") {
+        let create = if shell.can(P::CreateBot) {
             format!(
                 "<h2>New service account</h2><form method=\"post\" action=\"{action}\">{csrf}<div class=\"row\">\
                  <div><label for=\"sa-name\">Name</label><input id=\"sa-name\" name=\"name\" required maxlength=\"100\"></div>\
@@ -164,10 +161,10 @@ async fn render(
     let b: BotView = bots::read_bot(app, p, account, id).await?;
     let keys = bots::read_keys(app, p, account, id).await?;
     let grants = bots::access_of_bot(app, p, account, id).await?;
-    let roles = role_choices(app, p, account).await?;
+    let roles = shell.workspace_roles(app, p).await?;
     let now = app.now();
     let base = shell.url(&format!("/service-account/{id}"));
-    let may_update = shell.can("update:bot");
+    let may_update = shell.can(P::UpdateBot);
     let key_rows: String = keys
         .active_key
         .iter()
@@ -216,16 +213,7 @@ async fn render(
     } else {
         String::new()
     };
-    let workspaces = crate::services::workspaces::filter_workspaces(
-        app,
-        p,
-        account,
-        crate::services::workspaces::FilterWorkspaces {
-            limit: Some(200),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let workspaces = shell.workspaces(app, p).await?;
     let ws_name = |w: WorkspaceId| {
         workspaces
             .iter()
@@ -305,7 +293,7 @@ async fn render(
              <div><button type=\"submit\">Grant</button></div></div></form>",
             csrf = shell.csrf_input(),
             ws = options(grantable, ""),
-            roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::workspaces::least_role()),
+            roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role()),
         )
     };
     let details = if may_update {
@@ -326,7 +314,7 @@ async fn render(
     } else {
         format!("<p>Account role: {}</p>", b.account_role_name)
     };
-    let delete = if shell.can("delete:bot") {
+    let delete = if shell.can(P::DeleteBot) {
         format!(
             "<h2>Danger zone</h2>{}",
             shell.button(

@@ -112,18 +112,13 @@ pub async fn submit(
             "<h1>Invitation declined</h1><p>Nothing else will happen.</p>",
         ),
         Ok(Some(session)) => {
-            let max_age = (session.expires_at - app.now()).num_seconds();
-            let mut resp = page(
+            let resp = page(
                 StatusCode::OK,
                 "Welcome",
                 "<h1>You are in</h1><p>Your membership is active. <a href=\"/\">Open your accounts</a>, \
                  or use the Prefect CLI with <code>prefect cloud login</code>.</p>",
             );
-            if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, &session.id, max_age)
-            {
-                resp.headers_mut().append(header::SET_COOKIE, v);
-            }
-            resp
+            super::session::with_session(&app, resp, &session)
         }
         Err(e) => error_page(&e),
     }

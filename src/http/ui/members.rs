@@ -6,6 +6,7 @@ use super::session::SignedIn;
 use super::shell::{Section, Shell};
 use super::{error_page, options, relative, table};
 use crate::app::App;
+use crate::domain::role::AccountPermission as P;
 use crate::domain::{AccountId, MembershipId, RoleId};
 use crate::services::invitations::{self, FilterInvitations, InviteBody};
 use crate::services::mail::html_escape;
@@ -30,15 +31,14 @@ pub async fn list(
             &p,
             account,
             FilterMemberships {
-                limit: Some(200),
                 only_users: true,
                 ..Default::default()
             },
         )
         .await?;
         let now = app.now();
-        let may_role = shell.can("update:account_membership");
-        let may_remove = shell.can("delete:account_membership");
+        let may_role = shell.can(P::UpdateAccountMembership);
+        let may_remove = shell.can(P::DeleteAccountMembership);
         let rows: String = members
             .iter()
             .map(|m| {
@@ -101,7 +101,7 @@ pub async fn list(
             &rows,
             "No members.",
         );
-        let pending = if shell.can("read:invitation") {
+        let pending = if shell.can(P::ReadInvitation) {
             let open = invitations::filter_invitations(
                 &app,
                 &p,
@@ -110,7 +110,7 @@ pub async fn list(
                 input::<FilterInvitations>(json!({"limit": 200, "invitations": {"status": {"any_": ["pending", "expired"]}}}))?,
             )
             .await?;
-            let may_update = shell.can("update:invitation");
+            let may_update = shell.can(P::UpdateInvitation);
             let rows: String = open
                 .iter()
                 .map(|i| {
@@ -153,21 +153,15 @@ pub async fn list(
         } else {
             String::new()
         };
-        let invite = if shell.can("create:invitation") {
+        let invite = if shell.can(P::CreateInvitation) {
             let choices: Vec<(String, &str)> = roles
                 .iter()
                 .filter(|r| r.name == "Admin" || r.name == "Member")
                 .map(|r| (r.id.to_string(), r.name))
                 .collect();
             let member = roles.iter().find(|r| r.name == "Member").map(|r| r.id.to_string()).unwrap_or_default();
-            let workspaces = crate::services::workspaces::filter_workspaces(
-                &app,
-                &p,
-                account,
-                crate::services::workspaces::FilterWorkspaces { limit: Some(200), ..Default::default() },
-            )
-            .await?;
-            let ws_roles = super::workspaces::role_choices(&app, &p, account).await?;
+            let workspaces = shell.workspaces(&app, &p).await?;
+            let ws_roles = shell.workspace_roles(&app, &p).await?;
             format!(
                 "<h2>Invite people</h2><form method=\"post\" action=\"{action}\">{csrf}\
                  <label for=\"invite-emails\">Email addresses (one per line, or separated by commas)</label>\
@@ -180,7 +174,7 @@ pub async fn list(
                 csrf = shell.csrf_input(),
                 opts = options(choices, &member),
                 ws = options(workspaces.iter().map(|w| (w.id.to_string(), w.name.as_str())), ""),
-                ws_roles = options(ws_roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::workspaces::least_role()),
+                ws_roles = options(ws_roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role()),
             )
         } else {
             String::new()

@@ -6,11 +6,10 @@ use super::session::SignedIn;
 use super::shell::{Section, Shell};
 use super::{error_page, error_page_back, options, table};
 use crate::app::App;
+use crate::domain::role::AccountPermission as P;
 use crate::domain::{AccountId, RoleId, WorkspaceRole};
 use crate::services::mail::html_escape;
-use crate::services::roles::{
-    self, CreateWorkspaceRole, FilterWorkspaceRoles, UpdateWorkspaceRole,
-};
+use crate::services::roles::{self, CreateWorkspaceRole, UpdateWorkspaceRole};
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -30,10 +29,7 @@ pub async fn list(
             &app,
             &p,
             account,
-            FilterWorkspaceRoles {
-                limit: Some(200),
-                ..Default::default()
-            },
+            Default::default(),
         )
         .await?;
         let arows: String = account_roles
@@ -69,7 +65,7 @@ pub async fn list(
                 )
             })
             .collect();
-        let new = if shell.can("create:workspace_role") {
+        let new = if shell.can(P::CreateWorkspaceRole) {
             format!("<p><a href=\"{}\">New custom workspace role</a></p>", shell.url("/roles/new"))
         } else {
             String::new()
@@ -103,8 +99,8 @@ async fn editor(
         None => None,
     };
     let editable = match &current {
-        None => shell.can("create:workspace_role"),
-        Some(r) => !r.is_system_role && shell.can("update:workspace_role"),
+        None => shell.can(P::CreateWorkspaceRole),
+        Some(r) => !r.is_system_role && shell.can(P::UpdateWorkspaceRole),
     };
     let held: Vec<&str> = current
         .as_ref()
@@ -169,7 +165,7 @@ async fn editor(
         ""
     };
     let delete = match &current {
-        Some(r) if !r.is_system_role && shell.can("delete:workspace_role") => shell.button(
+        Some(r) if !r.is_system_role && shell.can(P::DeleteWorkspaceRole) => shell.button(
             &shell.url(&format!("/role/{}/delete", r.id)),
             "Delete role",
             &format!("Delete role {}", r.name),

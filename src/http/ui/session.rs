@@ -95,6 +95,15 @@ fn form(app: &App, next: &str, email: &str, error: Option<&str>) -> Response {
     resp
 }
 
+/// `resp` with the cookie of a session just started (sign-in, sign-up, first run, invitation).
+pub fn with_session(app: &App, mut resp: Response, session: &auth::NewSession) -> Response {
+    let max_age = (session.expires_at - app.now()).num_seconds();
+    if let Ok(v) = crate::http::api::auth::session_cookie_header(app, &session.id, max_age) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
 /// `GET /login`
 pub async fn show(State(app): State<App>, Query(q): Query<NextQuery>) -> Response {
     form(&app, safe_next(q.next.as_deref()), "", None)
@@ -129,13 +138,8 @@ pub async fn submit(
         .and_then(|v| v.to_str().ok());
     match auth::login(&app, &f.email, f.password, ip.as_deref(), ua).await {
         Ok(session) => {
-            let max_age = (session.expires_at - app.now()).num_seconds();
-            let mut resp = Redirect::to(&next).into_response();
-            if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, &session.id, max_age)
-            {
-                resp.headers_mut().append(header::SET_COOKIE, v);
-            }
-            resp
+            let resp = Redirect::to(&next).into_response();
+            with_session(&app, resp, &session)
         }
         Err(e @ (Error::Unauthenticated(_) | Error::RateLimited { .. })) => {
             form(&app, &next, &f.email, Some(&e.to_string()))

@@ -6,6 +6,7 @@ use super::form::{done, Fields};
 use super::session::SignedIn;
 use super::shell::{Section, Shell};
 use crate::app::App;
+use crate::domain::role::AccountPermission as P;
 use crate::domain::AccountId;
 use crate::services::accounts::{self, UpdateAccount};
 use crate::services::ip_allowlist;
@@ -35,9 +36,9 @@ pub async fn show(
 ) -> Response {
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
-        let a = accounts::read_account(&app, &p, account).await?;
+        let a = &shell.a;
         let plan = crate::services::plans::read_plan(&app, &p, account).await?;
-        let editable = shell.can("update:account");
+        let editable = shell.can(P::UpdateAccount);
         let disabled = if editable { "" } else { " disabled" };
         let field = |id: &str, label: &str, value: &str, extra: &str| {
             format!(
@@ -81,7 +82,7 @@ pub async fn show(
             email = field("billing_email", "Billing email", a.billing_email.as_deref().unwrap_or(""), " type=\"email\""),
             plan_days = plan.run_retention_days,
         );
-        let allowlist = ip_allowlist_section(&app, &p, &shell, &a).await?;
+        let allowlist = ip_allowlist_section(&app, &p, &shell).await?;
         Ok(shell.render(Section::Settings, "Settings", &format!("{body}{allowlist}")))
     }
     .await;
@@ -94,9 +95,9 @@ async fn ip_allowlist_section(
     app: &App,
     p: &crate::authz::Principal,
     shell: &Shell,
-    a: &crate::domain::Account,
 ) -> Result<String> {
-    if !a.settings.contains_key("enforce_ip_allowlist") || !shell.can("read:ip_allowlist") {
+    let a = &shell.a;
+    if !a.settings.contains_key("enforce_ip_allowlist") || !shell.can(P::ReadIpAllowlist) {
         return Ok(
             "<h2>IP allowlist</h2><p class=\"muted\">Not included in this account's plan.</p>"
                 .into(),
@@ -104,7 +105,7 @@ async fn ip_allowlist_section(
     }
     let list = ip_allowlist::read(app, p, shell.account).await?;
     let mine = ip_allowlist::my_access(app, p, shell.account).await?;
-    let editable = shell.can("update:ip_allowlist") && shell.can("update:account");
+    let editable = shell.can(P::UpdateIpAllowlist) && shell.can(P::UpdateAccount);
     let disabled = if editable { "" } else { " disabled" };
     let row = |i: usize, net: &str, on: bool, desc: &str| {
         format!(
@@ -245,7 +246,7 @@ pub async fn sso(
 ) -> Response {
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
-        let a = accounts::read_account(&app, &p, account).await?;
+        let a = &shell.a;
         let expiry = super::relative(
             app.now() + chrono::Duration::seconds(app.config.session_ttl_seconds),
             app.now(),

@@ -72,19 +72,14 @@ pub async fn submit(
     };
     match setup::first_run(&app, &f.token, run).await {
         Ok(session) => {
-            let max_age = (session.expires_at - app.now()).num_seconds();
-            let mut resp = page(
+            let resp = page(
                 StatusCode::OK,
                 "Ready",
                 "<h1>Atrium is ready</h1><p>Your user and account exist and you are signed in. Create an API \
                  key with <code>POST /api/me/api_keys</code> (or <code>atrium users api-key</code>) and log in \
                  with <code>prefect cloud login</code>.</p>",
             );
-            if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, &session.id, max_age)
-            {
-                resp.headers_mut().append(header::SET_COOKIE, v);
-            }
-            resp
+            super::session::with_session(&app, resp, &session)
         }
         Err(e) => error_page(&e),
     }

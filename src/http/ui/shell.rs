@@ -4,6 +4,7 @@
 use super::{document, new_csrf};
 use crate::app::App;
 use crate::authz::Principal;
+use crate::domain::role::AccountPermission as P;
 use crate::domain::AccountId;
 use crate::services::mail::html_escape;
 use crate::services::Result;
@@ -71,16 +72,16 @@ impl Section {
     }
 
     /// The account permission needed to read the section.
-    fn needs(self) -> &'static str {
+    fn needs(self) -> P {
         match self {
-            Section::Overview | Section::Settings | Section::Sso => "read:account",
-            Section::Workspaces => "read:workspace",
-            Section::Members => "read:account_membership",
-            Section::ServiceAccounts => "read:bot",
-            Section::Teams => "read:team",
-            Section::Roles => "read:workspace_role",
-            Section::AuditLog => "read:audit_event",
-            Section::Billing => "read:billing",
+            Section::Overview | Section::Settings | Section::Sso => P::ReadAccount,
+            Section::Workspaces => P::ReadWorkspace,
+            Section::Members => P::ReadAccountMembership,
+            Section::ServiceAccounts => P::ReadBot,
+            Section::Teams => P::ReadTeam,
+            Section::Roles => P::ReadWorkspaceRole,
+            Section::AuditLog => P::ReadAuditEvent,
+            Section::Billing => P::ReadBilling,
         }
     }
 }
@@ -88,7 +89,8 @@ impl Section {
 /// An account page being built.
 pub struct Shell {
     pub account: AccountId,
-    pub account_name: String,
+    /// The account as the API shows it (read once for the frame; pages use it too).
+    pub a: crate::domain::Account,
     /// The signed-in user's account role name.
     pub role: &'static str,
     perms: Vec<&'static str>,
@@ -127,7 +129,7 @@ impl Shell {
         let (csrf, cookie) = new_csrf(app.config.secure_cookies());
         Ok(Shell {
             account,
-            account_name: a.name,
+            a,
             role,
             perms,
             csrf,
@@ -139,8 +141,79 @@ impl Shell {
 
     /// Whether the signed-in user holds an account permission (controls they cannot use are
     /// not drawn; the server refuses them anyway).
-    pub fn can(&self, perm: &str) -> bool {
-        self.perms.contains(&perm)
+    pub fn can(&self, perm: P) -> bool {
+        self.perms.contains(&perm.name())
+    }
+
+    /// The account's workspaces the user can see (up to the API's page size).
+    pub async fn workspaces(
+        &self,
+        app: &App,
+        p: &Principal,
+    ) -> Result<Vec<crate::domain::Workspace>> {
+        crate::services::workspaces::filter_workspaces(app, p, self.account, Default::default())
+            .await
+    }
+
+    /// The account's users, for pickers; none when the user may not list members.
+    pub async fn members(
+        &self,
+        app: &App,
+        p: &Principal,
+    ) -> Result<Vec<crate::domain::Membership>> {
+        if !self.can(P::ReadAccountMembership) {
+            return Ok(Vec::new());
+        }
+        crate::services::memberships::filter_memberships(
+            app,
+            p,
+            self.account,
+            crate::services::memberships::FilterMemberships {
+                only_users: true,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// The account's service accounts, for pickers; none without `read:bot` or when the plan
+    /// has no service accounts.
+    pub async fn bots(
+        &self,
+        app: &App,
+        p: &Principal,
+    ) -> Result<Vec<crate::services::bots::BotView>> {
+        if !self.can(P::ReadBot) {
+            return Ok(Vec::new());
+        }
+        unless_refused(
+            crate::services::bots::filter_bots(app, p, self.account, Default::default()).await,
+        )
+    }
+
+    /// The account's teams, for pickers; none without `read:team` or when the plan has no teams.
+    pub async fn teams(
+        &self,
+        app: &App,
+        p: &Principal,
+    ) -> Result<Vec<crate::services::teams::TeamView>> {
+        if !self.can(P::ReadTeam) {
+            return Ok(Vec::new());
+        }
+        unless_refused(
+            crate::services::teams::filter_teams(app, p, self.account, Default::default()).await,
+        )
+    }
+
+    /// Every workspace role of the account (built-ins first) as (id, name), for role pickers.
+    pub async fn workspace_roles(&self, app: &App, p: &Principal) -> Result<Vec<(String, String)>> {
+        Ok(
+            crate::services::roles::filter_roles(app, p, self.account, Default::default())
+                .await?
+                .into_iter()
+                .map(|r| (r.id.to_string(), r.name))
+                .collect(),
+        )
     }
 
     /// The hidden CSRF field for a form on this page.
@@ -197,20 +270,31 @@ impl Shell {
              <nav aria-label=\"You\" class=\"side\"><ul class=\"plain\"><li><a href=\"/my/profile\">Profile</a></li><li><a href=\"/me/api-keys\">API keys</a></li></ul></nav>\
              <form method=\"post\" action=\"/logout\">{csrf}<button class=\"secondary\" type=\"submit\">Sign out</button></form></aside>\
              <main class=\"wide\">{body}</main></div>{CONFIRM_SCRIPT}",
-            name = html_escape(&self.account_name),
+            name = html_escape(&self.a.name),
             switcher = self.switcher,
             who = html_escape(&self.who),
             role = self.role,
             csrf = self.csrf_input(),
         );
-        let mut resp = document(
-            StatusCode::OK,
-            &format!("{title} · {}", self.account_name),
-            &html,
-        );
+        let mut resp = document(StatusCode::OK, &format!("{title} · {}", self.a.name), &html);
         resp.headers_mut().append(header::SET_COOKIE, self.cookie);
         resp
     }
+}
+
+/// A list a plan feature may withhold (403) is simply empty on the page; other failures stand.
+fn unless_refused<T>(r: Result<Vec<T>>) -> Result<Vec<T>> {
+    match r {
+        Err(crate::services::Error::Forbidden(_)) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// The role a grant form starts on: the least privileged built-in (Viewer), never Owner.
+pub fn least_role() -> String {
+    crate::domain::role::BuiltinWorkspaceRole::Viewer
+        .id()
+        .to_string()
 }
 
 /// Asks before destructive forms marked `data-confirm` are sent; without script they post

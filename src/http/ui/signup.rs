@@ -69,13 +69,8 @@ pub async fn submit(
     .await;
     match r {
         Ok(session) => {
-            let max_age = (session.expires_at - app.now()).num_seconds();
-            let mut resp = Redirect::to("/").into_response();
-            if let Ok(v) = crate::http::api::auth::session_cookie_header(&app, &session.id, max_age)
-            {
-                resp.headers_mut().append(header::SET_COOKIE, v);
-            }
-            resp
+            let resp = Redirect::to("/").into_response();
+            super::session::with_session(&app, resp, &session)
         }
         Err(e) => error_page_back(&e, Some("/signup")),
     }

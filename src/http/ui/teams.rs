@@ -4,13 +4,13 @@
 use super::form::{done, input, Fields};
 use super::session::SignedIn;
 use super::shell::{Section, Shell};
-use super::workspaces::role_choices;
 use super::{error_page, error_page_back, expiry_cell, options, table};
 use crate::app::App;
+use crate::domain::role::AccountPermission as P;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
 use crate::services::access::{self, Grantee};
 use crate::services::mail::html_escape;
-use crate::services::teams::{self, FilterTeams, TeamInput};
+use crate::services::teams::{self, TeamInput};
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -29,10 +29,7 @@ pub async fn list(
             &app,
             &p,
             account,
-            FilterTeams {
-                limit: Some(200),
-                ..Default::default()
-            },
+            Default::default(),
         )
         .await?;
         let rows: String = all
@@ -54,7 +51,7 @@ pub async fn list(
             &rows,
             "No teams yet.",
         );
-        let create = if shell.can("create:team") {
+        let create = if shell.can(P::CreateTeam) {
             format!(
                 "<h2>New team</h2><form method=\"post\" action=\"{action}\">{csrf}<div class=\"row\">\
                  <div><label for=\"team-name\">Name</label><input id=\"team-name\" name=\"name\" required maxlength=\"100\"></div>\
@@ -104,7 +101,7 @@ pub async fn show(
         let t = teams::read_team(&app, &p, account, team).await?;
         let now = app.now();
         let base = shell.url(&format!("/team/{}", t.id));
-        let may_update = shell.can("update:team");
+        let may_update = shell.can(P::UpdateTeam);
         let member_rows: String = t
             .memberships
             .iter()
@@ -135,24 +132,8 @@ pub async fn show(
             "No members.",
         );
         let add_member = if may_update {
-            let users = crate::services::memberships::filter_memberships(
-                &app,
-                &p,
-                account,
-                crate::services::memberships::FilterMemberships {
-                    limit: Some(200),
-                    only_users: true,
-                    ..Default::default()
-                },
-            )
-            .await?;
-            let bots = if shell.can("read:bot") {
-                crate::services::bots::filter_bots(&app, &p, account, Default::default())
-                    .await
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            };
+            let users = shell.members(&app, &p).await?;
+            let bots = shell.bots(&app, &p).await?;
             let choices: Vec<(String, String)> = users
                 .iter()
                 .map(|u| (format!("user:{}", u.user_id), u.email.clone()))
@@ -197,7 +178,7 @@ pub async fn show(
             &ws_rows,
             "This team has no workspace role yet.",
         );
-        let all_ws = crate::services::workspaces::filter_workspaces(&app, &p, account, crate::services::workspaces::FilterWorkspaces { limit: Some(200), ..Default::default() }).await?;
+        let all_ws = shell.workspaces(&app, &p).await?;
         let grantable: Vec<(String, &str)> = all_ws
             .iter()
             .filter(|w| crate::services::me::has_scope(&app, &p, account, w.id, "manage_workspace_teams").unwrap_or(false))
@@ -206,7 +187,7 @@ pub async fn show(
         let grant = if grantable.is_empty() {
             String::new()
         } else {
-            let roles = role_choices(&app, &p, account).await?;
+            let roles = shell.workspace_roles(&app, &p).await?;
             format!(
                 "<form method=\"post\" action=\"{base}/access\">{csrf}<div class=\"row\">\
                  <div><label for=\"team-ws\">Workspace</label><select id=\"team-ws\" name=\"workspace\">{ws}</select></div>\
@@ -214,7 +195,7 @@ pub async fn show(
                  <div><button type=\"submit\">Grant to team</button></div></div></form>",
                 csrf = shell.csrf_input(),
                 ws = options(grantable, ""),
-                roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::workspaces::least_role()),
+                roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role()),
             )
         };
         let edit = if may_update {
@@ -230,7 +211,7 @@ pub async fn show(
         } else {
             String::new()
         };
-        let delete = if shell.can("delete:team") {
+        let delete = if shell.can(P::DeleteTeam) {
             format!(
                 "<h2>Danger zone</h2>{}",
                 shell.button(&format!("{base}/delete"), "Delete team", &format!("Delete team {}", t.name), Some("Delete this team? Its workspace roles stop counting for its members at once."))

@@ -7,7 +7,7 @@ use super::session::SignedIn;
 use super::shell::{Section, Shell};
 use super::{error_page, error_page_back, expiry_cell, options, table};
 use crate::app::App;
-use crate::authz::Principal;
+use crate::domain::role::AccountPermission as P;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
 use crate::services::access::{self, Grantee};
 use crate::services::mail::html_escape;
@@ -17,34 +17,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use uuid::Uuid;
-
-/// Every workspace role of the account (built-ins first) as (id, name).
-pub(super) async fn role_choices(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-) -> Result<Vec<(String, String)>> {
-    Ok(crate::services::roles::filter_roles(
-        app,
-        p,
-        account,
-        crate::services::roles::FilterWorkspaceRoles {
-            limit: Some(200),
-            ..Default::default()
-        },
-    )
-    .await?
-    .into_iter()
-    .map(|r| (r.id.to_string(), r.name))
-    .collect())
-}
-
-/// The role a grant form starts on: the least privileged built-in (Viewer), never Owner.
-pub(super) fn least_role() -> String {
-    crate::domain::role::BuiltinWorkspaceRole::Viewer
-        .id()
-        .to_string()
-}
 
 fn role_select(
     roles: &[(String, String)],
@@ -79,17 +51,8 @@ pub async fn list(
 ) -> Response {
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
-        let all = ws::filter_workspaces(
-            &app,
-            &p,
-            account,
-            ws::FilterWorkspaces {
-                limit: Some(200),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let roles = role_choices(&app, &p, account).await?;
+        let all = shell.workspaces(&app, &p).await?;
+        let roles = shell.workspace_roles(&app, &p).await?;
         let role_name = |id: Option<RoleId>| {
             id.and_then(|id| roles.iter().find(|(r, _)| *r == id.to_string()))
                 .map_or("none (grants only)".to_string(), |(_, n)| n.clone())
@@ -113,7 +76,7 @@ pub async fn list(
             &rows,
             "No workspace you can see yet.",
         );
-        let create = if shell.can("create:workspace") {
+        let create = if shell.can(P::CreateWorkspace) {
             format!(
                 "<h2>New workspace</h2><form method=\"post\" action=\"{action}\">{csrf}<div class=\"row\">\
                  <div><label for=\"ws-name\">Name</label><input id=\"ws-name\" name=\"name\" required maxlength=\"100\"></div>\
@@ -194,7 +157,7 @@ pub async fn show(
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
         let w = ws::read_workspace(&app, &p, account, workspace).await?;
-        let roles = role_choices(&app, &p, account).await?;
+        let roles = shell.workspace_roles(&app, &p).await?;
         let held = crate::services::me::my_scopes(&app, &p, account, workspace)?;
         let may_edit = held.contains(&"write_workspace_settings");
         let may_set_default = held.contains(&"manage_workspace_users");
@@ -236,7 +199,7 @@ pub async fn show(
         } else {
             String::new()
         };
-        let delete = if shell.can("delete:workspace") {
+        let delete = if shell.can(P::DeleteWorkspace) {
             format!("<h2>Danger zone</h2><p><a href=\"{base}/delete\">Delete this workspace…</a></p>")
         } else {
             String::new()
@@ -373,7 +336,7 @@ pub async fn access(
         let shell = Shell::open(&app, &p, account).await?;
         let w = ws::read_workspace(&app, &p, account, workspace).await?;
         let lines = access::workspace_access_lines(&app, &p, account, workspace).await?;
-        let roles = role_choices(&app, &p, account).await?;
+        let roles = shell.workspace_roles(&app, &p).await?;
         let held = crate::services::me::my_scopes(&app, &p, account, workspace)?;
         let manage_users = held.contains(&"manage_workspace_users");
         let manage_bots = held.contains(&"manage_workspace_service_accounts");
@@ -441,31 +404,13 @@ pub async fn access(
         );
         // Who could be granted or explained: members, service accounts, teams (each list only
         // when the caller may read it).
-        let members = if shell.can("read:account_membership") {
-            crate::services::memberships::filter_memberships(
-                &app,
-                &p,
-                account,
-                crate::services::memberships::FilterMemberships {
-                    limit: Some(200),
-                    only_users: true,
-                    ..Default::default()
-                },
-            )
-            .await?
+        let members = shell.members(&app, &p).await?;
+        let bots = if held.contains(&"see_workspace_service_accounts") {
+            shell.bots(&app, &p).await?
         } else {
             Vec::new()
         };
-        let bots = if shell.can("read:bot") && held.contains(&"see_workspace_service_accounts") {
-            crate::services::bots::filter_bots(&app, &p, account, crate::services::bots::FilterBots { limit: Some(200), ..Default::default() }).await.unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let teams = if shell.can("read:team") {
-            crate::services::teams::filter_teams(&app, &p, account, crate::services::teams::FilterTeams { limit: Some(200), ..Default::default() }).await.unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let teams = shell.teams(&app, &p).await?;
         let group = |label: &str, items: Vec<(String, String)>| {
             if items.is_empty() {
                 String::new()
@@ -496,7 +441,7 @@ pub async fn access(
                  <div><label for=\"grant-expires\">Expires (UTC, optional)</label><input id=\"grant-expires\" name=\"expires_at\" type=\"datetime-local\"></div>\
                  <div><button type=\"submit\">Grant</button></div></div></form>",
                 csrf = shell.csrf_input(),
-                select = role_select(&roles, "grant-role", "role", &least_role(), None),
+                select = role_select(&roles, "grant-role", "role", &super::shell::least_role(), None),
             )
         };
         // The explain view.
