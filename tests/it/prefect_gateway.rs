@@ -610,12 +610,22 @@ fn retention_in_process(upstream_port: u16) {
         let run = |state: &'static str| {
             let (t, gw, key, flow_id) = (&t, gw.clone(), owner.key.clone(), flow["id"].clone());
             async move {
-                let (s, v) = t
-                    .call(M::POST, &format!("{gw}/flow_runs/"), Some(&key),
-                        Some(json!({"flow_id": flow_id, "state": {"type": state, "name": state}})))
-                    .await;
-                assert!(s.is_success(), "{v}");
-                v
+                // The upstream Prefect server (on SQLite) answers 503 when its database is busy;
+                // like the stock client, try again after a pause.
+                let mut attempt = 0;
+                loop {
+                    let (s, v) = t
+                        .call(M::POST, &format!("{gw}/flow_runs/"), Some(&key),
+                            Some(json!({"flow_id": flow_id, "state": {"type": state, "name": state}})))
+                        .await;
+                    if s == S::SERVICE_UNAVAILABLE && attempt < 5 {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+                        continue;
+                    }
+                    assert!(s.is_success(), "{v}");
+                    break v;
+                }
             }
         };
         let running = run("RUNNING").await;
