@@ -55,18 +55,26 @@ curl -sf "127.0.0.1:4504/$ROUTE" >/dev/null
 # busy back to back for SECONDS and counts what comes back (apt-get install wrk).
 if [ -n "${PEAK_CONNECTIONS:-}" ]; then
   command -v wrk >/dev/null || { echo "wrk is needed for PEAK_CONNECTIONS: apt-get install wrk" >&2; exit 1; }
+  # CPU time (user + system, clock ticks) of the serving processes, to report CPU per request.
+  ticks() { local t=0 p s; for p in "$@"; do s=($(cut -d' ' -f14,15 "/proc/$p/stat")); t=$((t + s[0] + s[1])); done; echo $t; }
+  NGINX_WORKERS=$(pgrep -f "nginx: worker" | tr '\n' ' ')
   for c in $PEAK_CONNECTIONS; do
     for target in direct atrium nginx; do
       case $target in
-        direct) url="http://127.0.0.1:4503/api/flows/$FLOW"; auth=() ;;
-        atrium) url="http://127.0.0.1:4501/$ROUTE"; auth=(-H "Authorization: Bearer $KEY") ;;
-        nginx)  url="http://127.0.0.1:4504/$ROUTE"; auth=() ;;
+        direct) url="http://127.0.0.1:4503/api/flows/$FLOW"; auth=(); pids="$S" ;;
+        atrium) url="http://127.0.0.1:4501/$ROUTE"; auth=(-H "Authorization: Bearer $KEY"); pids="$A" ;;
+        nginx)  url="http://127.0.0.1:4504/$ROUTE"; auth=(); pids="$NGINX_WORKERS" ;;
       esac
+      before=$(ticks $pids)
       out=$(wrk -t1 -c"$c" -d"${SECONDS_EACH}s" --latency "${auth[@]}" "$url")
+      cpu=$(( $(ticks $pids) - before ))
       rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
       p50=$(echo "$out" | awk '$1=="50%" {print $2}'); p99=$(echo "$out" | awk '$1=="99%" {print $2}')
       non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
-      echo "{\"peak\":\"$target\",\"connections\":$c,\"requests_per_s\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"non_2xx\":\"${non2xx:-0}\",\"socket_errors\":\"${errs:-none}\"}"
+      total=$(echo "$out" | awk '/requests in/ {print $1}')
+      # Only the serving process (the stub for direct, Atrium or the nginx workers) is counted.
+      cpu_us=$(awk -v t="$cpu" -v n="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+      echo "{\"peak\":\"$target\",\"connections\":$c,\"requests_per_s\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"cpu_us_per_request\":$cpu_us,\"non_2xx\":\"${non2xx:-0}\",\"socket_errors\":\"${errs:-none}\"}"
     done
   done
 fi

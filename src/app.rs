@@ -76,6 +76,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The HTTP client the gateway forwards with: one keep-alive pool per upstream.
     pub upstream_client: crate::http::gateway::UpstreamClient,
+    /// Idle upstream connections of the gateway's fast path.
+    pub upstream_pool: crate::http::gateway::pool::UpstreamPool,
 }
 
 impl App {
@@ -90,6 +92,7 @@ impl App {
             limiter: Arc::default(),
             metrics: Arc::default(),
             upstream_client: crate::http::gateway::upstream_client(),
+            upstream_pool: Default::default(),
             mailer,
             audit_key,
             config: Arc::new(config),

@@ -638,20 +638,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let store = app.store.clone();
     let jobs = crate::jobs::spawn(&app);
-    let service = crate::http::service(app);
-    // Small request/response exchanges (API calls, gateway forwarding) must not wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-            std::net::SocketAddr,
-        >(service),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving")?;
+    crate::http::server::serve(listener, app, shutdown_signal())
+        .await
+        .context("serving")?;
     for job in jobs {
         job.abort();
     }

@@ -22,6 +22,7 @@ pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
         tokio::spawn(outbox(app.clone())),
         tokio::spawn(sweep_expired(app.clone())),
         tokio::spawn(run_retention(app.clone())),
+        tokio::spawn(prune_upstream_pool(app.clone())),
     ];
     if let Some(listener) = spawn_listener(app) {
         jobs.push(listener);
@@ -167,5 +168,15 @@ async fn listen_once(app: &App) -> anyhow::Result<()> {
         } else {
             app.keys.remove_key(crate::domain::ApiKeyId(id));
         }
+    }
+}
+
+/// Closes the gateway's idle upstream connections that timed out or were closed by the upstream.
+async fn prune_upstream_pool(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.upstream_pool.prune();
     }
 }

@@ -28,6 +28,10 @@ pub struct Upstream {
     pub authority: String,
     /// The base path (`/api`), without a trailing slash.
     pub path: String,
+    /// The `Host` header the upstream gets (`127.0.0.1:4200`).
+    pub host: String,
+    /// Where to connect (`127.0.0.1:4200`; port 80 when the URL names none).
+    pub address: String,
     /// `Basic base64(auth string)`, what a Prefect server with `PREFECT_SERVER_API_AUTH_STRING`
     /// expects.
     pub authorization: Option<HeaderValue>,
@@ -144,10 +148,25 @@ fn upstream_of(app: &App, r: &UpstreamRow) -> anyhow::Result<Upstream> {
         }
         None => None,
     };
+    let host = authority
+        .strip_prefix("http://")
+        .unwrap_or(&authority)
+        .to_string();
+    let has_port = !host.ends_with(']')
+        && host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    let address = if has_port {
+        host.clone()
+    } else {
+        format!("{host}:80")
+    };
     Ok(Upstream {
         url: r.url.clone(),
         authority,
         path,
+        host,
+        address,
         authorization,
         auth_string,
     })

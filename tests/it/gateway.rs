@@ -122,7 +122,7 @@ impl Setup {
 
 #[tokio::test]
 async fn callers_reach_the_upstream_only_with_the_route_scope_and_see_nothing_of_other_tenants() {
-    each_db(|t| async move {
+    each_db_and_transport(|t| async move {
         let port = recording_upstream().await;
         let w = setup(&t, port, "acme").await;
 
@@ -298,7 +298,7 @@ async fn callers_reach_the_upstream_only_with_the_route_scope_and_see_nothing_of
 
 #[tokio::test]
 async fn paths_are_canonical_headers_are_stripped_and_bodies_are_bounded() {
-    each_db(|t| async move {
+    each_db_and_transport(|t| async move {
         let port = recording_upstream().await;
         let w = setup(&t, port, "acme").await;
         for bad in [
@@ -356,12 +356,14 @@ async fn paths_are_canonical_headers_are_stripped_and_bodies_are_bounded() {
         );
         assert!(!v.to_string().contains("6.6.6.6"));
 
-        // POST without Content-Length → 411; over 5 MiB → 413; nothing reaches the upstream.
+        // POST without Content-Length (a body of unknown length: chunked over TCP) → 411; over
+        // 5 MiB → 413; nothing reaches the upstream.
+        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(b"{}".to_vec())]);
         let req = Request::builder()
             .method(M::POST)
             .uri(w.path("flow_runs/filter"))
             .header("authorization", format!("Bearer {}", w.owner.key))
-            .body(Body::from("{}"))
+            .body(Body::from_stream(stream))
             .expect("request");
         let (s, _, body) = t.send(req).await;
         assert_eq!(s, S::LENGTH_REQUIRED, "{}", String::from_utf8_lossy(&body));
@@ -395,7 +397,7 @@ async fn paths_are_canonical_headers_are_stripped_and_bodies_are_bounded() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_and_recover_as_the_budget_refills() {
-    each_db(|t| async move {
+    each_db_and_transport(|t| async move {
         let port = recording_upstream().await;
         let w = setup(&t, port, "acme").await;
         let root = t.site_admin("root@x.test").await;
@@ -446,7 +448,7 @@ async fn rate_limits_answer_429_with_retry_after_and_recover_as_the_budget_refil
 
 #[tokio::test]
 async fn binding_is_validated_and_unbound_or_unreachable_upstreams_answer_clearly() {
-    each_db(|t| async move {
+    each_db_and_transport(|t| async move {
         let port = recording_upstream().await;
         let w = setup(&t, port, "acme").await;
         let up = format!("/api/accounts/{}/workspaces/{}/upstream", w.account, w.ws);
@@ -582,7 +584,7 @@ async fn binding_is_validated_and_unbound_or_unreachable_upstreams_answer_clearl
 
 #[tokio::test]
 async fn workspace_events_paths_serve_audit_queries_and_forward_prefect_event_queries() {
-    each_db(|t| async move {
+    each_db_and_transport(|t| async move {
         let port = recording_upstream().await;
         let w = setup(&t, port, "acme").await;
         // Prefect's events query → the upstream.
@@ -694,7 +696,7 @@ fn the_route_table_covers_every_route_of_the_prefect_server() {
 
 #[tokio::test]
 async fn websockets_are_authorized_before_the_upgrade() {
-    each_db(|t| async move {
+    each_db_and_transport(|t| async move {
         let port = recording_upstream().await;
         let w = setup(&t, port, "acme").await;
         let ws = |key: Option<&str>, rest: &str, protocol: Option<&str>| {
@@ -734,7 +736,7 @@ async fn websockets_are_authorized_before_the_upgrade() {
 
 #[tokio::test]
 async fn accounts_can_shorten_but_not_lengthen_their_plans_run_retention() {
-    each_db(|t| async move {
+    each_db_and_transport(|t| async move {
         let port = recording_upstream().await;
         let w = setup(&t, port, "acme").await;
         let settings = format!("/api/accounts/{}/settings", w.account);
@@ -793,9 +795,10 @@ async fn accounts_can_shorten_but_not_lengthen_their_plans_run_retention() {
     .await;
 }
 
-/// A keep-alive HTTP/1.1 upstream written on raw sockets: `/small` (150 bytes), `/big`
-/// (1 MiB, Content-Length), `/chunked` (three chunks, no length), `/close` (answers, then closes
-/// the connection). Counts the connections it accepts.
+/// A keep-alive HTTP/1.1 upstream written on raw sockets, answering by the path's last segment:
+/// `small` (150 bytes), `big` (1 MiB, Content-Length), `chunked` (three chunks, no length),
+/// `close` (answers with `connection: close`, then closes), `drop` (answers keep-alive, then
+/// closes the idle connection). Ignores request bodies. Counts the connections it accepts.
 async fn raw_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -826,21 +829,28 @@ async fn raw_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
                     buf.drain(..head_end);
                     let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let out: Vec<u8> = match path.as_str() {
-                        "/big" => {
+                    let last = path.rsplit('/').next().unwrap_or("").to_string();
+                    let out: Vec<u8> = match last.as_str() {
+                        "big" => {
                             let body = vec![b'x'; 1 << 20];
                             let mut o = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
                             o.extend_from_slice(&body);
                             o
                         }
-                        "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n".to_vec(),
-                        "/close" => b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nclosed".to_vec(),
+                        "chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n".to_vec(),
+                        "close" => b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nclosed".to_vec(),
                         _ => {
                             let body = format!("{{\"host\":{:?},\"pad\":\"{}\"}}", head.lines().find(|l| l.to_ascii_lowercase().starts_with("host:")).unwrap_or(""), "p".repeat(100));
                             format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
                         }
                     };
-                    if s.write_all(&out).await.is_err() || path == "/close" {
+                    if s.write_all(&out).await.is_err() || last == "close" {
+                        return;
+                    }
+                    if last == "drop" {
+                        // Answers keep-alive, then drops the idle connection (as uvicorn does
+                        // after its keep-alive timeout).
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                         return;
                     }
                 }
@@ -917,4 +927,194 @@ async fn the_upstream_pool_keeps_connections_alive_streams_large_bodies_and_surv
         .expect("req");
     let e = client.request(dead).await.expect_err("refused");
     assert!(e.is_connect(), "{e}");
+}
+
+/// Reads one response from a raw connection: status (0 once the server closed it), lower-cased
+/// headers, and the body as sent (framed by Content-Length, or chunked and still encoded).
+async fn read_response(
+    s: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    async fn more(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> usize {
+        let mut chunk = vec![0u8; 1 << 16];
+        let n = s.read(&mut chunk).await.unwrap_or(0);
+        buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+    let (status, headers, len) = loop {
+        let mut h = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut h);
+        if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    let v = String::from_utf8_lossy(h.value).to_string();
+                    (h.name.to_ascii_lowercase(), v)
+                })
+                .collect();
+            break (r.code.expect("status"), headers, n);
+        }
+        if more(s, buf).await == 0 {
+            return (0, vec![], vec![]);
+        }
+    };
+    buf.drain(..len);
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map(|(_, v)| v.parse::<usize>().expect("length"));
+    let chunked = headers.iter().any(|(n, _)| n == "transfer-encoding");
+    loop {
+        let end = match (length, chunked) {
+            (Some(l), _) => (buf.len() >= l).then_some(l),
+            (None, true) => buf
+                .windows(5)
+                .position(|w| w == b"0\r\n\r\n")
+                .map(|i| i + 5),
+            (None, false) => Some(0),
+        };
+        if let Some(end) = end {
+            let body = buf.drain(..end).collect();
+            return (status, headers, body);
+        }
+        assert!(more(s, buf).await > 0, "connection closed mid-body");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_pipelines_relays_every_framing_and_hands_other_requests_to_the_router() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::AsyncWriteExt;
+    let (up, accepted) = raw_upstream().await;
+    let t = TestApp::new(Db::Sqlite).await;
+    let w = setup(&t, up, "raw").await;
+    let port = t.serve_tcp().await;
+    let key = w.owner.key.clone();
+    let req = |method: &str, rest: &str, extra: &str| {
+        format!(
+            "{method} {} HTTP/1.1\r\nhost: atrium\r\nauthorization: Bearer {key}\r\n{extra}\r\n",
+            w.path(rest)
+        )
+    };
+    let connect = || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect")
+    };
+    let has = |h: &[(String, String)], n: &str, v: &str| h.iter().any(|(a, b)| a == n && b == v);
+    let mut c = connect().await;
+    let mut buf = Vec::new();
+
+    // Two calls in one write (pipelined) are answered in order; the chunked body is relayed as
+    // the upstream framed it.
+    let two = format!("{}{}", req("GET", "small", ""), req("GET", "chunked", ""));
+    c.write_all(two.as_bytes()).await.expect("write");
+    let (s, _, b) = read_response(&mut c, &mut buf).await;
+    assert_eq!(s, 200);
+    assert!(
+        String::from_utf8_lossy(&b).contains(&format!("127.0.0.1:{up}")),
+        "the upstream gets its own Host: {}",
+        String::from_utf8_lossy(&b)
+    );
+    let (s, h, b) = read_response(&mut c, &mut buf).await;
+    assert_eq!(s, 200);
+    assert!(has(&h, "transfer-encoding", "chunked"), "{h:?}");
+    assert_eq!(&b[..], b"5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n");
+    // A 1 MiB body arrives whole; every call so far used the one upstream connection this client
+    // connection keeps.
+    c.write_all(req("GET", "big", "").as_bytes())
+        .await
+        .expect("write");
+    let (s, _, b) = read_response(&mut c, &mut buf).await;
+    assert_eq!((s, b.len()), (200, 1 << 20));
+    assert_eq!(accepted.load(SeqCst), 1, "one upstream connection");
+
+    // The upstream closing its connection is hop-by-hop: the client's stays open, and the next
+    // call opens a new upstream connection.
+    c.write_all(req("GET", "close", "").as_bytes())
+        .await
+        .expect("write");
+    let (s, h, b) = read_response(&mut c, &mut buf).await;
+    assert_eq!((s, &b[..]), (200, &b"closed"[..]));
+    assert!(!h.iter().any(|(n, _)| n == "connection"), "{h:?}");
+    c.write_all(req("GET", "small", "").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(read_response(&mut c, &mut buf).await.0, 200);
+    assert_eq!(accepted.load(SeqCst), 2, "a new upstream connection");
+    // A kept upstream connection the upstream drops while idle: the next call still succeeds
+    // (the dead connection is noticed, or the bodiless call is sent again on a new one).
+    c.write_all(req("GET", "drop", "").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(read_response(&mut c, &mut buf).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    c.write_all(req("GET", "small", "").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(read_response(&mut c, &mut buf).await.0, 200);
+
+    // Atrium's own API on the same connection: the router serves it, and gateway calls after it.
+    let me = format!("GET /api/me HTTP/1.1\r\nhost: atrium\r\nauthorization: Bearer {key}\r\n\r\n");
+    c.write_all(me.as_bytes()).await.expect("write");
+    let (s, _, b) = read_response(&mut c, &mut buf).await;
+    assert_eq!(s, 200);
+    assert!(
+        String::from_utf8_lossy(&b).contains("owner-raw@raw.test"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    c.write_all(req("GET", "small", "").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(read_response(&mut c, &mut buf).await.0, 200);
+    drop(c);
+
+    // A refused call whose body came whole keeps the connection for the next request…
+    let mut c = connect().await;
+    buf.clear();
+    let refused = format!(
+        "POST {} HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\n{{}}{}",
+        w.path("flows/filter"),
+        req("GET", "small", "")
+    );
+    c.write_all(refused.as_bytes()).await.expect("write");
+    let (s, h, b) = read_response(&mut c, &mut buf).await;
+    assert_eq!(s, 401, "{}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("\"detail\""));
+    assert!(!has(&h, "connection", "close"), "{h:?}");
+    assert_eq!(read_response(&mut c, &mut buf).await.0, 200);
+    // …and `Connection: close` is honoured.
+    c.write_all(req("GET", "small", "connection: close\r\n").as_bytes())
+        .await
+        .expect("write");
+    let (s, h, _) = read_response(&mut c, &mut buf).await;
+    assert_eq!(s, 200);
+    assert!(has(&h, "connection", "close"), "{h:?}");
+    assert_eq!(read_response(&mut c, &mut buf).await.0, 0, "closed");
+
+    // A write without Content-Length is refused with 411 (its body, if any, is unframed).
+    let mut c = connect().await;
+    buf.clear();
+    c.write_all(req("POST", "flows/filter", "").as_bytes())
+        .await
+        .expect("write");
+    let (s, _, b) = read_response(&mut c, &mut buf).await;
+    assert_eq!(s, 411, "{}", String::from_utf8_lossy(&b));
+
+    // A refused call whose body has not all arrived is answered, then the connection closes
+    // (the rest of its body cannot be told from a next request).
+    let mut c = connect().await;
+    buf.clear();
+    let partial = format!(
+        "POST {} HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n12345",
+        w.path("flows/filter")
+    );
+    c.write_all(partial.as_bytes()).await.expect("write");
+    let (s, h, _) = read_response(&mut c, &mut buf).await;
+    assert_eq!(s, 401);
+    assert!(has(&h, "connection", "close"), "{h:?}");
+    assert_eq!(read_response(&mut c, &mut buf).await.0, 0, "closed");
 }

@@ -42,6 +42,9 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub db: Db,
     svc: AppService,
+    /// When set, requests go over TCP to this port (Atrium's own server, so gateway calls take
+    /// its fast path) with a keep-alive client, instead of through the router in process.
+    tcp: Option<(u16, atrium::http::gateway::UpstreamClient)>,
     schema: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -64,6 +67,21 @@ where
         }
         Err(_) => missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)"),
     }
+}
+
+/// Runs `f` on each database twice: through the router in process, then over TCP through
+/// Atrium's own server, where gateway calls take the fast path (`http::gateway::fast`).
+pub async fn each_db_and_transport<F, Fut>(f: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    each_db(&f).await;
+    each_db(|t| {
+        let f = &f;
+        async move { f(t.over_tcp().await).await }
+    })
+    .await;
 }
 
 async fn drop_schema(url: &str, name: &str) {
@@ -120,6 +138,7 @@ impl TestApp {
             clock,
             db,
             svc,
+            tcp: None,
             schema,
             _dir: Some(dir),
         }
@@ -182,22 +201,37 @@ impl TestApp {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let svc = self.svc.clone();
+        let app = self.app.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                    std::net::SocketAddr,
-                >(svc),
-            )
-            .await;
+            let _ = atrium::http::server::serve(listener, app, std::future::pending::<()>()).await;
         });
         port
     }
 
+    /// From now on, requests go over TCP through Atrium's server (see `tcp`).
+    pub async fn over_tcp(mut self) -> TestApp {
+        let port = self.serve_tcp().await;
+        self.tcp = Some((port, atrium::http::gateway::upstream_client()));
+        self
+    }
+
     /// Sends a request built by the caller (exact headers).
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let resp = self.svc.clone().oneshot(req).await.expect("infallible");
+        let resp = match &self.tcp {
+            Some((port, client)) => {
+                let (mut parts, body) = req.into_parts();
+                let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                parts.uri = format!("http://127.0.0.1:{port}{target}")
+                    .parse()
+                    .expect("uri");
+                client
+                    .request(Request::from_parts(parts, body))
+                    .await
+                    .expect("the server answers over TCP")
+                    .map(Body::new)
+            }
+            None => self.svc.clone().oneshot(req).await.expect("infallible"),
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp
@@ -218,7 +252,18 @@ impl TestApp {
             .await
             .expect("app");
         let svc = atrium::http::service(app.clone());
-        TestApp { app, svc, ..self }
+        let over_tcp = self.tcp.is_some();
+        let t = TestApp {
+            app,
+            svc,
+            tcp: None,
+            ..self
+        };
+        if over_tcp {
+            t.over_tcp().await
+        } else {
+            t
+        }
     }
 
     /// A second app on the same database: another `atrium serve` process, as far as the permission
@@ -238,6 +283,7 @@ impl TestApp {
             clock,
             db: self.db,
             svc,
+            tcp: None,
             schema: None,
             _dir: None,
         }

@@ -3,13 +3,16 @@
 //! `services::gateway`, and is streamed to the workspace's upstream Prefect server over a
 //! keep-alive pool (one per upstream authority). Websockets are relayed by [`ws`].
 
+pub mod fast;
+pub mod pool;
 pub mod ws;
 
 use crate::app::App;
 use crate::authz::Principal;
-use crate::domain::gateway_routes::{Charge, Need};
+use crate::domain::gateway_routes::{self, Charge, Need};
 use crate::http::extract::{bearer, client_ip, session_cookie, user_agent};
 use crate::metrics::{RouteClass, UpstreamError};
+use crate::services::upstreams::Upstream;
 use crate::services::{auth, gateway, Error};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -18,14 +21,15 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The gateway's HTTP client.
 pub type UpstreamClient = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
 /// How long the upstream may take to connect, and to answer with a response head.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The original request URI, kept before trailing-slash normalization (the gateway forwards
 /// paths exactly as sent).
@@ -70,7 +74,7 @@ const STRIPPED: &[&str] = &[
 ];
 
 /// Removes hop-by-hop and identity headers in one pass (no per-name hashing or parsing).
-fn strip_request_headers(h: &mut HeaderMap) {
+pub(crate) fn strip_request_headers(h: &mut HeaderMap) {
     // Headers named by Connection are hop-by-hop too.
     let named: Vec<String> = h
         .get_all(header::CONNECTION)
@@ -98,7 +102,7 @@ fn strip_request_headers(h: &mut HeaderMap) {
     }
 }
 
-fn strip_response_headers(h: &mut HeaderMap) {
+pub(crate) fn strip_response_headers(h: &mut HeaderMap) {
     for n in [
         "connection",
         "keep-alive",
@@ -174,19 +178,28 @@ pub async fn handle(State(app): State<App>, req: Request) -> Response {
     resp
 }
 
-async fn forward(
+/// A gateway call that passed the checks its head alone decides.
+pub(crate) struct Call {
+    pub principal: Principal,
+    pub rule: Option<&'static gateway_routes::RouteRule>,
+    /// The body must be read whole before authorizing: item-counted routes (charged per item)
+    /// and block reads that may ask for secrets in the body (bounded by the 5 MiB limit).
+    pub needs_body: bool,
+}
+
+/// The checks of a gateway call that need only its head, in the order clients see them:
+/// canonical path (400), authentication (401), Content-Length rules (411, 413). Shared by both
+/// transports (this module's `forward` and the [`fast`] path).
+pub(crate) async fn begin(
     app: &App,
     t: &gateway::Target<'_>,
-    raw: &Uri,
-    req: Request,
-) -> Result<Response, Error> {
+    parts: &Parts,
+) -> Result<Call, Error> {
     gateway::check_canonical(t.rest)?;
-    let (mut parts, body) = req.into_parts();
-    let p = authenticate(app, &parts)
+    let principal = authenticate(app, parts)
         .await?
         .ok_or_else(unauthenticated)?;
-    let method = parts.method.clone();
-    let has_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+    let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     let length = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -198,12 +211,106 @@ async fn forward(
     if length.unwrap_or(0) > crate::http::MAX_BODY as u64 {
         return Err(Error::PayloadTooLarge);
     }
-    let rule = gateway::rule_of(method.as_str(), t);
-    // Item-counted routes and block reads that may ask for secrets in the body are read whole
-    // (bounded by the 5 MiB limit above); everything else is streamed.
+    let rule = gateway::rule_of(parts.method.as_str(), t);
     let needs_body =
         has_body && rule.is_some_and(|r| r.charge == Charge::Items || r.need == Need::Blocks);
-    let (body, buffered) = if needs_body {
+    Ok(Call {
+        principal,
+        rule,
+        needs_body,
+    })
+}
+
+/// Authorizes the call and charges it to the account's rate limits (`body`: the whole body when
+/// [`Call::needs_body`]); answers the upstream to send it to.
+pub(crate) async fn admit(
+    app: &App,
+    t: &gateway::Target<'_>,
+    call: &Call,
+    method: &Method,
+    query: Option<&str>,
+    body: Option<&[u8]>,
+) -> Result<Arc<Upstream>, Error> {
+    let asks_secrets = body.is_some_and(|b| {
+        serde_json::from_slice::<serde_json::Value>(b)
+            .ok()
+            .and_then(|v| v.get("include_secrets").and_then(|s| s.as_bool()))
+            .unwrap_or(false)
+    });
+    gateway::authorize_call(
+        app,
+        &call.principal,
+        t,
+        method.as_str(),
+        call.rule,
+        query,
+        asks_secrets,
+    )
+    .await?;
+    let (g, upstream) = gateway::upstream(app, t)?;
+    let (charge, items) = match call.rule.map(|r| r.charge) {
+        Some(Charge::Items) => (
+            Charge::Items,
+            body.and_then(|b| serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(b).ok())
+                .map_or(1, |v| u32::try_from(v.len()).unwrap_or(u32::MAX)),
+        ),
+        _ => (Charge::Api, 1),
+    };
+    gateway::charge(app, t.account, &g, charge, items)?;
+    Ok(upstream)
+}
+
+/// The request target on the upstream: its base path, the path below the workspace exactly as
+/// sent, and the query.
+pub(crate) fn upstream_target(
+    up: &Upstream,
+    t: &gateway::Target<'_>,
+    query: Option<&str>,
+) -> String {
+    match query {
+        Some(q) => format!("{}/{}?{}", up.path, t.rest, q),
+        None => format!("{}/{}", up.path, t.rest),
+    }
+}
+
+/// The error an upstream call that failed before its response head ends in (counted).
+pub(crate) fn upstream_failed(
+    app: &App,
+    up: &Upstream,
+    kind: UpstreamError,
+    error: &dyn std::fmt::Display,
+) -> Error {
+    app.metrics.upstream_error(kind);
+    match kind {
+        UpstreamError::Timeout => Error::GatewayTimeout(format!(
+            "the workspace's upstream Prefect server did not answer within {} s",
+            RESPONSE_TIMEOUT.as_secs()
+        )),
+        UpstreamError::Connect => {
+            tracing::warn!(upstream = %up.url, error = %error, "gateway: upstream call failed");
+            Error::BadGateway(
+                "the workspace's upstream Prefect server is unreachable (could not connect)".into(),
+            )
+        }
+        UpstreamError::Other => {
+            tracing::warn!(upstream = %up.url, error = %error, "gateway: upstream call failed");
+            Error::BadGateway(
+                "the workspace's upstream Prefect server closed the connection without an answer"
+                    .into(),
+            )
+        }
+    }
+}
+
+async fn forward(
+    app: &App,
+    t: &gateway::Target<'_>,
+    raw: &Uri,
+    req: Request,
+) -> Result<Response, Error> {
+    let (mut parts, body) = req.into_parts();
+    let call = begin(app, t, &parts).await?;
+    let (body, buffered) = if call.needs_body {
         let bytes = axum::body::to_bytes(body, crate::http::MAX_BODY)
             .await
             .map_err(|_| Error::PayloadTooLarge)?;
@@ -211,30 +318,20 @@ async fn forward(
     } else {
         (body, None)
     };
-    let asks_secrets = buffered.as_ref().is_some_and(|b| {
-        serde_json::from_slice::<serde_json::Value>(b)
-            .ok()
-            .and_then(|v| v.get("include_secrets").and_then(|s| s.as_bool()))
-            .unwrap_or(false)
-    });
-    gateway::authorize_call(app, &p, t, method.as_str(), rule, raw.query(), asks_secrets).await?;
-    let (g, upstream) = gateway::upstream(app, t)?;
-    let (charge, items) = match rule.map(|r| r.charge) {
-        Some(Charge::Items) => (
-            Charge::Items,
-            buffered
-                .as_ref()
-                .and_then(|b| serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(b).ok())
-                .map_or(1, |v| u32::try_from(v.len()).unwrap_or(u32::MAX)),
-        ),
-        _ => (Charge::Api, 1),
-    };
-    gateway::charge(app, t.account, &g, charge, items)?;
-
-    let uri = match raw.query() {
-        Some(q) => format!("{}{}/{}?{}", upstream.authority, upstream.path, t.rest, q),
-        None => format!("{}{}/{}", upstream.authority, upstream.path, t.rest),
-    };
+    let upstream = admit(
+        app,
+        t,
+        &call,
+        &parts.method,
+        raw.query(),
+        buffered.as_deref(),
+    )
+    .await?;
+    let uri = format!(
+        "{}{}",
+        upstream.authority,
+        upstream_target(&upstream, t, raw.query())
+    );
     parts.uri = uri
         .parse()
         .map_err(|_| Error::BadRequest("path refused by the gateway: not a valid URI".into()))?;
@@ -255,27 +352,14 @@ async fn forward(
     let resp = match sent {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            let connect = e.is_connect();
-            app.metrics.upstream_error(if connect {
+            let kind = if e.is_connect() {
                 UpstreamError::Connect
             } else {
                 UpstreamError::Other
-            });
-            tracing::warn!(upstream = %upstream.url, error = %e, "gateway: upstream call failed");
-            return Err(Error::BadGateway(if connect {
-                "the workspace's upstream Prefect server is unreachable (could not connect)".into()
-            } else {
-                "the workspace's upstream Prefect server closed the connection without an answer"
-                    .into()
-            }));
+            };
+            return Err(upstream_failed(app, &upstream, kind, &e));
         }
-        Err(_) => {
-            app.metrics.upstream_error(UpstreamError::Timeout);
-            return Err(Error::GatewayTimeout(format!(
-                "the workspace's upstream Prefect server did not answer within {} s",
-                RESPONSE_TIMEOUT.as_secs()
-            )));
-        }
+        Err(e) => return Err(upstream_failed(app, &upstream, UpstreamError::Timeout, &e)),
     };
     let (mut rparts, rbody) = resp.into_parts();
     strip_response_headers(&mut rparts.headers);
@@ -292,7 +376,7 @@ async fn forward(
 
 /// Redirects from the upstream (FastAPI adds or removes trailing slashes) point back at the
 /// gateway, built from the configured public URL.
-fn rewrite_location(
+pub(crate) fn rewrite_location(
     app: &App,
     t: &gateway::Target<'_>,
     authority: &str,

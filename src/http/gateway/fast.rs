@@ -1,0 +1,959 @@
+//! The gateway's fast path: a gateway call of the common shape (HTTP/1.1, no upgrade, no
+//! `Expect`, a body framed by Content-Length or none) is served inline by the task of the client's
+//! connection — head parsed with `httparse`, the same checks as every gateway call
+//! ([`super::begin`], [`super::admit`]), then written to a pooled upstream connection and the
+//! response relayed back as it arrives, with no task, channel or pool checkout of another task in
+//! between. Everything else goes to the general server (hyper and the router), which also serves
+//! the gateway through [`super::forward`]. See docs/ARCHITECTURE.md, "The gateway's fast path".
+
+use super::{
+    admit, begin, pool, rewrite_location, strip_request_headers, strip_response_headers,
+    upstream_failed, upstream_target, CONNECT_TIMEOUT,
+};
+use crate::app::App;
+use crate::http::extract::{forwarded_client, ClientAddr};
+use crate::metrics::{RouteClass, UpstreamError};
+use crate::services::upstreams::Upstream;
+use crate::services::{gateway, Error};
+use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use axum::response::IntoResponse;
+use bytes::{Buf, BytesMut};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Headers per request or response (hyper's limit too).
+const MAX_HEADERS: usize = 100;
+/// The longest request head the fast path waits for; a longer one goes to the general server,
+/// which allows more and answers 431 past its own limit.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// The longest response head accepted from an upstream.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the bytes read so far on a connection are.
+pub enum Parsed {
+    /// An incomplete head: read more.
+    Partial,
+    /// Not a fast-path call: the general server takes the connection with these bytes.
+    General,
+    /// A gateway call for the fast path.
+    Call(Box<Head>),
+}
+
+/// A gateway call's head, parsed.
+pub struct Head {
+    parts: Parts,
+    /// Bytes of the head in the buffer.
+    len: usize,
+    /// The body's Content-Length (0 without one).
+    body: u64,
+    /// The client asked to close the connection after this exchange.
+    close: bool,
+}
+
+/// The first path segments below a workspace that Atrium serves itself (`user_access`,
+/// `upstream`, `events`…), from the OpenAPI document: calls there take the general server, so
+/// the router decides between Atrium's routes and the gateway exactly as it always does.
+fn atrium_segments() -> &'static [String] {
+    static SEGMENTS: OnceLock<Vec<String>> = OnceLock::new();
+    SEGMENTS.get_or_init(|| {
+        let prefix = "/api/accounts/{account_id}/workspaces/{workspace_id}/";
+        let mut v: Vec<String> = crate::http::openapi()
+            .paths
+            .paths
+            .keys()
+            .filter_map(|p| p.strip_prefix(prefix))
+            .filter_map(|rest| rest.split('/').next())
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    })
+}
+
+/// Builds what the fast path needs before the first connection (the route split above).
+pub fn prepare() {
+    atrium_segments();
+}
+
+/// Reads a request head from `buf` and decides which server takes it.
+pub fn parse(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Parsed::Partial,
+        _ => return Parsed::General,
+    };
+    match head_of(&req) {
+        Some((parts, body, close)) => Parsed::Call(Box::new(Head {
+            parts,
+            len,
+            body,
+            close,
+        })),
+        None => Parsed::General,
+    }
+}
+
+/// The request as `Parts` when it is a fast-path gateway call.
+fn head_of(req: &httparse::Request<'_, '_>) -> Option<(Parts, u64, bool)> {
+    if req.version != Some(1) {
+        return None;
+    }
+    let path = req.path?;
+    let t = gateway::target(path.split('?').next().unwrap_or(path))?;
+    let first = t.rest.split('/').next().unwrap_or("");
+    if first.is_empty() || atrium_segments().iter().any(|s| s == first) {
+        return None;
+    }
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut body = None;
+    let mut close = false;
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(h.value).ok()?;
+        if name == header::TRANSFER_ENCODING || name == header::UPGRADE || name == header::EXPECT {
+            return None;
+        }
+        if name == header::CONTENT_LENGTH {
+            let v = h.value;
+            if body.is_some() || v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            body = std::str::from_utf8(v).ok()?.parse::<u64>().ok();
+        }
+        if name == header::CONNECTION {
+            close |= h
+                .value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    parts.method = Method::from_bytes(req.method?.as_bytes()).ok()?;
+    parts.uri = Uri::try_from(path).ok()?;
+    parts.headers = headers;
+    Some((parts, body.unwrap_or(0), close))
+}
+
+/// How an exchange failed.
+enum Failed {
+    /// Answer the client with this error.
+    Answer(Error),
+    /// The connection is broken (client gone, or a response cut short after its head was sent):
+    /// close it. The status already sent, if any.
+    Broken(Option<u16>),
+}
+
+/// One client connection's state between its requests: the bytes read and not yet used (a
+/// body's start, pipelined requests), reusable buffers, the timer of every wait, and the upstream
+/// connection its last call used (kept for the next call to the same upstream, so a busy client
+/// connection never touches the shared pool).
+pub struct Conn {
+    pub client: TcpStream,
+    pub buf: BytesMut,
+    pub watchdog: Watchdog,
+    ubuf: BytesMut,
+    out: Vec<u8>,
+    sticky: Option<(String, TcpStream)>,
+}
+
+impl Conn {
+    pub fn new(client: TcpStream) -> Conn {
+        Conn {
+            client,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            watchdog: Watchdog::new(),
+            ubuf: BytesMut::new(),
+            out: Vec::new(),
+            sticky: None,
+        }
+    }
+
+    /// Ends the connection: the upstream connection it kept goes back to the pool.
+    pub fn finish(self, app: &App) {
+        self.split(app);
+    }
+
+    /// Hands the client's socket on (to the general server); the kept upstream connection goes
+    /// back to the pool.
+    pub fn split(self, app: &App) -> (TcpStream, BytesMut) {
+        if let Some((address, s)) = self.sticky {
+            app.upstream_pool.checkin(&address, s);
+        }
+        (self.client, self.buf)
+    }
+
+    /// An upstream connection to `address`: the one kept from the last call, else a pooled one.
+    fn upstream(&mut self, app: &App, address: &str) -> Option<TcpStream> {
+        if let Some((a, s)) = self.sticky.take() {
+            if a != address {
+                app.upstream_pool.checkin(&a, s);
+            } else if pool::still_open(&s) {
+                return Some(s);
+            }
+        }
+        app.upstream_pool.checkout(address)
+    }
+}
+
+/// Every wait on a connection (idle keep-alive, a request head or body, an upstream's answer or
+/// body) is limited to [`LIMIT`] from when it began. One timer per connection serves them all:
+/// it is armed once and moved only when it fires before the wait's limit, so a request costs
+/// no timer registration.
+pub struct Watchdog {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The limit of every wait on a connection.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+impl Watchdog {
+    fn new() -> Watchdog {
+        Watchdog {
+            sleep: Box::pin(tokio::time::sleep(LIMIT)),
+        }
+    }
+
+    /// Runs `fut` to its end, or `None` once [`LIMIT`] passed since `since` (which must not be
+    /// earlier than the `since` of the previous wait on this connection).
+    pub async fn limit<F: std::future::Future>(
+        &mut self,
+        since: tokio::time::Instant,
+        fut: F,
+    ) -> Option<F::Output> {
+        let deadline = since + LIMIT;
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return Some(out),
+                () = self.sleep.as_mut() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    self.sleep.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+}
+
+/// One exchange on a client connection.
+struct Exchange<'a> {
+    app: &'a App,
+    c: &'a mut Conn,
+    /// Body bytes not yet taken from the client.
+    body_left: u64,
+    close: bool,
+}
+
+/// Serves one fast-path call read by the connection loop; answers whether the client connection stays open for the next request.
+pub async fn exchange(app: &App, c: &mut Conn, head: Head, peer: SocketAddr) -> bool {
+    let started = tokio::time::Instant::now();
+    let Head {
+        mut parts,
+        len,
+        body,
+        close,
+    } = head;
+    c.buf.advance(len);
+    parts.extensions.insert(axum::extract::ConnectInfo(peer));
+    if !app.config.trusted_proxies.is_empty() {
+        let ip = forwarded_client(peer.ip(), &parts.headers, &app.config.trusted_proxies);
+        parts.extensions.insert(ClientAddr(ip.to_string()));
+    }
+    let mut ex = Exchange {
+        app,
+        c,
+        body_left: body,
+        close,
+    };
+    let (status, keep) = match ex.run(parts, started).await {
+        Ok(done) => done,
+        Err(Failed::Answer(e)) => {
+            let keep = !ex.close && ex.skip_body();
+            match answer(&mut ex.c.client, e, !keep).await {
+                Ok(status) => (status, keep),
+                Err(_) => return false,
+            }
+        }
+        Err(Failed::Broken(status)) => {
+            if let Some(s) = status {
+                app.metrics
+                    .request(RouteClass::Gateway, s, started.elapsed());
+            }
+            return false;
+        }
+    };
+    app.metrics
+        .request(RouteClass::Gateway, status, started.elapsed());
+    keep
+}
+
+/// Writes an error as a complete response.
+async fn answer(client: &mut TcpStream, e: Error, close: bool) -> std::io::Result<u16> {
+    let (parts, body) = e.into_response().into_parts();
+    // Error bodies are in memory: this resolves at once.
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(256 + body.len());
+    status_line(
+        &mut out,
+        parts.status.as_u16(),
+        parts.status.canonical_reason(),
+    );
+    write_headers(&mut out, &parts.headers);
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    client.write_all(&out).await?;
+    Ok(parts.status.as_u16())
+}
+
+fn status_line(out: &mut Vec<u8>, status: u16, reason: Option<&str>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_headers(out: &mut Vec<u8>, h: &HeaderMap) {
+    for (n, v) in h {
+        out.extend_from_slice(n.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Exchange<'_> {
+    async fn run(
+        &mut self,
+        mut parts: Parts,
+        since: tokio::time::Instant,
+    ) -> Result<(u16, bool), Failed> {
+        let app = self.app;
+        let uri = parts.uri.clone();
+        let Some(t) = gateway::target(uri.path()) else {
+            return Err(Failed::Answer(Error::NotFound("not found".into())));
+        };
+        let call = begin(app, &t, &parts).await.map_err(Failed::Answer)?;
+        let whole = if call.needs_body {
+            Some(self.read_body().await?)
+        } else {
+            None
+        };
+        let up = admit(app, &t, &call, &parts.method, uri.query(), whole.as_deref())
+            .await
+            .map_err(Failed::Answer)?;
+
+        strip_request_headers(&mut parts.headers);
+        let mut out = std::mem::take(&mut self.c.out);
+        out.clear();
+        out.extend_from_slice(parts.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(upstream_target(&up, &t, uri.query()).as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(up.host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(a) = &up.authorization {
+            out.extend_from_slice(b"authorization: ");
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        write_headers(&mut out, &parts.headers);
+        out.extend_from_slice(b"\r\n");
+        let bodiless = whole.is_none() && self.body_left == 0;
+        match &whole {
+            Some(b) => out.extend_from_slice(b),
+            None => {
+                let n = self.in_buf();
+                out.extend_from_slice(&self.c.buf[..n]);
+                self.c.buf.advance(n);
+                self.body_left -= n as u64;
+            }
+        }
+
+        let head_only = parts.method == Method::HEAD;
+        let started = Instant::now();
+        let mut retried = false;
+        let mut ubuf = std::mem::take(&mut self.c.ubuf);
+        let (mut conn, resp) = loop {
+            let (mut conn, reused) = match self.c.upstream(app, &up.address) {
+                Some(c) => (c, true),
+                None => (connect(app, &up).await?, false),
+            };
+            // A kept connection the upstream closed meanwhile fails before any answer: a
+            // bodiless call is sent again once on a new connection (hyper's client does the same).
+            let retry = reused && bodiless && !retried;
+            if let Err(e) = conn.write_all(&out).await {
+                if retry {
+                    retried = true;
+                    continue;
+                }
+                return Err(Failed::Answer(upstream_failed(
+                    app,
+                    &up,
+                    UpstreamError::Other,
+                    &e,
+                )));
+            }
+            self.relay_body(&mut conn, &up).await?;
+            ubuf.clear();
+            let head = self
+                .c
+                .watchdog
+                .limit(since, response_head(&mut conn, &mut ubuf, head_only))
+                .await;
+            match head {
+                Some(Ok(resp)) => break (conn, resp),
+                Some(Err(HeadError::Closed)) if retry && ubuf.is_empty() => {
+                    retried = true;
+                    continue;
+                }
+                Some(Err(e)) => {
+                    return Err(Failed::Answer(upstream_failed(
+                        app,
+                        &up,
+                        UpstreamError::Other,
+                        &e,
+                    )))
+                }
+                None => {
+                    return Err(Failed::Answer(upstream_failed(
+                        app,
+                        &up,
+                        UpstreamError::Timeout,
+                        &"no response head in time",
+                    )))
+                }
+            }
+        };
+        app.metrics.upstream_latency.observe(started.elapsed());
+
+        let ResponseHead {
+            status,
+            mut headers,
+            mut framing,
+            reusable,
+        } = resp;
+        strip_response_headers(&mut headers);
+        rewrite_location(app, &t, &up.authority, &up.path, &mut headers);
+        let close = self.close || matches!(framing, Framing::Close);
+        out.clear();
+        status_line(&mut out, status, reason(status));
+        if matches!(framing, Framing::Chunked(_)) {
+            headers.remove(header::CONTENT_LENGTH);
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+        write_headers(&mut out, &headers);
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+
+        // The body as it arrives: the head and what came with it in one write.
+        let mut first = true;
+        loop {
+            let (n, done) = framing.take(&ubuf);
+            let sent = if first {
+                out.extend_from_slice(&ubuf[..n]);
+                first = false;
+                self.c.client.write_all(&out).await
+            } else {
+                self.c.client.write_all(&ubuf[..n]).await
+            };
+            ubuf.advance(n);
+            if sent.is_err() {
+                return Err(Failed::Broken(Some(status)));
+            }
+            if done {
+                if framing.failed() {
+                    app.metrics.upstream_error(UpstreamError::Other);
+                    return Err(Failed::Broken(Some(status)));
+                }
+                break;
+            }
+            ubuf.reserve(READ_CHUNK);
+            let now = tokio::time::Instant::now();
+            match self.c.watchdog.limit(now, conn.read_buf(&mut ubuf)).await {
+                Some(Ok(0)) if matches!(framing, Framing::Close) => break,
+                Some(Ok(n)) if n > 0 => {}
+                // Cut short: the client sees its connection closed before the body's end.
+                _ => {
+                    app.metrics.upstream_error(UpstreamError::Other);
+                    return Err(Failed::Broken(Some(status)));
+                }
+            }
+        }
+        if reusable && ubuf.is_empty() {
+            if let Some((a, s)) = self.c.sticky.replace((up.address.clone(), conn)) {
+                app.upstream_pool.checkin(&a, s);
+            }
+        }
+        // Buffers are kept for the next call unless a large body grew them.
+        if out.capacity() <= 4 * READ_CHUNK {
+            self.c.out = out;
+        }
+        self.c.ubuf = ubuf;
+        Ok((status, !close))
+    }
+
+    /// Body bytes of this request already in the buffer.
+    fn in_buf(&self) -> usize {
+        let have = self.c.buf.len();
+        usize::try_from(self.body_left).map_or(have, |b| b.min(have))
+    }
+
+    /// Reads more from the client into the buffer (the body must continue).
+    async fn fill(&mut self) -> Result<(), Failed> {
+        self.c.buf.reserve(READ_CHUNK);
+        let now = tokio::time::Instant::now();
+        let Conn {
+            client,
+            buf,
+            watchdog,
+            ..
+        } = &mut *self.c;
+        match watchdog.limit(now, client.read_buf(buf)).await {
+            Some(Ok(n)) if n > 0 => Ok(()),
+            _ => Err(Failed::Broken(None)),
+        }
+    }
+
+    /// The whole body (bounded by the 5 MiB limit checked in `begin`).
+    async fn read_body(&mut self) -> Result<Vec<u8>, Failed> {
+        let mut body = Vec::with_capacity(usize::try_from(self.body_left).unwrap_or(0));
+        while self.body_left > 0 {
+            if self.c.buf.is_empty() {
+                self.fill().await?;
+            }
+            let n = self.in_buf();
+            body.extend_from_slice(&self.c.buf[..n]);
+            self.c.buf.advance(n);
+            self.body_left -= n as u64;
+        }
+        Ok(body)
+    }
+
+    /// Streams the rest of the body from the client to the upstream.
+    async fn relay_body(&mut self, conn: &mut TcpStream, up: &Upstream) -> Result<(), Failed> {
+        while self.body_left > 0 {
+            if self.c.buf.is_empty() {
+                self.fill().await?;
+            }
+            let n = self.in_buf();
+            if let Err(e) = conn.write_all(&self.c.buf[..n]).await {
+                return Err(Failed::Answer(upstream_failed(
+                    self.app,
+                    up,
+                    UpstreamError::Other,
+                    &e,
+                )));
+            }
+            self.c.buf.advance(n);
+            self.body_left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Drops an unread body when it is all in the buffer already, so the connection can carry
+    /// the next request; false when it is not (the connection must close).
+    fn skip_body(&mut self) -> bool {
+        let n = self.in_buf();
+        self.c.buf.advance(n);
+        self.body_left -= n as u64;
+        self.body_left == 0
+    }
+}
+
+async fn connect(app: &App, up: &Upstream) -> Result<TcpStream, Failed> {
+    let fail = |e: &dyn std::fmt::Display| {
+        Failed::Answer(upstream_failed(app, up, UpstreamError::Connect, e))
+    };
+    match timeout(CONNECT_TIMEOUT, TcpStream::connect(&up.address)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err(fail(&e)),
+        Err(e) => Err(fail(&e)),
+    }
+}
+
+/// A status code's reason phrase for the status line.
+fn reason(status: u16) -> Option<&'static str> {
+    axum::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+}
+
+/// An upstream response head, parsed.
+struct ResponseHead {
+    status: u16,
+    headers: HeaderMap,
+    framing: Framing,
+    /// The connection can carry another request once this body has been read.
+    reusable: bool,
+}
+
+#[derive(Debug)]
+enum HeadError {
+    /// Closed before a complete head.
+    Closed,
+    Io(std::io::Error),
+    Malformed(&'static str),
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadError::Closed => f.write_str("connection closed before a response"),
+            HeadError::Io(e) => write!(f, "{e}"),
+            HeadError::Malformed(why) => write!(f, "malformed response: {why}"),
+        }
+    }
+}
+
+/// Reads the upstream's response head (skipping interim 1xx responses) into `ubuf`; what follows
+/// the head stays in `ubuf`.
+async fn response_head(
+    conn: &mut TcpStream,
+    ubuf: &mut BytesMut,
+    head_only: bool,
+) -> Result<ResponseHead, HeadError> {
+    loop {
+        if !ubuf.is_empty() {
+            let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut h);
+            match resp.parse(ubuf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = resp.code.unwrap_or(0);
+                    if status == 101 {
+                        return Err(HeadError::Malformed("an upgrade nobody asked for"));
+                    }
+                    if (100..200).contains(&status) {
+                        ubuf.advance(len);
+                        continue;
+                    }
+                    let head = response_of(&resp, head_only)?;
+                    ubuf.advance(len);
+                    return Ok(head);
+                }
+                Ok(httparse::Status::Partial) if ubuf.len() < MAX_RESPONSE_HEAD => {}
+                Ok(httparse::Status::Partial) => return Err(HeadError::Malformed("head too long")),
+                Err(_) => return Err(HeadError::Malformed("unparsable head")),
+            }
+        }
+        ubuf.reserve(READ_CHUNK);
+        match conn.read_buf(ubuf).await {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+/// The head's status, headers and body framing (RFC 9112 §6.3).
+fn response_of(
+    resp: &httparse::Response<'_, '_>,
+    head_only: bool,
+) -> Result<ResponseHead, HeadError> {
+    let status = resp.code.unwrap_or(0);
+    if !(200..600).contains(&status) {
+        return Err(HeadError::Malformed("status out of range"));
+    }
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut close = resp.version != Some(1);
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("header"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Malformed("header"))?;
+        if name == header::CONTENT_LENGTH {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or(HeadError::Malformed("content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Malformed("conflicting content-length"));
+            }
+            length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            // The last coding decides: chunked, or the body runs to the connection's end.
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONNECTION {
+            close |= h
+                .value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        headers.append(name, value);
+    }
+    let framing = if head_only || status == 204 || status == 304 {
+        Framing::Length(0)
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked(Chunked::default()),
+            (Some(false), _) => Framing::Close,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Close,
+        }
+    };
+    let reusable = !close && !matches!(framing, Framing::Close);
+    Ok(ResponseHead {
+        status,
+        headers,
+        framing,
+        reusable,
+    })
+}
+
+/// How a response body ends.
+#[derive(Debug)]
+enum Framing {
+    /// This many bytes remain.
+    Length(u64),
+    /// Chunked transfer coding, relayed as it is.
+    Chunked(Chunked),
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+impl Framing {
+    /// How many of `bytes` belong to the body, and whether the body ends there.
+    fn take(&mut self, bytes: &[u8]) -> (usize, bool) {
+        match self {
+            Framing::Length(left) => {
+                let n = usize::try_from(*left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                *left -= n as u64;
+                (n, *left == 0)
+            }
+            Framing::Chunked(c) => c.take(bytes),
+            Framing::Close => (bytes.len(), false),
+        }
+    }
+
+    /// The upstream broke the chunked coding: the relay stops and the client's connection closes.
+    fn failed(&self) -> bool {
+        matches!(self, Framing::Chunked(c) if c.bad())
+    }
+}
+
+/// Where a chunked body's scanner is (RFC 9112 §7.1): it finds the body's end without changing
+/// a byte.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Chunked {
+    /// Reading a chunk size's hex digits (`size` so far).
+    #[default]
+    Start,
+    Size(u64),
+    /// After the size: extensions up to CR.
+    Ext(u64),
+    /// Expecting LF after the size line.
+    SizeLf(u64),
+    /// Inside chunk data.
+    Data(u64),
+    /// Expecting CR, then LF, after chunk data.
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer lines, at the start of one.
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// LF ending a trailer line (or the empty line that ends the body).
+    TrailerLf {
+        empty: bool,
+    },
+    /// A malformed body: relayed up to here, then the connection is cut.
+    Bad,
+    Done,
+}
+
+impl Chunked {
+    fn take(&mut self, bytes: &[u8]) -> (usize, bool) {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            *self = match *self {
+                Chunked::Start => match hex(b) {
+                    Some(d) => Chunked::Size(u64::from(d)),
+                    None => Chunked::Bad,
+                },
+                Chunked::Size(n) => match hex(b) {
+                    Some(d) if n < (1 << 56) => Chunked::Size(n * 16 + u64::from(d)),
+                    Some(_) => Chunked::Bad,
+                    None if b == b'\r' => Chunked::SizeLf(n),
+                    None if b == b';' || b == b' ' || b == b'\t' => Chunked::Ext(n),
+                    None => Chunked::Bad,
+                },
+                Chunked::Ext(n) if b == b'\r' => Chunked::SizeLf(n),
+                Chunked::Ext(n) => Chunked::Ext(n),
+                Chunked::SizeLf(0) if b == b'\n' => Chunked::TrailerStart,
+                Chunked::SizeLf(n) if b == b'\n' => Chunked::Data(n),
+                Chunked::Data(n) => {
+                    let take =
+                        usize::try_from(n).map_or(bytes.len() - i, |n| n.min(bytes.len() - i));
+                    i += take;
+                    let left = n - take as u64;
+                    *self = if left == 0 {
+                        Chunked::DataCr
+                    } else {
+                        Chunked::Data(left)
+                    };
+                    continue;
+                }
+                Chunked::DataCr if b == b'\r' => Chunked::DataLf,
+                Chunked::DataLf if b == b'\n' => Chunked::Start,
+                Chunked::TrailerStart if b == b'\r' => Chunked::TrailerLf { empty: true },
+                Chunked::TrailerStart | Chunked::Trailer if b != b'\r' => Chunked::Trailer,
+                Chunked::Trailer => Chunked::TrailerLf { empty: false },
+                Chunked::TrailerLf { empty: true } if b == b'\n' => Chunked::Done,
+                Chunked::TrailerLf { empty: false } if b == b'\n' => Chunked::TrailerStart,
+                Chunked::Done | Chunked::Bad => return (i, true),
+                _ => Chunked::Bad,
+            };
+            i += 1;
+            if *self == Chunked::Done {
+                return (i, true);
+            }
+            if *self == Chunked::Bad {
+                return (i - 1, true);
+            }
+        }
+        (i, false)
+    }
+
+    fn bad(&self) -> bool {
+        *self == Chunked::Bad
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(parts: &[&[u8]]) -> (Vec<usize>, Chunked) {
+        let mut c = Chunked::default();
+        let mut taken = vec![];
+        for p in parts {
+            let (n, done) = c.take(p);
+            taken.push(n);
+            if done {
+                break;
+            }
+        }
+        (taken, c)
+    }
+
+    #[test]
+    fn chunked_bodies_end_exactly_after_the_last_chunk_and_trailers() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\nNEXT";
+        let (taken, c) = scan(&[body]);
+        assert_eq!(c, Chunked::Done);
+        assert_eq!(
+            taken,
+            vec![body.len() - 4],
+            "the bytes after the body are not taken"
+        );
+        // Split at every position: same end.
+        for cut in 1..body.len() - 4 {
+            let (taken, c) = scan(&[&body[..cut], &body[cut..]]);
+            assert_eq!(c, Chunked::Done, "cut at {cut}");
+            assert_eq!(taken.iter().sum::<usize>(), body.len() - 4, "cut at {cut}");
+        }
+        let trailers = b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n";
+        let (taken, c) = scan(&[trailers]);
+        assert_eq!((taken[0], c), (trailers.len(), Chunked::Done));
+        let (_, c) = scan(&[b"5\r\nhello\r\n"]);
+        assert!(matches!(c, Chunked::Start), "needs more: {c:?}");
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_stop_the_relay() {
+        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"5\nhello\r\n"] {
+            let (_, c) = scan(&[bad]);
+            assert!(c.bad(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn only_plain_gateway_calls_take_the_fast_path() {
+        let a = "11111111-1111-4111-8111-111111111111";
+        let w = "22222222-2222-4222-8222-222222222222";
+        let req = |line: &str, extra: &str| format!("{line}\r\nhost: x\r\n{extra}\r\n");
+        let fast = |s: String| matches!(parse(s.as_bytes()), Parsed::Call(_));
+        let gw = format!("/api/accounts/{a}/workspaces/{w}");
+        assert!(fast(req(&format!("GET {gw}/flows/x HTTP/1.1"), "")));
+        assert!(fast(req(
+            &format!("POST {gw}/flows/filter?x=1 HTTP/1.1"),
+            "content-length: 2\r\n"
+        )));
+        for (line, extra) in [
+            (format!("GET {gw}/flows/x HTTP/1.0"), ""),
+            (format!("GET {gw}/user_access/ HTTP/1.1"), ""),
+            (format!("GET {gw}/upstream HTTP/1.1"), ""),
+            (format!("POST {gw}/events/filter HTTP/1.1"), ""),
+            (format!("GET {gw}/ HTTP/1.1"), ""),
+            (format!("GET {gw} HTTP/1.1"), ""),
+            (
+                format!("GET {gw}/events/in HTTP/1.1"),
+                "upgrade: websocket\r\n",
+            ),
+            (
+                format!("POST {gw}/logs/ HTTP/1.1"),
+                "transfer-encoding: chunked\r\n",
+            ),
+            (
+                format!("POST {gw}/logs/ HTTP/1.1"),
+                "expect: 100-continue\r\n",
+            ),
+            (
+                format!("POST {gw}/logs/ HTTP/1.1"),
+                "content-length: +5\r\n",
+            ),
+            (
+                format!("POST {gw}/logs/ HTTP/1.1"),
+                "content-length: 1\r\ncontent-length: 1\r\n",
+            ),
+            ("GET /api/me HTTP/1.1".to_string(), ""),
+            ("GET /account/x HTTP/1.1".to_string(), ""),
+        ] {
+            assert!(!fast(req(&line, extra)), "{line} {extra}");
+        }
+        assert!(matches!(
+            parse(format!("GET {gw}/flows/x HTTP/1.1\r\nhost: x\r\n").as_bytes()),
+            Parsed::Partial
+        ));
+        let long = format!(
+            "GET {gw}/flows/x HTTP/1.1\r\nx: {}\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert!(matches!(parse(long.as_bytes()), Parsed::General));
+    }
+}
