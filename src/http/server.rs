@@ -88,7 +88,7 @@ async fn connection(
                 fast::Parsed::General => break None,
                 fast::Parsed::Partial => {}
             }
-            c.buf.reserve(8 * 1024);
+            fast::room(&mut c.buf);
             let fast::Conn {
                 client,
                 buf,

@@ -101,7 +101,8 @@ pub async fn authorize_call(
         })?;
     crate::services::ip_allowlist::check(app, p, t.account).await?;
     let path = t.rest;
-    let needed: Vec<Scope> = match rule.map(|r| r.need) {
+    // At most two scopes: an array, not a Vec (this runs on every gateway call).
+    let needed: [Option<Scope>; 2] = match rule.map(|r| r.need) {
         None => {
             let owner = BuiltinWorkspaceRole::Owner.scopes();
             if held.is_superset(owner) {
@@ -113,29 +114,29 @@ pub async fn authorize_call(
             audit::record_denial(app, p, t.account, &msg, Some(t.workspace)).await;
             return Err(Error::Forbidden(msg));
         }
-        Some(Need::Member) => vec![],
-        Some(Need::Scope(s)) => vec![s],
+        Some(Need::Member) => [None, None],
+        Some(Need::Scope(s)) => [Some(s), None],
         Some(Need::Blocks) => {
             let q = query.unwrap_or("");
             let secrets = body_asks_secrets
                 || q.split('&')
                     .any(|kv| kv.eq_ignore_ascii_case("include_secrets=true"));
             if secrets {
-                vec![Scope::SeeBlocks, Scope::SeeSecretBlocks]
+                [Some(Scope::SeeBlocks), Some(Scope::SeeSecretBlocks)]
             } else {
-                vec![Scope::SeeBlocks]
+                [Some(Scope::SeeBlocks), None]
             }
         }
         Some(Need::AutomationsOwnedBy) => {
             let resource = path.rsplit('/').next().unwrap_or("");
             if resource.starts_with("prefect.deployment.") {
-                vec![Scope::WriteDeployments]
+                [Some(Scope::WriteDeployments), None]
             } else {
-                vec![Scope::ManageAutomations]
+                [Some(Scope::ManageAutomations), None]
             }
         }
     };
-    for s in needed {
+    for s in needed.into_iter().flatten() {
         if !held.contains(s) {
             audit::record_denial(app, p, t.account, s.name(), Some(t.workspace)).await;
             return Err(Error::Forbidden(format!(

@@ -102,17 +102,20 @@ pub(crate) fn strip_request_headers(h: &mut HeaderMap) {
     }
 }
 
+/// Hop-by-hop response headers: never relayed from the upstream.
+pub(crate) const RESPONSE_HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 pub(crate) fn strip_response_headers(h: &mut HeaderMap) {
-    for n in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
-        h.remove(n);
+    for n in RESPONSE_HOP_BY_HOP {
+        h.remove(*n);
     }
 }
 
@@ -386,22 +389,35 @@ pub(crate) fn rewrite_location(
     let Some(loc) = h.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
         return;
     };
+    let Some(new) = gateway_location(app, t, authority, base, loc) else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&new) {
+        h.insert(header::LOCATION, v);
+    }
+}
+
+/// The gateway URL of an upstream `Location` under the upstream's base path (`None`: it points
+/// elsewhere and is relayed as it is).
+pub(crate) fn gateway_location(
+    app: &App,
+    t: &gateway::Target<'_>,
+    authority: &str,
+    base: &str,
+    loc: &str,
+) -> Option<String> {
     let rest = loc
         .strip_prefix(authority)
         .unwrap_or(loc)
         .strip_prefix(base)
-        .filter(|r| r.starts_with('/'));
-    let Some(rest) = rest else { return };
-    let new = format!(
+        .filter(|r| r.starts_with('/'))?;
+    Some(format!(
         "{}/api/accounts/{}/workspaces/{}{}",
         app.config.public_url.trim_end_matches('/'),
         t.account,
         t.workspace,
         rest
-    );
-    if let Ok(v) = HeaderValue::from_str(&new) {
-        h.insert(header::LOCATION, v);
-    }
+    ))
 }
 
 /// Axum's extractor plumbing for the websocket path needs `Parts`; re-exported for `ws`.
