@@ -4,6 +4,8 @@
 # Atrium's workspace gateway (API-key auth, route table, permission index, rate limit, streaming
 # forward over a keep-alive pool), (c) through Debian's nginx with proxy_pass and an upstream
 # keep-alive pool (no auth). Same machine, same run, same load generator; loopback only.
+# With PEAK_CONNECTIONS, also closed-loop peak throughput (wrk) and the serving process's CPU time
+# per request.
 # Usage: bash benches/gateway_load.sh [SECONDS] [RATES...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -112,3 +112,69 @@ fn a_server_killed_mid_write_leaves_changes_and_events_together() {
         Err(_) => missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)"),
     }
 }
+
+/// SIGTERM: the server stops accepting, closes idle keep-alive connections — one that never sent a
+/// byte, one left after a gateway call (the fast path's loop), one left after an API call (handed
+/// to hyper) — and exits 0 instead of waiting for them.
+#[test]
+fn a_server_asked_to_stop_closes_idle_connections_and_exits_cleanly() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inst = Installation::new(format!("sqlite://{}/atrium.db", dir.path().display()));
+    let (account, key) = inst.bootstrap("ann@stop.test", "stop");
+    let mut server = inst.serve();
+    let port = server.port;
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .expect("timeout");
+        s
+    };
+    let ask = |s: &mut std::net::TcpStream, req: String| {
+        s.write_all(req.as_bytes()).expect("write");
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).expect("read");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let mut silent = connect();
+    let mut gateway = connect();
+    let missing_ws = "3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11";
+    let resp = ask(
+        &mut gateway,
+        format!(
+            "GET /api/accounts/{account}/workspaces/{missing_ws}/flows/x HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {key}\r\n\r\n"
+        ),
+    );
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    let mut api = connect();
+    let resp = ask(
+        &mut api,
+        "GET /api/health HTTP/1.1\r\nhost: a\r\n\r\n".to_string(),
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    let pid = server.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    // Idle connections are closed by the server: each read ends (0 bytes), none times out.
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("gateway", &mut gateway),
+        ("api", &mut api),
+    ] {
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("{name}: unexpected bytes {:?}", &buf[..n]),
+            Err(e) => assert!(
+                e.kind() == std::io::ErrorKind::ConnectionReset,
+                "{name}: the server did not close the idle connection: {e}"
+            ),
+        }
+    }
+    let status = server.child.wait().expect("wait");
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
