@@ -76,7 +76,7 @@ async fn connection(
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
 ) {
-    let mut c = fast::Conn::new(stream);
+    let mut c = fast::Conn::new(stream, peer);
     // Made once: waiting for it costs nothing per request.
     let stopping = stopped(stop.clone());
     tokio::pin!(stopping);
@@ -109,7 +109,7 @@ async fn connection(
         };
         match head {
             Some(h) => {
-                if !fast::exchange(&app, &mut c, *h, peer).await {
+                if !fast::exchange(&app, &mut c, *h).await {
                     return c.finish(&app);
                 }
             }

@@ -53,24 +53,50 @@ pub fn check_canonical(rest: &str) -> Result<()> {
     if rest.is_empty() {
         return bad("no route below the workspace");
     }
-    let lower = rest.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || rest.contains('\\') {
+    if rest.contains('\\') {
         return bad("encoded slashes and backslashes are not allowed");
     }
-    if lower.contains("%00") {
-        return bad("NUL bytes are not allowed");
+    // Without allocating (this runs on every gateway call): look at each escape once.
+    let b = rest.as_bytes();
+    for (i, _) in rest.match_indices('%') {
+        match b
+            .get(i + 1..i + 3)
+            .map(|e| [e[0].to_ascii_lowercase(), e[1].to_ascii_lowercase()])
+        {
+            Some([b'2', b'f']) | Some([b'5', b'c']) => {
+                return bad("encoded slashes and backslashes are not allowed")
+            }
+            Some([b'0', b'0']) => return bad("NUL bytes are not allowed"),
+            _ => {}
+        }
     }
     let body = rest.strip_suffix('/').unwrap_or(rest);
     for seg in body.split('/') {
         if seg.is_empty() {
             return bad("empty path segments (duplicate slashes) are not allowed");
         }
-        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
-        if decoded == "." || decoded == ".." {
+        if is_dot_segment(seg) {
             return bad("dot segments are not allowed");
         }
     }
     Ok(())
+}
+
+/// `.` or `..`, each dot possibly written `%2e` / `%2E`.
+fn is_dot_segment(seg: &str) -> bool {
+    let mut s = seg.as_bytes();
+    let mut dots = 0;
+    while !s.is_empty() && dots <= 2 {
+        if s[0] == b'.' {
+            s = &s[1..];
+        } else if s.len() >= 3 && s[0] == b'%' && s[1] == b'2' && s[2].eq_ignore_ascii_case(&b'e') {
+            s = &s[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    s.is_empty() && (dots == 1 || dots == 2)
 }
 
 /// The route-table rule of a call (`method` is `WS` for a websocket upgrade); `None` for a route
@@ -266,6 +292,10 @@ mod tests {
             "variables/name/my%20var",
             "deployments/name/f/d",
             "a.b/c..d",
+            "variables/name/100%25",
+            "x/.../y",
+            "x/%2e%2e%2e",
+            "x/.a",
         ] {
             assert!(check_canonical(ok).is_ok(), "{ok}");
         }
@@ -280,6 +310,10 @@ mod tests {
             "flows\\x",
             "flows/%00",
             "flows//",
+            "flows/%2E",
+            "flows/.%2e/x",
+            "flows/x%5C",
+            "%2F",
         ] {
             assert!(
                 matches!(check_canonical(bad), Err(Error::BadRequest(_))),

@@ -157,6 +157,7 @@ async fn behind_a_trusted_proxy_the_forwarded_client_address_counts_and_nobody_e
             .await;
         let owner = t.user("owner@x.test").await;
         let a = t.account(&owner, "acme").await;
+        let w = t.workspace(a, &owner.key, "prod").await;
         let port = t.serve_tcp().await;
         let xff = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
         let office = xff("203.0.113.5");
@@ -207,6 +208,27 @@ async fn behind_a_trusted_proxy_the_forwarded_client_address_counts_and_nobody_e
         )
         .await;
         assert_eq!(s, 200, "the office, through the trusted proxy");
+        // The same for gateway calls (the server's fast path): the office passes the allowlist
+        // and meets the unbound workspace's 503; the proxy's own address and a forged entry
+        // before the office's are refused.
+        let gw = format!("/api/accounts/{a}/workspaces/{w}/flows/filter");
+        for (headers, want) in [
+            (office.clone(), 503),
+            (String::new(), 403),
+            (xff("203.0.113.5, 198.51.100.1"), 403),
+        ] {
+            let (s, v) = from_with(
+                "127.0.0.1",
+                port,
+                "POST",
+                &gw,
+                &owner.key,
+                Some(json!({})),
+                &headers,
+            )
+            .await;
+            assert_eq!(s, want, "{headers:?}: {v}");
+        }
         // The proxy itself, or a client the proxy forwarded from elsewhere: refused, by address.
         let (s, v) = from_with(
             "127.0.0.1",

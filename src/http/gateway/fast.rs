@@ -11,7 +11,7 @@ use super::{
     RESPONSE_HOP_BY_HOP,
 };
 use crate::app::App;
-use crate::http::extract::{forwarded_client, ClientAddr};
+use crate::http::extract::forwarded_client;
 use crate::metrics::{RouteClass, UpstreamError};
 use crate::services::upstreams::Upstream;
 use crate::services::{gateway, Error};
@@ -141,6 +141,10 @@ fn head_of(req: &httparse::Request<'_, '_>) -> Option<(Parts, u64, bool)> {
         }
         headers.append(name, value);
     }
+    // HTTP/1.1 requires Host; hyper answers its absence with 400.
+    if !headers.contains_key(header::HOST) {
+        return None;
+    }
     let (mut parts, ()) = axum::http::Request::new(()).into_parts();
     parts.method = Method::from_bytes(req.method?.as_bytes()).ok()?;
     parts.uri = Uri::try_from(path).ok()?;
@@ -163,6 +167,9 @@ enum Failed {
 /// connection never touches the shared pool).
 pub struct Conn {
     pub client: TcpStream,
+    peer: SocketAddr,
+    /// The peer's address as text, made once per connection.
+    peer_ip: String,
     pub buf: BytesMut,
     pub watchdog: Watchdog,
     ubuf: BytesMut,
@@ -171,9 +178,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(client: TcpStream) -> Conn {
+    pub fn new(client: TcpStream, peer: SocketAddr) -> Conn {
         Conn {
             client,
+            peer,
+            peer_ip: peer.ip().to_string(),
             buf: BytesMut::with_capacity(READ_CHUNK),
             watchdog: Watchdog::new(),
             ubuf: BytesMut::new(),
@@ -260,28 +269,30 @@ struct Exchange<'a> {
     close: bool,
 }
 
-/// Serves one fast-path call read by the connection loop; answers whether the client connection stays open for the next request.
-pub async fn exchange(app: &App, c: &mut Conn, head: Head, peer: SocketAddr) -> bool {
+/// Serves one fast-path call read by the connection loop; answers whether the client
+/// connection stays open for the next request.
+pub async fn exchange(app: &App, c: &mut Conn, head: Head) -> bool {
     let started = tokio::time::Instant::now();
     let Head {
-        mut parts,
+        parts,
         len,
         body,
         close,
     } = head;
     c.buf.advance(len);
-    parts.extensions.insert(axum::extract::ConnectInfo(peer));
-    if !app.config.trusted_proxies.is_empty() {
-        let ip = forwarded_client(peer.ip(), &parts.headers, &app.config.trusted_proxies);
-        parts.extensions.insert(ClientAddr(ip.to_string()));
-    }
+    // The caller's address, as `extract::client_ip` would give it on the router path.
+    let ip = if app.config.trusted_proxies.is_empty() {
+        c.peer_ip.clone()
+    } else {
+        forwarded_client(c.peer.ip(), &parts.headers, &app.config.trusted_proxies).to_string()
+    };
     let mut ex = Exchange {
         app,
         c,
         body_left: body,
         close,
     };
-    let (status, keep) = match ex.run(parts, started).await {
+    let (status, keep) = match ex.run(parts, ip, started).await {
         Ok(done) => done,
         Err(Failed::Answer(e)) => {
             let keep = !ex.close && ex.skip_body();
@@ -350,6 +361,7 @@ impl Exchange<'_> {
     async fn run(
         &mut self,
         mut parts: Parts,
+        ip: String,
         since: tokio::time::Instant,
     ) -> Result<(u16, bool), Failed> {
         let app = self.app;
@@ -357,7 +369,8 @@ impl Exchange<'_> {
         let Some(t) = gateway::target(uri.path()) else {
             return Err(Failed::Answer(Error::NotFound("not found".into())));
         };
-        let call = begin(app, &t, &parts).await.map_err(Failed::Answer)?;
+        let mut call = begin(app, &t, &parts).await.map_err(Failed::Answer)?;
+        call.principal.ip = Some(ip);
         let whole = if call.needs_body {
             Some(self.read_body().await?)
         } else {
@@ -977,6 +990,7 @@ mod tests {
         )));
         for (line, extra) in [
             (format!("GET {gw}/flows/x HTTP/1.0"), ""),
+            (format!("GET http://a{gw}/flows/x HTTP/1.1"), ""),
             (format!("GET {gw}/user_access/ HTTP/1.1"), ""),
             (format!("GET {gw}/upstream HTTP/1.1"), ""),
             (format!("POST {gw}/events/filter HTTP/1.1"), ""),
@@ -1011,6 +1025,8 @@ mod tests {
             parse(format!("GET {gw}/flows/x HTTP/1.1\r\nhost: x\r\n").as_bytes()),
             Parsed::Partial
         ));
+        let no_host = format!("GET {gw}/flows/x HTTP/1.1\r\n\r\n");
+        assert!(matches!(parse(no_host.as_bytes()), Parsed::General));
         let long = format!(
             "GET {gw}/flows/x HTTP/1.1\r\nx: {}\r\n",
             "a".repeat(MAX_HEAD)
