@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -88,19 +88,12 @@ async fn connection(
                 fast::Parsed::General => break None,
                 fast::Parsed::Partial => {}
             }
-            fast::room(&mut c.buf);
-            let fast::Conn {
-                client,
-                buf,
-                watchdog,
-                ..
-            } = &mut c;
             // Idle or mid-head, every wait ends after the connection's limit; shutdown closes a
             // connection waiting here.
             let read = tokio::select! {
                 biased;
                 () = &mut stopping => None,
-                r = watchdog.limit(since, client.read_buf(buf)) => r,
+                r = c.read(since) => r,
             };
             match read {
                 Some(Ok(n)) if n > 0 => {}

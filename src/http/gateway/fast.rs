@@ -4,11 +4,12 @@
 //! ([`super::begin`], [`super::admit`]), then written to a pooled upstream connection and the
 //! response relayed back as it arrives, with no task, channel or pool checkout of another task in
 //! between. Everything else goes to the general server (hyper and the router), which also serves
-//! the gateway through [`super::forward`]. See docs/ARCHITECTURE.md, "The gateway's fast path".
+//! the gateway through `super::forward`. See docs/ARCHITECTURE.md, "The workspace gateway" (two
+//! transports, one set of decisions).
 
 use super::{
-    admit, begin, gateway_location, pool, strip_request_headers, upstream_failed, CONNECT_TIMEOUT,
-    RESPONSE_HOP_BY_HOP,
+    admit, begin, gateway_location, pool, strip_request_headers, upstream_failed,
+    write_upstream_target, CONNECT_TIMEOUT, RESPONSE_HOP_BY_HOP, RESPONSE_TIMEOUT,
 };
 use crate::app::App;
 use crate::http::extract::forwarded_client;
@@ -29,7 +30,7 @@ use tokio::time::timeout;
 const MAX_HEADERS: usize = 100;
 /// The longest request head the fast path waits for; a longer one goes to the general server,
 /// which allows more and answers 431 past its own limit.
-pub const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEAD: usize = 16 * 1024;
 /// The longest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
@@ -166,12 +167,12 @@ enum Failed {
 /// connection its last call used (kept for the next call to the same upstream, so a busy client
 /// connection never touches the shared pool).
 pub struct Conn {
-    pub client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
     /// The peer's address as text, made once per connection.
     peer_ip: String,
     pub buf: BytesMut,
-    pub watchdog: Watchdog,
+    watchdog: Watchdog,
     ubuf: BytesMut,
     out: Vec<u8>,
     sticky: Option<(String, TcpStream)>,
@@ -205,6 +206,15 @@ impl Conn {
         (self.client, self.buf)
     }
 
+    /// Reads more from the client into `buf`, for at most [`LIMIT`] from `since`: `None` when
+    /// that passed.
+    pub async fn read(&mut self, since: tokio::time::Instant) -> Option<std::io::Result<usize>> {
+        room(&mut self.buf);
+        self.watchdog
+            .limit(since, self.client.read_buf(&mut self.buf))
+            .await
+    }
+
     /// An upstream connection to `address`: the one kept from the last call, else a pooled one.
     fn upstream(&mut self, app: &App, address: &str) -> Option<TcpStream> {
         if let Some((a, s)) = self.sticky.take() {
@@ -222,12 +232,13 @@ impl Conn {
 /// body) is limited to [`LIMIT`] from when it began. One timer per connection serves them all:
 /// it is armed once and moved only when it fires before the wait's limit, so a request costs
 /// no timer registration.
-pub struct Watchdog {
+struct Watchdog {
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
-/// The limit of every wait on a connection.
-pub const LIMIT: Duration = Duration::from_secs(60);
+/// The limit of every wait on a connection: the upstream's answer has as long as on the router
+/// path (and the 504's message says so).
+const LIMIT: Duration = RESPONSE_TIMEOUT;
 
 impl Watchdog {
     fn new() -> Watchdog {
@@ -238,7 +249,7 @@ impl Watchdog {
 
     /// Runs `fut` to its end, or `None` once [`LIMIT`] passed since `since` (which must not be
     /// earlier than the `since` of the previous wait on this connection).
-    pub async fn limit<F: std::future::Future>(
+    async fn limit<F: std::future::Future>(
         &mut self,
         since: tokio::time::Instant,
         fut: F,
@@ -357,6 +368,16 @@ fn write_headers(out: &mut Vec<u8>, h: &HeaderMap) {
     }
 }
 
+/// An upstream call that failed before its response head, as the client's answer.
+fn upstream_error(
+    app: &App,
+    up: &Upstream,
+    kind: UpstreamError,
+    e: &dyn std::fmt::Display,
+) -> Failed {
+    Failed::Answer(upstream_failed(app, up, kind, e))
+}
+
 impl Exchange<'_> {
     async fn run(
         &mut self,
@@ -380,19 +401,13 @@ impl Exchange<'_> {
             .await
             .map_err(Failed::Answer)?;
 
+        // The request head, and what of the body is at hand, for one write.
         strip_request_headers(&mut parts.headers);
         let mut out = std::mem::take(&mut self.c.out);
         out.clear();
         out.extend_from_slice(parts.method.as_str().as_bytes());
         out.push(b' ');
-        // The upstream target (`super::upstream_target`), written in place.
-        out.extend_from_slice(up.path.as_bytes());
-        out.push(b'/');
-        out.extend_from_slice(t.rest.as_bytes());
-        if let Some(q) = uri.query() {
-            out.push(b'?');
-            out.extend_from_slice(q.as_bytes());
-        }
+        write_upstream_target(&mut out, &up, &t, uri.query());
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(up.host.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -415,66 +430,12 @@ impl Exchange<'_> {
         }
 
         let head_only = parts.method == Method::HEAD;
-        let started = Instant::now();
-        let mut retried = false;
         let mut ubuf = std::mem::take(&mut self.c.ubuf);
-        let (mut conn, resp) = loop {
-            let (mut conn, reused) = match self.c.upstream(app, &up.address) {
-                Some(c) => (c, true),
-                None => (connect(app, &up).await?, false),
-            };
-            // A kept connection the upstream closed meanwhile fails before any answer: a
-            // bodiless call is sent again once on a new connection (hyper's client does the same).
-            let retry = reused && bodiless && !retried;
-            if let Err(e) = conn.write_all(&out).await {
-                if retry {
-                    retried = true;
-                    continue;
-                }
-                return Err(Failed::Answer(upstream_failed(
-                    app,
-                    &up,
-                    UpstreamError::Other,
-                    &e,
-                )));
-            }
-            self.relay_body(&mut conn, &up).await?;
-            ubuf.clear();
-            let head = self
-                .c
-                .watchdog
-                .limit(
-                    since,
-                    response_head(&mut conn, &mut ubuf, head_only, &mut out),
-                )
-                .await;
-            match head {
-                Some(Ok(resp)) => break (conn, resp),
-                Some(Err(HeadError::Closed)) if retry && ubuf.is_empty() => {
-                    retried = true;
-                    continue;
-                }
-                Some(Err(e)) => {
-                    return Err(Failed::Answer(upstream_failed(
-                        app,
-                        &up,
-                        UpstreamError::Other,
-                        &e,
-                    )))
-                }
-                None => {
-                    return Err(Failed::Answer(upstream_failed(
-                        app,
-                        &up,
-                        UpstreamError::Timeout,
-                        &"no response head in time",
-                    )))
-                }
-            }
-        };
-        app.metrics.upstream_latency.observe(started.elapsed());
+        let (mut conn, resp) = self
+            .send(&up, &mut out, &mut ubuf, bodiless, head_only, since)
+            .await?;
 
-        // `out` holds the status line and the relayed headers (see `response_of`).
+        // `out` now holds the status line and the relayed headers (see `response_of`).
         let ResponseHead {
             status,
             location,
@@ -495,41 +456,10 @@ impl Exchange<'_> {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
+        self.relay_response(&mut conn, &mut ubuf, &mut out, &mut framing)
+            .await
+            .map_err(|()| Failed::Broken(Some(status)))?;
 
-        // The body as it arrives: the head and what came with it in one write.
-        let mut first = true;
-        loop {
-            let (n, done) = framing.take(&ubuf);
-            let sent = if first {
-                out.extend_from_slice(&ubuf[..n]);
-                first = false;
-                self.c.client.write_all(&out).await
-            } else {
-                self.c.client.write_all(&ubuf[..n]).await
-            };
-            ubuf.advance(n);
-            if sent.is_err() {
-                return Err(Failed::Broken(Some(status)));
-            }
-            if done {
-                if framing.failed() {
-                    app.metrics.upstream_error(UpstreamError::Other);
-                    return Err(Failed::Broken(Some(status)));
-                }
-                break;
-            }
-            room(&mut ubuf);
-            let now = tokio::time::Instant::now();
-            match self.c.watchdog.limit(now, conn.read_buf(&mut ubuf)).await {
-                Some(Ok(0)) if matches!(framing, Framing::Close) => break,
-                Some(Ok(n)) if n > 0 => {}
-                // Cut short: the client sees its connection closed before the body's end.
-                _ => {
-                    app.metrics.upstream_error(UpstreamError::Other);
-                    return Err(Failed::Broken(Some(status)));
-                }
-            }
-        }
         if reusable && ubuf.is_empty() {
             if let Some((a, s)) = self.c.sticky.replace((up.address.clone(), conn)) {
                 app.upstream_pool.checkin(&a, s);
@@ -543,23 +473,105 @@ impl Exchange<'_> {
         Ok((status, !close))
     }
 
+    /// Sends the request (`out`: its head and the body at hand; the rest of the body is relayed
+    /// from the client) and reads the response head into `out` (the part of the body that came
+    /// with it stays in `ubuf`). A kept connection the upstream closed meanwhile fails before any
+    /// answer: a bodiless call is then sent once more on a new connection, as hyper's client does.
+    async fn send(
+        &mut self,
+        up: &Upstream,
+        out: &mut Vec<u8>,
+        ubuf: &mut BytesMut,
+        bodiless: bool,
+        head_only: bool,
+        since: tokio::time::Instant,
+    ) -> Result<(TcpStream, ResponseHead), Failed> {
+        let app = self.app;
+        let started = Instant::now();
+        let mut retried = false;
+        loop {
+            let (mut conn, reused) = match self.c.upstream(app, &up.address) {
+                Some(c) => (c, true),
+                None => (connect(app, up).await?, false),
+            };
+            let retry = reused && bodiless && !retried;
+            if let Err(e) = conn.write_all(out).await {
+                if retry {
+                    retried = true;
+                    continue;
+                }
+                return Err(upstream_error(app, up, UpstreamError::Other, &e));
+            }
+            self.relay_body(&mut conn, up).await?;
+            ubuf.clear();
+            let head = self
+                .c
+                .watchdog
+                .limit(since, response_head(&mut conn, ubuf, head_only, out))
+                .await;
+            match head {
+                Some(Ok(resp)) => {
+                    app.metrics.upstream_latency.observe(started.elapsed());
+                    return Ok((conn, resp));
+                }
+                Some(Err(HeadError::Closed)) if retry && ubuf.is_empty() => retried = true,
+                Some(Err(e)) => return Err(upstream_error(app, up, UpstreamError::Other, &e)),
+                None => {
+                    let e = "no response head in time";
+                    return Err(upstream_error(app, up, UpstreamError::Timeout, &e));
+                }
+            }
+        }
+    }
+
+    /// Relays the response head in `out` and the body as it arrives — the head and what came
+    /// with it in one write. `Err` when the client or the upstream broke off (the connection is
+    /// then closed: the client sees the body cut short).
+    async fn relay_response(
+        &mut self,
+        conn: &mut TcpStream,
+        ubuf: &mut BytesMut,
+        out: &mut Vec<u8>,
+        framing: &mut Framing,
+    ) -> Result<(), ()> {
+        let mut first = true;
+        loop {
+            let (n, done) = framing.take(ubuf);
+            let sent = if first {
+                out.extend_from_slice(&ubuf[..n]);
+                first = false;
+                self.c.client.write_all(out).await
+            } else {
+                self.c.client.write_all(&ubuf[..n]).await
+            };
+            ubuf.advance(n);
+            sent.map_err(|_| ())?;
+            if done && !framing.failed() {
+                return Ok(());
+            }
+            if !done {
+                room(ubuf);
+                let now = tokio::time::Instant::now();
+                match self.c.watchdog.limit(now, conn.read_buf(ubuf)).await {
+                    Some(Ok(0)) if matches!(framing, Framing::Close) => return Ok(()),
+                    Some(Ok(n)) if n > 0 => continue,
+                    _ => {}
+                }
+            }
+            self.app.metrics.upstream_error(UpstreamError::Other);
+            return Err(());
+        }
+    }
+
     /// Body bytes of this request already in the buffer.
     fn in_buf(&self) -> usize {
         let have = self.c.buf.len();
         usize::try_from(self.body_left).map_or(have, |b| b.min(have))
     }
 
-    /// Reads more from the client into the buffer (the body must continue).
+    /// Reads more of the body from the client into the buffer.
     async fn fill(&mut self) -> Result<(), Failed> {
-        room(&mut self.c.buf);
-        let now = tokio::time::Instant::now();
-        let Conn {
-            client,
-            buf,
-            watchdog,
-            ..
-        } = &mut *self.c;
-        match watchdog.limit(now, client.read_buf(buf)).await {
+        match self.c.read(tokio::time::Instant::now()).await {
             Some(Ok(n)) if n > 0 => Ok(()),
             _ => Err(Failed::Broken(None)),
         }
@@ -588,12 +600,7 @@ impl Exchange<'_> {
             }
             let n = self.in_buf();
             if let Err(e) = conn.write_all(&self.c.buf[..n]).await {
-                return Err(Failed::Answer(upstream_failed(
-                    self.app,
-                    up,
-                    UpstreamError::Other,
-                    &e,
-                )));
+                return Err(upstream_error(self.app, up, UpstreamError::Other, &e));
             }
             self.c.buf.advance(n);
             self.body_left -= n as u64;
@@ -612,9 +619,7 @@ impl Exchange<'_> {
 }
 
 async fn connect(app: &App, up: &Upstream) -> Result<TcpStream, Failed> {
-    let fail = |e: &dyn std::fmt::Display| {
-        Failed::Answer(upstream_failed(app, up, UpstreamError::Connect, e))
-    };
+    let fail = |e: &dyn std::fmt::Display| upstream_error(app, up, UpstreamError::Connect, e);
     match timeout(CONNECT_TIMEOUT, TcpStream::connect(&up.address)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
@@ -628,7 +633,7 @@ async fn connect(app: &App, up: &Upstream) -> Result<TcpStream, Failed> {
 /// Makes room to read into `b`. A buffer emptied by the last exchange starts again at the front
 /// of its allocation, so a busy connection keeps reading into the same few cache lines instead of
 /// walking through its whole buffer (at 256 connections that walk was megabytes of cache).
-pub fn room(b: &mut BytesMut) {
+fn room(b: &mut BytesMut) {
     if !b.try_reclaim(READ_CHUNK) {
         b.reserve(READ_CHUNK);
     }

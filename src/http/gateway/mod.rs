@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 pub type UpstreamClient = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
 /// How long the upstream may take to connect, and to answer with a response head.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The original request URI, kept before trailing-slash normalization (the gateway forwards
 /// paths exactly as sent).
@@ -74,7 +74,7 @@ const STRIPPED: &[&str] = &[
 ];
 
 /// Removes hop-by-hop and identity headers in one pass (no per-name hashing or parsing).
-pub(crate) fn strip_request_headers(h: &mut HeaderMap) {
+fn strip_request_headers(h: &mut HeaderMap) {
     // Headers named by Connection are hop-by-hop too.
     let named: Vec<String> = h
         .get_all(header::CONNECTION)
@@ -103,7 +103,7 @@ pub(crate) fn strip_request_headers(h: &mut HeaderMap) {
 }
 
 /// Hop-by-hop response headers: never relayed from the upstream.
-pub(crate) const RESPONSE_HOP_BY_HOP: &[&str] = &[
+const RESPONSE_HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -113,7 +113,7 @@ pub(crate) const RESPONSE_HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-pub(crate) fn strip_response_headers(h: &mut HeaderMap) {
+fn strip_response_headers(h: &mut HeaderMap) {
     for n in RESPONSE_HOP_BY_HOP {
         h.remove(*n);
     }
@@ -182,7 +182,7 @@ pub async fn handle(State(app): State<App>, req: Request) -> Response {
 }
 
 /// A gateway call that passed the checks its head alone decides.
-pub(crate) struct Call {
+struct Call {
     pub principal: Principal,
     pub rule: Option<&'static gateway_routes::RouteRule>,
     /// The body must be read whole before authorizing: item-counted routes (charged per item)
@@ -193,11 +193,7 @@ pub(crate) struct Call {
 /// The checks of a gateway call that need only its head, in the order clients see them:
 /// canonical path (400), authentication (401), Content-Length rules (411, 413). Shared by both
 /// transports (this module's `forward` and the [`fast`] path).
-pub(crate) async fn begin(
-    app: &App,
-    t: &gateway::Target<'_>,
-    parts: &Parts,
-) -> Result<Call, Error> {
+async fn begin(app: &App, t: &gateway::Target<'_>, parts: &Parts) -> Result<Call, Error> {
     gateway::check_canonical(t.rest)?;
     let principal = authenticate(app, parts)
         .await?
@@ -226,7 +222,7 @@ pub(crate) async fn begin(
 
 /// Authorizes the call and charges it to the account's rate limits (`body`: the whole body when
 /// [`Call::needs_body`]); answers the upstream to send it to.
-pub(crate) async fn admit(
+async fn admit(
     app: &App,
     t: &gateway::Target<'_>,
     call: &Call,
@@ -263,21 +259,26 @@ pub(crate) async fn admit(
     Ok(upstream)
 }
 
-/// The request target on the upstream: its base path, the path below the workspace exactly as
-/// sent, and the query.
-pub(crate) fn upstream_target(
+/// Appends the request target on the upstream: its base path, the path below the workspace
+/// exactly as sent, and the query (written in place: the fast path builds its request head in
+/// one buffer).
+fn write_upstream_target(
+    out: &mut Vec<u8>,
     up: &Upstream,
     t: &gateway::Target<'_>,
     query: Option<&str>,
-) -> String {
-    match query {
-        Some(q) => format!("{}/{}?{}", up.path, t.rest, q),
-        None => format!("{}/{}", up.path, t.rest),
+) {
+    out.extend_from_slice(up.path.as_bytes());
+    out.push(b'/');
+    out.extend_from_slice(t.rest.as_bytes());
+    if let Some(q) = query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
     }
 }
 
 /// The error an upstream call that failed before its response head ends in (counted).
-pub(crate) fn upstream_failed(
+fn upstream_failed(
     app: &App,
     up: &Upstream,
     kind: UpstreamError,
@@ -330,13 +331,9 @@ async fn forward(
         buffered.as_deref(),
     )
     .await?;
-    let uri = format!(
-        "{}{}",
-        upstream.authority,
-        upstream_target(&upstream, t, raw.query())
-    );
-    parts.uri = uri
-        .parse()
+    let mut uri = upstream.authority.clone().into_bytes();
+    write_upstream_target(&mut uri, &upstream, t, raw.query());
+    parts.uri = Uri::try_from(uri)
         .map_err(|_| Error::BadRequest("path refused by the gateway: not a valid URI".into()))?;
     parts.version = axum::http::Version::HTTP_11;
     strip_request_headers(&mut parts.headers);
@@ -379,7 +376,7 @@ async fn forward(
 
 /// Redirects from the upstream (FastAPI adds or removes trailing slashes) point back at the
 /// gateway, built from the configured public URL.
-pub(crate) fn rewrite_location(
+fn rewrite_location(
     app: &App,
     t: &gateway::Target<'_>,
     authority: &str,
@@ -399,7 +396,7 @@ pub(crate) fn rewrite_location(
 
 /// The gateway URL of an upstream `Location` under the upstream's base path (`None`: it points
 /// elsewhere and is relayed as it is).
-pub(crate) fn gateway_location(
+fn gateway_location(
     app: &App,
     t: &gateway::Target<'_>,
     authority: &str,
