@@ -13,6 +13,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -30,6 +32,17 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection holds a receiver; the sender sees them all gone when the last one ends.
     let (done_tx, done_rx) = watch::channel(());
+    let ctx = Ctx {
+        app,
+        svc,
+        stop: stop_rx,
+        done: done_rx,
+        main: tokio::runtime::Handle::current(),
+    };
+    let shards = (0..connection_threads())
+        .map(|i| Shard::start(i, ctx.clone()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    drop(ctx);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -48,17 +61,107 @@ pub async fn serve(
         };
         // Small request/response exchanges must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let (app, svc, stop, done) = (app.clone(), svc.clone(), stop_rx.clone(), done_rx.clone());
-        tokio::spawn(async move {
-            connection(app, svc, stream, peer, stop).await;
-            drop(done);
-        });
+        // Leaves this runtime's poller for the connection thread's.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let shard = least_busy(&shards);
+        shard.open.fetch_add(1, Ordering::Relaxed);
+        let _ = shard.tx.send((stream, peer));
     }
+    // The connection threads end once their connections have.
+    drop(shards);
     drop(listener);
-    drop(done_rx);
     let _ = stop_tx.send(true);
     done_tx.closed().await;
     Ok(())
+}
+
+/// What every connection needs, shared by the connection threads.
+#[derive(Clone)]
+struct Ctx {
+    app: App,
+    svc: AppService,
+    /// Becomes true when shutdown begins.
+    stop: watch::Receiver<bool>,
+    /// Held while a connection (or a connection thread) lives.
+    done: watch::Receiver<()>,
+    /// The main runtime: connections handed to hyper and the router are served there.
+    main: tokio::runtime::Handle,
+}
+
+/// A connection thread: its own single-threaded runtime and poller, like one nginx worker. A
+/// client connection lives on one thread while it is on the fast path: its socket, its upstream
+/// connection and its task are woken and run there, with no work-stealing, no cross-thread
+/// wake-ups and no shared run queue. A connection handed to the router moves to the main
+/// (work-stealing) runtime, where the API's database work runs.
+struct Shard {
+    tx: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    /// Connections on this thread now: new connections go to the least busy thread.
+    open: Arc<AtomicUsize>,
+}
+
+impl Shard {
+    fn start(id: usize, ctx: Ctx) -> std::io::Result<Shard> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let count = open.clone();
+        std::thread::Builder::new()
+            .name(format!("atrium-conn-{id}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    // Each task holds a receiver: the runtime must outlive its connections.
+                    let (tasks_tx, tasks_rx) = watch::channel(());
+                    while let Some((stream, peer)) = rx.recv().await {
+                        let on_thread = OnThread(count.clone());
+                        let (ctx, task) = (ctx.clone(), tasks_rx.clone());
+                        tokio::spawn(async move {
+                            // Registers the socket with this thread's poller.
+                            if let Ok(stream) = TcpStream::from_std(stream) {
+                                connection(ctx, id, stream, peer, on_thread).await;
+                            }
+                            drop(task);
+                        });
+                    }
+                    // Accepting ended: wait for this thread's connections.
+                    drop(tasks_rx);
+                    tasks_tx.closed().await;
+                    drop(ctx);
+                });
+            })?;
+        Ok(Shard { tx, open })
+    }
+}
+
+/// Counts a connection on its thread until dropped (the connection ended or moved to the main
+/// runtime).
+struct OnThread(Arc<AtomicUsize>);
+
+impl Drop for OnThread {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn least_busy(shards: &[Shard]) -> &Shard {
+    // Ties go to the first; an empty list cannot happen (at least one thread is started).
+    shards
+        .iter()
+        .min_by_key(|s| s.open.load(Ordering::Relaxed))
+        .unwrap_or(&shards[0])
+}
+
+/// How many connection threads run: `ATRIUM_WORKER_THREADS` when set (the CLI validated it),
+/// else one per core.
+fn connection_threads() -> usize {
+    crate::cli::worker_threads()
+        .ok()
+        .flatten()
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
 }
 
 fn is_per_connection(e: &std::io::Error) -> bool {
@@ -70,13 +173,20 @@ fn is_per_connection(e: &std::io::Error) -> bool {
 }
 
 async fn connection(
-    app: App,
-    svc: AppService,
+    ctx: Ctx,
+    thread: usize,
     stream: TcpStream,
     peer: SocketAddr,
-    stop: watch::Receiver<bool>,
+    on_thread: OnThread,
 ) {
-    let mut c = fast::Conn::new(stream, peer);
+    let Ctx {
+        app,
+        svc,
+        stop,
+        done,
+        main,
+    } = ctx;
+    let mut c = fast::Conn::new(stream, peer, thread);
     // Made once: waiting for it costs nothing per request.
     let stopping = stopped(stop.clone());
     tokio::pin!(stopping);
@@ -107,8 +217,19 @@ async fn connection(
                 }
             }
             None => {
+                // The rest of the connection moves to the main runtime, socket and all.
                 let (client, read) = c.split(&app);
-                return general(svc, client, peer, read.freeze(), stop).await;
+                drop(on_thread);
+                let Ok(client) = client.into_std() else {
+                    return;
+                };
+                main.spawn(async move {
+                    if let Ok(client) = TcpStream::from_std(client) {
+                        general(svc, client, peer, read.freeze(), stop).await;
+                    }
+                    drop(done);
+                });
+                return;
             }
         }
     }
@@ -200,5 +321,36 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(open: usize) -> Shard {
+        Shard {
+            tx: tokio::sync::mpsc::unbounded_channel().0,
+            open: Arc::new(AtomicUsize::new(open)),
+        }
+    }
+
+    /// New connections go to the connection thread with the fewest open connections (ties to
+    /// the first), and a connection that ends or moves away is no longer counted.
+    #[test]
+    fn new_connections_go_to_the_least_busy_thread() {
+        let shards = [shard(3), shard(1), shard(1), shard(2)];
+        let pick = |s: &[Shard]| {
+            let l = least_busy(s);
+            s.iter().position(|x| std::ptr::eq(x, l)).unwrap()
+        };
+        assert_eq!(pick(&shards), 1);
+        shards[1].open.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(pick(&shards), 2);
+        let counted = OnThread(shards[0].open.clone());
+        shards[0].open.store(1, Ordering::Relaxed);
+        drop(counted);
+        assert_eq!(shards[0].open.load(Ordering::Relaxed), 0);
+        assert_eq!(pick(&shards), 0);
     }
 }

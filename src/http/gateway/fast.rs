@@ -176,10 +176,12 @@ pub struct Conn {
     ubuf: BytesMut,
     out: Vec<u8>,
     sticky: Option<(String, TcpStream)>,
+    /// The connection thread serving this connection (upstream connections are pooled by it).
+    thread: usize,
 }
 
 impl Conn {
-    pub fn new(client: TcpStream, peer: SocketAddr) -> Conn {
+    pub fn new(client: TcpStream, peer: SocketAddr, thread: usize) -> Conn {
         Conn {
             client,
             peer,
@@ -189,6 +191,7 @@ impl Conn {
             ubuf: BytesMut::new(),
             out: Vec::new(),
             sticky: None,
+            thread,
         }
     }
 
@@ -201,7 +204,7 @@ impl Conn {
     /// back to the pool.
     pub fn split(self, app: &App) -> (TcpStream, BytesMut) {
         if let Some((address, s)) = self.sticky {
-            app.upstream_pool.checkin(&address, s);
+            app.upstream_pool.checkin(&address, self.thread, s);
         }
         (self.client, self.buf)
     }
@@ -219,12 +222,12 @@ impl Conn {
     fn upstream(&mut self, app: &App, address: &str) -> Option<TcpStream> {
         if let Some((a, s)) = self.sticky.take() {
             if a != address {
-                app.upstream_pool.checkin(&a, s);
+                app.upstream_pool.checkin(&a, self.thread, s);
             } else if pool::still_open(&s) {
                 return Some(s);
             }
         }
-        app.upstream_pool.checkout(address)
+        app.upstream_pool.checkout(address, self.thread)
     }
 }
 
@@ -462,7 +465,7 @@ impl Exchange<'_> {
 
         if reusable && ubuf.is_empty() {
             if let Some((a, s)) = self.c.sticky.replace((up.address.clone(), conn)) {
-                app.upstream_pool.checkin(&a, s);
+                app.upstream_pool.checkin(&a, self.c.thread, s);
             }
         }
         // Buffers are kept for the next call unless a large body grew them.

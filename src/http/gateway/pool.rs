@@ -13,19 +13,31 @@ const IDLE: Duration = Duration::from_secs(60);
 /// Idle connections kept per upstream address.
 const MAX_IDLE: usize = 512;
 
+/// Idle connections, oldest first, by upstream address.
 #[derive(Default)]
 pub struct UpstreamPool {
-    idle: Mutex<FxHashMap<String, Vec<(TcpStream, Instant)>>>,
+    idle: Mutex<FxHashMap<String, Vec<Idle>>>,
+}
+
+struct Idle {
+    s: TcpStream,
+    since: Instant,
+    /// The connection thread whose poller the socket is registered with: it is only handed out
+    /// there again, as a socket used from another thread would have every wake-up cross threads.
+    thread: usize,
 }
 
 impl UpstreamPool {
-    /// The most recently used idle connection to `address` that is still open, if any.
-    pub fn checkout(&self, address: &str) -> Option<TcpStream> {
+    /// The most recently used idle connection to `address` opened on connection thread
+    /// `thread` that is still open, if any.
+    pub fn checkout(&self, address: &str, thread: usize) -> Option<TcpStream> {
         let now = Instant::now();
         loop {
-            let (s, since) = {
+            let Idle { s, since, .. } = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                idle.get_mut(address)?.pop()?
+                let list = idle.get_mut(address)?;
+                let i = list.iter().rposition(|c| c.thread == thread)?;
+                list.remove(i)
             };
             if now.duration_since(since) < IDLE && still_open(&s) {
                 return Some(s);
@@ -35,7 +47,7 @@ impl UpstreamPool {
 
     /// Puts a connection whose last response ended cleanly back; the oldest idle ones beyond
     /// [`MAX_IDLE`] or [`IDLE`] are closed.
-    pub fn checkin(&self, address: &str, s: TcpStream) {
+    pub fn checkin(&self, address: &str, thread: usize, s: TcpStream) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = match idle.get_mut(address) {
@@ -44,11 +56,15 @@ impl UpstreamPool {
         };
         let stale = list
             .iter()
-            .take_while(|(_, since)| now.duration_since(*since) >= IDLE)
+            .take_while(|c| now.duration_since(c.since) >= IDLE)
             .count()
             .max((list.len() + 1).saturating_sub(MAX_IDLE));
         list.drain(..stale);
-        list.push((s, now));
+        list.push(Idle {
+            s,
+            since: now,
+            thread,
+        });
     }
 
     /// Closes connections idle for longer than [`IDLE`] or closed by the upstream (run by a job).
@@ -56,7 +72,7 @@ impl UpstreamPool {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         for list in idle.values_mut() {
-            list.retain(|(s, since)| now.duration_since(*since) < IDLE && still_open(s));
+            list.retain(|c| now.duration_since(c.since) < IDLE && still_open(&c.s));
         }
         idle.retain(|_, l| !l.is_empty());
     }
@@ -73,4 +89,61 @@ impl UpstreamPool {
 pub fn still_open(s: &TcpStream) -> bool {
     let mut b = [0u8; 1];
     matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected socket pair on loopback; the far end is kept so the near end stays open.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (far, _) = l.accept().await.unwrap();
+        (near, far)
+    }
+
+    /// A pooled connection is registered with the poller of the thread that opened it, so it is
+    /// handed out only to that connection thread; the most recent one first.
+    #[tokio::test]
+    async fn connections_go_back_to_their_own_thread() {
+        let pool = UpstreamPool::default();
+        let (a, _fa) = pair().await;
+        let (b, _fb) = pair().await;
+        let (a_port, b_port) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        pool.checkin("up:1", 0, a);
+        pool.checkin("up:1", 1, b);
+        assert!(
+            pool.checkout("up:1", 2).is_none(),
+            "no connection of thread 2"
+        );
+        assert!(
+            pool.checkout("up:2", 0).is_none(),
+            "no connection to another address"
+        );
+        let got = pool.checkout("up:1", 0).expect("thread 0's connection");
+        assert_eq!(got.local_addr().unwrap(), a_port);
+        assert_eq!(pool.idle_count(), 1);
+        let got = pool.checkout("up:1", 1).expect("thread 1's connection");
+        assert_eq!(got.local_addr().unwrap(), b_port);
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    /// A connection the upstream closed while idle is dropped at checkout, not handed out.
+    #[tokio::test]
+    async fn closed_connections_are_not_handed_out() {
+        let pool = UpstreamPool::default();
+        let (a, fa) = pair().await;
+        pool.checkin("up:1", 0, a);
+        drop(fa);
+        // The close reaches the near end's readiness once the runtime polls it.
+        let mut tries = 0;
+        while pool.idle_count() == 1 && tries < 100 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            pool.prune();
+            tries += 1;
+        }
+        assert!(pool.checkout("up:1", 0).is_none());
+        assert_eq!(pool.idle_count(), 0);
+    }
 }
