@@ -3,7 +3,9 @@
 # stub upstream (examples/stub_upstream.rs, a bare hyper server), sent (a) directly, (b) through
 # Atrium's workspace gateway (API-key auth, route table, permission index, rate limit, streaming
 # forward over a keep-alive pool), (c) through Debian's nginx with proxy_pass and an upstream
-# keep-alive pool (no auth). Same machine, same run, same load generator; loopback only.
+# keep-alive pool (no auth), and for the latency floor (d) through socat, a byte relay that does no
+# HTTP at all: what two extra loopback hops cost on this machine by themselves. Same machine, same
+# run, same load generator; loopback only.
 # With PEAK_CONNECTIONS, also closed-loop peak throughput (wrk) and the serving process's CPU time
 # per request.
 # Usage: bash benches/gateway_load.sh [SECONDS] [RATES...]
@@ -13,6 +15,7 @@ SECONDS_EACH="${1:-10}"; shift || true
 RATES=("${@:-1000 4000 8000}")
 RATES=(${RATES[@]})
 command -v nginx >/dev/null || { echo "nginx is needed: apt-get install nginx" >&2; exit 1; }
+command -v socat >/dev/null || { echo "socat is needed: apt-get install socat" >&2; exit 1; }
 cargo build --release --bin atrium --example loadgen --example stub_upstream 2>&1 | tail -1
 BIN=target/release/atrium; LOAD=target/release/examples/loadgen; STUB=target/release/examples/stub_upstream
 WORK=$(mktemp -d); export ATRIUM_DATABASE_URL="sqlite://$WORK/atrium.db" ATRIUM_DATA_DIR="$WORK" ATRIUM_LOG=warn
@@ -43,7 +46,8 @@ CONF
 $STUB 127.0.0.1:4503 & S=$!
 $BIN serve --bind 127.0.0.1:4501 2>/dev/null & A=$!
 nginx -p "$WORK" -c "$WORK/nginx.conf"
-trap 'kill $A $S 2>/dev/null; kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
+socat TCP-LISTEN:4505,fork,reuseaddr,nodelay TCP:127.0.0.1:4503,nodelay & R=$!
+trap 'kill $A $S $R 2>/dev/null; kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 50); do curl -sf 127.0.0.1:4501/api/health >/dev/null && break; sleep 0.1; done
 WS=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
   "127.0.0.1:4501/api/accounts/$ACCOUNT/workspaces/" -d '{"name":"prod","handle":"prod"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
@@ -84,4 +88,5 @@ for rate in "${RATES[@]}"; do
   echo "# direct";  $LOAD "http://127.0.0.1:4503/api/flows/$FLOW" "$rate" "$SECONDS_EACH"
   echo "# atrium";  $LOAD "http://127.0.0.1:4501/$ROUTE" "$rate" "$SECONDS_EACH" "$KEY"
   echo "# nginx";   $LOAD "http://127.0.0.1:4504/$ROUTE" "$rate" "$SECONDS_EACH"
+  echo "# relay";   $LOAD "http://127.0.0.1:4505/api/flows/$FLOW" "$rate" "$SECONDS_EACH"
 done
