@@ -159,6 +159,21 @@ fn parse_plan(s: &str) -> Result<crate::domain::plan::PlanType, String> {
         .ok_or_else(|| "use hobby, starter, team, pro or enterprise".to_string())
 }
 
+/// `ATRIUM_WORKER_THREADS`: how many threads run requests, both the main runtime's workers and
+/// the server's connection threads (default, `None`: one per core). Read from the environment
+/// because the runtime exists before the configuration is loaded.
+pub fn worker_threads() -> Result<Option<usize>, &'static str> {
+    match std::env::var("ATRIUM_WORKER_THREADS")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse::<usize>())
+    {
+        None => Ok(None),
+        Some(Ok(n)) if (1..=1024).contains(&n) => Ok(Some(n)),
+        Some(_) => Err("ATRIUM_WORKER_THREADS must be a whole number from 1 to 1024"),
+    }
+}
+
 impl Config {
     /// Layers defaults, the TOML file, then environment and flags; `bind` comes from `serve` only.
     pub fn load(o: &Overrides, bind: Option<&str>) -> anyhow::Result<Config> {

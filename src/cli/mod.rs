@@ -193,21 +193,6 @@ enum AccountsCommand {
     },
 }
 
-/// `ATRIUM_WORKER_THREADS`: how many threads run requests, both the main runtime's workers and
-/// the server's connection threads (default, `None`: one per core). Read from the environment
-/// because the runtime exists before the configuration is loaded.
-pub fn worker_threads() -> Result<Option<usize>, &'static str> {
-    match std::env::var("ATRIUM_WORKER_THREADS")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(|v| v.parse::<usize>())
-    {
-        None => Ok(None),
-        Some(Ok(n)) if (1..=1024).contains(&n) => Ok(Some(n)),
-        Some(_) => Err("ATRIUM_WORKER_THREADS must be a whole number from 1 to 1024"),
-    }
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -219,7 +204,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    match worker_threads() {
+    match crate::config::worker_threads() {
         Ok(None) => {}
         Ok(Some(n)) => {
             builder.worker_threads(n);

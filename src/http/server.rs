@@ -39,8 +39,8 @@ pub async fn serve(
         done: done_rx,
         main: tokio::runtime::Handle::current(),
     };
-    let shards = (0..connection_threads())
-        .map(|i| Shard::start(i, ctx.clone()))
+    let threads = (0..connection_threads())
+        .map(|i| ConnThread::start(i, ctx.clone()))
         .collect::<std::io::Result<Vec<_>>>()?;
     drop(ctx);
     tokio::pin!(shutdown);
@@ -65,12 +65,12 @@ pub async fn serve(
         let Ok(stream) = stream.into_std() else {
             continue;
         };
-        let shard = least_busy(&shards);
-        shard.open.fetch_add(1, Ordering::Relaxed);
-        let _ = shard.tx.send((stream, peer));
+        let thread = least_busy(&threads);
+        thread.open.fetch_add(1, Ordering::Relaxed);
+        let _ = thread.tx.send((stream, peer));
     }
     // The connection threads end once their connections have.
-    drop(shards);
+    drop(threads);
     drop(listener);
     let _ = stop_tx.send(true);
     done_tx.closed().await;
@@ -95,14 +95,14 @@ struct Ctx {
 /// connection and its task are woken and run there, with no work-stealing, no cross-thread
 /// wake-ups and no shared run queue. A connection handed to the router moves to the main
 /// (work-stealing) runtime, where the API's database work runs.
-struct Shard {
+struct ConnThread {
     tx: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
     /// Connections on this thread now: new connections go to the least busy thread.
     open: Arc<AtomicUsize>,
 }
 
-impl Shard {
-    fn start(id: usize, ctx: Ctx) -> std::io::Result<Shard> {
+impl ConnThread {
+    fn start(id: usize, ctx: Ctx) -> std::io::Result<ConnThread> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let open = Arc::new(AtomicUsize::new(0));
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -132,7 +132,7 @@ impl Shard {
                     drop(ctx);
                 });
             })?;
-        Ok(Shard { tx, open })
+        Ok(ConnThread { tx, open })
     }
 }
 
@@ -146,18 +146,18 @@ impl Drop for OnThread {
     }
 }
 
-fn least_busy(shards: &[Shard]) -> &Shard {
+fn least_busy(threads: &[ConnThread]) -> &ConnThread {
     // Ties go to the first; an empty list cannot happen (at least one thread is started).
-    shards
+    threads
         .iter()
         .min_by_key(|s| s.open.load(Ordering::Relaxed))
-        .unwrap_or(&shards[0])
+        .unwrap_or(&threads[0])
 }
 
 /// How many connection threads run: `ATRIUM_WORKER_THREADS` when set (the CLI validated it),
 /// else one per core.
 fn connection_threads() -> usize {
-    crate::cli::worker_threads()
+    crate::config::worker_threads()
         .ok()
         .flatten()
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
@@ -328,8 +328,8 @@ impl AsyncWrite for Rewind {
 mod tests {
     use super::*;
 
-    fn shard(open: usize) -> Shard {
-        Shard {
+    fn thread(open: usize) -> ConnThread {
+        ConnThread {
             tx: tokio::sync::mpsc::unbounded_channel().0,
             open: Arc::new(AtomicUsize::new(open)),
         }
@@ -339,18 +339,18 @@ mod tests {
     /// the first), and a connection that ends or moves away is no longer counted.
     #[test]
     fn new_connections_go_to_the_least_busy_thread() {
-        let shards = [shard(3), shard(1), shard(1), shard(2)];
-        let pick = |s: &[Shard]| {
+        let threads = [thread(3), thread(1), thread(1), thread(2)];
+        let pick = |s: &[ConnThread]| {
             let l = least_busy(s);
             s.iter().position(|x| std::ptr::eq(x, l)).unwrap()
         };
-        assert_eq!(pick(&shards), 1);
-        shards[1].open.fetch_add(1, Ordering::Relaxed);
-        assert_eq!(pick(&shards), 2);
-        let counted = OnThread(shards[0].open.clone());
-        shards[0].open.store(1, Ordering::Relaxed);
+        assert_eq!(pick(&threads), 1);
+        threads[1].open.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(pick(&threads), 2);
+        let counted = OnThread(threads[0].open.clone());
+        threads[0].open.store(1, Ordering::Relaxed);
         drop(counted);
-        assert_eq!(shards[0].open.load(Ordering::Relaxed), 0);
-        assert_eq!(pick(&shards), 0);
+        assert_eq!(threads[0].open.load(Ordering::Relaxed), 0);
+        assert_eq!(pick(&threads), 0);
     }
 }

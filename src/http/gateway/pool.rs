@@ -129,7 +129,8 @@ mod tests {
         assert_eq!(pool.idle_count(), 0);
     }
 
-    /// A connection the upstream closed while idle is dropped at checkout, not handed out.
+    /// A connection the upstream closed while idle is dropped by the prune job and never handed
+    /// out.
     #[tokio::test]
     async fn closed_connections_are_not_handed_out() {
         let pool = UpstreamPool::default();
