@@ -8,7 +8,12 @@
 # run, same load generator; loopback only.
 # With PEAK_CONNECTIONS, also closed-loop peak throughput (wrk) and the serving process's CPU time
 # per request.
-# Usage: bash benches/gateway_load.sh [SECONDS] [RATES...]
+# With ROUNDS=N (default 1), every measurement is repeated N times, the peers interleaved round by
+# round (direct, Atrium, nginx[, socat], then again), and a summary line per connection count and
+# per rate gives the median over the rounds: this VM's speed drifts by tens of percent from minute
+# to minute, so peers measured minutes apart are not comparable, while peers measured seconds apart
+# in many rounds are.
+# Usage: [ROUNDS=N] [PEAK_CONNECTIONS="16 64 256"] bash benches/gateway_load.sh [SECONDS] [RATES...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-10}"; shift || true
@@ -57,6 +62,9 @@ FLOW=3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11
 ROUTE="api/accounts/$ACCOUNT/workspaces/$WS/flows/$FLOW"
 curl -sf -H "Authorization: Bearer $KEY" "127.0.0.1:4501/$ROUTE" >/dev/null
 curl -sf "127.0.0.1:4504/$ROUTE" >/dev/null
+ROUNDS="${ROUNDS:-1}"
+# The median of the numbers given (one per line).
+median() { sort -g | awk '{v[NR]=$1} END {if (NR) print (v[int((NR+1)/2)]+v[int(NR/2)+1])/2}'; }
 # Peak throughput (closed loop, PEAK_CONNECTIONS="16 64 256"): wrk keeps that many connections
 # busy back to back for SECONDS and counts what comes back (apt-get install wrk).
 if [ -n "${PEAK_CONNECTIONS:-}" ]; then
@@ -65,28 +73,51 @@ if [ -n "${PEAK_CONNECTIONS:-}" ]; then
   ticks() { local t=0 p s; for p in "$@"; do s=($(cut -d' ' -f14,15 "/proc/$p/stat")); t=$((t + s[0] + s[1])); done; echo $t; }
   NGINX_WORKERS=$(pgrep -f "nginx: worker" | tr '\n' ' ')
   for c in $PEAK_CONNECTIONS; do
-    for target in direct atrium nginx; do
-      case $target in
-        direct) url="http://127.0.0.1:4503/api/flows/$FLOW"; auth=(); pids="$S" ;;
-        atrium) url="http://127.0.0.1:4501/$ROUTE"; auth=(-H "Authorization: Bearer $KEY"); pids="$A" ;;
-        nginx)  url="http://127.0.0.1:4504/$ROUTE"; auth=(); pids="$NGINX_WORKERS" ;;
-      esac
-      before=$(ticks $pids)
-      out=$(wrk -t1 -c"$c" -d"${SECONDS_EACH}s" --latency "${auth[@]}" "$url")
-      cpu=$(( $(ticks $pids) - before ))
-      rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-      p50=$(echo "$out" | awk '$1=="50%" {print $2}'); p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-      non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
-      total=$(echo "$out" | awk '/requests in/ {print $1}')
-      # Only the serving process (the stub for direct, Atrium or the nginx workers) is counted.
-      cpu_us=$(awk -v t="$cpu" -v n="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
-      echo "{\"peak\":\"$target\",\"connections\":$c,\"requests_per_s\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"cpu_us_per_request\":$cpu_us,\"non_2xx\":\"${non2xx:-0}\",\"socket_errors\":\"${errs:-none}\"}"
+    ratios=""
+    for round in $(seq 1 "$ROUNDS"); do
+      for target in direct atrium nginx; do
+        case $target in
+          direct) url="http://127.0.0.1:4503/api/flows/$FLOW"; auth=(); pids="$S" ;;
+          atrium) url="http://127.0.0.1:4501/$ROUTE"; auth=(-H "Authorization: Bearer $KEY"); pids="$A" ;;
+          nginx)  url="http://127.0.0.1:4504/$ROUTE"; auth=(); pids="$NGINX_WORKERS" ;;
+        esac
+        before=$(ticks $pids)
+        out=$(wrk -t1 -c"$c" -d"${SECONDS_EACH}s" --latency "${auth[@]}" "$url")
+        cpu=$(( $(ticks $pids) - before ))
+        rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+        p50=$(echo "$out" | awk '$1=="50%" {print $2}'); p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+        non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
+        total=$(echo "$out" | awk '/requests in/ {print $1}')
+        # Only the serving process (the stub for direct, Atrium or the nginx workers) is counted.
+        cpu_us=$(awk -v t="$cpu" -v n="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+        echo "{\"peak\":\"$target\",\"round\":$round,\"connections\":$c,\"requests_per_s\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"cpu_us_per_request\":$cpu_us,\"non_2xx\":\"${non2xx:-0}\",\"socket_errors\":\"${errs:-none}\"}"
+        case $target in atrium) a_rps=$rps ;; nginx) ratios="$ratios $(awk -v a="$a_rps" -v n="$rps" 'BEGIN { printf "%.3f", a / n }')" ;; esac
+      done
     done
+    echo "{\"peak_summary\":$c,\"atrium_over_nginx\":[$(echo $ratios | tr ' ' ',')],\"median\":$(echo $ratios | tr ' ' '\n' | median)}"
   done
 fi
+# Open loop at fixed rates; "added" is a proxy's p50 (p99) minus direct's p50 (p99) in the same
+# round.
+p50_of() { sed 's/.*"p50_us":\([0-9]*\).*/\1/'; }
+p99_of() { sed 's/.*"p99_us":\([0-9]*\).*/\1/'; }
 for rate in "${RATES[@]}"; do
-  echo "# direct";  $LOAD "http://127.0.0.1:4503/api/flows/$FLOW" "$rate" "$SECONDS_EACH"
-  echo "# atrium";  $LOAD "http://127.0.0.1:4501/$ROUTE" "$rate" "$SECONDS_EACH" "$KEY"
-  echo "# nginx";   $LOAD "http://127.0.0.1:4504/$ROUTE" "$rate" "$SECONDS_EACH"
-  echo "# relay";   $LOAD "http://127.0.0.1:4505/api/flows/$FLOW" "$rate" "$SECONDS_EACH"
+  added_atrium=""; added_nginx=""; added_relay=""; added99_atrium=""; added99_nginx=""
+  for round in $(seq 1 "$ROUNDS"); do
+    echo "# direct";  d=$($LOAD "http://127.0.0.1:4503/api/flows/$FLOW" "$rate" "$SECONDS_EACH"); echo "$d"
+    echo "# atrium";  a=$($LOAD "http://127.0.0.1:4501/$ROUTE" "$rate" "$SECONDS_EACH" "$KEY"); echo "$a"
+    echo "# nginx";   n=$($LOAD "http://127.0.0.1:4504/$ROUTE" "$rate" "$SECONDS_EACH"); echo "$n"
+    echo "# relay";   r=$($LOAD "http://127.0.0.1:4505/api/flows/$FLOW" "$rate" "$SECONDS_EACH"); echo "$r"
+    d50=$(echo "$d" | p50_of)
+    added_atrium="$added_atrium $(( $(echo "$a" | p50_of) - d50 ))"
+    added_nginx="$added_nginx $(( $(echo "$n" | p50_of) - d50 ))"
+    added_relay="$added_relay $(( $(echo "$r" | p50_of) - d50 ))"
+    d99=$(echo "$d" | p99_of)
+    added99_atrium="$added99_atrium $(( $(echo "$a" | p99_of) - d99 ))"
+    added99_nginx="$added99_nginx $(( $(echo "$n" | p99_of) - d99 ))"
+  done
+  list() { echo $1 | tr ' ' ','; }
+  med() { echo $1 | tr ' ' '\n' | median; }
+  echo "{\"added_p50_us_summary\":$rate,\"atrium\":[$(list "$added_atrium")],\"atrium_median\":$(med "$added_atrium"),\"nginx\":[$(list "$added_nginx")],\"nginx_median\":$(med "$added_nginx"),\"socat\":[$(list "$added_relay")],\"socat_median\":$(med "$added_relay")}"
+  echo "{\"added_p99_us_summary\":$rate,\"atrium\":[$(list "$added99_atrium")],\"atrium_median\":$(med "$added99_atrium"),\"nginx\":[$(list "$added99_nginx")],\"nginx_median\":$(med "$added99_nginx")}"
 done
