@@ -51,7 +51,7 @@ CONF
 $STUB 127.0.0.1:4503 & S=$!
 $BIN serve --bind 127.0.0.1:4501 2>/dev/null & A=$!
 nginx -p "$WORK" -c "$WORK/nginx.conf"
-socat TCP-LISTEN:4505,fork,reuseaddr,nodelay TCP:127.0.0.1:4503,nodelay & R=$!
+socat TCP-LISTEN:4505,fork,reuseaddr,nodelay,backlog=1024 TCP:127.0.0.1:4503,nodelay & R=$!
 trap 'kill $A $S $R 2>/dev/null; kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 50); do curl -sf 127.0.0.1:4501/api/health >/dev/null && break; sleep 0.1; done
 WS=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \

@@ -20,7 +20,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&bind).await.expect("bind");
+        // Atrium's backlog (1024), not std's 128: a proxy opening its upstream pool in a burst
+        // must not see handshakes dropped (uvicorn, Prefect's server, asks for 2048).
+        let listener = atrium::http::server::listen(&bind).await.expect("bind");
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;

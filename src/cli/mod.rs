@@ -603,7 +603,7 @@ async fn account_owner(
 async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind.clone();
     let app = open(config).await?;
-    let listener = tokio::net::TcpListener::bind(&bind)
+    let listener = crate::http::server::listen(&bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
     let users = {

@@ -21,6 +21,40 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// Connections the kernel holds for Atrium between handshake and accept. The standard library's
+/// (and so tokio's) `bind` asks for 128: a burst of more new connections than that — 256 clients
+/// opening at once, a proxy in front opening its pool — overflowed it, and the kernel dropped the
+/// excess handshakes, which the clients only retried after a second. nginx asks for 511, uvicorn
+/// 2048; the kernel caps the value at `net.core.somaxconn` (4096 by default).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `bind` (`host:port`; every address it resolves to is tried in turn) with
+/// [`LISTEN_BACKLOG`], and `SO_REUSEADDR` as the standard library's `bind` sets it.
+pub async fn listen(bind: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(bind).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        let bound = socket
+            .set_reuseaddr(true)
+            .and_then(|()| socket.bind(addr))
+            .and_then(|()| socket.listen(LISTEN_BACKLOG));
+        match bound {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for open exchanges to end.
 pub async fn serve(
     listener: TcpListener,
@@ -352,5 +386,28 @@ mod tests {
         drop(counted);
         assert_eq!(threads[0].open.load(Ordering::Relaxed), 0);
         assert_eq!(pick(&threads), 0);
+    }
+
+    /// A burst of new connections larger than the standard library's backlog (128) completes
+    /// its handshakes while nothing accepts, and every one of them is then accepted: none was
+    /// dropped (a dropped handshake would make its `connect` time out here).
+    #[tokio::test]
+    async fn the_listen_queue_holds_a_burst_of_connections() {
+        let listener = listen("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let burst = 300;
+        let clients = tokio::task::spawn_blocking(move || {
+            (0..burst)
+                .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .unwrap()
+        .expect("every handshake completes while nothing accepts");
+        for _ in 0..burst {
+            listener.accept().await.unwrap();
+        }
+        assert_eq!(clients.len(), burst);
+        assert!(listen("not an address").await.is_err());
     }
 }
