@@ -99,8 +99,11 @@ if [ -n "${PEAK_CONNECTIONS:-}" ]; then
 fi
 # Open loop at fixed rates; "added" is a proxy's p50 (p99) minus direct's p50 (p99) in the same
 # round.
-p50_of() { sed 's/.*"p50_us":\([0-9]*\).*/\1/'; }
-p99_of() { sed 's/.*"p99_us":\([0-9]*\).*/\1/'; }
+field() { sed "s/.*\"$1\":\([0-9]*\).*/\1/"; }
+# FIELD of loadgen line $2 minus the same FIELD of direct's line ($d) in this round.
+over_direct() { echo $(( $(echo "$2" | field "$1") - $(echo "$d" | field "$1") )); }
+list() { echo $1 | tr ' ' ','; }
+med() { echo $1 | tr ' ' '\n' | median; }
 for rate in "${RATES[@]}"; do
   added_atrium=""; added_nginx=""; added_relay=""; added99_atrium=""; added99_nginx=""
   for round in $(seq 1 "$ROUNDS"); do
@@ -108,16 +111,12 @@ for rate in "${RATES[@]}"; do
     echo "# atrium";  a=$($LOAD "http://127.0.0.1:4501/$ROUTE" "$rate" "$SECONDS_EACH" "$KEY"); echo "$a"
     echo "# nginx";   n=$($LOAD "http://127.0.0.1:4504/$ROUTE" "$rate" "$SECONDS_EACH"); echo "$n"
     echo "# relay";   r=$($LOAD "http://127.0.0.1:4505/api/flows/$FLOW" "$rate" "$SECONDS_EACH"); echo "$r"
-    d50=$(echo "$d" | p50_of)
-    added_atrium="$added_atrium $(( $(echo "$a" | p50_of) - d50 ))"
-    added_nginx="$added_nginx $(( $(echo "$n" | p50_of) - d50 ))"
-    added_relay="$added_relay $(( $(echo "$r" | p50_of) - d50 ))"
-    d99=$(echo "$d" | p99_of)
-    added99_atrium="$added99_atrium $(( $(echo "$a" | p99_of) - d99 ))"
-    added99_nginx="$added99_nginx $(( $(echo "$n" | p99_of) - d99 ))"
+    added_atrium="$added_atrium $(over_direct p50_us "$a")"
+    added_nginx="$added_nginx $(over_direct p50_us "$n")"
+    added_relay="$added_relay $(over_direct p50_us "$r")"
+    added99_atrium="$added99_atrium $(over_direct p99_us "$a")"
+    added99_nginx="$added99_nginx $(over_direct p99_us "$n")"
   done
-  list() { echo $1 | tr ' ' ','; }
-  med() { echo $1 | tr ' ' '\n' | median; }
   echo "{\"added_p50_us_summary\":$rate,\"atrium\":[$(list "$added_atrium")],\"atrium_median\":$(med "$added_atrium"),\"nginx\":[$(list "$added_nginx")],\"nginx_median\":$(med "$added_nginx"),\"socat\":[$(list "$added_relay")],\"socat_median\":$(med "$added_relay")}"
   echo "{\"added_p99_us_summary\":$rate,\"atrium\":[$(list "$added99_atrium")],\"atrium_median\":$(med "$added99_atrium"),\"nginx\":[$(list "$added99_nginx")],\"nginx_median\":$(med "$added99_nginx")}"
 done

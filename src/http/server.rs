@@ -26,10 +26,10 @@ use tokio::sync::watch;
 /// opening at once, a proxy in front opening its pool — overflowed it, and the kernel dropped the
 /// excess handshakes, which the clients only retried after a second. nginx asks for 511, uvicorn
 /// 2048; the kernel caps the value at `net.core.somaxconn` (4096 by default).
-pub const LISTEN_BACKLOG: u32 = 1024;
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// Listens on `bind` (`host:port`; every address it resolves to is tried in turn) with
-/// [`LISTEN_BACKLOG`], and `SO_REUSEADDR` as the standard library's `bind` sets it.
+/// `LISTEN_BACKLOG` (1,024), and `SO_REUSEADDR` as the standard library's `bind` sets it.
 pub async fn listen(bind: &str) -> std::io::Result<TcpListener> {
     let mut last = None;
     for addr in tokio::net::lookup_host(bind).await? {
