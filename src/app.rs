@@ -78,6 +78,12 @@ pub struct AppState {
     pub upstream_client: crate::http::gateway::UpstreamClient,
     /// Idle upstream connections of the gateway's fast path.
     pub upstream_pool: crate::http::gateway::pool::UpstreamPool,
+    /// Refusals waiting to be written to the audit log by their writer task.
+    pub refusals: crate::services::audit::Refusals,
+    /// The addresses this process's server listens on (set by `http::server::serve`).
+    pub listening: Mutex<Vec<std::net::SocketAddr>>,
+    /// Resolved upstream names.
+    pub dns: crate::services::upstreams::DnsCache,
 }
 
 impl App {
@@ -102,9 +108,23 @@ impl App {
             keys: Arc::new(KeyCache::default()),
             hasher: PasswordHasher::new(2),
             throttle: Arc::default(),
+            refusals: Default::default(),
+            listening: Mutex::default(),
+            dns: Default::default(),
         }));
+        crate::services::audit::start_refusal_writer(&app);
         crate::services::index::load_all(&app).await?;
         Ok(app)
+    }
+
+    /// A handle that does not keep the app alive (for tasks that should end with it).
+    pub fn downgrade(&self) -> std::sync::Weak<AppState> {
+        Arc::downgrade(&self.0)
+    }
+
+    /// The app of a [`App::downgrade`] handle, while it lives.
+    pub fn upgrade(weak: &std::sync::Weak<AppState>) -> Option<App> {
+        weak.upgrade().map(App)
     }
 
     pub fn now(&self) -> Time {

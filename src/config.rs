@@ -59,6 +59,9 @@ pub struct Config {
     /// is attributed to the address it forwarded for (IP allowlist, audit records). Empty: the
     /// connection's peer address, always.
     pub trusted_proxies: Vec<crate::domain::ipnet::IpNetwork>,
+    /// Networks (and ports) account Owners and Admins may bind workspace upstreams to. Empty:
+    /// only site admins and the CLI bind upstreams. See `domain::upstream_policy`.
+    pub upstream_networks: Vec<crate::domain::upstream_policy::UpstreamNetwork>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:4300";
@@ -83,6 +86,7 @@ impl Default for Config {
             smtp_from: "Atrium <atrium@localhost>".into(),
             invitation_ttl_seconds: 7 * 24 * 3600,
             trusted_proxies: Vec::new(),
+            upstream_networks: Vec::new(),
         }
     }
 }
@@ -106,6 +110,7 @@ pub struct FileConfig {
     pub smtp_from: Option<String>,
     pub invitation_ttl_seconds: Option<i64>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub upstream_networks: Option<Vec<String>>,
     #[serde(default)]
     pub plans: std::collections::BTreeMap<
         crate::domain::plan::PlanType,
@@ -152,6 +157,10 @@ pub struct Overrides {
     /// Reverse proxies (CIDR, comma-separated) whose X-Forwarded-For is believed.
     #[arg(long, env = "ATRIUM_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Networks and ports account Owners and Admins may bind upstreams to (comma-separated:
+    /// 10.0.0.0/8:4200-4299, [fd00::/8]:4200); unset = only site admins and the CLI bind.
+    #[arg(long, env = "ATRIUM_UPSTREAM_NETWORKS", value_delimiter = ',')]
+    pub upstream_networks: Option<Vec<String>>,
 }
 
 fn parse_plan(s: &str) -> Result<crate::domain::plan::PlanType, String> {
@@ -253,14 +262,14 @@ impl Config {
             c.account_creation = v;
         }
         if let Some(list) = o.trusted_proxies.clone().or(file.trusted_proxies) {
-            c.trusted_proxies = list
-                .iter()
-                .filter(|n| !n.trim().is_empty())
-                .map(|n| {
-                    crate::domain::ipnet::IpNetwork::parse(n)
-                        .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
-                })
-                .collect::<anyhow::Result<_>>()?;
+            c.trusted_proxies = parse_list("trusted_proxies", &list, |n| {
+                crate::domain::ipnet::IpNetwork::parse(n)
+            })?;
+        }
+        if let Some(list) = o.upstream_networks.clone().or(file.upstream_networks) {
+            c.upstream_networks = parse_list("upstream_networks", &list, |n| {
+                crate::domain::upstream_policy::UpstreamNetwork::parse(n)
+            })?;
         }
         c.validate()?;
         Ok(c)
@@ -291,6 +300,18 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
     }
+}
+
+/// Parses every non-blank entry of a list setting; the first bad one is named with the setting.
+fn parse_list<T>(
+    setting: &str,
+    list: &[String],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<Vec<T>> {
+    list.iter()
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| parse(n).map_err(|e| anyhow::anyhow!("{setting}: {e}")))
+        .collect()
 }
 
 fn read_file_config(p: &Path) -> anyhow::Result<FileConfig> {

@@ -436,6 +436,13 @@ impl Index {
             .ok_or(Denied::NotFound)
     }
 
+    /// The account role of a member (user or service account) of `account`, active or not;
+    /// `None` when it is not one.
+    pub fn member_role(&self, account: AccountId, member: &Uuid) -> Option<AccountRole> {
+        self.snapshot(&account.0)
+            .and_then(|s| s.members.get(member).map(|m| m.role))
+    }
+
     /// Requires an account permission.
     pub fn require_permission(
         &self,
@@ -490,6 +497,13 @@ impl Index {
             )))
         }
     }
+}
+
+/// May a caller whose account role is `caller` act on a principal whose role is `target` — its
+/// keys, role, name, grants, team memberships, membership? Only at or below their own role: a
+/// key issued for someone above you, or a role given to them, is a promotion of yourself.
+pub fn may_act_on(caller: AccountRole, target: AccountRole) -> bool {
+    caller >= target
 }
 
 /// Resolves a role id to its closed scope set: built-ins from code, custom roles from `custom`.

@@ -632,12 +632,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let store = app.store.clone();
     let jobs = crate::jobs::spawn(&app);
+    let last = app.clone();
     crate::http::server::serve(listener, app, shutdown_signal())
         .await
         .context("serving")?;
     for job in jobs {
         job.abort();
     }
+    // Refusals answered before the shutdown are in the audit log before the database closes.
+    services::audit::flush_refusals(&last).await;
     store.close().await;
     Ok(())
 }

@@ -13,9 +13,12 @@ pub enum Need {
     /// Any scope in the workspace (health, version, CSRF token probe).
     Member,
     Scope(Scope),
-    /// A block read: `see_blocks`, and `see_secret_blocks` when secrets are asked for
-    /// (`include_secrets=true` in the query or the body).
-    Blocks,
+    /// A read that returns block documents and takes `include_secrets` (in the query for GET, in
+    /// the JSON body for POST): `see_blocks`; for a caller without `see_secret_blocks` the gateway
+    /// forwards it with `include_secrets` removed from the query and set to `false` in the body,
+    /// whatever the client sent (`services::gateway::authorize_call`). A test checks that every
+    /// route of the real Prefect server taking `include_secrets` is one of these.
+    Secrets,
     /// `DELETE automations/owned-by/{resource}`: a deployment's own automations are part of the
     /// deployment (`flow.serve()` replaces them), so `write_deployments` suffices for
     /// `prefect.deployment.*` resources; anything else needs `manage_automations`.
@@ -57,11 +60,11 @@ const fn any(method: &'static str, pattern: &'static str) -> RouteRule {
     }
 }
 
-const fn blocks(method: &'static str, pattern: &'static str) -> RouteRule {
+const fn secrets(method: &'static str, pattern: &'static str) -> RouteRule {
     RouteRule {
         method,
         pattern,
-        need: Need::Blocks,
+        need: Need::Secrets,
         charge: Charge::Api,
     }
 }
@@ -118,29 +121,29 @@ pub const TABLE: &[RouteRule] = &[
     s("DELETE", "automations/*", ManageAutomations),
     s("POST", "templates/validate", SeeAutomations),
     // Blocks
-    blocks("GET", "block_capabilities"),
+    s("GET", "block_capabilities", SeeBlocks),
     s("POST", "block_documents", ManageBlocks),
-    blocks("POST", "block_documents/count"),
-    blocks("POST", "block_documents/filter"),
-    blocks("GET", "block_documents/*"),
+    s("POST", "block_documents/count", SeeBlocks),
+    secrets("POST", "block_documents/filter"),
+    secrets("GET", "block_documents/*"),
     s("PATCH", "block_documents/*", ManageBlocks),
     s("DELETE", "block_documents/*", ManageBlocks),
     s("POST", "block_schemas", ManageBlocks),
-    blocks("POST", "block_schemas/filter"),
-    blocks("GET", "block_schemas/checksum/*"),
-    blocks("GET", "block_schemas/*"),
+    s("POST", "block_schemas/filter", SeeBlocks),
+    s("GET", "block_schemas/checksum/*", SeeBlocks),
+    s("GET", "block_schemas/*", SeeBlocks),
     s("DELETE", "block_schemas/*", ManageBlocks),
     s("POST", "block_types", ManageBlocks),
-    blocks("POST", "block_types/filter"),
+    s("POST", "block_types/filter", SeeBlocks),
     s(
         "POST",
         "block_types/install_system_block_types",
         ManageBlocks,
     ),
-    blocks("GET", "block_types/slug/*"),
-    blocks("GET", "block_types/slug/*/block_documents"),
-    blocks("GET", "block_types/slug/*/block_documents/name/*"),
-    blocks("GET", "block_types/*"),
+    s("GET", "block_types/slug/*", SeeBlocks),
+    secrets("GET", "block_types/slug/*/block_documents"),
+    secrets("GET", "block_types/slug/*/block_documents/name/*"),
+    s("GET", "block_types/*", SeeBlocks),
     s("PATCH", "block_types/*", ManageBlocks),
     s("DELETE", "block_types/*", ManageBlocks),
     s("GET", "collections/views/*", SeeWorkPools),

@@ -62,6 +62,21 @@ impl IpNetwork {
         }
     }
 
+    /// True for an IPv4 network.
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
+    /// True for a single address (`/32`, `/128`).
+    pub fn is_host(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// True when every address of this network is in `outer`.
+    pub fn within(&self, outer: &IpNetwork) -> bool {
+        self.prefix >= outer.prefix && outer.contains(self.addr)
+    }
+
     /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts as its IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {

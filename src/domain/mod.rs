@@ -2,6 +2,7 @@
 //! here; time is always passed in.
 
 pub mod audit;
+pub mod canonical;
 pub mod entities;
 pub mod gateway_routes;
 pub mod ids;
@@ -9,6 +10,7 @@ pub mod ipnet;
 pub mod plan;
 pub mod role;
 pub mod scope;
+pub mod upstream_policy;
 pub mod validate;
 
 pub use entities::*;

@@ -61,6 +61,8 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(me::delete_my_api_key))
         .routes(routes!(me::workspace_scopes))
         .routes(routes!(users::read_user, users::update_user))
+        .routes(routes!(users::request_email_change))
+        .routes(routes!(users::confirm_email_change))
         .routes(routes!(users::create_api_key, users::list_api_keys))
         .routes(routes!(users::read_api_key, users::delete_api_key))
         .routes(routes!(accounts::create_account))
@@ -199,7 +201,7 @@ async fn track(
                 .insert(extract::ClientAddr(ip.to_string()));
         }
     }
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
     let class = resp
         .extensions()
         .get::<crate::metrics::RouteClass>()
@@ -207,7 +209,31 @@ async fn track(
         .unwrap_or(default);
     app.metrics
         .request(class, resp.status().as_u16(), start.elapsed());
+    if !matches!(
+        class,
+        crate::metrics::RouteClass::Gateway | crate::metrics::RouteClass::GatewayWs
+    ) {
+        security_headers(resp.headers_mut());
+    }
     resp
+}
+
+/// Headers on every response of Atrium's own (the gateway relays the upstream's as they are):
+/// no framing by other sites (clickjacking), no content sniffing, no `Referer` (invitation and
+/// setup links carry secrets in their query), no plugins or `<base>` injection.
+fn security_headers(h: &mut axum::http::HeaderMap) {
+    use axum::http::{header, HeaderValue};
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+    ] {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -230,6 +256,11 @@ fn dashboard_routes() -> Router<App> {
         .route(
             "/my/profile",
             get(ui::profile::show).post(ui::profile::update),
+        )
+        .route("/my/email", post(ui::profile::request_email))
+        .route(
+            "/my/email/confirm",
+            get(ui::profile::confirm_email_page).post(ui::profile::confirm_email),
         )
         .route("/signup", get(ui::signup::show).post(ui::signup::submit))
         // Prefect Cloud's URL for personal API keys.

@@ -61,6 +61,12 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    if let Ok(a) = listener.local_addr() {
+        app.listening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(a);
+    }
     let svc = crate::http::service(app.clone());
     fast::prepare();
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -44,6 +44,9 @@ pub(crate) struct GrantKind {
     pub noun: &'static str,
     /// Fewest grants in one request.
     pub min: usize,
+    /// The subjects are principals (users, service accounts), so granting to them is acting on
+    /// them (`services::require_outranks`); teams are not.
+    pub principals: bool,
 }
 
 pub(crate) const USER_GRANTS: GrantKind = GrantKind {
@@ -51,6 +54,7 @@ pub(crate) const USER_GRANTS: GrantKind = GrantKind {
     features: &[crate::domain::plan::Feature::WorkspaceRbac],
     noun: "user",
     min: 0,
+    principals: true,
 };
 
 /// The checks every workspace-grant upsert starts with — user, service-account and team grants
@@ -84,6 +88,15 @@ pub(crate) async fn check_grants(
         if matches!(expires_at, Some(t) if *t <= now) {
             return Err(Error::validation("expires_at must be in the future"));
         }
+        if kind.principals {
+            crate::services::require_outranks(
+                app,
+                p,
+                account,
+                *subject,
+                crate::services::PrincipalOp::Grant,
+            )?;
+        }
     }
     Ok(held)
 }
@@ -105,8 +118,7 @@ pub(crate) async fn check_grantable(
             p,
             account,
             "you cannot grant a role with scopes you do not hold in this workspace".into(),
-        )
-        .await);
+        ));
     }
     Ok(())
 }
@@ -270,6 +282,13 @@ pub async fn delete_user_access(
     let grant = store::access::find_user_access(&mut tx, account, workspace, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace access"))?;
+    crate::services::require_outranks(
+        app,
+        p,
+        account,
+        grant.user_id.0,
+        crate::services::PrincipalOp::RevokeGrant,
+    )?;
     store::access::delete_user_access(&mut tx, account, workspace, id).await?;
     audit::record(
         app,

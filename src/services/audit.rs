@@ -25,6 +25,8 @@ pub struct NewEvent {
     pub resource_name: Option<String>,
     pub workspace: Option<WorkspaceId>,
     pub payload: Value,
+    /// When it happened (µs since the epoch); `None`: now.
+    pub at: Option<i64>,
 }
 
 impl NewEvent {
@@ -36,6 +38,7 @@ impl NewEvent {
             resource_name: None,
             workspace: None,
             payload: json!({}),
+            at: None,
         }
     }
     pub fn name(mut self, name: impl Into<String>) -> NewEvent {
@@ -128,7 +131,7 @@ pub async fn record(
         account: chain,
         seq: 0,
         id: Uuid::new_v4(),
-        occurred: app.now().timestamp_micros(),
+        occurred: e.at.unwrap_or_else(|| app.now().timestamp_micros()),
         event: format!("prefect-cloud.{}.{}", e.resource, e.action),
         workspace: e.workspace.map(|w| w.0),
         actor,
@@ -145,22 +148,9 @@ pub async fn record(
     Ok(())
 }
 
-/// Records an event in a transaction of its own (logins, denials: nothing else to commit).
-pub async fn record_alone(
-    app: &App,
-    p: Option<&Principal>,
-    chain: Uuid,
-    e: NewEvent,
-) -> Result<()> {
-    let mut tx = app.store.begin().await?;
-    record(app, &mut tx, p, chain, e).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Records that `p` was refused `what` in `account` (best effort: a failure to record is logged,
-/// the caller still gets the refusal).
-pub async fn record_denial(
+/// Records that `p` was refused `what` in `account` (queued for the refusal writer: see
+/// [`Refusals`]).
+pub fn record_denial(
     app: &App,
     p: &Principal,
     account: AccountId,
@@ -170,9 +160,152 @@ pub async fn record_denial(
     let mut e =
         NewEvent::new("request", "access-denied", p.user_id.0).payload(json!({"missing": what}));
     e.workspace = workspace;
-    if let Err(err) = record_alone(app, Some(p), account.0, e).await {
-        tracing::warn!(error = %err, "recording an access denial failed");
+    record_refusal(app, p, account.0, e);
+}
+
+/// Queues the audit event of a refusal (denials, failed logins, IP-allowlist refusals) for the
+/// refusal writer and returns at once. The event keeps the instant of the refusal.
+pub fn record_refusal(app: &App, p: &Principal, chain: Uuid, mut e: NewEvent) {
+    e.at.get_or_insert_with(|| app.now().timestamp_micros());
+    app.refusals.push(Refused {
+        principal: p.clone(),
+        chain,
+        event: e,
+    });
+}
+
+/// A refusal waiting for the writer.
+struct Refused {
+    principal: Principal,
+    chain: Uuid,
+    event: NewEvent,
+}
+
+/// Longest queue of unwritten refusals; beyond it refusals are counted per chain and recorded
+/// as one summary event.
+const REFUSAL_QUEUE: usize = 16_384;
+/// Most refusals appended in one write transaction.
+const REFUSAL_BATCH: usize = 512;
+
+/// The queue between refused requests and the refusal writer (GUIDE §4: a refusal is answered at
+/// once and audited outside the transaction it was decided in). A refusal may be decided while
+/// the request holds the write connection (SQLite has one), so writing its event from the
+/// request would wait for itself; and a flood of refusals written one transaction each would
+/// queue every other account's writes behind them. The writer task appends them in batches of
+/// up to [`REFUSAL_BATCH`], one transaction per batch, in order.
+pub struct Refusals {
+    tx: tokio::sync::mpsc::Sender<Refused>,
+    rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Refused>>>,
+    queued: std::sync::atomic::AtomicU64,
+    written: std::sync::atomic::AtomicU64,
+    progress: tokio::sync::Notify,
+    overflow: std::sync::Mutex<rustc_hash::FxHashMap<Uuid, u64>>,
+}
+
+impl Default for Refusals {
+    fn default() -> Refusals {
+        let (tx, rx) = tokio::sync::mpsc::channel(REFUSAL_QUEUE);
+        Refusals {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+            queued: Default::default(),
+            written: Default::default(),
+            progress: Default::default(),
+            overflow: Default::default(),
+        }
     }
+}
+
+impl Refusals {
+    fn push(&self, r: Refused) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let chain = r.chain;
+        match self.tx.try_send(r) {
+            Ok(()) => {
+                self.queued.fetch_add(1, SeqCst);
+            }
+            Err(_) => {
+                *self
+                    .overflow
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(chain)
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Starts the refusal writer of `app` (once; `App::new` calls it). The writer holds the app
+/// weakly and ends when the app is dropped.
+pub fn start_refusal_writer(app: &App) {
+    let Some(mut rx) = app
+        .refusals
+        .rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    else {
+        return;
+    };
+    let weak = app.downgrade();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(REFUSAL_BATCH);
+        while rx.recv_many(&mut batch, REFUSAL_BATCH).await > 0 {
+            let Some(app) = crate::app::App::upgrade(&weak) else {
+                return;
+            };
+            let n = batch.len() as u64;
+            if let Err(err) = write_refusals(&app, &mut batch).await {
+                tracing::warn!(error = %err, refusals = n, "recording refusals in the audit log failed");
+            }
+            batch.clear();
+            app.refusals
+                .written
+                .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+            app.refusals.progress.notify_waiters();
+        }
+    });
+}
+
+async fn write_refusals(app: &App, batch: &mut Vec<Refused>) -> Result<()> {
+    let overflow = std::mem::take(
+        &mut *app
+            .refusals
+            .overflow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    let mut tx = app.store.begin().await?;
+    for r in batch.drain(..) {
+        record(app, &mut tx, Some(&r.principal), r.chain, r.event).await?;
+    }
+    for (chain, n) in overflow {
+        tracing::warn!(chain = %chain, refusals = n, "refusal queue full: refusals recorded as a count");
+        let e = NewEvent::new("request", "access-denied.uncounted", chain)
+            .payload(json!({"refusals": n, "why": "more refusals than the audit log's queue holds; recorded as a count"}));
+        record(app, &mut tx, None, chain, e).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Waits (at most 5 s) until every refusal queued before the call is in the audit log. Readers of
+/// the audit log call it first, so a refusal is visible to the next read of the same server.
+/// Never call it while holding a write transaction.
+pub async fn flush_refusals(app: &App) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let target = app.refusals.queued.load(SeqCst);
+    let wait = async {
+        loop {
+            let next = app.refusals.progress.notified();
+            if app.refusals.written.load(SeqCst) >= target {
+                return;
+            }
+            next.await;
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
 }
 
 // ---- checkpoints, verification, export ----
@@ -604,7 +737,10 @@ fn to_query(
 
 async fn authorize_read(app: &App, p: &Principal, account: AccountId) -> Result<()> {
     crate::services::authorize(app, p, account, P::ReadAuditEvent).await?;
-    crate::services::plans::require_feature(app, account, crate::domain::plan::Feature::AuditLog)
+    crate::services::plans::require_feature(app, account, crate::domain::plan::Feature::AuditLog)?;
+    // Refusals this server answered before this read are in the log it reads.
+    flush_refusals(app).await;
+    Ok(())
 }
 
 fn encode_token(t: &PageToken) -> String {

@@ -243,53 +243,77 @@ pub async fn flush_key_use(app: &App) -> Result<()> {
     Ok(())
 }
 
-/// Failed logins allowed per email address, and per client address, in [`THROTTLE_WINDOW_US`].
-pub const MAX_FAILURES_PER_EMAIL: u32 = 10;
-pub const MAX_FAILURES_PER_IP: u32 = 50;
+/// Failed logins allowed from one client address for one email address, and from one client
+/// address in all, in [`THROTTLE_WINDOW_US`].
+pub const MAX_FAILURES_PER_ADDRESS_AND_EMAIL: u32 = 10;
+pub const MAX_FAILURES_PER_ADDRESS: u32 = 50;
 pub const THROTTLE_WINDOW_US: i64 = 15 * 60 * 1_000_000;
 
-/// In-memory counters of failed logins (per process: a node that restarts forgets them, which
-/// only ever relaxes the limit).
+/// In-memory counters of login attempts that have not succeeded, per client address and per
+/// (client address, email) — never per email alone, so that a stranger's failures cannot lock the
+/// user out: the right password from an address with no failures always gets in. An attempt is
+/// counted (reserved) before its password is checked, so parallel guesses cannot slip past the
+/// limit while the slow hash runs; a success gives its reservation back. Per process: a node
+/// that restarts forgets them, which only ever relaxes the limit.
 #[derive(Default)]
 pub struct LoginThrottle {
-    failures: std::sync::Mutex<rustc_hash::FxHashMap<String, (u32, i64)>>,
+    attempts: std::sync::Mutex<rustc_hash::FxHashMap<String, (u32, i64)>>,
 }
 
 impl LoginThrottle {
-    fn check(&self, key: &str, max: u32, now_us: i64) -> Result<()> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((count, start)) = map.get(key) {
-            if now_us - start < THROTTLE_WINDOW_US && *count >= max {
-                let retry = (start + THROTTLE_WINDOW_US - now_us) / 1_000_000 + 1;
-                return Err(Error::RateLimited {
-                    retry_after_secs: retry.max(1) as u64,
-                });
-            }
-        }
-        Ok(())
-    }
-    fn fail(&self, key: String, now_us: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    /// Counts one attempt under each `(key, limit)`, all or none: refused with the longest wait
+    /// when any key is at its limit in the current window.
+    fn reserve(&self, keys: &[(&str, u32)], now_us: i64) -> Result<()> {
+        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
             map.retain(|_, (_, start)| now_us - *start < THROTTLE_WINDOW_US);
         }
-        let e = map.entry(key).or_insert((0, now_us));
-        if now_us - e.1 >= THROTTLE_WINDOW_US {
-            *e = (0, now_us);
+        let mut retry = 0;
+        for (key, max) in keys {
+            if let Some((count, start)) = map.get(*key) {
+                if now_us - start < THROTTLE_WINDOW_US && count >= max {
+                    retry = retry.max((start + THROTTLE_WINDOW_US - now_us) / 1_000_000 + 1);
+                }
+            }
         }
-        e.0 += 1;
+        if retry > 0 {
+            return Err(Error::RateLimited {
+                retry_after_secs: retry.max(1) as u64,
+            });
+        }
+        for (key, _) in keys {
+            let e = map.entry((*key).to_string()).or_insert((0, now_us));
+            if now_us - e.1 >= THROTTLE_WINDOW_US {
+                *e = (0, now_us);
+            }
+            e.0 += 1;
+        }
+        Ok(())
     }
+
+    /// Forgets every attempt under `key` (the password was right: earlier typos are forgiven).
     fn clear(&self, key: &str) {
-        self.failures
+        self.attempts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
+
+    /// Gives back one reserved attempt (the password was right).
+    fn release(&self, key: &str) {
+        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(key) {
+            e.0 = e.0.saturating_sub(1);
+            if e.0 == 0 {
+                map.remove(key);
+            }
+        }
+    }
 }
 
 /// Verifies a password and opens a fresh session (a new id at every login). Unknown email and
-/// wrong password give the same answer after the same work. Repeated failures for one email or
-/// from one client address are refused with 429 for the rest of a 15-minute window.
+/// wrong password give the same answer after the same work. Attempts are throttled per client
+/// address and per (client address, email) — see [`LoginThrottle`].
 pub async fn login(
     app: &App,
     email: &str,
@@ -298,13 +322,16 @@ pub async fn login(
     user_agent: Option<&str>,
 ) -> Result<NewSession> {
     let now_us = app.now().timestamp_micros();
-    let email_key = format!("email:{}", email.to_lowercase());
-    let ip_key = ip.map(|i| format!("ip:{i}"));
-    app.throttle
-        .check(&email_key, MAX_FAILURES_PER_EMAIL, now_us)?;
-    if let Some(k) = &ip_key {
-        app.throttle.check(k, MAX_FAILURES_PER_IP, now_us)?;
-    }
+    let address = ip.unwrap_or("unknown");
+    let address_key = format!("ip:{address}");
+    let pair_key = format!("ip+email:{address} {}", email.to_lowercase());
+    app.throttle.reserve(
+        &[
+            (&address_key, MAX_FAILURES_PER_ADDRESS),
+            (&pair_key, MAX_FAILURES_PER_ADDRESS_AND_EMAIL),
+        ],
+        now_us,
+    )?;
     let found = {
         let mut c = app.store.reader().await?;
         store::users::find_credentials_by_email(&mut c, email).await?
@@ -321,10 +348,6 @@ pub async fn login(
     let user = match (ok, user) {
         (true, Some(u)) => u,
         (_, who) => {
-            app.throttle.fail(email_key, now_us);
-            if let Some(k) = ip_key {
-                app.throttle.fail(k, now_us);
-            }
             let subject = who.as_ref().map_or(uuid::Uuid::nil(), |u| u.id.0);
             let mut e = NewEvent::new("user", "login-failed", subject)
                 .payload(json!({"email": email.to_lowercase()}));
@@ -338,11 +361,12 @@ pub async fn login(
                 user_agent: user_agent.map(str::to_string),
                 bot_account: None,
             };
-            audit::record_alone(app, Some(&client), SYSTEM_CHAIN, e).await?;
+            audit::record_refusal(app, &client, SYSTEM_CHAIN, e);
             return Err(Error::Unauthenticated(BAD_LOGIN.into()));
         }
     };
-    app.throttle.clear(&email_key);
+    app.throttle.release(&address_key);
+    app.throttle.clear(&pair_key);
     let now = app.now();
     let id = random_base62(43);
     let expires_at = now + chrono::Duration::seconds(app.config.session_ttl_seconds);
@@ -383,6 +407,48 @@ pub async fn login(
         expires_at,
         user,
     })
+}
+
+/// Wrong passwords allowed per user in [`THROTTLE_WINDOW_US`] when confirming a sensitive change.
+pub const MAX_REAUTH_FAILURES: u32 = 10;
+
+/// Asks the caller to prove, with their password, that they are the user and not someone holding
+/// their key or an unattended session — before a change that could take the user over (their
+/// email address). Throttled per user as sign-in is. Users without a password cannot pass.
+pub async fn reauthenticate(app: &App, p: &Principal, password: String) -> Result<User> {
+    let now_us = app.now().timestamp_micros();
+    let key = format!("reauth:{}", p.user_id);
+    app.throttle
+        .reserve(&[(&key, MAX_REAUTH_FAILURES)], now_us)?;
+    let user = {
+        let mut c = app.store.reader().await?;
+        store::users::find_user_by_id(&mut c, p.user_id)
+            .await?
+            .ok_or_else(|| Error::not_found("user"))?
+    };
+    let hash = {
+        let mut c = app.store.reader().await?;
+        store::users::find_credentials_by_email(&mut c, &user.email)
+            .await?
+            .and_then(|(_, h)| h)
+    };
+    let has_password = hash.is_some();
+    let ok = app
+        .hasher
+        .verify(password, hash)
+        .await
+        .map_err(Error::Unexpected)?;
+    if !ok {
+        let e = NewEvent::new("user", "reauthentication-failed", p.user_id.0).name(user.email);
+        audit::record_refusal(app, p, SYSTEM_CHAIN, e);
+        return Err(Error::Forbidden(if has_password {
+            "the password is not right".into()
+        } else {
+            "this user has no password to confirm the change with".into()
+        }));
+    }
+    app.throttle.clear(&key);
+    Ok(user)
 }
 
 /// Ends the caller's session (no-op for key callers).

@@ -16,7 +16,7 @@ use crate::services::credentials::{generate_api_key, BOT_KEY_PREFIX};
 use crate::services::error::unique_or;
 use crate::services::input::{page, AnyOf};
 use crate::services::plans::require_feature;
-use crate::services::{index, Error, Result};
+use crate::services::{index, require_outranks, Error, PrincipalOp, Result};
 use crate::store::{self, bots::BotAccess, bots::BotRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -28,6 +28,7 @@ const BOT_GRANTS: crate::services::access::GrantKind = crate::services::access::
     features: &[Feature::ServiceAccounts, Feature::WorkspaceRbac],
     noun: "service account",
     min: 1,
+    principals: true,
 };
 
 /// Longest overlap during which a rotated-out key keeps working.
@@ -169,8 +170,7 @@ pub async fn create_bot(
                 caller.name(),
                 role.name()
             ),
-        )
-        .await);
+        ));
     }
     let now = app.now();
     let bot = BotRow {
@@ -265,24 +265,12 @@ pub async fn update_bot(
     u: UpdateBot,
 ) -> Result<()> {
     let caller = gate(app, p, account, P::UpdateBot).await?;
+    require_outranks(app, p, account, id, PrincipalOp::Update)?;
     let mut tx = app.store.begin().await?;
     let mut bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
     let before = json!({"name": bot.name, "account_role_name": bot.account_role.name()});
-    if bot.account_role > caller {
-        return Err(crate::services::deny(
-            app,
-            p,
-            account,
-            format!(
-                "a {} cannot change an {} service account",
-                caller.name(),
-                bot.account_role.name()
-            ),
-        )
-        .await);
-    }
     if let Some(n) = u.name {
         bot.name = validate::name("name", &n).map_err(Error::Validation)?;
     }
@@ -294,8 +282,7 @@ pub async fn update_bot(
                 p,
                 account,
                 format!("a {} cannot grant the {} role", caller.name(), role.name()),
-            )
-            .await);
+            ));
         }
         bot.account_role = role;
     }
@@ -320,24 +307,12 @@ pub async fn update_bot(
 
 /// Deletes a bot; its keys and grants go with it and stop working at the next request.
 pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
-    let caller = crate::services::authorize(app, p, account, P::DeleteBot).await?;
+    crate::services::authorize(app, p, account, P::DeleteBot).await?;
+    require_outranks(app, p, account, id, PrincipalOp::Remove)?;
     let mut tx = app.store.begin().await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
-    if bot.account_role > caller {
-        return Err(crate::services::deny(
-            app,
-            p,
-            account,
-            format!(
-                "a {} cannot delete an {} service account",
-                caller.name(),
-                bot.account_role.name()
-            ),
-        )
-        .await);
-    }
     let keys = store::bots::find_keys(&mut tx, id).await?;
     store::bots::delete_bot(&mut tx, account, id).await?;
     store::teams::delete_member_everywhere(&mut tx, account, id).await?;
@@ -376,6 +351,7 @@ pub async fn rotate_key(
     r: RotateKey,
 ) -> Result<BotView> {
     gate(app, p, account, P::UpdateBot).await?;
+    require_outranks(app, p, account, id, PrincipalOp::RotateKey)?;
     let overlap = r.old_key_expires_in_seconds.unwrap_or(0);
     if !(0..=MAX_OVERLAP_SECONDS).contains(&overlap) {
         return Err(Error::validation(format!(
@@ -459,6 +435,7 @@ pub async fn delete_key(
     key: ApiKeyId,
 ) -> Result<()> {
     gate(app, p, account, P::UpdateBot).await?;
+    require_outranks(app, p, account, id, PrincipalOp::RevokeKey)?;
     let mut tx = app.store.begin().await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
@@ -713,6 +690,7 @@ pub async fn delete_access(
     let grant = store::bots::find_access(&mut tx, account, workspace, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace access"))?;
+    require_outranks(app, p, account, grant.bot_id, PrincipalOp::RevokeGrant)?;
     store::bots::delete_access(&mut tx, account, workspace, id).await?;
     audit::record(
         app,

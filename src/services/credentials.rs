@@ -69,6 +69,45 @@ pub fn unhex_bytes(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+fn sealing_cipher(
+    seed: &ed25519_dalek::SigningKey,
+    purpose: &str,
+) -> chacha20poly1305::ChaCha20Poly1305 {
+    use chacha20poly1305::KeyInit;
+    // The key is derived from the installation's signing seed (data directory or config) and the
+    // purpose, so every process sharing a database shares it without another secret to
+    // distribute, and a value sealed for one purpose cannot be opened as another.
+    let mut h = Sha256::new();
+    h.update(purpose.as_bytes());
+    h.update(seed.to_bytes());
+    chacha20poly1305::ChaCha20Poly1305::new(&h.finalize())
+}
+
+/// Encrypts a secret that must be read back (an upstream's auth string, an email body with a
+/// link in it) for storage: ChaCha20-Poly1305 with a random nonce, as hex of nonce ‖ ciphertext.
+pub fn seal(seed: &ed25519_dalek::SigningKey, purpose: &str, plain: &[u8]) -> String {
+    use chacha20poly1305::aead::{Aead, AeadCore};
+    let nonce = chacha20poly1305::ChaCha20Poly1305::generate_nonce(&mut rand::rngs::OsRng);
+    // Encryption with a fresh nonce fails only for inputs over 256 GiB.
+    let ct = sealing_cipher(seed, purpose)
+        .encrypt(&nonce, plain)
+        .unwrap_or_default();
+    let mut out = nonce.to_vec();
+    out.extend(ct);
+    hex_bytes(&out)
+}
+
+/// Opens what [`seal`] made for the same purpose; `None` when it does not decrypt (another
+/// installation's key, another purpose, tampering).
+pub fn unseal(seed: &ed25519_dalek::SigningKey, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+    use chacha20poly1305::aead::Aead;
+    let bytes = unhex_bytes(sealed).filter(|b| b.len() > 12)?;
+    let (nonce, ct) = bytes.split_at(12);
+    sealing_cipher(seed, purpose)
+        .decrypt(chacha20poly1305::Nonce::from_slice(nonce), ct)
+        .ok()
+}
+
 /// Hex SHA-256 of a secret: how keys, sessions and tokens are stored and looked up.
 pub fn sha256_hex(s: &str) -> String {
     hex(&sha256(s))

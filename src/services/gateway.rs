@@ -4,6 +4,7 @@
 
 use crate::app::App;
 use crate::authz::{Denied, Principal};
+use crate::domain::canonical::{self, Unreadable};
 use crate::domain::gateway_routes::{self, Charge, Need, RouteRule};
 use crate::domain::role::BuiltinWorkspaceRole;
 use crate::domain::scope::Scope;
@@ -67,6 +68,12 @@ pub fn check_canonical(rest: &str) -> Result<()> {
                 return bad("encoded slashes and backslashes are not allowed")
             }
             Some([b'0', b'0']) => return bad("NUL bytes are not allowed"),
+            // The upstream matches its routes on the decoded path; our table matches the path as
+            // sent. An escaped letter, digit or `-._~` (which no client needs to escape) could
+            // make the two differ, so it is refused.
+            Some([h, l]) if unreserved_escape(h, l) => return bad(
+                "percent-encoded letters, digits and -._~ are not allowed (send them as they are)",
+            ),
             _ => {}
         }
     }
@@ -80,6 +87,18 @@ pub fn check_canonical(rest: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// True when `%hl` (lower-cased hex digits) encodes an RFC 3986 unreserved character.
+fn unreserved_escape(h: u8, l: u8) -> bool {
+    let hex = |c: u8| (c as char).to_digit(16);
+    match (hex(h), hex(l)) {
+        (Some(h), Some(l)) => {
+            let c = (h * 16 + l) as u8;
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+        }
+        _ => false,
+    }
 }
 
 /// `.` or `..`, each dot possibly written `%2e` / `%2E`.
@@ -105,9 +124,67 @@ pub fn rule_of(method: &str, t: &Target<'_>) -> Option<&'static RouteRule> {
     gateway_routes::lookup(method, t.rest)
 }
 
+/// What the gateway forwards in place of what the client sent, for a call it had to understand
+/// to decide on (GUIDE §4: the gateway forwards only what it understood).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// `Some(q)`: forward the query `q` instead of the client's (`Some(None)`: no query).
+    pub query: Option<Option<String>>,
+    /// `Some(b)`: forward this JSON body (`Content-Type: application/json`) instead.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Rewrite {
+    /// The query to forward, given the client's.
+    pub fn query<'a>(&'a self, sent: Option<&'a str>) -> Option<&'a str> {
+        match &self.query {
+            Some(q) => q.as_deref(),
+            None => sent,
+        }
+    }
+}
+
+fn unreadable(u: Unreadable) -> Error {
+    Error::BadRequest(format!(
+        "the gateway refused this call: it cannot read {} unambiguously",
+        u.0
+    ))
+}
+
+/// The canonical form of a secret-bearing read for a caller without `see_secret_blocks`:
+/// `include_secrets` removed from the query in every spelling, and set to `false` in a POST's
+/// JSON body (parsed strictly and re-serialized).
+fn secrets_off(method: &str, query: Option<&str>, body: Option<&[u8]>) -> Result<Rewrite> {
+    let query = match query {
+        Some(q) => Some(canonical::strip_query_param(q, "include_secrets").map_err(unreadable)?),
+        None => None,
+    };
+    let body = if method == "POST" {
+        Some(
+            canonical::with_field(
+                body.unwrap_or_default(),
+                "include_secrets",
+                serde_json::Value::Bool(false),
+            )
+            .map_err(unreadable)?,
+        )
+    } else {
+        None
+    };
+    Ok(Rewrite { query, body })
+}
+
+/// The number of items an item-counted call is charged for (its JSON array body, parsed
+/// strictly: a body the gateway cannot count is refused, never charged as one item).
+pub fn items_of(body: Option<&[u8]>) -> Result<u32> {
+    let n = canonical::array_len(body.unwrap_or_default()).map_err(unreadable)?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Decides whether `p` may make a call whose rule is `rule` (from [`rule_of`]; `None`: a route not
-/// in the table, allowed to workspace Owners only). A caller without access to the workspace gets
-/// 404; a refusal is audited like every denial.
+/// in the table, allowed to workspace Owners only), and what to forward in its place (`body`: the
+/// whole body of a call whose rule needs it). A caller without access to the workspace gets 404;
+/// a refusal is audited like every denial.
 pub async fn authorize_call(
     app: &App,
     p: &Principal,
@@ -115,8 +192,8 @@ pub async fn authorize_call(
     method: &str,
     rule: Option<&'static RouteRule>,
     query: Option<&str>,
-    body_asks_secrets: bool,
-) -> Result<()> {
+    body: Option<&[u8]>,
+) -> Result<Rewrite> {
     let now = app.now().timestamp_micros();
     let held = app
         .index
@@ -127,51 +204,41 @@ pub async fn authorize_call(
         })?;
     crate::services::ip_allowlist::check(app, p, t.account).await?;
     let path = t.rest;
-    // At most two scopes: an array, not a Vec (this runs on every gateway call).
-    let needed: [Option<Scope>; 2] = match rule.map(|r| r.need) {
+    let need = match rule.map(|r| r.need) {
         None => {
             let owner = BuiltinWorkspaceRole::Owner.scopes();
             if held.is_superset(owner) {
-                return Ok(());
+                return Ok(Rewrite::default());
             }
             let msg = format!(
                 "{method} {path} is not in the gateway's route table; only workspace Owners may call it"
             );
-            audit::record_denial(app, p, t.account, &msg, Some(t.workspace)).await;
+            audit::record_denial(app, p, t.account, &msg, Some(t.workspace));
             return Err(Error::Forbidden(msg));
         }
-        Some(Need::Member) => [None, None],
-        Some(Need::Scope(s)) => [Some(s), None],
-        Some(Need::Blocks) => {
-            let q = query.unwrap_or("");
-            let secrets = body_asks_secrets
-                || q.split('&')
-                    .any(|kv| kv.eq_ignore_ascii_case("include_secrets=true"));
-            if secrets {
-                [Some(Scope::SeeBlocks), Some(Scope::SeeSecretBlocks)]
-            } else {
-                [Some(Scope::SeeBlocks), None]
-            }
-        }
+        Some(Need::Member) => None,
+        Some(Need::Scope(s)) => Some(s),
+        Some(Need::Secrets) => Some(Scope::SeeBlocks),
         Some(Need::AutomationsOwnedBy) => {
             let resource = path.rsplit('/').next().unwrap_or("");
             if resource.starts_with("prefect.deployment.") {
-                [Some(Scope::WriteDeployments), None]
+                Some(Scope::WriteDeployments)
             } else {
-                [Some(Scope::ManageAutomations), None]
+                Some(Scope::ManageAutomations)
             }
         }
     };
-    for s in needed.into_iter().flatten() {
-        if !held.contains(s) {
-            audit::record_denial(app, p, t.account, s.name(), Some(t.workspace)).await;
-            return Err(Error::Forbidden(format!(
-                "missing workspace scope {}",
-                s.name()
-            )));
-        }
+    if let Some(s) = need.filter(|s| !held.contains(*s)) {
+        audit::record_denial(app, p, t.account, s.name(), Some(t.workspace));
+        return Err(Error::Forbidden(format!(
+            "missing workspace scope {}",
+            s.name()
+        )));
     }
-    Ok(())
+    if rule.is_some_and(|r| r.need == Need::Secrets) && !held.contains(Scope::SeeSecretBlocks) {
+        return secrets_off(method, query, body);
+    }
+    Ok(Rewrite::default())
 }
 
 /// True when the workspace has an upstream.
@@ -294,8 +361,8 @@ mod tests {
             "a.b/c..d",
             "variables/name/100%25",
             "x/.../y",
-            "x/%2e%2e%2e",
             "x/.a",
+            "variables/name/caf%C3%A9",
         ] {
             assert!(check_canonical(ok).is_ok(), "{ok}");
         }
@@ -314,6 +381,11 @@ mod tests {
             "flows/.%2e/x",
             "flows/x%5C",
             "%2F",
+            "x/%2e%2e%2e",
+            "block_%64ocuments/filter",
+            "flows/%41",
+            "flows/a%7e",
+            "flows/a%2D",
         ] {
             assert!(
                 matches!(check_canonical(bad), Err(Error::BadRequest(_))),

@@ -205,8 +205,7 @@ pub async fn invite(
                 p,
                 account,
                 format!("a {} cannot invite an {}", caller.name(), role.name()),
-            )
-            .await);
+            ));
         }
         let workspace_id = match (fixed_workspace, i.workspace_id) {
             (Some(f), Some(w)) if f != w => {
@@ -255,8 +254,7 @@ pub async fn invite(
                     p,
                     account,
                     "you cannot invite with a workspace role whose scopes you do not hold".into(),
-                )
-                .await);
+                ));
             }
         }
         if let Some(u) = store::users::find_user_by_email(&mut tx, &r.email).await? {

@@ -249,9 +249,7 @@ pub async fn check(app: &App, p: &Principal, account: AccountId) -> Result<()> {
     }
     let e = NewEvent::new("request", "access-denied.ip-allowlist", p.user_id.0)
         .payload(json!({"ip": p.ip}));
-    if let Err(err) = audit::record_alone(app, Some(p), account.0, e).await {
-        tracing::warn!(error = %err, "recording an IP allowlist denial failed");
-    }
+    audit::record_refusal(app, p, account.0, e);
     Err(Error::Forbidden(format!(
         "this account only accepts requests from its IP allowlist; {} is not on it",
         p.ip.as_deref().unwrap_or("your address")

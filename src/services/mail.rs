@@ -51,6 +51,48 @@ pub struct NewEmail<'a> {
     pub html: String,
 }
 
+const BODY_PURPOSE: &str = "atrium/outbox-body/v1";
+/// Marks a sealed body (rows written before bodies were sealed hold plain text).
+const SEALED: &str = "sealed:";
+
+/// A message body as the outbox stores it: sealed (`credentials::seal`), since bodies carry
+/// invitation and confirmation links — secrets that must never sit in the database files in
+/// clear, not even in the write-ahead log or a free page after the row is erased.
+fn seal_body(app: &App, body: &str) -> String {
+    format!(
+        "{SEALED}{}",
+        crate::services::credentials::seal(&app.audit_key, BODY_PURPOSE, body.as_bytes())
+    )
+}
+
+/// The body of an outbox row (plain text for rows from before sealing).
+pub fn open_body(app: &App, stored: &str) -> Result<String> {
+    match stored.strip_prefix(SEALED) {
+        None => Ok(stored.to_string()),
+        Some(sealed) => crate::services::credentials::unseal(&app.audit_key, BODY_PURPOSE, sealed)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                Error::Unexpected(anyhow::anyhow!(
+                    "an outbox body does not decrypt with this installation's key"
+                ))
+            }),
+    }
+}
+
+impl<'a> NewEmail<'a> {
+    /// A message to a user about their own user (no account, no invitation).
+    pub fn personal(to: &'a str, subject: &str, text: String, html: String) -> NewEmail<'a> {
+        NewEmail {
+            account: None,
+            invitation: None,
+            to,
+            subject: subject.to_string(),
+            text,
+            html,
+        }
+    }
+}
+
 /// Queues a message inside `tx` (sent after commit).
 pub async fn enqueue(app: &App, tx: &mut store::Conn, e: NewEmail<'_>) -> Result<()> {
     let m = OutboxMessage {
@@ -59,8 +101,8 @@ pub async fn enqueue(app: &App, tx: &mut store::Conn, e: NewEmail<'_>) -> Result
         invitation_id: e.invitation,
         to: e.to.to_string(),
         subject: e.subject,
-        body_text: e.text,
-        body_html: e.html,
+        body_text: seal_body(app, &e.text),
+        body_html: seal_body(app, &e.html),
         attempts: 0,
     };
     store::invitations::insert_message(tx, &m, app.now()).await?;
@@ -96,8 +138,17 @@ pub async fn deliver_due(app: &App) -> Result<(usize, usize)> {
         store::invitations::find_due(&mut c, app.now(), 50).await?
     };
     let (mut sent, mut failed) = (0, 0);
-    for m in due {
+    for mut m in due {
+        let opened = open_body(app, &m.body_text)
+            .and_then(|t| Ok((t, open_body(app, &m.body_html)?)))
+            .map(|(t, h)| {
+                m.body_text = t;
+                m.body_html = h;
+            });
         let outcome = match &app.mailer.transport {
+            _ if opened.is_err() => {
+                Err("the body does not decrypt with this installation's key".into())
+            }
             None => {
                 tracing::warn!(
                     to = %m.to,

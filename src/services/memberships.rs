@@ -7,7 +7,7 @@ use crate::domain::role::{AccountPermission as P, AccountRole};
 use crate::domain::{AccountId, Membership, MembershipId, RoleId, UserId};
 use crate::services::audit::{self, NewEvent};
 use crate::services::input::{page, AnyOf};
-use crate::services::{index, Error, Result};
+use crate::services::{index, require_outranks, Error, PrincipalOp, Result};
 use crate::store::{self, memberships::MembershipFilter};
 use serde::Deserialize;
 use serde_json::json;
@@ -145,28 +145,16 @@ pub async fn update_membership(
                 caller.name(),
                 new_role.name()
             ),
-        )
-        .await);
+        ));
     }
     let mut tx = app.store.begin().await?;
     store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
-    let current = AccountRole::from_id(m.account_role_id.0).unwrap_or(AccountRole::Member);
-    if current > caller {
-        return Err(crate::services::deny(
-            app,
-            p,
-            account,
-            format!(
-                "a {} cannot change the role of an {}",
-                caller.name(),
-                current.name()
-            ),
-        )
-        .await);
-    }
+    let current = AccountRole::from_id(m.account_role_id.0)
+        .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("membership {id} has an unknown role")))?;
+    require_outranks(app, p, account, m.user_id.0, PrincipalOp::ChangeRole)?;
     if current == new_role {
         return Ok(());
     }
@@ -198,22 +186,13 @@ pub async fn delete_membership(
     account: AccountId,
     id: MembershipId,
 ) -> Result<()> {
-    let caller = crate::services::authorize(app, p, account, P::DeleteAccountMembership).await?;
+    crate::services::authorize(app, p, account, P::DeleteAccountMembership).await?;
     let mut tx = app.store.begin().await?;
     store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
-    let current = AccountRole::from_id(m.account_role_id.0).unwrap_or(AccountRole::Member);
-    if current > caller {
-        return Err(crate::services::deny(
-            app,
-            p,
-            account,
-            format!("a {} cannot remove an {}", caller.name(), current.name()),
-        )
-        .await);
-    }
+    require_outranks(app, p, account, m.user_id.0, PrincipalOp::Remove)?;
     store::memberships::delete_membership(&mut tx, account, id).await?;
     store::teams::delete_member_everywhere(&mut tx, account, m.user_id.0).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
@@ -292,8 +271,7 @@ pub async fn add_member(
             p,
             account,
             format!("a {} cannot grant the {} role", caller.name(), role.name()),
-        )
-        .await);
+        ));
     }
     let mut tx = app.store.begin().await?;
     store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
@@ -346,7 +324,7 @@ pub async fn set_active(
     ids: &[MembershipId],
     active: bool,
 ) -> Result<()> {
-    let caller = crate::services::authorize(app, p, account, P::UpdateAccountMembership).await?;
+    crate::services::authorize(app, p, account, P::UpdateAccountMembership).await?;
     if ids.is_empty() || ids.len() > 200 {
         return Err(Error::validation("give between 1 and 200 membership ids"));
     }
@@ -361,16 +339,7 @@ pub async fn set_active(
         let m = store::memberships::find_membership(&mut tx, account, *id)
             .await?
             .ok_or_else(|| Error::not_found("membership"))?;
-        let role = AccountRole::from_id(m.account_role_id.0).unwrap_or(AccountRole::Member);
-        if role > caller {
-            return Err(crate::services::deny(
-                app,
-                p,
-                account,
-                format!("a {} cannot change an {}", caller.name(), role.name()),
-            )
-            .await);
-        }
+        require_outranks(app, p, account, m.user_id.0, PrincipalOp::SetActive)?;
         if m.active == active {
             continue;
         }

@@ -70,8 +70,12 @@ async fn call_once(
     path: &str,
     body: Option<&Value>,
 ) -> std::result::Result<Value, CallError> {
-    let uri = format!("{}{}/{}", u.authority, u.path, path);
-    let mut req = Request::builder().method(method).uri(&uri);
+    let addr = crate::http::gateway::upstream_addr(app, u).await?;
+    let uri = format!("http://{addr}{}/{}", u.path, path);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(&uri)
+        .header(header::HOST, &u.host);
     if let Some(a) = &u.authorization {
         req = req.header(header::AUTHORIZATION, a.clone());
     }

@@ -489,6 +489,7 @@ const TEAM_GRANTS: crate::services::access::GrantKind = crate::services::access:
     features: &[Feature::Teams, Feature::WorkspaceRbac],
     noun: "team",
     min: 1,
+    principals: false,
 };
 
 #[derive(Debug, Deserialize, ToSchema)]

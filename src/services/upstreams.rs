@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::plan::Entitlements;
 use crate::domain::role::AccountPermission;
+use crate::domain::upstream_policy::{self, Binder};
 use crate::domain::{AccountId, WorkspaceId};
 use crate::services::audit::{self, NewEvent};
 use crate::services::{authorize, index, Error, Result};
@@ -37,6 +38,8 @@ pub struct Upstream {
     pub authorization: Option<HeaderValue>,
     /// The auth string itself, for the websocket in-band handshake.
     pub auth_string: Option<String>,
+    /// Who bound it: what the address it resolves to must satisfy at every connection.
+    pub binder: Binder,
 }
 
 /// What the gateway needs to know about one account: its rate limits, run retention and
@@ -79,6 +82,15 @@ impl Registry {
             m.remove(&account.0);
             m
         });
+    }
+
+    /// Every account's entry.
+    pub fn all(&self) -> Vec<(Uuid, Arc<AccountGateway>)> {
+        self.accounts
+            .load()
+            .iter()
+            .map(|(a, g)| (*a, g.clone()))
+            .collect()
     }
 
     /// Every account with at least one upstream.
@@ -169,7 +181,157 @@ fn upstream_of(app: &App, r: &UpstreamRow) -> anyhow::Result<Upstream> {
         address,
         authorization,
         auth_string,
+        binder: if r.operator_bound {
+            Binder::Operator
+        } else {
+            Binder::Account
+        },
     })
+}
+
+/// The addresses Atrium itself listens on: the server's listeners once serving, and the
+/// configured bind address (which the CLI, not serving, knows only from the configuration).
+pub fn own_addresses(app: &App) -> Vec<std::net::SocketAddr> {
+    let mut own = app
+        .listening
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Ok(a) = app.config.bind.parse() {
+        own.push(a);
+    }
+    own
+}
+
+/// How long a resolved upstream name is reused. Addresses are checked every time they are
+/// connected to, so caching cannot let a rebinding name through; it only saves lookups.
+const DNS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Addresses a name resolved to, and when (`None`: pinned).
+type Resolved = (Option<std::time::Instant>, Vec<std::net::SocketAddr>);
+
+/// Resolved upstream names (`host:port` → [`Resolved`]).
+#[derive(Default)]
+pub struct DnsCache(std::sync::Mutex<FxHashMap<String, Resolved>>);
+
+impl DnsCache {
+    /// Makes `host:port` resolve to `addrs` until pinned again — how tests stand in for DNS,
+    /// the one counterpart outside the machine (rebinding).
+    pub fn pin(&self, address: &str, addrs: Vec<std::net::SocketAddr>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(address.to_string(), (None, addrs));
+    }
+}
+
+/// Resolves `host:port` (an IP literal without any lookup).
+async fn resolve(app: &App, address: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    if let Ok(a) = address.parse::<std::net::SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let now = std::time::Instant::now();
+    if let Some((at, addrs)) = app
+        .dns
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(address)
+    {
+        if at.is_none_or(|at| now.duration_since(at) < DNS_TTL) {
+            return Ok(addrs.clone());
+        }
+    }
+    let addrs: Vec<_> = tokio::net::lookup_host(address).await?.collect();
+    let mut cache = app.dns.0.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() > 4096 {
+        cache.retain(|_, (at, _)| at.is_none());
+    }
+    cache.insert(address.to_string(), (Some(now), addrs.clone()));
+    Ok(addrs)
+}
+
+/// The addresses of `up` the gateway may connect to now: its name resolved (or its literal
+/// address), each address checked against the upstream policy for whoever bound it. Every
+/// connection to an upstream — gateway calls, websockets, retention — is made to one of these,
+/// never by resolving the name again. `Err` says why none may be used.
+pub async fn connect_addrs(
+    app: &App,
+    up: &Upstream,
+) -> std::result::Result<Vec<std::net::SocketAddr>, String> {
+    let addrs = resolve(app, &up.address)
+        .await
+        .map_err(|e| format!("{} does not resolve: {e}", up.address))?;
+    let own = own_addresses(app);
+    let mut why = format!("{} resolves to no address", up.address);
+    let allowed: Vec<_> = addrs
+        .into_iter()
+        .filter(|a| {
+            match upstream_policy::check(*a, up.binder, &app.config.upstream_networks, &own) {
+                Ok(()) => true,
+                Err(e) => {
+                    why = e;
+                    false
+                }
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        tracing::warn!(upstream = %up.url, "gateway: upstream address refused: {why}");
+        return Err(why);
+    }
+    Ok(allowed)
+}
+
+/// Checks a URL about to be bound by `binder`: every address it resolves to must be allowed
+/// (an operator may bind a name that does not resolve yet; account binders may not), and an
+/// account binder may not bind a server another account's workspace is bound to.
+async fn check_binding(app: &App, account: AccountId, url: &str, binder: Binder) -> Result<()> {
+    let row = UpstreamRow {
+        workspace_id: WorkspaceId(Uuid::nil()),
+        account_id: account,
+        url: url.to_string(),
+        auth_string_enc: None,
+        operator_bound: binder == Binder::Operator,
+        created: app.now(),
+        updated: app.now(),
+    };
+    let up = upstream_of(app, &row).map_err(|e| Error::Validation(e.to_string()))?;
+    let addrs = match resolve(app, &up.address).await {
+        Ok(a) => a,
+        Err(_) if binder == Binder::Operator => return Ok(()),
+        Err(e) => {
+            return Err(Error::Validation(format!(
+                "upstream url {url:?}: {} does not resolve ({e})",
+                up.address
+            )))
+        }
+    };
+    let own = own_addresses(app);
+    for a in &addrs {
+        upstream_policy::check(*a, binder, &app.config.upstream_networks, &own)
+            .map_err(|e| Error::Forbidden(format!("upstream url {url:?} refused: {e}")))?;
+    }
+    if binder == Binder::Account {
+        let mut taken = false;
+        for (other, g) in app.upstreams.all() {
+            if other == account.0 {
+                continue;
+            }
+            for o in g.upstreams.values() {
+                taken |= o.address.eq_ignore_ascii_case(&up.address)
+                    || resolve(app, &o.address)
+                        .await
+                        .is_ok_and(|theirs| theirs.iter().any(|x| addrs.contains(x)));
+            }
+        }
+        if taken {
+            return Err(Error::Forbidden(format!(
+                "upstream url {url:?} refused: a workspace of another account uses that server; a site admin can bind it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Splits and checks an upstream API URL: `http://host[:port][/path]`, no credentials, query or
@@ -203,37 +365,19 @@ pub fn split_url(url: &str) -> std::result::Result<(String, String), String> {
     Ok((format!("http://{authority}"), path))
 }
 
-fn cipher(app: &App) -> chacha20poly1305::ChaCha20Poly1305 {
-    use chacha20poly1305::KeyInit;
-    use sha2::Digest;
-    // The key is derived from the installation's signing seed (data directory or config), so every
-    // process sharing a database shares it without another secret to distribute.
-    let mut h = sha2::Sha256::new();
-    h.update(b"atrium/upstream-auth-string/v1");
-    h.update(app.audit_key.to_bytes());
-    chacha20poly1305::ChaCha20Poly1305::new(&h.finalize())
-}
+const AUTH_STRING_PURPOSE: &str = "atrium/upstream-auth-string/v1";
 
 fn encrypt(app: &App, plain: &str) -> Result<String> {
-    use chacha20poly1305::aead::{Aead, AeadCore};
-    let nonce = chacha20poly1305::ChaCha20Poly1305::generate_nonce(&mut rand::rngs::OsRng);
-    let ct = cipher(app)
-        .encrypt(&nonce, plain.as_bytes())
-        .map_err(|_| Error::Unexpected(anyhow::anyhow!("encrypting the auth string failed")))?;
-    let mut out = nonce.to_vec();
-    out.extend(ct);
-    Ok(crate::services::credentials::hex_bytes(&out))
+    Ok(crate::services::credentials::seal(
+        &app.audit_key,
+        AUTH_STRING_PURPOSE,
+        plain.as_bytes(),
+    ))
 }
 
 fn decrypt(app: &App, enc: &str) -> anyhow::Result<String> {
-    use chacha20poly1305::aead::Aead;
-    let bytes = crate::services::credentials::unhex_bytes(enc)
-        .filter(|b| b.len() > 12)
-        .ok_or_else(|| anyhow::anyhow!("malformed stored auth string"))?;
-    let (nonce, ct) = bytes.split_at(12);
-    let plain = cipher(app)
-        .decrypt(chacha20poly1305::Nonce::from_slice(nonce), ct)
-        .map_err(|_| {
+    let plain = crate::services::credentials::unseal(&app.audit_key, AUTH_STRING_PURPOSE, enc)
+        .ok_or_else(|| {
             anyhow::anyhow!("the stored auth string does not decrypt with this installation's key")
         })?;
     Ok(String::from_utf8(plain)?)
@@ -291,6 +435,23 @@ pub async fn set_upstream(
             ));
         }
     }
+    let binder = if p.site_admin {
+        Binder::Operator
+    } else {
+        Binder::Account
+    };
+    {
+        let mut c = app.store.reader().await?;
+        store::workspaces::find_workspace(&mut c, account, workspace)
+            .await?
+            .ok_or_else(|| Error::not_found("workspace"))?;
+    }
+    if let Err(e) = check_binding(app, account, &url, binder).await {
+        if let Error::Forbidden(m) = &e {
+            return Err(crate::services::deny(app, p, account, m.clone()));
+        }
+        return Err(e);
+    }
     let now = app.now();
     let mut tx = app.store.begin().await?;
     store::workspaces::find_workspace(&mut tx, account, workspace)
@@ -307,6 +468,7 @@ pub async fn set_upstream(
         account_id: account,
         url,
         auth_string_enc,
+        operator_bound: binder == Binder::Operator,
         created: before.as_ref().map_or(now, |b| b.created),
         updated: now,
     };
@@ -334,6 +496,7 @@ pub async fn set_upstream(
         .payload(json!({
             "url": {"before": before.as_ref().map(|b| &b.url), "after": &row.url},
             "auth_string": auth_change,
+            "bound_by": if row.operator_bound { "operator" } else { "account" },
         })),
     )
     .await?;

@@ -67,6 +67,15 @@ pub async fn update_user(app: &App, p: &Principal, user: UserId, u: UpdateUser) 
     if matches!(&u.settings, Some(s) if !s.is_object()) {
         return Err(Error::validation("settings must be an object"));
     }
+    let mut u = u;
+    if let Some(e) = u.email.take() {
+        let current = read_user(app, p, user).await?.email;
+        if !e.trim().eq_ignore_ascii_case(&current) {
+            return Err(Error::validation(format!(
+                "changing your email needs your password and a confirmation from the new address: POST /api/users/{user}/email_change"
+            )));
+        }
+    }
     let patch = store::users::UserPatch {
         handle: u
             .handle
@@ -114,6 +123,156 @@ pub async fn update_user(app: &App, p: &Principal, user: UserId, u: UpdateUser) 
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// How long an email-change confirmation link works.
+pub const EMAIL_CHANGE_TTL_SECONDS: i64 = 3600;
+
+/// `POST /api/users/{id}/email_change` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestEmailChange {
+    /// The new address; it receives the confirmation link.
+    pub email: String,
+    /// Your current password (a key or a session alone cannot change where your account's mail
+    /// goes).
+    pub password: String,
+}
+
+/// Starts an email change: the caller proves who they are with their password, and the new
+/// address proves it is theirs by following a single-use link (valid one hour) mailed to it. The
+/// old address is told. Nothing changes until the link is followed.
+pub async fn request_email_change(
+    app: &App,
+    p: &Principal,
+    user: UserId,
+    r: RequestEmailChange,
+) -> Result<()> {
+    require_self(p, user, false)?;
+    let email = validate::email(&r.email).map_err(Error::Validation)?;
+    let me = crate::services::auth::reauthenticate(app, p, r.password).await?;
+    if email.eq_ignore_ascii_case(&me.email) {
+        return Err(Error::validation("that is already your email address"));
+    }
+    let token = crate::services::credentials::random_base62(43);
+    let now = app.now();
+    let expires = now + chrono::Duration::seconds(EMAIL_CHANGE_TTL_SECONDS);
+    let link = format!(
+        "{}/my/email/confirm?token={token}",
+        app.config.public_url.trim_end_matches('/')
+    );
+    let esc = crate::services::mail::html_escape;
+    let mut tx = app.store.begin().await?;
+    store::users::insert_email_change(
+        &mut tx,
+        &crate::services::credentials::sha256_hex(&token),
+        user,
+        &email,
+        expires,
+        now,
+    )
+    .await?;
+    crate::services::mail::enqueue(
+        app,
+        &mut tx,
+        crate::services::mail::NewEmail::personal(
+            &email,
+            "Confirm your new email address for Atrium",
+            format!(
+                "Someone signed in as {old} asked to use this address for their Atrium user.\n\nTo confirm, open this link within an hour:\n{link}\n\nIf that was not you, ignore this message: nothing changes.\n",
+                old = me.email
+            ),
+            format!(
+                "<p>Someone signed in as {old} asked to use this address for their Atrium user.</p><p><a href=\"{href}\">Confirm the new address</a> (the link works once, for an hour).</p><p>If that was not you, ignore this message: nothing changes.</p>",
+                old = esc(&me.email),
+                href = esc(&link),
+            ),
+        ),
+    )
+    .await?;
+    crate::services::mail::enqueue(
+        app,
+        &mut tx,
+        crate::services::mail::NewEmail::personal(
+            &me.email,
+            "Your Atrium email address is about to change",
+            format!(
+                "A change of your Atrium user's email address to {email} was requested and confirmed with your password. It takes effect when the new address confirms it.\n\nIf that was not you, change your password and delete your API keys now.\n"
+            ),
+            format!(
+                "<p>A change of your Atrium user's email address to <strong>{new}</strong> was requested and confirmed with your password. It takes effect when the new address confirms it.</p><p>If that was not you, change your password and delete your API keys now.</p>",
+                new = esc(&email),
+            ),
+        ),
+    )
+    .await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        SYSTEM_CHAIN,
+        NewEvent::new("user", "email-change-requested", user.0)
+            .name(me.email.clone())
+            .payload(json!({"new_email": email})),
+    )
+    .await?;
+    tx.commit().await?;
+    app.mailer.wake.notify_one();
+    Ok(())
+}
+
+/// `POST /api/auth/email_change/confirm` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmEmailChange {
+    /// The token from the confirmation link.
+    pub token: String,
+}
+
+/// Completes an email change with the token mailed to the new address (single use, expiring).
+/// Needs no sign-in: the token is the proof.
+pub async fn confirm_email_change(app: &App, c: ConfirmEmailChange) -> Result<User> {
+    let gone =
+        || Error::NotFound("this confirmation link was used, replaced or has expired".into());
+    if c.token.len() != 43 || !c.token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(gone());
+    }
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let (user, email) = store::users::claim_email_change(
+        &mut tx,
+        &crate::services::credentials::sha256_hex(&c.token),
+        now,
+    )
+    .await?
+    .ok_or_else(gone)?;
+    let before = store::users::find_user_by_id(&mut tx, user)
+        .await?
+        .ok_or_else(gone)?;
+    let patch = store::users::UserPatch {
+        email: Some(email.clone()),
+        ..Default::default()
+    };
+    store::users::update_user(&mut tx, user, &patch, now)
+        .await
+        .map_err(|e| unique_or(e, "another user has that email address now"))?;
+    let after = store::users::find_user_by_id(&mut tx, user)
+        .await?
+        .ok_or_else(gone)?;
+    audit::record(
+        app,
+        &mut tx,
+        None,
+        SYSTEM_CHAIN,
+        NewEvent::new("user", "email-changed", user.0)
+            .name(after.email.clone())
+            .payload(json!({"before": {"email": before.email}, "after": {"email": after.email}})),
+    )
+    .await?;
+    tx.commit().await?;
+    // Cached keys carry the email as the principal's name (audit records).
+    app.keys.remove_user(user);
+    Ok(after)
 }
 
 /// Body of key creation.

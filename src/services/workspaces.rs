@@ -243,8 +243,7 @@ pub async fn update_workspace(
                 account,
                 "missing workspace scope manage_workspace_users (needed to set the default role)"
                     .into(),
-            )
-            .await);
+            ));
         }
         if let Some(r) = role {
             let scopes = usable_role_scopes(&mut tx, account, r).await?;
@@ -254,8 +253,7 @@ pub async fn update_workspace(
                     p,
                     account,
                     "you cannot grant a role with scopes you do not hold".into(),
-                )
-                .await);
+                ));
             }
         }
         ws.default_workspace_role_id = role;

@@ -188,6 +188,8 @@ async fn sqlite_pool(url: &str, max: u32) -> anyhow::Result<AnyPool> {
                     "PRAGMA synchronous = NORMAL",
                     "PRAGMA foreign_keys = ON",
                     "PRAGMA busy_timeout = 5000",
+                    // Deleted content is overwritten, not left in free pages.
+                    "PRAGMA secure_delete = ON",
                 ] {
                     sqlx::query(pragma).execute(&mut *conn).await?;
                 }

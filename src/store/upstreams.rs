@@ -11,11 +11,14 @@ pub struct UpstreamRow {
     pub url: String,
     /// Nonce and ciphertext of the auth string, hex (never decrypted outside services::upstreams).
     pub auth_string_enc: Option<String>,
+    /// Bound by a site admin or the CLI (may point outside the operator's upstream networks).
+    pub operator_bound: bool,
     pub created: Time,
     pub updated: Time,
 }
 
-const COLS: &str = "workspace_id, account_id, url, auth_string_enc, created, updated";
+const COLS: &str =
+    "workspace_id, account_id, url, auth_string_enc, operator_bound, created, updated";
 
 fn row_from(r: &sqlx::any::AnyRow) -> Result<UpstreamRow, sqlx::Error> {
     Ok(UpstreamRow {
@@ -23,6 +26,7 @@ fn row_from(r: &sqlx::any::AnyRow) -> Result<UpstreamRow, sqlx::Error> {
         account_id: AccountId(get_uuid(r, "account_id")?),
         url: r.try_get("url")?,
         auth_string_enc: r.try_get("auth_string_enc")?,
+        operator_bound: super::get_bool(r, "operator_bound")?,
         created: time(r.try_get("created")?),
         updated: time(r.try_get("updated")?),
     })
@@ -31,9 +35,9 @@ fn row_from(r: &sqlx::any::AnyRow) -> Result<UpstreamRow, sqlx::Error> {
 /// Inserts or replaces a workspace's upstream.
 pub async fn upsert_upstream(c: &mut Conn, u: &UpstreamRow) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO workspace_upstreams (workspace_id, account_id, url, auth_string_enc, created, updated) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (workspace_id) DO UPDATE SET url = $3, auth_string_enc = $4, updated = $6",
+        "INSERT INTO workspace_upstreams (workspace_id, account_id, url, auth_string_enc, created, updated, operator_bound) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (workspace_id) DO UPDATE SET url = $3, auth_string_enc = $4, updated = $6, operator_bound = $7",
     )
     .bind(u.workspace_id.to_string())
     .bind(u.account_id.to_string())
@@ -41,6 +45,7 @@ pub async fn upsert_upstream(c: &mut Conn, u: &UpstreamRow) -> Result<(), sqlx::
     .bind(u.auth_string_enc.clone())
     .bind(micros(u.created))
     .bind(micros(u.updated))
+    .bind(i64::from(u.operator_bound))
     .execute(&mut *c)
     .await?;
     Ok(())

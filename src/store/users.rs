@@ -268,3 +268,49 @@ pub async fn find_user_id_by_handle(
         .map(|r| get_uuid(&r, "id").map(UserId))
         .transpose()
 }
+
+/// Records a pending email change (replacing the user's earlier one).
+pub async fn insert_email_change(
+    c: &mut Conn,
+    token_hash: &str,
+    user: UserId,
+    new_email: &str,
+    expires_at: Time,
+    now: Time,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM email_changes WHERE user_id = $1")
+        .bind(user.to_string())
+        .execute(&mut *c)
+        .await?;
+    sqlx::query(
+        "INSERT INTO email_changes (token_hash, user_id, new_email, expires_at, created) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(user.to_string())
+    .bind(new_email)
+    .bind(micros(expires_at))
+    .bind(micros(now))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Claims a pending email change by its token hash: deleted and returned in one statement, so a
+/// token works once even under concurrent use; `None` when unknown or expired.
+pub async fn claim_email_change(
+    c: &mut Conn,
+    token_hash: &str,
+    now: Time,
+) -> Result<Option<(UserId, String)>, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM email_changes WHERE token_hash = $1 AND expires_at > $2 \
+         RETURNING user_id, new_email",
+    )
+    .bind(token_hash)
+    .bind(micros(now))
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| Ok((UserId(get_uuid(&r, "user_id")?), r.try_get("new_email")?)))
+    .transpose()
+}

@@ -31,7 +31,7 @@ pub(crate) async fn sign_in(
 ) -> (S, axum::http::HeaderMap) {
     let (s, h, html) = get_page(t, &format!("/login?next={next}"), "").await;
     assert_eq!(s, S::OK);
-    let csrf = cookie_of(&h, "atrium_csrf");
+    let csrf = csrf_cookie(&h);
     let token = hidden(&html, "csrf");
     let (s, h, _) = form(
         t,
@@ -187,7 +187,7 @@ async fn the_access_page_shows_every_grant_with_its_role_and_expiry() {
 
         // Sign-out needs the form's CSRF token, then ends the session.
         let (_, h, html) = get_page(&t, &path, &session).await;
-        let csrf = cookie_of(&h, "atrium_csrf");
+        let csrf = csrf_cookie(&h);
         let (s, _, _) = form(&t, "/logout", &format!("{session}; {csrf}"), &[("csrf", "forged")]).await;
         assert_eq!(s, S::FORBIDDEN);
         let (s, _, _) = form(&t, "/logout", &format!("{session}; {csrf}"), &[("csrf", &hidden(&html, "csrf"))]).await;
@@ -205,7 +205,7 @@ async fn sign_in_refuses_forged_forms_and_follows_only_local_paths() {
         let (s, h, html) = get_page(&t, "/login?next=https://evil.test/", "").await;
         assert_eq!(s, S::OK);
         assert!(html.contains("name=\"next\" value=\"/\""), "{html}");
-        let csrf = cookie_of(&h, "atrium_csrf");
+        let csrf = csrf_cookie(&h);
         let (s, h, _) = form(
             &t,
             "/login",
@@ -242,7 +242,7 @@ async fn personal_api_keys_are_created_shown_once_listed_masked_and_deleted() {
         let (s, h, html) = get_page(&t, "/me/api-keys", &session).await;
         assert_eq!(s, S::OK, "{html}");
         assert!(html.contains("No keys yet."), "{html}");
-        let cookies = format!("{session}; {}", cookie_of(&h, "atrium_csrf"));
+        let cookies = format!("{session}; {}", csrf_cookie(&h));
         let csrf = hidden(&html, "csrf");
         // Bad input gets the API's message and creates nothing.
         let (s, _, html) = form(
@@ -285,7 +285,7 @@ async fn personal_api_keys_are_created_shown_once_listed_masked_and_deleted() {
         assert_eq!((s, me["email"].as_str()), (S::OK, Some("ann@x.test")));
         // Listed masked with its expiry; never shown again.
         let (_, h, html) = get_page(&t, "/me/api-keys", &session).await;
-        let cookies = format!("{session}; {}", cookie_of(&h, "atrium_csrf"));
+        let cookies = format!("{session}; {}", csrf_cookie(&h));
         assert!(!html.contains(&key), "the key is shown only once");
         assert!(
             html.contains("laptop") && html.contains("(in 30 days)"),

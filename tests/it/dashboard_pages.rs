@@ -29,7 +29,7 @@ impl Visitor<'_> {
     ) -> (S, axum::http::HeaderMap, String) {
         let (s, h, html) = get_page(self.t, page, &self.session).await;
         assert_eq!(s, S::OK, "{page}: {html}");
-        let csrf = cookie_of(&h, "atrium_csrf");
+        let csrf = csrf_cookie(&h);
         let token = hidden(&html, "csrf");
         let mut all = vec![("csrf", token.as_str())];
         all.extend_from_slice(fields);
@@ -794,7 +794,7 @@ async fn open_sign_up_then_a_new_account_from_the_home_page_and_prefect_links_la
         assert!(login.contains("href=\"/signup\""), "{login}");
         let (s, h, html) = get_page(&t, "/signup", "").await;
         assert_eq!(s, S::OK);
-        let csrf = cookie_of(&h, "atrium_csrf");
+        let csrf = csrf_cookie(&h);
         let token = hidden(&html, "csrf");
         let (s, _, body) = form(
             &t,

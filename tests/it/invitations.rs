@@ -45,7 +45,7 @@ async fn an_emailed_invitation_leads_through_sign_up_to_the_invited_workspace_ro
             assert_eq!(s, S::OK);
             let html = String::from_utf8(html).expect("utf8");
             assert!(html.contains("Join ACME") && html.contains(&invitee));
-            let csrf_cookie = cookie_of(&h, "atrium_csrf");
+            let csrf_cookie = csrf_cookie(&h);
             let csrf = hidden(&html, "csrf");
             // A form without the matching CSRF cookie is refused.
             let (s, _, _) = form(&t, &format!("/invitations/{id}"), "atrium_csrf=forged", &[

@@ -3,6 +3,7 @@
 mod support;
 
 mod accounts;
+mod adversarial;
 mod audit;
 mod bots;
 mod browser;

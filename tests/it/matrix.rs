@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 pub(crate) struct World {
+    n: usize,
     pub account: String,
     ws: String,
     owner: TestUser,
@@ -34,6 +35,11 @@ pub(crate) const WHO: [&str; 8] = [
     "team member",
     "service account",
 ];
+
+/// A loopback address of its own for world `n` (`127.{net}.x.y`).
+fn loopback(net: u8, n: usize) -> String {
+    format!("127.{net}.{}.{}", (n / 250) % 250, n % 250 + 1)
+}
 
 pub(crate) async fn world(t: &TestApp, n: usize) -> World {
     let owner = t.user(&format!("owner{n}@a.test")).await;
@@ -145,17 +151,21 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         .await;
     assert_eq!(s, S::OK, "{v}");
     // An upstream nobody listens on (port 9, discard): gateway calls that pass authorization
-    // answer 502.
+    // answer 502. Each world's on a loopback address of its own (one server is bound by one
+    // account only).
     let (s, v) = t
         .call(
             M::PUT,
             &format!("/api/accounts/{account}/workspaces/{ws}/upstream"),
             Some(&owner.key),
-            Some(json!({"url": "http://127.0.0.1:9/api", "auth_string": "s3cret"})),
+            Some(
+                json!({"url": format!("http://{}:9/api", loopback(1, n)), "auth_string": "s3cret"}),
+            ),
         )
         .await;
     assert_eq!(s, S::OK, "{v}");
     World {
+        n,
         account: account.to_string(),
         ws: ws.to_string(),
         keys: [
@@ -203,6 +213,7 @@ pub(crate) fn fill(template: &str, w: &World) -> String {
         .replace("{bot_key_id}", &w.bot_key)
         .replace("{bot_access_id}", &w.bot_access)
         .replace("{team_id}", &w.team)
+        .replace("{spare_upstream}", &loopback(2, w.n))
 }
 
 pub(crate) fn table() -> Vec<Cell> {
@@ -320,6 +331,19 @@ pub(crate) fn table() -> Vec<Cell> {
             "/api/users/{user_id}/api_keys",
             Some(json!({"name": "k"})),
             [401, 404, 404, 404, 404, 201],
+        ),
+        // The owner has no password to confirm the change with.
+        c(
+            M::POST,
+            "/api/users/{user_id}/email_change",
+            Some(json!({"email": "new-ann@x.test", "password": "a-long-password"})),
+            [401, 404, 404, 404, 404, 403],
+        ),
+        c(
+            M::POST,
+            "/api/auth/email_change/confirm",
+            Some(json!({"token": "zz"})),
+            [404; 6],
         ),
         c(
             M::GET,
@@ -654,7 +678,7 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access/{team_id}", None, [401, 404, 404, 403, 204, 204]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/access", None, [401, 404, 404, 403, 200, 200]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/explain?actor_id={target_user_id}&scope=see_flows", None, [401, 404, 404, 403, 200, 200]),
-        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", Some(json!({"url": "http://127.0.0.1:9/api", "auth_string": "other"})), [401, 404, 403, 403, 200, 200]),
+        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", Some(json!({"url": "http://{spare_upstream}:9/api", "auth_string": "other"})), [401, 404, 403, 403, 200, 200]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 200, 200]),
         c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 204, 204]),
         c(M::GET, "/api/accounts/{account_id}/rate-limits/status", None, [401, 404, 403, 403, 200, 200]),

@@ -116,7 +116,7 @@ async fn repeated_failed_logins_are_throttled_then_allowed_again() {
             "application/json",
         )
     };
-    for _ in 0..atrium::services::auth::MAX_FAILURES_PER_EMAIL {
+    for _ in 0..atrium::services::auth::MAX_FAILURES_PER_ADDRESS_AND_EMAIL {
         assert_eq!(login("wrong-password").await.0, S::UNAUTHORIZED);
     }
     let (s, headers, _) = login("a-long-password").await;

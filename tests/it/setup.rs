@@ -28,7 +28,7 @@ async fn the_setup_link_creates_the_first_admin_and_account_once() {
             .await;
         assert_eq!(s, S::OK);
         let html = String::from_utf8(html).expect("utf8");
-        let (csrf_cookie, csrf) = (cookie_of(&h, "atrium_csrf"), hidden(&html, "csrf"));
+        let (csrf_cookie, csrf) = (csrf_cookie(&h), hidden(&html, "csrf"));
         let fields = [
             ("token", token.as_str()),
             ("csrf", csrf.as_str()),

@@ -129,6 +129,12 @@ impl TestApp {
             database_url: url,
             data_dir: dir.path().to_path_buf(),
             audit_key_file: dir.path().join("audit-signing.key"),
+            // The tests' upstreams (recording servers, Prefect) listen on loopback; as an
+            // operator would, the tests let account Owners bind them there.
+            upstream_networks: vec![atrium::domain::upstream_policy::UpstreamNetwork::parse(
+                "127.0.0.0/8",
+            )
+            .expect("network")],
             ..Config::default()
         };
         let app = App::new(config, store, clock.clone()).await.expect("app");
@@ -205,6 +211,17 @@ impl TestApp {
         tokio::spawn(async move {
             let _ = atrium::http::server::serve(listener, app, std::future::pending::<()>()).await;
         });
+        // Serving has begun once the server has registered its address.
+        while !self
+            .app
+            .listening
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|a| a.port() == port)
+        {
+            tokio::task::yield_now().await;
+        }
         port
     }
 
@@ -765,10 +782,23 @@ pub async fn latest_code(t: &TestApp, id: &str) -> String {
         .await
         .expect("queued email");
     let body: String = row.try_get("body_text").expect("body");
+    let body = atrium::services::mail::open_body(&t.app, &body).expect("the body opens");
     invitation_link(&body).2
 }
 
 // ---- browser-like helpers for server-rendered pages ----
+
+/// The pre-session CSRF cookie a page set, or "" (signed-in pages bind their forms to the
+/// session and set none).
+pub fn csrf_cookie(h: &axum::http::HeaderMap) -> String {
+    h.get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("atrium_csrf="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_string()
+}
 
 pub fn cookie_of(h: &axum::http::HeaderMap, name: &str) -> String {
     h.get_all("set-cookie")

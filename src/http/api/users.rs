@@ -5,7 +5,9 @@ use crate::app::App;
 use crate::domain::{ApiKeyCreated, ApiKeyInfo, User};
 use crate::http::api::me::NameQuery;
 use crate::http::extract::{Auth, Json, Path, Query};
-use crate::services::users::{self, CreateApiKey, UpdateUser};
+use crate::services::users::{
+    self, ConfirmEmailChange, CreateApiKey, RequestEmailChange, UpdateUser,
+};
 use crate::services::Result;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -33,6 +35,32 @@ pub async fn update_user(
 ) -> Result<StatusCode> {
     users::update_user(&app, &p, u.user_id, b).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts changing your email address: confirm with your current password; the new address
+/// gets a single-use link (valid one hour) and the old one a notice. Nothing changes until the
+/// link is followed (`POST /api/auth/email_change/confirm`).
+#[utoipa::path(post, path = "/api/users/{user_id}/email_change", tag = "users", params(UserPath), request_body = RequestEmailChange,
+    responses((status = 202), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn request_email_change(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(u): Path<UserPath>,
+    Json(b): Json<RequestEmailChange>,
+) -> Result<StatusCode> {
+    users::request_email_change(&app, &p, u.user_id, b).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Completes an email change with the token from the link mailed to the new address (no sign-in
+/// needed: the token is the proof; it works once).
+#[utoipa::path(post, path = "/api/auth/email_change/confirm", tag = "auth", request_body = ConfirmEmailChange,
+    responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn confirm_email_change(
+    State(app): State<App>,
+    Json(b): Json<ConfirmEmailChange>,
+) -> Result<Out<User>> {
+    Ok(Out(users::confirm_email_change(&app, b).await?))
 }
 
 /// Creates a personal API key (shown once).

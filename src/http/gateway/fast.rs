@@ -8,8 +8,8 @@
 //! transports, one set of decisions).
 
 use super::{
-    admit, begin, gateway_location, pool, strip_request_headers, upstream_failed,
-    write_upstream_target, CONNECT_TIMEOUT, RESPONSE_HOP_BY_HOP, RESPONSE_TIMEOUT,
+    admit, begin, gateway_location, pool, set_json_body_headers, strip_request_headers,
+    upstream_failed, write_upstream_target, RESPONSE_HOP_BY_HOP, RESPONSE_TIMEOUT,
 };
 use crate::app::App;
 use crate::http::extract::forwarded_client;
@@ -24,7 +24,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
 
 /// Headers per request or response (hyper's limit too).
 const MAX_HEADERS: usize = 100;
@@ -400,9 +399,16 @@ impl Exchange<'_> {
         } else {
             None
         };
-        let up = admit(app, &t, &call, &parts.method, uri.query(), whole.as_deref())
+        let (up, mut rewrite) = admit(app, &t, &call, &parts.method, uri.query(), whole.as_deref())
             .await
             .map_err(Failed::Answer)?;
+        let whole = match rewrite.body.take() {
+            Some(b) => {
+                set_json_body_headers(&mut parts.headers, b.len());
+                Some(b)
+            }
+            None => whole,
+        };
 
         // The request head, and what of the body is at hand, for one write.
         strip_request_headers(&mut parts.headers);
@@ -410,7 +416,7 @@ impl Exchange<'_> {
         out.clear();
         out.extend_from_slice(parts.method.as_str().as_bytes());
         out.push(b' ');
-        write_upstream_target(&mut out, &up, &t, uri.query());
+        write_upstream_target(&mut out, &up, &t, rewrite.query(uri.query()));
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(up.host.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -622,15 +628,9 @@ impl Exchange<'_> {
 }
 
 async fn connect(app: &App, up: &Upstream) -> Result<TcpStream, Failed> {
-    let fail = |e: &dyn std::fmt::Display| upstream_error(app, up, UpstreamError::Connect, e);
-    match timeout(CONNECT_TIMEOUT, TcpStream::connect(&up.address)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-        Ok(Err(e)) => Err(fail(&e)),
-        Err(e) => Err(fail(&e)),
-    }
+    super::connect_upstream(app, up)
+        .await
+        .map_err(Failed::Answer)
 }
 
 /// Makes room to read into `b`. A buffer emptied by the last exchange starts again at the front

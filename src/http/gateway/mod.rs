@@ -186,7 +186,7 @@ struct Call {
     pub principal: Principal,
     pub rule: Option<&'static gateway_routes::RouteRule>,
     /// The body must be read whole before authorizing: item-counted routes (charged per item)
-    /// and block reads that may ask for secrets in the body (bounded by the 5 MiB limit).
+    /// and secret-bearing reads with a body, which may be rewritten (bounded by the 5 MiB limit).
     pub needs_body: bool,
 }
 
@@ -212,7 +212,7 @@ async fn begin(app: &App, t: &gateway::Target<'_>, parts: &Parts) -> Result<Call
     }
     let rule = gateway::rule_of(parts.method.as_str(), t);
     let needs_body =
-        has_body && rule.is_some_and(|r| r.charge == Charge::Items || r.need == Need::Blocks);
+        has_body && rule.is_some_and(|r| r.charge == Charge::Items || r.need == Need::Secrets);
     Ok(Call {
         principal,
         rule,
@@ -221,7 +221,8 @@ async fn begin(app: &App, t: &gateway::Target<'_>, parts: &Parts) -> Result<Call
 }
 
 /// Authorizes the call and charges it to the account's rate limits (`body`: the whole body when
-/// [`Call::needs_body`]); answers the upstream to send it to.
+/// [`Call::needs_body`]); answers the upstream to send it to and what to forward in place of
+/// what the client sent.
 async fn admit(
     app: &App,
     t: &gateway::Target<'_>,
@@ -229,34 +230,34 @@ async fn admit(
     method: &Method,
     query: Option<&str>,
     body: Option<&[u8]>,
-) -> Result<Arc<Upstream>, Error> {
-    let asks_secrets = body.is_some_and(|b| {
-        serde_json::from_slice::<serde_json::Value>(b)
-            .ok()
-            .and_then(|v| v.get("include_secrets").and_then(|s| s.as_bool()))
-            .unwrap_or(false)
-    });
-    gateway::authorize_call(
+) -> Result<(Arc<Upstream>, gateway::Rewrite), Error> {
+    let rewrite = gateway::authorize_call(
         app,
         &call.principal,
         t,
         method.as_str(),
         call.rule,
         query,
-        asks_secrets,
+        body,
     )
     .await?;
     let (g, upstream) = gateway::upstream(app, t)?;
     let (charge, items) = match call.rule.map(|r| r.charge) {
-        Some(Charge::Items) => (
-            Charge::Items,
-            body.and_then(|b| serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(b).ok())
-                .map_or(1, |v| u32::try_from(v.len()).unwrap_or(u32::MAX)),
-        ),
+        Some(Charge::Items) if call.needs_body => (Charge::Items, gateway::items_of(body)?),
         _ => (Charge::Api, 1),
     };
     gateway::charge(app, t.account, &g, charge, items)?;
-    Ok(upstream)
+    Ok((upstream, rewrite))
+}
+
+/// Replaces the body headers of a call whose body the gateway rewrote.
+fn set_json_body_headers(h: &mut HeaderMap, len: usize) {
+    h.remove(header::CONTENT_ENCODING);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
 }
 
 /// Appends the request target on the upstream: its base path, the path below the workspace
@@ -275,6 +276,48 @@ fn write_upstream_target(
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
     }
+}
+
+/// Connects to one of the upstream's allowed addresses (`services::upstreams::connect_addrs`):
+/// every connection Atrium makes to an upstream — gateway calls on both transports, websockets,
+/// retention — is made here or to an address from there, never by resolving its name again.
+pub(crate) async fn connect_upstream(
+    app: &App,
+    up: &Upstream,
+) -> Result<tokio::net::TcpStream, Error> {
+    let addrs = crate::services::upstreams::connect_addrs(app, up)
+        .await
+        .map_err(|_| refused_upstream(app))?;
+    let mut last = String::from("no address");
+    for a in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "connect timed out".into(),
+        }
+    }
+    Err(upstream_failed(app, up, UpstreamError::Connect, &last))
+}
+
+/// An address of the upstream the gateway may connect to (for clients that connect by
+/// themselves: the request is addressed to it, with the upstream's own `Host`).
+pub(crate) async fn upstream_addr(app: &App, up: &Upstream) -> Result<std::net::SocketAddr, Error> {
+    crate::services::upstreams::connect_addrs(app, up)
+        .await
+        .ok()
+        .and_then(|a| a.into_iter().next())
+        .ok_or_else(|| refused_upstream(app))
+}
+
+fn refused_upstream(app: &App) -> Error {
+    app.metrics.upstream_error(UpstreamError::Connect);
+    Error::BadGateway(
+        "the workspace's upstream address is refused by this installation's upstream policy (the server log says why); an account Owner or a site admin must rebind it"
+            .into(),
+    )
 }
 
 /// The error an upstream call that failed before its response head ends in (counted).
@@ -322,7 +365,7 @@ async fn forward(
     } else {
         (body, None)
     };
-    let upstream = admit(
+    let (upstream, mut rewrite) = admit(
         app,
         t,
         &call,
@@ -331,12 +374,23 @@ async fn forward(
         buffered.as_deref(),
     )
     .await?;
-    let mut uri = upstream.authority.clone().into_bytes();
-    write_upstream_target(&mut uri, &upstream, t, raw.query());
+    let body = match rewrite.body.take() {
+        Some(b) => {
+            set_json_body_headers(&mut parts.headers, b.len());
+            Body::from(b)
+        }
+        None => body,
+    };
+    let addr = upstream_addr(app, &upstream).await?;
+    let mut uri = format!("http://{addr}").into_bytes();
+    write_upstream_target(&mut uri, &upstream, t, rewrite.query(raw.query()));
     parts.uri = Uri::try_from(uri)
         .map_err(|_| Error::BadRequest("path refused by the gateway: not a valid URI".into()))?;
     parts.version = axum::http::Version::HTTP_11;
     strip_request_headers(&mut parts.headers);
+    if let Ok(h) = HeaderValue::from_str(&upstream.host) {
+        parts.headers.insert(header::HOST, h);
+    }
     if let Some(a) = &upstream.authorization {
         parts.headers.insert(header::AUTHORIZATION, a.clone());
     }

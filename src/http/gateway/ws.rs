@@ -105,7 +105,7 @@ pub async fn handle(
 }
 
 async fn admit(app: &App, p: &Principal, t: &gateway::Target<'_>) -> Result<Arc<Upstream>, Error> {
-    gateway::authorize_call(app, p, t, "WS", gateway::rule_of("WS", t), None, false).await?;
+    gateway::authorize_call(app, p, t, "WS", gateway::rule_of("WS", t), None, None).await?;
     Ok(gateway::upstream(app, t)?.1)
 }
 
@@ -190,7 +190,7 @@ async fn relay(
         }
     };
 
-    let mut up = match connect_upstream(&upstream, t.rest, query).await {
+    let mut up = match connect_upstream(app, &upstream, t.rest, query).await {
         Ok(s) => s,
         Err(e) => {
             app.metrics
@@ -289,6 +289,7 @@ type UpstreamSocket =
 /// Opens the upstream websocket with subprotocol `prefect` and does the auth handshake with the
 /// upstream's auth string (or `null` when it has none).
 async fn connect_upstream(
+    app: &App,
     u: &Upstream,
     rest: &str,
     query: Option<&str>,
@@ -306,9 +307,13 @@ async fn connect_upstream(
     if let Some(a) = &u.authorization {
         req.headers_mut().insert(header::AUTHORIZATION, a.clone());
     }
-    let (mut ws, _) = tokio::time::timeout(AUTH_TIMEOUT, tokio_tungstenite::connect_async(req))
-        .await
-        .map_err(|_| anyhow::anyhow!("connect timed out"))??;
+    let stream = super::connect_upstream(app, u).await?;
+    let (mut ws, _) = tokio::time::timeout(
+        AUTH_TIMEOUT,
+        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream)),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("connect timed out"))??;
     let auth = serde_json::json!({"type": "auth", "token": u.auth_string});
     ws.send(tungstenite::Message::Text(auth.to_string().into()))
         .await?;

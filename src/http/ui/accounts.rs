@@ -10,13 +10,8 @@ use crate::services::accounts::overview;
 use crate::services::mail::html_escape;
 use crate::services::me::my_accounts;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-
-fn with_cookie(mut resp: Response, cookie: axum::http::HeaderValue) -> Response {
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
-    resp
-}
 
 /// `GET /`: the account switcher.
 pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
@@ -41,7 +36,7 @@ pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
     } else {
         format!("<nav aria-label=\"Accounts\"><ul class=\"plain\">{items}</ul></nav>")
     };
-    let (header, csrf, cookie) = signed_in_header(&app, &p.name);
+    let (header, csrf) = signed_in_header(&app, &p);
     let create = if crate::services::accounts::may_create_account(&app, &p) {
         format!(
             "<h2>New account</h2><form method=\"post\" action=\"/accounts\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -52,13 +47,10 @@ pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
     } else {
         String::new()
     };
-    with_cookie(
-        page(
-            StatusCode::OK,
-            "Accounts",
-            &format!("{header}<p><a href=\"/my/profile\">Profile</a></p><h1>Your accounts</h1>{list}{create}"),
-        ),
-        cookie,
+    page(
+        StatusCode::OK,
+        "Accounts",
+        &format!("{header}<p><a href=\"/my/profile\">Profile</a></p><h1>Your accounts</h1>{list}{create}"),
     )
 }
 

@@ -56,7 +56,7 @@ pub async fn show(
             "service accounts have no personal keys".into(),
         ));
     }
-    let (header, token, cookie) = signed_in_header(&app, &p.name);
+    let (header, token) = signed_in_header(&app, &p);
     let default_name = format!("prefect-cli-{}", app.now().format("%Y-%m-%d"));
     let body = format!(
         "{header}<h1>Log in the Prefect CLI</h1>\
@@ -70,9 +70,7 @@ pub async fn show(
         who = html_escape(&p.name),
         cb = html_escape(&callback),
     );
-    let mut resp = page(StatusCode::OK, "Log in the Prefect CLI", &body);
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
-    resp
+    page(StatusCode::OK, "Log in the Prefect CLI", &body)
 }
 
 #[derive(Deserialize)]
@@ -91,7 +89,7 @@ pub async fn submit(
     headers: HeaderMap,
     Form(f): Form<CliLoginForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+    if let Some(refused) = super::refuse_forged(&app, &headers, &f.csrf) {
         return refused;
     }
     let callback = match loopback_callback(&f.callback) {

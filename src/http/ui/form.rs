@@ -20,7 +20,7 @@ pub struct Fields(Vec<(String, String)>);
 impl FromRequest<App> for Fields {
     type Rejection = Response;
 
-    async fn from_request(req: Request, _: &App) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, app: &App) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
             .await
@@ -30,7 +30,7 @@ impl FromRequest<App> for Fields {
             .iter()
             .find(|(k, _)| k == "csrf")
             .map_or("", |(_, v)| v.as_str());
-        if let Some(refused) = refuse_forged(&parts.headers, token) {
+        if let Some(refused) = refuse_forged(app, &parts.headers, token) {
             return Err(refused);
         }
         Ok(Fields(fields))

@@ -21,6 +21,7 @@ pub struct CodeQuery {
 /// `GET /invitations/{id}?invite_code=…`
 pub async fn show(
     State(app): State<App>,
+    headers: axum::http::HeaderMap,
     Path(id): Path<Uuid>,
     Query(q): Query<CodeQuery>,
 ) -> Response {
@@ -28,7 +29,7 @@ pub async fn show(
         Ok(v) => v,
         Err(e) => return error_page(&e),
     };
-    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+    let (csrf, cookie) = new_csrf(&app, &headers);
     let email = html_escape(&inv.email);
     let code = html_escape(&q.invite_code);
     let hidden = format!(
@@ -57,7 +58,9 @@ pub async fn show(
         role = inv.account_role.name(),
     );
     let mut resp = page(StatusCode::OK, "Invitation", &body);
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(c) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     resp
 }
 
@@ -82,7 +85,7 @@ pub async fn submit(
     headers: HeaderMap,
     Form(f): Form<InvitationForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+    if let Some(refused) = super::refuse_forged(&app, &headers, &f.csrf) {
         return refused;
     }
     let ua = headers

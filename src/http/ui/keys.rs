@@ -27,7 +27,7 @@ async fn render(
         Ok(k) => k,
         Err(e) => return error_page(&e),
     };
-    let (header, token, cookie) = signed_in_header(app, &p.name);
+    let (header, token) = signed_in_header(app, p);
     let csrf = format!("<input type=\"hidden\" name=\"csrf\" value=\"{token}\">");
     let now = app.now();
     let rows: String = keys
@@ -68,9 +68,7 @@ async fn render(
          <label for=\"key-days\">Expires after (days; empty = never)</label><input id=\"key-days\" name=\"days\" type=\"number\" min=\"1\" max=\"3650\">\
          <button type=\"submit\">Create key</button></form>"
     );
-    let mut resp = page(StatusCode::OK, "API keys", &body);
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
-    resp
+    page(StatusCode::OK, "API keys", &body)
 }
 
 /// `GET /me/api-keys`
@@ -93,7 +91,7 @@ pub async fn create(
     headers: HeaderMap,
     Form(f): Form<CreateForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+    if let Some(refused) = super::refuse_forged(&app, &headers, &f.csrf) {
         return refused;
     }
     match create_from_form(&app, &p, f.name, &f.days).await {
@@ -123,7 +121,7 @@ pub async fn delete(
     headers: HeaderMap,
     Form(f): Form<DeleteForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+    if let Some(refused) = super::refuse_forged(&app, &headers, &f.csrf) {
         return refused;
     }
     match users::delete_api_key(&app, &p, p.user_id, id).await {

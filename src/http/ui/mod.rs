@@ -1,6 +1,6 @@
-//! Server-rendered pages. Handlers call services and render; every form carries a CSRF token
-//! (double-submit: a random value in an HttpOnly, SameSite=Strict cookie and in the form, compared
-//! in constant time).
+//! Server-rendered pages. Handlers call services and render; every form carries a CSRF token: a
+//! nonce and its MAC over the caller's session (or, before sign-in, over a pre-session cookie),
+//! verified in constant time.
 
 pub mod accounts;
 pub mod audit;
@@ -97,44 +97,124 @@ pub fn error_page_back(e: &crate::services::Error, back: Option<&str>) -> Respon
     )
 }
 
-/// A fresh CSRF token and the cookie that carries it.
-pub fn new_csrf(secure: bool) -> (String, HeaderValue) {
-    let token = random_base62(32);
-    let cookie = format!(
-        "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{}",
-        if secure { "; Secure" } else { "" }
-    );
-    // The cookie is ASCII by construction.
-    let value = HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static(""));
-    (token, value)
+/// The pre-session CSRF cookie: `__Host-` prefixed (so neither a sibling subdomain nor plain HTTP
+/// can plant it) when users reach us over https.
+fn csrf_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-atrium_csrf"
+    } else {
+        CSRF_COOKIE
+    }
 }
 
-/// The refusal of a form whose CSRF token does not match its cookie (one message everywhere), or
-/// `None` when it matches.
-pub fn refuse_forged(headers: &HeaderMap, form_token: &str) -> Option<Response> {
-    (!csrf_ok(headers, form_token)).then(|| {
+/// The MAC of a CSRF token: HMAC-SHA256 under a key derived from the installation's signing seed
+/// (every process sharing the database derives the same), over what the token is bound to and
+/// its nonce; 128 bits in hex.
+fn csrf_mac(app: &crate::app::App, binding: &str, nonce: &str) -> String {
+    use hmac::Mac;
+    use sha2::Digest;
+    let mut k = sha2::Sha256::new();
+    k.update(b"atrium/csrf/v1");
+    k.update(app.audit_key.to_bytes());
+    // HMAC accepts a key of any length; a 32-byte key cannot fail.
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&k.finalize()) else {
+        return String::new();
+    };
+    mac.update(binding.as_bytes());
+    mac.update(b"\n");
+    mac.update(nonce.as_bytes());
+    crate::services::credentials::hex_bytes(&mac.finalize().into_bytes()[..16])
+}
+
+fn csrf_token(app: &crate::app::App, binding: &str) -> String {
+    let nonce = random_base62(22);
+    let mac = csrf_mac(app, binding, &nonce);
+    format!("{nonce}.{mac}")
+}
+
+/// What a request's forms are bound to: its session when it carries a session cookie (signed in,
+/// or a stale session), else its pre-session CSRF cookie.
+fn csrf_binding(app: &crate::app::App, headers: &HeaderMap) -> Option<String> {
+    let cookies = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+    };
+    if let Some((_, sid)) = cookies().find(|(k, _)| {
+        *k == crate::http::extract::SESSION_COOKIE
+            || *k == crate::http::extract::SECURE_SESSION_COOKIE
+    }) {
+        return Some(format!(
+            "s:{}",
+            crate::services::credentials::sha256_hex(sid)
+        ));
+    }
+    let name = csrf_cookie_name(app.config.secure_cookies());
+    cookies()
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| format!("c:{v}"))
+}
+
+/// The CSRF token for the forms of a signed-in page: bound to the caller's session, so a token
+/// is worthless with any other session and no cookie can stand in for it.
+pub fn session_csrf(app: &crate::app::App, p: &crate::authz::Principal) -> String {
+    match &p.credential {
+        crate::authz::Credential::Session { id_hash } => csrf_token(app, &format!("s:{id_hash}")),
+        // Pages are only rendered for sessions; a token bound to nothing verifies never.
+        _ => csrf_token(app, "none"),
+    }
+}
+
+/// The CSRF token for the forms of a page answering a request that may have no session (sign-in,
+/// sign-up, setup, invitations), and the cookie to set with it: bound to the request's session if
+/// it has one, else to a fresh pre-session cookie.
+pub fn new_csrf(app: &crate::app::App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(b) = csrf_binding(app, headers).filter(|b| b.starts_with("s:")) {
+        return (csrf_token(app, &b), None);
+    }
+    let value = random_base62(32);
+    let secure = app.config.secure_cookies();
+    let cookie = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        csrf_cookie_name(secure),
+        if secure { "; Secure" } else { "" }
+    );
+    (
+        csrf_token(app, &format!("c:{value}")),
+        HeaderValue::from_str(&cookie).ok(),
+    )
+}
+
+/// The refusal of a form whose CSRF token does not verify (one message everywhere), or `None`
+/// when it does.
+pub fn refuse_forged(
+    app: &crate::app::App,
+    headers: &HeaderMap,
+    form_token: &str,
+) -> Option<Response> {
+    (!csrf_ok(app, headers, form_token)).then(|| {
         error_page(&crate::services::Error::Forbidden(
             "the form expired or came from another site; reload the page and try again".into(),
         ))
     })
 }
 
-/// True when the form's token equals the cookie's.
-pub fn csrf_ok(headers: &HeaderMap, form_token: &str) -> bool {
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == CSRF_COOKIE)
-        .map(|(_, v)| v);
-    match cookie {
-        Some(c) if !c.is_empty() && c.len() == form_token.len() => {
-            subtle::ConstantTimeEq::ct_eq(c.as_bytes(), form_token.as_bytes()).into()
-        }
-        _ => false,
-    }
+/// True when the form's token was minted for what this request is bound to (its session, else
+/// its pre-session cookie). Compared in constant time.
+pub fn csrf_ok(app: &crate::app::App, headers: &HeaderMap, form_token: &str) -> bool {
+    let Some(binding) = csrf_binding(app, headers) else {
+        return false;
+    };
+    let Some((nonce, mac)) = form_token.split_once('.') else {
+        return false;
+    };
+    let want = csrf_mac(app, &binding, nonce);
+    !nonce.is_empty()
+        && want.len() == mac.len()
+        && subtle::ConstantTimeEq::ct_eq(want.as_bytes(), mac.as_bytes()).into()
 }
 
 /// "in 3 days", "2 hours ago": how far an instant is from now, roughly.
@@ -181,18 +261,17 @@ pub fn expiry_cell(
 }
 
 /// The bar at the top of signed-in pages (who is signed in, and the sign-out form), with the
-/// page's CSRF token (for its other forms) and the cookie that carries it.
-pub fn signed_in_header(app: &crate::app::App, who: &str) -> (String, String, HeaderValue) {
-    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+/// page's CSRF token (for its other forms).
+pub fn signed_in_header(app: &crate::app::App, p: &crate::authz::Principal) -> (String, String) {
+    let csrf = session_csrf(app, p);
     (
         format!(
             "<header><span class=\"muted\">Signed in as {who} · <a href=\"/me/api-keys\">API keys</a></span>\
              <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <button class=\"secondary\" type=\"submit\">Sign out</button></form></header>",
-            who = html_escape(who)
+            who = html_escape(&p.name)
         ),
         csrf,
-        cookie,
     )
 }
 

@@ -52,10 +52,21 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// Only local paths are followed after sign-in (no open redirect).
-fn safe_next(next: Option<&str>) -> &str {
+/// Only paths on this origin are followed after sign-in (no open redirect); anything else goes
+/// to the default page. Browsers parse a `Location` leniently — they drop tabs and newlines,
+/// read `\\` as `/`, trim control characters and spaces — so `/\t/evil.test` or `/\\evil.test`
+/// would leave the origin. Rather than imitate that parser, a target is accepted only when it has
+/// nothing for it to reinterpret: printable ASCII without spaces or backslashes, one leading `/`
+/// not followed by another. Such a value is also always a valid header value.
+pub(crate) fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n[1..].starts_with('/')
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -65,8 +76,8 @@ pub struct NextQuery {
     pub next: Option<String>,
 }
 
-fn form(app: &App, next: &str, email: &str, error: Option<&str>) -> Response {
-    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+fn form(app: &App, headers: &HeaderMap, next: &str, email: &str, error: Option<&str>) -> Response {
+    let (csrf, cookie) = new_csrf(app, headers);
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", html_escape(e)))
         .unwrap_or_default();
@@ -91,7 +102,9 @@ fn form(app: &App, next: &str, email: &str, error: Option<&str>) -> Response {
         StatusCode::UNAUTHORIZED
     };
     let mut resp = page(status, "Sign in", &body);
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(c) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     resp
 }
 
@@ -105,8 +118,12 @@ pub fn with_session(app: &App, mut resp: Response, session: &auth::NewSession) -
 }
 
 /// `GET /login`
-pub async fn show(State(app): State<App>, Query(q): Query<NextQuery>) -> Response {
-    form(&app, safe_next(q.next.as_deref()), "", None)
+pub async fn show(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    form(&app, &headers, safe_next(q.next.as_deref()), "", None)
 }
 
 #[derive(Deserialize)]
@@ -125,9 +142,10 @@ pub async fn submit(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(f.next.as_deref()).to_string();
-    if !csrf_ok(&headers, &f.csrf) {
+    if !csrf_ok(&app, &headers, &f.csrf) {
         return form(
             &app,
+            &headers,
             &next,
             &f.email,
             Some("The form expired; please sign in again."),
@@ -142,7 +160,7 @@ pub async fn submit(
             with_session(&app, resp, &session)
         }
         Err(e @ (Error::Unauthenticated(_) | Error::RateLimited { .. })) => {
-            form(&app, &next, &f.email, Some(&e.to_string()))
+            form(&app, &headers, &next, &f.email, Some(&e.to_string()))
         }
         Err(e) => error_page(&e),
     }
@@ -160,7 +178,7 @@ pub async fn logout(
     headers: HeaderMap,
     Form(f): Form<LogoutForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+    if let Some(refused) = super::refuse_forged(&app, &headers, &f.csrf) {
         return refused;
     }
     if let Err(e) = auth::logout(&app, &p).await {
@@ -178,7 +196,22 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
         assert_eq!(super::safe_next(Some("/account/x")), "/account/x");
-        for bad in ["https://evil.test/", "//evil.test", "/\\evil.test", "evil"] {
+        for bad in [
+            "https://evil.test/",
+            "//evil.test",
+            "/\\evil.test",
+            "evil",
+            "/\t/evil.test",
+            "/\n/evil.test",
+            "/\r\n/evil.test",
+            " //evil.test",
+            "/ /evil.test",
+            "\t//evil.test",
+            "/\u{0}/evil.test",
+            "/\u{7f}/x",
+            "/caf\u{e9}",
+            "",
+        ] {
             assert_eq!(super::safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(super::encode("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");

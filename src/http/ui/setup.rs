@@ -15,7 +15,11 @@ pub struct TokenQuery {
 }
 
 /// `GET /setup?token=…`
-pub async fn show(State(app): State<App>, Query(q): Query<TokenQuery>) -> Response {
+pub async fn show(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
     match setup::is_open(&app, &q.token).await {
         Ok(true) => {}
         Ok(false) => {
@@ -25,7 +29,7 @@ pub async fn show(State(app): State<App>, Query(q): Query<TokenQuery>) -> Respon
         }
         Err(e) => return error_page(&e),
     }
-    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+    let (csrf, cookie) = new_csrf(&app, &headers);
     let token = crate::services::mail::html_escape(&q.token);
     let body = format!(
         "<h1>Set up Atrium</h1><p>Create the first user (a site admin) and your first account.</p>\
@@ -41,7 +45,9 @@ pub async fn show(State(app): State<App>, Query(q): Query<TokenQuery>) -> Respon
          <button type=\"submit\">Create</button></form>"
     );
     let mut resp = page(StatusCode::OK, "Set up", &body);
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(c) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     resp
 }
 
@@ -61,7 +67,7 @@ pub async fn submit(
     headers: HeaderMap,
     Form(f): Form<SetupForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_forged(&headers, &f.csrf) {
+    if let Some(refused) = super::refuse_forged(&app, &headers, &f.csrf) {
         return refused;
     }
     let run = FirstRun {

@@ -1,14 +1,14 @@
 //! The frame of every account page: the account switcher, the section navigation (only the
 //! sections the signed-in user may read) and the page's CSRF token.
 
-use super::{document, new_csrf};
+use super::{document, session_csrf};
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::AccountId;
 use crate::services::mail::html_escape;
 use crate::services::Result;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 
 /// The sections of an account, in navigation order.
@@ -96,7 +96,6 @@ pub struct Shell {
     perms: Vec<&'static str>,
     /// The page's CSRF token (every form on it carries it).
     pub csrf: String,
-    cookie: HeaderValue,
     who: String,
     switcher: String,
 }
@@ -126,14 +125,13 @@ impl Shell {
                 )
             })
             .collect();
-        let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+        let csrf = session_csrf(app, p);
         Ok(Shell {
             account,
             a,
             role,
             perms,
             csrf,
-            cookie,
             who: p.name.clone(),
             switcher,
         })
@@ -276,9 +274,7 @@ impl Shell {
             role = self.role,
             csrf = self.csrf_input(),
         );
-        let mut resp = document(StatusCode::OK, &format!("{title} · {}", self.a.name), &html);
-        resp.headers_mut().append(header::SET_COOKIE, self.cookie);
-        resp
+        document(StatusCode::OK, &format!("{title} · {}", self.a.name), &html)
     }
 }
 

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 /// `GET /signup`
-pub async fn show(State(app): State<App>) -> Response {
+pub async fn show(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
     if app.config.signup_policy != SignupPolicy::Open {
         return page(
             StatusCode::OK,
@@ -22,7 +22,7 @@ pub async fn show(State(app): State<App>) -> Response {
              <p><a href=\"/login\">Sign in</a></p>",
         );
     }
-    let (csrf, cookie) = new_csrf(app.config.secure_cookies());
+    let (csrf, cookie) = new_csrf(&app, &headers);
     let body = format!(
         "<h1>Create your Atrium user</h1><form method=\"post\" action=\"/signup\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -34,7 +34,9 @@ pub async fn show(State(app): State<App>) -> Response {
          <button type=\"submit\">Create user</button></form><p class=\"muted\">Already registered? <a href=\"/login\">Sign in</a></p>"
     );
     let mut resp = page(StatusCode::OK, "Sign up", &body);
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(c) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     resp
 }
 
