@@ -1,71 +1,126 @@
-//! A server killed (SIGKILL) in the middle of a write load leaves every change with its audit
-//! event or neither, and every chain verifiable (`atrium audit verify`).
+//! Servers killed (SIGKILL) in the middle of mixed writes, twenty times on each database: a
+//! ledger of the writes the clients saw acknowledged must all be there afterwards (0 lost), every
+//! change must sit with its audit event and no event without its change (0 half-applied), and
+//! every chain must verify after each restart (`atrium audit verify`).
 
 use crate::support::{http, missing, FreshDatabase, Installation};
 use atrium::domain::AccountId;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
-fn crash_under_load(db: &str) {
-    let inst = Installation::new(db.to_string());
-    let (account, key) = inst.bootstrap("ann@crash.test", "crash");
-    let mut server = inst.serve();
-    let port = server.port;
-    let created = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..6)
-        .map(|w| {
-            let (account, key, created, stop) =
-                (account.clone(), key.clone(), created.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for i in 0..400 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let body = format!(r#"{{"name":"w","handle":"w{w}-{i}"}}"#);
-                    let resp = http(
-                        port,
-                        "POST",
-                        &format!("/api/accounts/{account}/workspaces/"),
-                        &key,
-                        &body,
-                    );
-                    if resp.starts_with("HTTP/1.1 201") {
-                        created.fetch_add(1, Ordering::Relaxed);
-                    } else if resp.is_empty() {
-                        break;
-                    }
-                }
-            })
-        })
-        .collect();
-    // Kill the server while writes are in flight.
-    let start = std::time::Instant::now();
-    while created.load(Ordering::Relaxed) < 60
-        && start.elapsed() < std::time::Duration::from_secs(60)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+const ROUNDS: usize = 20;
+const WRITERS: usize = 4;
+
+/// What the clients were told and what they were in the middle of, per workspace.
+#[derive(Default)]
+struct Ledger {
+    /// Workspace id → names it may have now: the last acknowledged name, then any names of
+    /// renames sent after it whose answer never came (killed in flight).
+    names: BTreeMap<String, Vec<String>>,
+    /// Acknowledged deletions, and deletions in flight.
+    deleted: BTreeSet<String>,
+    maybe_deleted: BTreeSet<String>,
+    /// Acknowledged team names.
+    teams: BTreeSet<String>,
+    acked: usize,
+}
+
+fn json_of(resp: &str) -> serde_json::Value {
+    resp.split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// One writer's mixed load until the server dies: create a workspace, rename it, create a team,
+/// delete every third workspace it made.
+fn writer(port: u16, account: &str, key: &str, tag: String, ledger: &Mutex<Ledger>) {
+    let ok = |r: &str| r.starts_with("HTTP/1.1 2");
+    for i in 0.. {
+        let handle = format!("{tag}-{i}");
+        let r = http(
+            port,
+            "POST",
+            &format!("/api/accounts/{account}/workspaces/"),
+            key,
+            &format!(r#"{{"name":"{handle}","handle":"{handle}"}}"#),
+        );
+        if !ok(&r) {
+            return;
+        }
+        let id = json_of(&r)["id"]
+            .as_str()
+            .expect("workspace id")
+            .to_string();
+        {
+            let mut l = ledger.lock().expect("ledger");
+            l.names.insert(id.clone(), vec![handle.clone()]);
+            l.acked += 1;
+        }
+        let renamed = format!("{handle} renamed");
+        ledger
+            .lock()
+            .expect("ledger")
+            .names
+            .get_mut(&id)
+            .expect("entry")
+            .push(renamed.clone());
+        let r = http(
+            port,
+            "PATCH",
+            &format!("/api/accounts/{account}/workspaces/{id}"),
+            key,
+            &format!(r#"{{"name":"{renamed}"}}"#),
+        );
+        if !ok(&r) {
+            return;
+        }
+        {
+            let mut l = ledger.lock().expect("ledger");
+            l.names.insert(id.clone(), vec![renamed]);
+            l.acked += 1;
+        }
+        let team = format!("team-{handle}");
+        let r = http(
+            port,
+            "POST",
+            &format!("/api/accounts/{account}/teams/"),
+            key,
+            &format!(r#"{{"name":"{team}"}}"#),
+        );
+        if !ok(&r) {
+            return;
+        }
+        {
+            let mut l = ledger.lock().expect("ledger");
+            l.teams.insert(team);
+            l.acked += 1;
+        }
+        if i % 3 == 2 {
+            ledger
+                .lock()
+                .expect("ledger")
+                .maybe_deleted
+                .insert(id.clone());
+            let r = http(
+                port,
+                "DELETE",
+                &format!("/api/accounts/{account}/workspaces/{id}"),
+                key,
+                "",
+            );
+            if !ok(&r) {
+                return;
+            }
+            let mut l = ledger.lock().expect("ledger");
+            l.deleted.insert(id);
+            l.acked += 1;
+        }
     }
-    server.child.kill().expect("kill");
-    server.child.wait().expect("wait");
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().expect("worker");
-    }
-    assert!(
-        created.load(Ordering::Relaxed) >= 60,
-        "the load did not get going"
-    );
+}
 
-    // The CLI verifies every chain.
-    let out = inst.cli_output(&["audit", "verify"], None);
-    assert!(
-        out.status.success(),
-        "audit verify after the crash: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    // Each workspace has exactly its created event, and each event its workspace.
+/// Checks the database against the ledger and the audit log against the database.
+fn check(db: &str, account: &str, ledger: &Ledger, round: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,33 +130,167 @@ fn crash_under_load(db: &str) {
             .await
             .expect("store");
         let mut c = store.reader().await.expect("conn");
-        let account = AccountId::parse(&account).expect("account id");
-        let workspaces: std::collections::BTreeSet<String> =
+        let account = AccountId::parse(account).expect("account id");
+        let rows: BTreeMap<String, String> =
             atrium::store::workspaces::find_all_workspaces(&mut c, account)
                 .await
                 .expect("workspaces")
                 .into_iter()
-                .map(|w| format!("prefect-cloud.workspace.{}", w.id))
+                .map(|w| (w.id.to_string(), w.name))
                 .collect();
-        let events: Vec<String> = atrium::store::audit::find_chain(&mut c, account.0, 0, 1_000_000)
+        let events = atrium::store::audit::find_chain(&mut c, account.0, 0, 10_000_000)
             .await
-            .expect("chain")
-            .into_iter()
-            .filter(|e| e.event == "prefect-cloud.workspace.created")
-            .map(|e| e.resource_id)
-            .collect();
-        let event_set: std::collections::BTreeSet<String> = events.iter().cloned().collect();
-        assert_eq!(events.len(), event_set.len(), "one event per workspace");
+            .expect("chain");
+        let teams: BTreeSet<String> =
+            atrium::store::teams::find_teams(&mut c, account, &Default::default(), 1_000_000, 0)
+                .await
+                .expect("teams")
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+        drop(c);
+        store.close().await;
+        // 0 lost: every acknowledged write is there.
+        for (id, names) in &ledger.names {
+            if ledger.deleted.contains(id) {
+                assert!(
+                    !rows.contains_key(id),
+                    "round {round}: {id} was deleted (acknowledged) but is back"
+                );
+                continue;
+            }
+            match rows.get(id) {
+                Some(name) => assert!(
+                    names.contains(name),
+                    "round {round}: {id} is named {name:?}, the ledger says one of {names:?}"
+                ),
+                None => assert!(
+                    ledger.maybe_deleted.contains(id),
+                    "round {round}: acknowledged workspace {id} is lost"
+                ),
+            }
+        }
+        for t in &ledger.teams {
+            assert!(
+                teams.contains(t),
+                "round {round}: acknowledged team {t} is lost"
+            );
+        }
+        // 0 half-applied: each change with its event, each event with its change.
+        let mut created = BTreeSet::new();
+        let mut deleted = BTreeSet::new();
+        let mut last_name: BTreeMap<String, String> = BTreeMap::new();
+        let mut team_events = BTreeSet::new();
+        for e in &events {
+            let id = e
+                .resource_id
+                .trim_start_matches("prefect-cloud.workspace.")
+                .to_string();
+            match e.event.as_str() {
+                "prefect-cloud.workspace.created" => {
+                    assert!(
+                        created.insert(id.clone()),
+                        "round {round}: two created events for {id}"
+                    );
+                    if let Some(n) = e.payload["name"].as_str() {
+                        last_name.insert(id, n.to_string());
+                    }
+                }
+                "prefect-cloud.workspace.updated" => {
+                    if let Some(n) = e.payload["after"]["name"].as_str() {
+                        last_name.insert(id, n.to_string());
+                    }
+                }
+                "prefect-cloud.workspace.deleted" => {
+                    deleted.insert(id);
+                }
+                "prefect-cloud.team.created" => {
+                    if let Some(n) = e.resource_name.clone() {
+                        team_events.insert(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (id, name) in &rows {
+            assert!(
+                created.contains(id),
+                "round {round}: workspace {id} without its created event"
+            );
+            assert!(
+                !deleted.contains(id),
+                "round {round}: workspace {id} has a deleted event but exists"
+            );
+            assert_eq!(
+                last_name.get(id),
+                Some(name),
+                "round {round}: {id}'s name and its last event disagree"
+            );
+        }
+        for id in &created {
+            assert!(
+                rows.contains_key(id) || deleted.contains(id),
+                "round {round}: a created event for {id}, which is neither there nor deleted"
+            );
+        }
         assert_eq!(
-            workspaces, event_set,
-            "changes and events committed together"
+            teams, team_events,
+            "round {round}: teams and their created events"
         );
-        assert!(workspaces.len() >= 60);
     });
 }
 
+fn crash_under_load(db: &str) {
+    let inst = Installation::new(db.to_string());
+    let (account, key) = inst.bootstrap("ann@crash.test", "crash");
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    for round in 0..ROUNDS {
+        let mut server = inst.serve();
+        let port = server.port;
+        let before = ledger.lock().expect("ledger").acked;
+        let workers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (account, key, ledger) = (account.clone(), key.clone(), ledger.clone());
+                std::thread::spawn(move || {
+                    writer(port, &account, &key, format!("r{round}w{w}"), &ledger)
+                })
+            })
+            .collect();
+        // Kill after a varying number of acknowledged writes, with requests in flight.
+        let target = before + 8 + (round * 7) % 25;
+        let start = std::time::Instant::now();
+        while ledger.lock().expect("ledger").acked < target
+            && start.elapsed() < std::time::Duration::from_secs(60)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        server.child.kill().expect("kill");
+        server.child.wait().expect("wait");
+        for w in workers {
+            w.join().expect("writer");
+        }
+        assert!(
+            ledger.lock().expect("ledger").acked >= target,
+            "round {round}: the load did not get going"
+        );
+        let out = inst.cli_output(&["audit", "verify"], None);
+        assert!(
+            out.status.success(),
+            "round {round}: audit verify after the kill: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check(db, &account, &ledger.lock().expect("ledger"), round);
+        eprintln!(
+            "round {round}: killed after {} acknowledged writes in all",
+            ledger.lock().expect("ledger").acked
+        );
+    }
+    let l = ledger.lock().expect("ledger");
+    eprintln!("{db}: {ROUNDS} kills, {} acknowledged writes, {} workspaces, {} teams, 0 lost, 0 half-applied", l.acked, l.names.len(), l.teams.len());
+}
+
 #[test]
-fn a_server_killed_mid_write_leaves_changes_and_events_together() {
+fn servers_killed_mid_write_twenty_times_lose_nothing_acknowledged_and_keep_changes_with_events() {
     let dir = tempfile::tempdir().expect("tempdir");
     crash_under_load(&format!("sqlite://{}/atrium.db", dir.path().display()));
     match std::env::var("ATRIUM_TEST_POSTGRES_URL") {

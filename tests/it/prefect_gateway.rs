@@ -221,6 +221,161 @@ async def main():
 asyncio.run(main())
 "#;
 
+const SECRET_VALUE: &str = "s3cr3t-value-7f2a";
+
+const SAVE_SECRET: &str = r#"
+from prefect.blocks.system import Secret
+Secret(value="s3cr3t-value-7f2a").save("db-password", overwrite=True)
+print("SAVED")
+"#;
+
+const LOAD_SECRET: &str = r#"
+from prefect.blocks.system import Secret
+print("LOADED", Secret.load("db-password").get())
+"#;
+
+/// The Owner saves a Secret block; the Viewer's stock client loads it with the value obfuscated,
+/// and no spelling of `include_secrets` on any secret-bearing route gets the value through.
+fn secrets_stay_with_those_who_may_see_them(
+    owner: &Client,
+    viewer: &Client,
+    port: u16,
+    gw: &str,
+    viewer_key: &str,
+) {
+    let (ok, text) = owner.python(SAVE_SECRET);
+    assert!(ok && text.contains("SAVED"), "save: {text}");
+    let (ok, text) = owner.python(LOAD_SECRET);
+    assert!(
+        ok && text.contains(&format!("LOADED {SECRET_VALUE}")),
+        "the Owner reads the value: {text}"
+    );
+    let (ok, text) = viewer.python(LOAD_SECRET);
+    assert!(
+        ok && text.contains("LOADED") && !text.contains(SECRET_VALUE),
+        "the Viewer's Secret.load: {text}"
+    );
+    let auth = format!("Bearer {viewer_key}");
+    let id = body_of(&raw_http(
+        port,
+        "POST",
+        &format!("{gw}/block_documents/filter"),
+        &[("Authorization", &auth)],
+        "{}",
+    ))[0]["id"]
+        .as_str()
+        .expect("block id")
+        .to_string();
+    let mut tried = 0;
+    for q in [
+        "include_secrets=true",
+        "include_secrets=1",
+        "include_secrets=yes",
+        "include%5Fsecrets=on",
+        "include_secrets=false&include_secrets=t",
+        "INCLUDE_SECRETS=true&include_secrets=y",
+    ] {
+        for path in [
+            format!("{gw}/block_documents/{id}?{q}"),
+            format!("{gw}/block_types/slug/secret/block_documents?{q}"),
+            format!("{gw}/block_types/slug/secret/block_documents/name/db-password?{q}"),
+        ] {
+            let resp = raw_http(port, "GET", &path, &[("Authorization", &auth)], "");
+            assert!(
+                resp.starts_with("HTTP/1.1 200") && !resp.contains(SECRET_VALUE),
+                "{path}: {resp}"
+            );
+            tried += 1;
+        }
+    }
+    for body in [
+        r#"{"include_secrets": true}"#,
+        r#"{"include_secrets": "true"}"#,
+        r#"{"include_secrets": 1}"#,
+        r#"{"include_secrets": false, "include_secrets": true}"#,
+        "\u{feff}{\"include_secrets\": true}",
+        r#"{"include_secrets": true, "limit": NaN}"#,
+    ] {
+        let resp = raw_http(
+            port,
+            "POST",
+            &format!("{gw}/block_documents/filter"),
+            &[("Authorization", &auth)],
+            body,
+        );
+        assert!(
+            (resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.1 400"))
+                && !resp.contains(SECRET_VALUE),
+            "{body}: {resp}"
+        );
+        tried += 1;
+    }
+    assert_eq!(tried, 24);
+}
+
+/// Every route of the real Prefect server that takes `include_secrets` (query parameter or body
+/// field) is one the gateway treats as secret-bearing.
+fn the_upstreams_secret_routes_are_all_in_the_table(port: u16) {
+    use atrium::domain::gateway_routes::{lookup, Need};
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(UPSTREAM_AUTH)
+    );
+    let doc = body_of(&raw_http(
+        port,
+        "GET",
+        "/api/openapi.json",
+        &[("Authorization", &basic)],
+        "",
+    ));
+    let resolve = |v: &serde_json::Value| -> serde_json::Value {
+        match v["$ref"].as_str().and_then(|r| r.strip_prefix("#/")) {
+            Some(r) => r.split('/').fold(doc.clone(), |d, k| d[k].clone()),
+            None => v.clone(),
+        }
+    };
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"]
+        .as_object()
+        .expect("the upstream's OpenAPI paths")
+    {
+        for (method, op) in item.as_object().expect("path item") {
+            let in_query = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| resolve(p)["name"] == "include_secrets"));
+            let body = resolve(&op["requestBody"]["content"]["application/json"]["schema"]);
+            let in_body = body["properties"].get("include_secrets").is_some();
+            if !(in_query || in_body) {
+                continue;
+            }
+            let rest = path.trim_start_matches("/api").trim_start_matches('/');
+            let sample: Vec<&str> = rest
+                .split('/')
+                .map(|s| {
+                    if s.starts_with('{') {
+                        "3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11"
+                    } else {
+                        s
+                    }
+                })
+                .collect();
+            let m = method.to_uppercase();
+            let rule = lookup(&m, &sample.join("/"));
+            assert_eq!(
+                rule.map(|r| r.need),
+                Some(Need::Secrets),
+                "{m} {path} takes include_secrets upstream"
+            );
+            found.push(format!("{m} {path}"));
+        }
+    }
+    assert!(
+        found.len() >= 4,
+        "the upstream's secret-bearing routes: {found:?}"
+    );
+}
+
 fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
     wait_for_or(what, secs, String::new, f);
 }
@@ -258,6 +413,7 @@ fn prefect_flows_run_through_the_gateway_under_rbac_limits_and_retention() {
         }
         Err(_) => missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)"),
     }
+    the_upstreams_secret_routes_are_all_in_the_table(upstream.port);
     retention_in_process(upstream.port);
 }
 
@@ -455,6 +611,7 @@ fn scenario(prefect: &str, upstream: &PrefectServer, db: String) {
         text.contains("CREATE 403 missing workspace scope run_deployments"),
         "viewer: {text}"
     );
+    secrets_stay_with_those_who_may_see_them(&owner, &client(&viewer_key), port, &gw, &viewer_key);
 
     // A key for workspace A gets 404 on workspace B (another account's).
     inst.cli(
