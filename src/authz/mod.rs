@@ -328,11 +328,20 @@ impl Index {
         Index::default()
     }
 
-    /// Installs (or replaces) an account's snapshot.
+    /// Installs (or replaces) an account's snapshot — unless the one installed was read at a
+    /// later access version: two rebuilds racing (each writer rebuilds after its commit) must not
+    /// let the one that read the database first overwrite the other, or a writer's very next
+    /// request would miss its own change until the sweep.
     pub fn put(&self, account: AccountId, snapshot: AccountSnapshot) {
         let snapshot = Arc::new(snapshot);
         if let Some(slot) = self.accounts.load().get(&account.0) {
-            slot.store(snapshot);
+            slot.rcu(|current| {
+                if snapshot.db_version >= current.db_version {
+                    snapshot.clone()
+                } else {
+                    current.clone()
+                }
+            });
             return;
         }
         self.accounts.rcu(|map| {
@@ -621,6 +630,36 @@ mod tests {
         }
         // The viewer's grant is for ws only.
         assert!(!can(w.viewer, w.other_ws, Scope::SeeFlows));
+    }
+
+    #[test]
+    fn a_snapshot_read_at_an_older_access_version_never_replaces_a_newer_one() {
+        let w = world(None);
+        let rows = |db_version, with_member: bool| SnapshotRows {
+            db_version,
+            plan: PlanType::Enterprise,
+            features: FeatureSet::all(),
+            members: if with_member {
+                vec![(w.member, AccountRole::Member, true)]
+            } else {
+                vec![]
+            },
+            workspaces: vec![],
+            grants: vec![],
+            team_members: vec![],
+            team_grants: vec![],
+        };
+        // The rebuild that read version 7 lands first; one that read version 6 lands after it.
+        w.index
+            .put(w.account, AccountSnapshot::build(rows(7, true)));
+        w.index
+            .put(w.account, AccountSnapshot::build(rows(6, false)));
+        let p = p(w.member);
+        assert_eq!(w.index.account_role(&p, w.account), Ok(AccountRole::Member));
+        // The same or a later version replaces it.
+        w.index
+            .put(w.account, AccountSnapshot::build(rows(7, false)));
+        assert_eq!(w.index.account_role(&p, w.account), Err(Denied::NotFound));
     }
 
     #[test]

@@ -55,3 +55,42 @@ id_type!(
     AccessId,
     ApiKeyId,
 );
+
+/// The id of an account role (Owner, Admin or Member) as request bodies carry it: one of three
+/// fixed UUIDs (`domain::role::AccountRole::id`), so its schema lists them.
+pub struct AccountRoleId;
+
+impl utoipa::PartialSchema for AccountRoleId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .enum_values(Some(
+                crate::domain::role::AccountRole::ALL.map(|r| r.id().to_string()),
+            ))
+            .description(Some(
+                "Owner, Admin or Member (the ids of GET /api/accounts/{id}/account_roles)",
+            ))
+            .into()
+    }
+}
+impl utoipa::ToSchema for AccountRoleId {}
+
+/// The id of a built-in workspace role (what a custom role may inherit): one of five fixed UUIDs.
+pub struct BuiltinWorkspaceRoleId;
+
+impl utoipa::PartialSchema for BuiltinWorkspaceRoleId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .enum_values(Some(
+                crate::domain::role::BuiltinWorkspaceRole::ALL.map(|r| r.id().to_string()),
+            ))
+            .description(Some("Owner, Developer, Runner, Viewer or Worker"))
+            .into()
+    }
+}
+impl utoipa::ToSchema for BuiltinWorkspaceRoleId {}

@@ -138,22 +138,40 @@ pub struct Entitlements {
 #[serde(deny_unknown_fields)]
 pub struct EntitlementsPatch {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub user_limit: Option<Option<i64>>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub workspace_limit: Option<Option<i64>>,
     /// Replaces the plan's feature list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = feature_list)]
     pub features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub run_retention_days: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub audit_log_retention_days: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub api_rate_limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub logs_rate_limit: Option<i64>,
+}
+
+/// The schema of a feature list: names from [`Feature::ALL`], or null.
+fn feature_list() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(Feature::ALL.iter().map(|f| f.name()))),
+        )
+        .build()
 }
 
 /// Serde helper: distinguishes a missing field from an explicit null.

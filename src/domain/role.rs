@@ -316,6 +316,18 @@ impl AccountRole {
     }
 }
 
+/// An account permission name as requests carry it (its schema lists the names).
+pub struct PermissionName;
+impl utoipa::PartialSchema for PermissionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(AccountPermission::ALL.iter().map(|p| p.name())))
+            .into()
+    }
+}
+impl utoipa::ToSchema for PermissionName {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -239,6 +239,18 @@ pub fn catalogue() -> Vec<ScopeInfo> {
         .collect()
 }
 
+/// A workspace scope name as requests carry it (its schema lists the names).
+pub struct ScopeName;
+impl utoipa::PartialSchema for ScopeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Scope::ALL.iter().map(|s| s.name())))
+            .into()
+    }
+}
+impl utoipa::ToSchema for ScopeName {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ pub fn handle(s: &str) -> Result<String, String> {
 /// A display name: trimmed, 1–100 characters, no control characters.
 pub fn name(field: &str, s: &str) -> Result<String, String> {
     let t = s.trim();
-    if t.is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control) {
+    if t.is_empty() || s.chars().count() > 100 || t.chars().any(char::is_control) {
         return Err(format!("{field} must be 1-100 printable characters"));
     }
     Ok(t.to_string())
@@ -39,7 +39,7 @@ pub fn text(field: &str, s: &str, max: usize) -> Result<String, String> {
 pub fn email(s: &str) -> Result<String, String> {
     let s = s.trim();
     let bad = || format!("invalid email address {s:?}");
-    if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if s.chars().count() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
     let (local, domain) = s.split_once('@').ok_or_else(bad)?;
@@ -82,6 +82,25 @@ pub fn handle_from_email(email: &str) -> String {
     }
     h
 }
+
+/// An email address as request bodies carry it (the schema of what [`email`] accepts).
+pub struct EmailAddress;
+
+/// [`email`]'s rule as a pattern: no spaces or control characters, one `@`, a dotted domain
+/// without empty labels; surrounding blanks are trimmed.
+pub const EMAIL_PATTERN: &str =
+    r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@.\x00-\x1F\x7F-\x9F]+(\.[^\s@.\x00-\x1F\x7F-\x9F]+)+\s*$";
+
+impl utoipa::PartialSchema for EmailAddress {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(254))
+            .pattern(Some(EMAIL_PATTERN))
+            .into()
+    }
+}
+impl utoipa::ToSchema for EmailAddress {}
 
 #[cfg(test)]
 mod tests {

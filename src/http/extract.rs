@@ -75,12 +75,69 @@ impl FromRequestParts<App> for MaybeAuth {
 /// JSON body with our error mapping (bad JSON or unknown fields → 422, too large → 413).
 pub struct Json<T>(pub T);
 
+/// Normalizes a request body before it is deserialized: a JSON number is a number (`5.0` is the
+/// integer 5 — JSON Schema's `integer` admits it, and so do Prefect's pydantic models), and no
+/// string or key may hold a NUL character (PostgreSQL cannot store one; refused on both engines).
+fn normalize_body(v: &mut serde_json::Value) -> Result<(), Error> {
+    let nul =
+        || Error::Validation("invalid request body: strings may not contain NUL characters".into());
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // Below 2^53 every integral float is exactly its integer.
+                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                    *n = serde_json::Number::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::String(s) if s.contains('\0') => return Err(nul()),
+        serde_json::Value::Array(a) => {
+            for x in a {
+                normalize_body(x)?;
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                if k.contains('\0') {
+                    return Err(nul());
+                }
+                normalize_body(x)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Refuses an escaped NUL in a path or query (PostgreSQL cannot store one).
+fn refuse_nul(raw: Option<&str>, what: &str) -> Result<(), Error> {
+    if raw.is_some_and(|r| r.contains("%00")) {
+        return Err(Error::Validation(format!(
+            "invalid {what}: NUL characters are not allowed"
+        )));
+    }
+    Ok(())
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(mut v)) => {
+                normalize_body(&mut v)?;
+                serde_path_to_error::deserialize::<_, T>(strict::Strict(v))
+                    .map(Json)
+                    .map_err(|e| {
+                        let path = e.path().to_string();
+                        let inner = e.into_inner();
+                        Error::Validation(if path == "." {
+                            format!("invalid request body: {inner}")
+                        } else {
+                            format!("invalid request body: {path}: {inner}")
+                        })
+                    })
+            }
             Err(JsonRejection::BytesRejection(b))
                 if b.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
@@ -110,6 +167,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_nul(Some(parts.uri.path()), "path")?;
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
@@ -126,6 +184,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_nul(parts.uri.query(), "query")?;
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
@@ -202,5 +261,209 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(client_ip(parts)))
+    }
+}
+
+/// A `serde_json::Value` deserializer that only builds a struct from a JSON object. serde's
+/// derived structs also accept a sequence (`[1, null]` read field by field), which no client
+/// means and the OpenAPI document does not allow; Prefect's pydantic models refuse it too.
+mod strict {
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
+        VariantAccess, Visitor,
+    };
+    use serde_json::{Error, Map, Value};
+
+    pub struct Strict(pub Value);
+
+    struct Seq(std::vec::IntoIter<Value>);
+    impl<'de> SeqAccess<'de> for Seq {
+        type Error = Error;
+        fn next_element_seed<T: DeserializeSeed<'de>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, Error> {
+            self.0
+                .next()
+                .map(|v| seed.deserialize(Strict(v)))
+                .transpose()
+        }
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.0.len())
+        }
+    }
+
+    struct Obj(serde_json::map::IntoIter, Option<Value>);
+    impl<'de> MapAccess<'de> for Obj {
+        type Error = Error;
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Error> {
+            match self.0.next() {
+                Some((k, v)) => {
+                    self.1 = Some(v);
+                    seed.deserialize(k.into_deserializer()).map(Some)
+                }
+                None => Ok(None),
+            }
+        }
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            let v = self
+                .1
+                .take()
+                .ok_or_else(|| de::Error::custom("a value without its key"))?;
+            seed.deserialize(Strict(v))
+        }
+    }
+
+    struct Enum(String, Option<Value>);
+    impl<'de> EnumAccess<'de> for Enum {
+        type Error = Error;
+        type Variant = Variant;
+        fn variant_seed<V: DeserializeSeed<'de>>(
+            self,
+            seed: V,
+        ) -> Result<(V::Value, Variant), Error> {
+            let tag = seed.deserialize(self.0.into_deserializer())?;
+            Ok((tag, Variant(self.1)))
+        }
+    }
+    struct Variant(Option<Value>);
+    impl<'de> VariantAccess<'de> for Variant {
+        type Error = Error;
+        fn unit_variant(self) -> Result<(), Error> {
+            match self.0 {
+                None | Some(Value::Null) => Ok(()),
+                Some(other) => Err(de::Error::invalid_type(
+                    unexpected(&other),
+                    &"a unit variant",
+                )),
+            }
+        }
+        fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
+            seed.deserialize(Strict(self.0.unwrap_or(Value::Null)))
+        }
+        fn tuple_variant<V: Visitor<'de>>(self, _len: usize, v: V) -> Result<V::Value, Error> {
+            Strict(self.0.unwrap_or(Value::Null)).deserialize_seq(v)
+        }
+        fn struct_variant<V: Visitor<'de>>(
+            self,
+            _fields: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, Error> {
+            Strict(self.0.unwrap_or(Value::Null)).deserialize_struct("", &[], v)
+        }
+    }
+
+    fn unexpected(v: &Value) -> de::Unexpected<'_> {
+        match v {
+            Value::Null => de::Unexpected::Unit,
+            Value::Bool(b) => de::Unexpected::Bool(*b),
+            Value::Number(_) => de::Unexpected::Other("a number"),
+            Value::String(s) => de::Unexpected::Str(s),
+            Value::Array(_) => de::Unexpected::Seq,
+            Value::Object(_) => de::Unexpected::Map,
+        }
+    }
+
+    fn visit_map<'de, V: Visitor<'de>>(m: Map<String, Value>, v: V) -> Result<V::Value, Error> {
+        v.visit_map(Obj(m.into_iter(), None))
+    }
+
+    impl<'de> Deserializer<'de> for Strict {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(a) => v.visit_seq(Seq(a.into_iter())),
+                Value::Object(m) => visit_map(m, v),
+                other => other.deserialize_any(v),
+            }
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _fields: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Object(m) => visit_map(m, v),
+                other => Err(de::Error::invalid_type(unexpected(&other), &"an object")),
+            }
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => v.visit_none(),
+                other => v.visit_some(Strict(other)),
+            }
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            v: V,
+        ) -> Result<V::Value, Error> {
+            v.visit_newtype_struct(self)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _variants: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::String(s) => v.visit_enum(Enum(s, None)),
+                Value::Object(m) if m.len() == 1 => {
+                    let Some((k, val)) = m.into_iter().next() else {
+                        return Err(de::Error::custom("an empty enum object"));
+                    };
+                    v.visit_enum(Enum(k, Some(val)))
+                }
+                other => Err(de::Error::invalid_type(
+                    unexpected(&other),
+                    &"a string or an object with one key",
+                )),
+            }
+        }
+
+        fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(a) => v.visit_seq(Seq(a.into_iter())),
+                other => Err(de::Error::invalid_type(unexpected(&other), &"an array")),
+            }
+        }
+
+        fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Object(m) => visit_map(m, v),
+                other => Err(de::Error::invalid_type(unexpected(&other), &"an object")),
+            }
+        }
+
+        fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, v: V) -> Result<V::Value, Error> {
+            self.deserialize_seq(v)
+        }
+
+        fn deserialize_tuple_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _len: usize,
+            v: V,
+        ) -> Result<V::Value, Error> {
+            self.deserialize_seq(v)
+        }
+
+        fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            v.visit_unit()
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf unit unit_struct identifier
+        }
     }
 }

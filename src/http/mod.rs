@@ -171,9 +171,159 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(gateway::rate_limit_status))
 }
 
-/// The OpenAPI document (3.1).
+/// The OpenAPI document (3.1), completed with the answers every route can give.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    complete_openapi(api_router().split_for_parts().1)
+}
+
+/// Adds to each operation the error answers the shared extractors and the gate give, so the
+/// document says what the server does (Schemathesis checks it in CI): 401 on authenticated
+/// routes; 403 and 404 on every account route (permissions, plan features, the IP allowlist;
+/// other tenants' objects); 404 and 422 where a path names an object (a malformed id is 422);
+/// 422 where there is a query or a body; 413 for bodies over 5 MiB. Primitive JSON answers
+/// (`true`, a count) are declared as `application/json`, which is what `Json` sends.
+fn complete_openapi(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use serde_json::{json, Value};
+    let Ok(mut v) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    let error = |what: &str| json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    if let Some(paths) = v.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for op in item.values_mut() {
+                let Some(op) = op.as_object_mut() else {
+                    continue;
+                };
+                let secured = op
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .is_some_and(|s| !s.is_empty());
+                let params = op
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let in_path = params.iter().any(|p| p["in"] == "path");
+                let in_query = params.iter().any(|p| p["in"] == "query");
+                let body = op.contains_key("requestBody");
+                let account_route = path.starts_with("/api/accounts/{account_id}");
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                for r in responses.values_mut() {
+                    if let Some(c) = r.get_mut("content").and_then(Value::as_object_mut) {
+                        let primitive = c.get("text/plain").is_some_and(|t| {
+                            matches!(
+                                t["schema"]["type"].as_str(),
+                                Some("boolean" | "integer" | "number")
+                            )
+                        });
+                        if primitive {
+                            if let Some(t) = c.remove("text/plain") {
+                                c.insert("application/json".into(), t);
+                            }
+                        }
+                    }
+                }
+                let mut add = |code: &str, what: &str, when: bool| {
+                    if when && !responses.contains_key(code) {
+                        responses.insert(code.into(), error(what));
+                    }
+                };
+                add(
+                    "401",
+                    "Not authenticated: no key or session, or an expired one",
+                    secured,
+                );
+                add("403", "Refused: a missing account permission, workspace scope or plan feature, or an address outside the account's IP allowlist", secured && account_route);
+                add(
+                    "404",
+                    "Not found (objects of accounts the caller is not in are not found either)",
+                    in_path || (secured && account_route),
+                );
+                add("413", "The body is over 5 MiB", body);
+                add("422", "Invalid input: a malformed id, an unknown field, a wrong type or a value out of range", in_path || in_query || body);
+            }
+        }
+    }
+    close_request_objects(&mut v);
+    serde_json::from_value(v).unwrap_or(doc)
+}
+
+/// Request bodies deny unknown fields (`#[serde(deny_unknown_fields)]`, the house rule), which
+/// the derived schemas say for structs but not for the variants of tagged enums: every object
+/// with properties reachable from a request body gets `additionalProperties: false` unless it
+/// says otherwise.
+fn close_request_objects(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    fn refs(s: &Value, out: &mut Vec<String>) {
+        match s {
+            Value::Object(o) => {
+                if let Some(r) = o.get("$ref").and_then(Value::as_str) {
+                    if let Some(name) = r.strip_prefix("#/components/schemas/") {
+                        out.push(name.to_string());
+                    }
+                }
+                o.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    fn close(s: &mut Value) {
+        match s {
+            Value::Object(o) => {
+                if o.contains_key("properties") && !o.contains_key("additionalProperties") {
+                    o.insert("additionalProperties".into(), Value::Bool(false));
+                }
+                for (k, x) in o.iter_mut() {
+                    // A property's own schema is closed only if it is reached as a schema.
+                    if k != "properties" {
+                        close(x);
+                    } else if let Some(props) = x.as_object_mut() {
+                        props.values_mut().for_each(close);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    let mut pending = Vec::new();
+    if let Some(paths) = v.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut() {
+            for op in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                if let Some(body) = op.get_mut("requestBody") {
+                    close(body);
+                    refs(body, &mut pending);
+                }
+            }
+        }
+    }
+    let Some(schemas) = v
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Some(s) = schemas.get_mut(&name) {
+            close(s);
+            refs(s, &mut pending);
+        }
+    }
 }
 
 /// Records every response in the metrics by route class (the gateway marks its responses), and
@@ -391,7 +541,7 @@ fn dashboard_routes() -> Router<App> {
 /// The full router with state applied.
 pub fn router(app: App) -> Router {
     let (router, doc) = api_router().split_for_parts();
-    let doc = std::sync::Arc::new(doc);
+    let doc = std::sync::Arc::new(complete_openapi(doc));
     router
         .route(
             "/api/openapi.json",

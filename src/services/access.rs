@@ -25,12 +25,19 @@ pub struct UserAccessInput {
 }
 
 /// The upsert body: one grant or a list.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum UserAccessUpsert {
     Many(Vec<UserAccessInput>),
     One(UserAccessInput),
 }
+
+crate::services::input::one_or_many_schema!(
+    UserAccessUpsert,
+    UserAccessInput,
+    0,
+    MAX_GRANTS_PER_REQUEST
+);
 
 pub const MAX_GRANTS_PER_REQUEST: usize = 200;
 
@@ -137,7 +144,7 @@ pub async fn upsert_user_access(
     };
     let subjects: Vec<_> = grants.iter().map(|g| (g.user_id.0, g.expires_at)).collect();
     let held = check_grants(app, p, account, workspace, &USER_GRANTS, &subjects).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let mut ids = Vec::with_capacity(grants.len());
     for g in &grants {
         check_grantable(app, p, &mut tx, account, held, g.workspace_role_id).await?;
@@ -145,7 +152,7 @@ pub async fn upsert_user_access(
             .await?
             .is_none()
         {
-            return Err(Error::validation(format!(
+            return Err(Error::NotFound(format!(
                 "user {} is not a member of this account",
                 g.user_id
             )));
@@ -220,11 +227,13 @@ pub struct AccessUserFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterUserAccess {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     pub users: Option<AccessUserFields>,
     #[schema(value_type = Option<Object>)]
-    pub workspace_accesses: Option<serde_json::Value>,
+    pub workspace_accesses: Option<serde_json::Map<String, serde_json::Value>>,
     pub sort: Option<String>,
 }
 
@@ -278,7 +287,7 @@ pub async fn delete_user_access(
     id: AccessId,
 ) -> Result<()> {
     crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let grant = store::access::find_user_access(&mut tx, account, workspace, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace access"))?;

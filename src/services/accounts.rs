@@ -37,6 +37,43 @@ enum SettingKind {
     DaysOrNull,
 }
 
+/// A partial settings object as clients send it: the keys they may change, each with its type
+/// (the OpenAPI schema of `PATCH …/settings` and of `settings` in `PATCH …/accounts/{id}`, built
+/// from [`SETTINGS`] so the two cannot drift).
+pub struct SettingsPatch;
+
+impl utoipa::PartialSchema for SettingsPatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ObjectBuilder, Schema, SchemaType, Type,
+        };
+        let mut o = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Object))
+            .description(Some(
+                "Settings to change; unknown and read-only keys are refused",
+            ))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for (key, kind) in SETTINGS {
+            let s = match kind {
+                SettingKind::ReadOnlyList => continue,
+                SettingKind::Bool(_) => {
+                    ObjectBuilder::new().schema_type(SchemaType::Type(Type::Boolean))
+                }
+                SettingKind::ObjectOrNull => ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::Object, Type::Null])),
+                SettingKind::DaysOrNull => ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                    .minimum(Some(1))
+                    .maximum(Some(3650)),
+            };
+            o = o.property(*key, Schema::Object(s.build()));
+        }
+        utoipa::openapi::RefOr::T(Schema::Object(o.build()))
+    }
+}
+
+impl utoipa::ToSchema for SettingsPatch {}
+
 /// Stored settings merged over the defaults: every known key is always present.
 pub fn effective_settings(stored: &Map<String, Value>) -> Map<String, Value> {
     SETTINGS
@@ -109,10 +146,26 @@ fn account_view(app: &App, row: AccountRow) -> Account {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+    )]
     pub handle: String,
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub location: Option<String>,
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub link: Option<String>,
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@.\x00-\x1F\x7F-\x9F]+(\.[^\s@.\x00-\x1F\x7F-\x9F]+)+\s*$"
+    )]
     pub billing_email: Option<String>,
 }
 
@@ -187,17 +240,34 @@ pub async fn read_account(app: &App, p: &Principal, id: AccountId) -> Result<Acc
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccount {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+    )]
     pub handle: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub location: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub link: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@.\x00-\x1F\x7F-\x9F]+(\.[^\s@.\x00-\x1F\x7F-\x9F]+)+\s*$"
+    )]
     pub billing_email: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 60)]
     pub auth_expiration_seconds: Option<Option<i64>>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<SettingsPatch>)]
     pub settings: Option<Map<String, Value>>,
 }
 
@@ -278,7 +348,7 @@ pub async fn update_account(
     u: UpdateAccount,
 ) -> Result<()> {
     crate::services::authorize(app, p, id, P::UpdateAccount).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(id).await?;
     let mut row = store::accounts::find_account(&mut tx, id)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -319,7 +389,7 @@ pub async fn update_account(
 
 pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<()> {
     crate::services::authorize(app, p, id, P::DeleteAccount).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(id).await?;
     if !store::accounts::delete_account(&mut tx, id).await? {
         return Err(Error::not_found("account"));
     }

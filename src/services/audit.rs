@@ -276,6 +276,9 @@ async fn write_refusals(app: &App, batch: &mut Vec<Refused>) -> Result<()> {
             .lock()
             .unwrap_or_else(|p| p.into_inner()),
     );
+    // One order of audit heads across writers (several servers share PostgreSQL): by chain,
+    // keeping each chain's refusals in their order.
+    batch.sort_by_key(|r| r.chain);
     let mut tx = app.store.begin().await?;
     for r in batch.drain(..) {
         record(app, &mut tx, Some(&r.principal), r.chain, r.event).await?;
@@ -614,6 +617,7 @@ pub struct EventFilter {
 #[serde(deny_unknown_fields)]
 pub struct FilterEvents {
     /// Page size (default 50, at most 200).
+    #[schema(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub filter: Option<EventFilter>,
 }
@@ -877,7 +881,9 @@ pub async fn filter_events_next(
 pub struct CountEvents {
     pub filter: Option<EventFilter>,
     /// `week`, `day`, `hour`, `minute` or `second` (for `time`/`day` countables).
+    #[schema(pattern = "^(week|day|hour|minute|second)$")]
     pub time_unit: Option<String>,
+    #[schema(minimum = 1, maximum = 10_000)]
     pub time_interval: Option<f64>,
 }
 

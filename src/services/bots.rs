@@ -146,9 +146,15 @@ fn role_of(id: Option<RoleId>) -> Result<AccountRole> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBot {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     pub api_key_expiration: Option<chrono::DateTime<chrono::Utc>>,
     /// Default Member; never above the creator's role.
+    #[schema(value_type = Option<crate::domain::AccountRoleId>)]
     pub account_role_id: Option<RoleId>,
 }
 
@@ -182,7 +188,7 @@ pub async fn create_bot(
         created: now,
         updated: now,
     };
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     store::bots::insert_bot(&mut tx, &bot)
         .await
         .map_err(|e| unique_or(e, format!("a service account named {:?} exists", bot.name)))?;
@@ -224,7 +230,9 @@ pub struct BotFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterBots {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     #[serde(alias = "bots")]
     pub service_accounts: Option<BotFields>,
@@ -253,7 +261,13 @@ pub async fn filter_bots(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBot {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
+    #[schema(value_type = Option<crate::domain::AccountRoleId>)]
     pub account_role_id: Option<RoleId>,
 }
 
@@ -266,7 +280,7 @@ pub async fn update_bot(
 ) -> Result<()> {
     let caller = gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::Update)?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let mut bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
@@ -309,7 +323,7 @@ pub async fn update_bot(
 pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::Remove)?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
@@ -339,6 +353,7 @@ pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) 
 pub struct RotateKey {
     pub api_key_expiration: Option<chrono::DateTime<chrono::Utc>>,
     /// How long the current key keeps working (at most 48 hours); null or 0: it stops at once.
+    #[schema(minimum = 0, maximum = 172_800)]
     pub old_key_expires_in_seconds: Option<i64>,
 }
 
@@ -359,7 +374,7 @@ pub async fn rotate_key(
         )));
     }
     let now = app.now();
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
@@ -436,7 +451,7 @@ pub async fn delete_key(
 ) -> Result<()> {
     gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::RevokeKey)?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
@@ -509,12 +524,19 @@ pub struct BotAccessInput {
 }
 
 /// The upsert body: one grant or a list.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum BotAccessUpsert {
     Many(Vec<BotAccessInput>),
     One(BotAccessInput),
 }
+
+crate::services::input::one_or_many_schema!(
+    BotAccessUpsert,
+    BotAccessInput,
+    1,
+    crate::services::access::MAX_GRANTS_PER_REQUEST
+);
 
 pub async fn upsert_access(
     app: &App,
@@ -532,7 +554,7 @@ pub async fn upsert_access(
     let held =
         crate::services::access::check_grants(app, p, account, workspace, &BOT_GRANTS, &subjects)
             .await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let mut out = Vec::with_capacity(grants.len());
     for g in &grants {
         crate::services::access::check_grantable(
@@ -546,7 +568,7 @@ pub async fn upsert_access(
         .await?;
         store::bots::find_bot(&mut tx, account, g.bot_id)
             .await?
-            .ok_or_else(|| Error::validation(format!("unknown service account {}", g.bot_id)))?;
+            .ok_or_else(|| Error::NotFound(format!("service account {} not found", g.bot_id)))?;
         let id = store::bots::upsert_access(
             &mut tx,
             account,
@@ -581,18 +603,20 @@ pub async fn upsert_access(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessBotFields {
-    pub id: Option<AnyOf<Uuid>>,
+    pub id: Option<crate::services::input::AnyOfUuid>,
 }
 
 /// `POST …/bot_access/filter` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterBotAccess {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     pub bots: Option<AccessBotFields>,
     #[schema(value_type = Option<Object>)]
-    pub workspace_accesses: Option<serde_json::Value>,
+    pub workspace_accesses: Option<serde_json::Map<String, serde_json::Value>>,
     pub sort: Option<String>,
 }
 
@@ -686,7 +710,7 @@ pub async fn delete_access(
         Scope::ManageWorkspaceServiceAccounts,
     )
     .await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let grant = store::bots::find_access(&mut tx, account, workspace, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace access"))?;

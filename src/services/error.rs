@@ -58,6 +58,15 @@ impl From<sqlx::Error> for Error {
                 tracing::warn!(error = %e, "database unavailable");
                 Error::Unavailable
             }
+            // A deadlock or serialization failure rolled the transaction back whole: the
+            // client may retry (503), which is not a server fault. Lock order (see
+            // `Store::begin_account`) keeps these rare.
+            sqlx::Error::Database(ref d)
+                if matches!(d.code().as_deref(), Some("40P01") | Some("40001")) =>
+            {
+                tracing::warn!(error = %e, "transaction aborted by the database; the client may retry");
+                Error::Unavailable
+            }
             other => Error::Unexpected(anyhow::Error::new(other).context("database error")),
         }
     }

@@ -27,8 +27,13 @@ const INVALID: &str =
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteOne {
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@.\x00-\x1F\x7F-\x9F]+(\.[^\s@.\x00-\x1F\x7F-\x9F]+)+\s*$"
+    )]
     pub email: String,
     /// Account role (default Member; Owner only by Owners).
+    #[schema(value_type = Option<crate::domain::AccountRoleId>)]
     pub account_role_id: Option<RoleId>,
     pub workspace_id: Option<WorkspaceId>,
     pub workspace_role_id: Option<RoleId>,
@@ -38,20 +43,24 @@ pub struct InviteOne {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteMany {
+    #[schema(min_items = 1, max_items = 100, value_type = Vec<crate::domain::validate::EmailAddress>)]
     pub emails: Vec<String>,
+    #[schema(value_type = Option<crate::domain::AccountRoleId>)]
     pub account_role_id: Option<RoleId>,
     pub workspace_id: Option<WorkspaceId>,
     pub workspace_role_id: Option<RoleId>,
 }
 
 /// `POST …/invitations/` body: a list of invitations, one invitation, or `{emails: [...], ...}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum InviteBody {
     List(Vec<InviteOne>),
     Many(InviteMany),
     One(InviteOne),
 }
+
+crate::services::input::one_or_many_schema!(InviteBody, InviteOne, 1, MAX_PER_REQUEST, InviteMany);
 
 impl InviteBody {
     fn into_list(self) -> Vec<InviteOne> {
@@ -230,8 +239,7 @@ pub async fn invite(
             updated: now,
         });
     }
-    let mut tx = app.store.begin().await?;
-    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut tx = app.store.begin_account(account).await?;
     let acct = store::accounts::find_account(&mut tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -314,12 +322,37 @@ pub async fn invite(
     Ok(out)
 }
 
+/// The statuses an invitation filter may name.
+const STATUSES: [&str; 5] = ["pending", "accepted", "rejected", "revoked", "expired"];
+
+/// `{"any_": [status, …]}`, as the filter's schema says it.
+pub struct InvitationStatuses;
+impl utoipa::PartialSchema for InvitationStatuses {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "any_",
+                ArrayBuilder::new().items(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(STATUSES)),
+                ),
+            )
+            .required("any_")
+            .into()
+    }
+}
+impl utoipa::ToSchema for InvitationStatuses {}
+
 /// `invitations` part of the filter body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvitationFields {
     pub email: Option<AnyOf<String>>,
     /// `pending`, `accepted`, `rejected`, `revoked`, `expired`.
+    #[schema(value_type = Option<InvitationStatuses>)]
     pub status: Option<AnyOf<String>>,
 }
 
@@ -327,7 +360,9 @@ pub struct InvitationFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterInvitations {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     #[serde(alias = "workspace_invitations")]
     pub invitations: Option<InvitationFields>,
@@ -342,9 +377,7 @@ fn to_filter(
         .and_then(|x| x.status.as_ref())
         .map(|s| s.any_.clone());
     if let Some(st) = &statuses {
-        if let Some(bad) = st.iter().find(|s| {
-            !["pending", "accepted", "rejected", "revoked", "expired"].contains(&s.as_str())
-        }) {
+        if let Some(bad) = st.iter().find(|s| !STATUSES.contains(&s.as_str())) {
             return Err(Error::validation(format!("unknown status {bad:?}")));
         }
     }
@@ -385,6 +418,8 @@ pub async fn count_invitations(
     f: FilterInvitations,
 ) -> Result<i64> {
     crate::services::authorize(app, p, account, P::ReadInvitation).await?;
+    // Paging does not change a count, but it is validated as the filter's is.
+    crate::services::input::page(f.limit, f.offset)?;
     let filter = to_filter(&f, None)?;
     let mut c = app.store.reader().await?;
     Ok(store::invitations::count_invitations(&mut c, account, &filter, app.now()).await?)
@@ -415,7 +450,7 @@ pub async fn revoke(
     id: Uuid,
 ) -> Result<()> {
     crate::services::authorize(app, p, account, P::UpdateInvitation).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let r = store::invitations::find_invitation(&mut tx, account, id)
         .await?
         .filter(|r| workspace.is_none() || r.workspace_id == workspace)
@@ -448,7 +483,7 @@ pub async fn resend(
 ) -> Result<InvitationView> {
     crate::services::authorize(app, p, account, P::UpdateInvitation).await?;
     let now = app.now();
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let acct = store::accounts::find_account(&mut tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -511,8 +546,7 @@ pub async fn accept(app: &App, p: &Principal, id: Uuid, code: &str) -> Result<In
     }
     let account = r.account_id;
     let now = app.now();
-    let mut tx = app.store.begin().await?;
-    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut tx = app.store.begin_account(account).await?;
     if !store::invitations::claim(&mut tx, id, &sha256_hex(code), "accepted", now).await? {
         return Err(Error::NotFound(INVALID.into()));
     }
@@ -606,7 +640,7 @@ pub async fn answer_on_page(
 /// Declines an invitation (the code is the proof; no sign-in needed).
 pub async fn reject(app: &App, p: Option<&Principal>, id: Uuid, code: &str) -> Result<()> {
     let (r, _) = find_open(app, id, code).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(r.account_id).await?;
     if !store::invitations::claim(&mut tx, id, &sha256_hex(code), "rejected", app.now()).await? {
         return Err(Error::NotFound(INVALID.into()));
     }

@@ -31,6 +31,7 @@ pub struct IpAllowlistEntry {
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
     /// Accepted and returned for compatibility; Atrium does not record it (always null).
     #[serde(default)]
@@ -129,7 +130,7 @@ pub async fn replace(
     require_feature(app, account, Feature::IpAllowlist)?;
     let entries = canonical(list)?;
     let stored = serde_json::to_string(&entries).map_err(|e| Error::Unexpected(e.into()))?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let row = store::accounts::find_account(&mut tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;

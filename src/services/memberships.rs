@@ -25,7 +25,9 @@ pub struct MembershipFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterMemberships {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     pub account_memberships: Option<MembershipFields>,
     #[serde(default)]
@@ -81,6 +83,8 @@ pub async fn count_memberships(
     f: FilterMemberships,
 ) -> Result<i64> {
     crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
+    // Paging does not change a count, but it is validated as the filter's is.
+    page(f.limit, f.offset)?;
     let mut c = app.store.reader().await?;
     if f.only_bots {
         return Ok(store::bots::find_bots(&mut c, account, None, i64::MAX, 0)
@@ -120,6 +124,7 @@ pub async fn read_membership_by_user(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMembership {
+    #[schema(value_type = crate::domain::AccountRoleId)]
     pub account_role_id: RoleId,
 }
 
@@ -147,8 +152,7 @@ pub async fn update_membership(
             ),
         ));
     }
-    let mut tx = app.store.begin().await?;
-    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut tx = app.store.begin_account(account).await?;
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
@@ -187,8 +191,7 @@ pub async fn delete_membership(
     id: MembershipId,
 ) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteAccountMembership).await?;
-    let mut tx = app.store.begin().await?;
-    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut tx = app.store.begin_account(account).await?;
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
@@ -217,8 +220,7 @@ pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Resu
             "membership (service accounts are removed by deleting them)",
         ));
     }
-    let mut tx = app.store.begin().await?;
-    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut tx = app.store.begin_account(account).await?;
     let m = store::memberships::find_membership_by_user(&mut tx, account, p.user_id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
@@ -273,8 +275,7 @@ pub async fn add_member(
             format!("a {} cannot grant the {} role", caller.name(), role.name()),
         ));
     }
-    let mut tx = app.store.begin().await?;
-    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut tx = app.store.begin_account(account).await?;
     store::users::find_user_by_id(&mut tx, user)
         .await?
         .ok_or_else(|| Error::not_found("user"))?;
@@ -310,6 +311,7 @@ pub struct SetActive {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetActiveMany {
+    #[schema(min_items = 1, max_items = 200)]
     pub membership_ids: Vec<MembershipId>,
     pub active: bool,
 }
@@ -329,8 +331,7 @@ pub async fn set_active(
         return Err(Error::validation("give between 1 and 200 membership ids"));
     }
     let now = app.now();
-    let mut tx = app.store.begin().await?;
-    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut tx = app.store.begin_account(account).await?;
     let mut seen = std::collections::HashSet::new();
     for id in ids {
         if !seen.insert(*id) {

@@ -91,7 +91,7 @@ pub async fn set_plan(
     }
     s.overrides.validate().map_err(Error::Validation)?;
     let overrides = serde_json::to_string(&s.overrides).map_err(|e| Error::Unexpected(e.into()))?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let before = store::accounts::find_account(&mut tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;

@@ -232,7 +232,7 @@ pub async fn apply(
             tracing::info!(account = %account, workspace = %w, expired, deleted, dry_run, "run retention");
         }
         if deleted > 0 {
-            let mut tx = app.store.begin().await?;
+            let mut tx = app.store.begin_account(account).await?;
             audit::record(
                 app,
                 &mut tx,

@@ -55,10 +55,18 @@ pub fn workspace_scopes() -> Vec<ScopeInfo> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspaceRole {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: String,
+    #[schema(value_type = Vec<crate::domain::scope::ScopeName>)]
     pub scopes: Vec<String>,
+    #[schema(value_type = Option<crate::domain::BuiltinWorkspaceRoleId>)]
     pub inherited_role_id: Option<RoleId>,
 }
 
@@ -110,7 +118,7 @@ pub async fn create_role(
         scopes: check_scopes(&r.scopes)?,
         inherited_role_id: check_inherited(r.inherited_role_id)?,
     };
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     store::roles::insert_role(&mut tx, &row)
         .await
         .map_err(|e| unique_or(e, format!("a role named {:?} exists", row.name)))?;
@@ -158,7 +166,9 @@ pub struct RoleFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterWorkspaceRoles {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     pub workspace_roles: Option<RoleFields>,
 }
@@ -191,10 +201,18 @@ pub async fn filter_roles(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspaceRole {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
+    #[schema(value_type = Option<Vec<crate::domain::scope::ScopeName>>)]
     pub scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<crate::domain::BuiltinWorkspaceRoleId>)]
     pub inherited_role_id: Option<Option<RoleId>>,
 }
 
@@ -210,7 +228,7 @@ pub async fn update_role(
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be changed".into()));
     }
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let mut row = store::roles::find_role(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace role"))?;
@@ -253,7 +271,7 @@ pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleI
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be deleted".into()));
     }
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let role = store::roles::find_role(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace role"))?;
@@ -300,7 +318,7 @@ pub async fn usable_role_scopes(
     }
     let row = store::roles::find_role(c, account, id)
         .await?
-        .ok_or_else(|| Error::validation(format!("unknown workspace_role_id {id}")))?;
+        .ok_or_else(|| Error::NotFound(format!("workspace role {id} not found")))?;
     let own = ScopeSet::parse_names(row.scopes.iter().map(String::as_str)).unwrap_or_default();
     Ok(custom_role_scopes(own, row.inherited_role_id))
 }

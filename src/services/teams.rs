@@ -130,8 +130,14 @@ async fn gate(app: &App, p: &Principal, account: AccountId, perm: P) -> Result<(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamInput {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
     /// Accepted for compatibility (directory sync is not implemented).
     pub workos_directory_group_id: Option<String>,
@@ -154,7 +160,7 @@ pub async fn create_team(
         created: now,
         updated: now,
     };
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     store::teams::insert_team(&mut tx, &team)
         .await
         .map_err(|e| unique_or(e, format!("a team named {:?} exists", team.name)))?;
@@ -190,7 +196,7 @@ pub async fn update_team(
     u: TeamInput,
 ) -> Result<TeamView> {
     gate(app, p, account, P::UpdateTeam).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let mut t = store::teams::find_team(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
@@ -223,7 +229,7 @@ pub async fn update_team(
 /// Deletes a team; its grants count for nobody from the next request on.
 pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteTeam).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let t = store::teams::find_team(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
@@ -244,14 +250,14 @@ pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: Uuid)
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamFields {
-    pub id: Option<AnyOf<Uuid>>,
+    pub id: Option<crate::services::input::AnyOfUuid>,
     pub name: Option<AnyOf<String>>,
     /// Teams with any of these members (user or service-account ids).
-    pub member_id: Option<AnyOf<Uuid>>,
+    pub member_id: Option<crate::services::input::AnyOfUuid>,
     /// Teams granted access to any of these workspaces.
-    pub workspace_id: Option<AnyOf<Uuid>>,
+    pub workspace_id: Option<crate::services::input::AnyOfUuid>,
     /// Teams granted any of these workspace roles.
-    pub workspace_role_id: Option<AnyOf<Uuid>>,
+    pub workspace_role_id: Option<crate::services::input::AnyOfUuid>,
     /// Directory sync is not implemented: no team has a directory.
     pub directory_id: Option<AnyOf<String>>,
 }
@@ -260,7 +266,7 @@ pub struct TeamFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamUserFields {
-    pub id: Option<AnyOf<Uuid>>,
+    pub id: Option<crate::services::input::AnyOfUuid>,
     pub email: Option<AnyOf<String>>,
     pub handle: Option<AnyOf<String>>,
 }
@@ -269,7 +275,7 @@ pub struct TeamUserFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamBotFields {
-    pub id: Option<AnyOf<Uuid>>,
+    pub id: Option<crate::services::input::AnyOfUuid>,
     pub name: Option<AnyOf<String>>,
 }
 
@@ -277,7 +283,9 @@ pub struct TeamBotFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterTeams {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     pub teams: Option<TeamFields>,
     pub users: Option<TeamUserFields>,
@@ -285,7 +293,7 @@ pub struct FilterTeams {
     pub sort: Option<String>,
 }
 
-fn strs(v: Option<AnyOf<Uuid>>) -> Option<Vec<String>> {
+fn strs(v: Option<crate::services::input::AnyOfUuid>) -> Option<Vec<String>> {
     v.map(|a| a.any_.iter().map(|x| x.to_string()).collect())
 }
 
@@ -362,6 +370,7 @@ pub struct TeamMemberInput {
     /// A user id or a service-account id.
     pub member_id: Uuid,
     /// `user` or `service_account`.
+    #[schema(pattern = "^(user|service_account)$")]
     pub member_type: String,
     /// Atrium extension: the membership stops counting at this instant.
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -387,7 +396,7 @@ pub async fn add_members(
         return Err(Error::validation("give between 1 and 500 members"));
     }
     let now = app.now();
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let t = store::teams::find_team(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
@@ -413,7 +422,7 @@ pub async fn add_members(
             }
         };
         if !known {
-            return Err(Error::validation(format!(
+            return Err(Error::NotFound(format!(
                 "{} is not a member of this account",
                 m.member_id
             )));
@@ -448,7 +457,7 @@ pub async fn remove_member(
     who: Uuid,
 ) -> Result<()> {
     gate(app, p, account, P::UpdateTeam).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let t = store::teams::find_team(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
@@ -502,12 +511,19 @@ pub struct TeamAccessInput {
 }
 
 /// The upsert body: one grant or a list.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum TeamAccessUpsert {
     Many(Vec<TeamAccessInput>),
     One(TeamAccessInput),
 }
+
+crate::services::input::one_or_many_schema!(
+    TeamAccessUpsert,
+    TeamAccessInput,
+    1,
+    crate::services::access::MAX_GRANTS_PER_REQUEST
+);
 
 pub async fn upsert_access(
     app: &App,
@@ -526,7 +542,7 @@ pub async fn upsert_access(
         crate::services::access::check_grants(app, p, account, workspace, &TEAM_GRANTS, &subjects)
             .await?;
     let seen: std::collections::HashSet<Uuid> = subjects.iter().map(|(t, _)| *t).collect();
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     for g in &grants {
         crate::services::access::check_grantable(
             app,
@@ -539,7 +555,7 @@ pub async fn upsert_access(
         .await?;
         store::teams::find_team(&mut tx, account, g.team_id)
             .await?
-            .ok_or_else(|| Error::validation(format!("unknown team {}", g.team_id)))?;
+            .ok_or_else(|| Error::NotFound(format!("team {} not found", g.team_id)))?;
         let id = store::teams::upsert_access(
             &mut tx,
             account,
@@ -566,7 +582,9 @@ pub async fn upsert_access(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterTeamAccess {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -592,7 +610,7 @@ pub async fn delete_access(
     team: Uuid,
 ) -> Result<()> {
     crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceTeams).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     if !store::teams::delete_access(&mut tx, account, workspace, team).await? {
         return Err(Error::not_found("team access"));
     }
@@ -810,9 +828,14 @@ pub async fn list_access(
 pub async fn sweep_expired(app: &App) -> Result<u64> {
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    let accounts = store::teams::find_accounts_with_expired(&mut tx, now).await?;
+    let mut accounts = store::teams::find_accounts_with_expired(&mut tx, now).await?;
     if accounts.is_empty() {
         return Ok(0);
+    }
+    // The accounts' rows first, in one order (see `Store::begin_account`).
+    accounts.sort_by_key(|a| a.0);
+    for a in &accounts {
+        store::accounts::lock_account(&mut tx, app.store.engine, *a).await?;
     }
     let n = store::teams::sweep_expired(&mut tx, now).await?;
     for a in &accounts {

@@ -387,12 +387,16 @@ fn decrypt(app: &App, enc: &str) -> anyhow::Result<String> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetUpstream {
-    /// The upstream's API base URL, as `PREFECT_API_URL` would hold it.
+    /// The upstream's API base URL, as `PREFECT_API_URL` would hold it: `http://host[:port][/path]`.
+    #[schema(
+        max_length = 2000,
+        pattern = r"^\s*http://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9\-_~!$&'()*+,;=:@%]+)*/?\s*$"
+    )]
     pub url: String,
     /// The upstream's `PREFECT_SERVER_API_AUTH_STRING`: omitted keeps the stored one, `null`
     /// removes it. Never returned.
     #[serde(default, deserialize_with = "crate::services::input::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 4096, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub auth_string: Option<Option<String>>,
 }
 
@@ -453,7 +457,7 @@ pub async fn set_upstream(
         return Err(e);
     }
     let now = app.now();
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     store::workspaces::find_workspace(&mut tx, account, workspace)
         .await?
         .ok_or_else(|| Error::not_found("workspace"))?;
@@ -530,7 +534,7 @@ pub async fn delete_upstream(
     workspace: WorkspaceId,
 ) -> Result<()> {
     authorize(app, p, account, AccountPermission::AdministrateWorkspace).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let before = store::upstreams::find_upstream(&mut tx, account, workspace)
         .await?
         .ok_or_else(|| Error::not_found("upstream"))?;

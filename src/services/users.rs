@@ -35,17 +35,30 @@ pub async fn read_user(app: &App, p: &Principal, user: UserId) -> Result<User> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+    )]
     pub handle: Option<String>,
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub first_name: Option<String>,
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub last_name: Option<String>,
+    /// Accepted only when it is the current address (a change goes through
+    /// `POST …/email_change`); not part of the documented body.
+    #[schema(ignore)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub location: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub title: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub image_location: Option<Option<String>>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
     /// Accepted for compatibility; the server records logins itself.
     pub last_login: Option<chrono::DateTime<chrono::Utc>>,
@@ -133,6 +146,10 @@ pub const EMAIL_CHANGE_TTL_SECONDS: i64 = 3600;
 #[serde(deny_unknown_fields)]
 pub struct RequestEmailChange {
     /// The new address; it receives the confirmation link.
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@.\x00-\x1F\x7F-\x9F]+(\.[^\s@.\x00-\x1F\x7F-\x9F]+)+\s*$"
+    )]
     pub email: String,
     /// Your current password (a key or a session alone cannot change where your account's mail
     /// goes).
@@ -279,6 +296,11 @@ pub async fn confirm_email_change(app: &App, c: ConfirmEmailChange) -> Result<Us
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// When the key stops working (RFC 3339); null = never.
     pub expiration: Option<chrono::DateTime<chrono::Utc>>,

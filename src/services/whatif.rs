@@ -102,7 +102,7 @@ pub fn evaluate(
             workspace_role_id,
         } => {
             let scopes = role_scopes(workspace_role_id, custom).ok_or_else(|| {
-                Error::validation(format!("unknown workspace_role_id {workspace_role_id}"))
+                Error::NotFound(format!("workspace role {workspace_role_id} not found"))
             })?;
             let ws = after
                 .workspaces

@@ -20,9 +20,20 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+    )]
     pub handle: String,
     #[serde(default)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
     pub default_workspace_role_id: Option<RoleId>,
 }
@@ -47,8 +58,7 @@ pub async fn create_workspace(
         default_workspace_role_id: w.default_workspace_role_id,
         is_public: false,
     };
-    let mut tx = app.store.begin().await?;
-    store::accounts::lock_account(&mut tx, app.store.engine, account).await?;
+    let mut tx = app.store.begin_account(account).await?;
     crate::services::plans::ensure_workspace_slot(app, &mut tx, account).await?;
     if let Some(r) = ws.default_workspace_role_id {
         usable_role_scopes(&mut tx, account, r).await?;
@@ -122,7 +132,9 @@ pub struct WorkspaceFields {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterWorkspaces {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     pub workspaces: Option<WorkspaceFields>,
     pub sort: Option<String>,
@@ -173,6 +185,8 @@ pub async fn count_workspaces(
     account: AccountId,
     mut f: FilterWorkspaces,
 ) -> Result<i64> {
+    // Paging does not change a count, but it is validated as the filter's is.
+    crate::services::input::page(f.limit, f.offset)?;
     f.limit = None;
     f.offset = None;
     let mut total = 0i64;
@@ -202,8 +216,19 @@ pub async fn count_workspaces(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+    )]
     pub handle: Option<String>,
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     pub default_workspace_role_id: Option<Option<RoleId>>,
@@ -221,7 +246,7 @@ pub async fn update_workspace(
     let now = app.now();
     let held =
         crate::services::require_scope(app, p, account, id, Scope::WriteWorkspaceSettings).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let mut ws = store::workspaces::find_workspace(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace"))?;
@@ -290,7 +315,7 @@ pub async fn delete_workspace(
     id: WorkspaceId,
 ) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteWorkspace).await?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = app.store.begin_account(account).await?;
     let ws = store::workspaces::find_workspace(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace"))?;

@@ -130,6 +130,21 @@ impl Store {
         self.write.begin().await
     }
 
+    /// Begins a write transaction on an account's data, holding the account's row lock from the
+    /// start (PostgreSQL; SQLite has one writer). Every write transaction of an account locks in
+    /// the same order — the account row first, then whatever the change touches, its audit head
+    /// and the access version last — so concurrent writers queue instead of deadlocking
+    /// (before, a workspace creation locked the account then the audit head while a rename
+    /// locked the audit head then the account's access version).
+    pub async fn begin_account(
+        &self,
+        account: crate::domain::AccountId,
+    ) -> Result<Tx, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        accounts::lock_account(&mut tx, self.engine, account).await?;
+        Ok(tx)
+    }
+
     /// A connection for reads.
     pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
         self.read.acquire().await

@@ -131,7 +131,7 @@ async fn custom_roles_validate_scopes_follow_their_builtin_and_cannot_be_deleted
             .call(M::POST, &format!("/api/accounts/{a}/workspaces/{ws}/user_access/"), Some(&owner.key),
                 Some(json!({"user_id": m.id, "workspace_role_id": v["id"]})))
             .await;
-        assert_eq!(s, S::UNPROCESSABLE_ENTITY);
+        assert_eq!(s, S::NOT_FOUND, "another account's role does not exist here");
     })
     .await;
 }

@@ -932,14 +932,7 @@ fn the_cli_binds_anywhere_ordinary_but_never_metadata_or_atrium_itself() {
     let (account, key) = inst.bootstrap("ann@cli.test", "acme");
     {
         let server = inst.serve();
-        let resp = http(
-            server.port,
-            "POST",
-            &format!("/api/accounts/{account}/workspaces/"),
-            &key,
-            r#"{"name":"Prod","handle":"prod"}"#,
-        );
-        assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+        create_workspace(server.port, &account, &key, "prod");
     }
     // The CLI is the operator: outside any upstream_networks, but not the special addresses
     // (its own listener is the configured bind address, 127.0.0.1:4300 by default).

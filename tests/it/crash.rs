@@ -23,6 +23,8 @@ struct Ledger {
     /// Acknowledged team names.
     teams: BTreeSet<String>,
     acked: usize,
+    /// Answers other than 2xx from a live server (there should be none).
+    refused: Vec<String>,
 }
 
 fn json_of(resp: &str) -> serde_json::Value {
@@ -33,9 +35,21 @@ fn json_of(resp: &str) -> serde_json::Value {
 }
 
 /// One writer's mixed load until the server dies: create a workspace, rename it, create a team,
-/// delete every third workspace it made.
+/// delete every third workspace it made. A refused write (anything but 2xx while the server
+/// answers) is recorded in the ledger and ends this writer: the test reports it.
 fn writer(port: u16, account: &str, key: &str, tag: String, ledger: &Mutex<Ledger>) {
-    let ok = |r: &str| r.starts_with("HTTP/1.1 2");
+    let ok = |r: &str| {
+        if !r.starts_with("HTTP/1.1 2") && !r.is_empty() {
+            let status = r.lines().next().unwrap_or_default();
+            let body = r.split("\r\n\r\n").nth(1).unwrap_or_default();
+            ledger
+                .lock()
+                .expect("ledger")
+                .refused
+                .push(format!("{tag}: {status} {body}"));
+        }
+        r.starts_with("HTTP/1.1 2")
+    };
     for i in 0.. {
         let handle = format!("{tag}-{i}");
         let r = http(
@@ -260,7 +274,7 @@ fn crash_under_load(db: &str) {
         let target = before + 8 + (round * 7) % 25;
         let start = std::time::Instant::now();
         while ledger.lock().expect("ledger").acked < target
-            && start.elapsed() < std::time::Duration::from_secs(60)
+            && start.elapsed() < std::time::Duration::from_secs(120)
         {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
@@ -269,10 +283,20 @@ fn crash_under_load(db: &str) {
         for w in workers {
             w.join().expect("writer");
         }
-        assert!(
-            ledger.lock().expect("ledger").acked >= target,
-            "round {round}: the load did not get going"
-        );
+        {
+            let l = ledger.lock().expect("ledger");
+            assert!(
+                l.refused.is_empty(),
+                "round {round}: writes refused by a live server: {:?}\nserver log:\n{}",
+                l.refused,
+                std::fs::read_to_string(inst.data.path().join("serve.log")).unwrap_or_default()
+            );
+            assert!(
+                l.acked >= target,
+                "round {round}: the load did not get going; server log:\n{}",
+                std::fs::read_to_string(inst.data.path().join("serve.log")).unwrap_or_default()
+            );
+        }
         let out = inst.cli_output(&["audit", "verify"], None);
         assert!(
             out.status.success(),

@@ -51,7 +51,7 @@ async fn malformed_requests_get_4xx_with_detail_and_leave_no_trace() {
             .call(M::POST, &format!("/api/accounts/{a}/workspaces/{w}/user_access/"), k,
                 Some(json!([{"user_id": member.id, "workspace_role_id": viewer}, {"user_id": outsider.id, "workspace_role_id": viewer}])))
             .await;
-        assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(s, S::NOT_FOUND, "an outsider is not a member to grant to: {v}");
         let (_, v) = t.call(M::POST, &format!("/api/accounts/{a}/workspaces/{w}/user_access/filter"), k, Some(json!({}))).await;
         assert_eq!(v, json!([]), "the valid first grant was rolled back with the bad second one");
     })

@@ -21,5 +21,6 @@ mod plans;
 mod prefect_cli;
 mod prefect_gateway;
 mod processes;
+mod schemathesis;
 mod setup;
 mod teams;

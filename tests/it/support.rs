@@ -624,6 +624,23 @@ impl Installation {
     }
 }
 
+/// Creates a workspace through a running server's API; its id.
+pub fn create_workspace(port: u16, account: &str, key: &str, handle: &str) -> String {
+    let resp = http(
+        port,
+        "POST",
+        &format!("/api/accounts/{account}/workspaces/"),
+        key,
+        &format!(r#"{{"name":"{handle}","handle":"{handle}"}}"#),
+    );
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    resp.split("\"id\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("workspace id")
+        .to_string()
+}
+
 /// One HTTP/1.1 request on a fresh connection; the raw response (empty if the server is gone).
 pub fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> String {
     use std::io::{Read, Write};

@@ -32,7 +32,7 @@ async fn a_team_grant_reaches_its_members_and_each_removal_revokes_at_once() {
             .call(M::PUT, &format!("/api/accounts/{a}/teams/{tid}/members"), Some(&owner.key),
                 Some(json!({"members": [{"member_id": uuid::Uuid::new_v4(), "member_type": "user"}]})))
             .await;
-        assert_eq!(s, S::UNPROCESSABLE_ENTITY, "only account members join teams");
+        assert_eq!(s, S::NOT_FOUND, "only account members join teams");
         let probe = format!("/api/me/workspaces/{ws}/has_scope?scope=write_deployments");
         let can = |key: String| {
             let (t, probe) = (&t, probe.clone());

@@ -78,7 +78,7 @@ pub async fn read_settings(
 }
 
 /// Changes some settings (`update:account`); unknown keys or wrong types → 422.
-#[utoipa::path(patch, path = "/api/accounts/{account_id}/settings", tag = "accounts", params(AccountPath), request_body = Object,
+#[utoipa::path(patch, path = "/api/accounts/{account_id}/settings", tag = "accounts", params(AccountPath), request_body = accounts::SettingsPatch,
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn update_settings(
     State(app): State<App>,
@@ -143,7 +143,9 @@ pub struct AccountRoleFields {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FilterAccountRoles {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     pub account_roles: Option<AccountRoleFields>,
 }

@@ -32,6 +32,7 @@ pub struct PageTokenQuery {
 pub struct CountPath {
     pub account_id: crate::domain::AccountId,
     /// `time`, `day` or `event`.
+    #[param(pattern = "^(time|day|event)$")]
     pub countable: String,
 }
 
@@ -41,6 +42,7 @@ pub struct WorkspaceCountPath {
     pub account_id: crate::domain::AccountId,
     pub workspace_id: crate::domain::WorkspaceId,
     /// `time`, `day` or `event`.
+    #[param(pattern = "^(time|day|event)$")]
     pub countable: String,
 }
 

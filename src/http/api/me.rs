@@ -37,9 +37,14 @@ pub async fn my_scopes(
     Ok(Out(me::my_scopes(&app, &p, account, w.workspace_id)?))
 }
 
+use crate::domain::role::PermissionName;
+use crate::domain::scope::ScopeName;
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScopeQuery {
+    /// One of the workspace scope names (`GET /api/workspace_scopes`).
+    #[param(value_type = ScopeName, inline)]
     pub scope: String,
 }
 
@@ -82,6 +87,8 @@ pub async fn my_permissions(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PermissionQuery {
+    /// One of the account permission names.
+    #[param(value_type = PermissionName, inline)]
     pub permission: String,
 }
 
@@ -156,10 +163,12 @@ pub async fn create_my_api_key(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterApiKeys {
+    #[schema(minimum = 0)]
     pub limit: Option<i64>,
+    #[schema(minimum = 0)]
     pub offset: Option<i64>,
     #[schema(value_type = Option<Object>)]
-    pub api_keys: Option<serde_json::Value>,
+    pub api_keys: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Lists the caller's keys with paging.

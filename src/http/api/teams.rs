@@ -47,6 +47,7 @@ pub struct TeamAccessPath {
 pub struct ExplainQuery {
     /// A user id or a service-account id.
     pub actor_id: Uuid,
+    #[param(value_type = crate::domain::scope::ScopeName, inline)]
     pub scope: String,
 }
 

@@ -3,12 +3,13 @@
 //! API key here and the page posts `{"api_key": …}` to `{callback}/success` (reference §1.5). Only
 //! loopback callbacks are accepted, so a key can never be sent to another machine.
 
+use super::form::Form;
 use super::session::SignedIn;
 use super::{error_page, page, signed_in_header};
 use crate::app::App;
 use crate::services::mail::html_escape;
 use crate::services::Error;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use serde::Deserialize;

@@ -22,9 +22,7 @@ impl FromRequest<App> for Fields {
 
     async fn from_request(req: Request, app: &App) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
-            .await
-            .map_err(|_| error_page_back(&Error::validation("the form is too large"), None))?;
+        let bytes = read_form(body).await?;
         let fields: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
         let token = fields
             .iter()
@@ -34,6 +32,44 @@ impl FromRequest<App> for Fields {
             return Err(refused);
         }
         Ok(Fields(fields))
+    }
+}
+
+/// True when an urlencoded body holds a NUL character, raw or escaped (PostgreSQL cannot store
+/// one; every string input refuses it).
+fn has_nul(body: &[u8]) -> bool {
+    body.contains(&0) || body.windows(3).any(|w| w == b"%00")
+}
+
+/// A form's body (at most [`MAX_FORM_BYTES`], without NUL characters), or the error page.
+async fn read_form(body: axum::body::Body) -> Result<axum::body::Bytes, Response> {
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| error_page_back(&Error::validation("the form is too large"), None))?;
+    if has_nul(&bytes) {
+        return Err(error_page_back(
+            &Error::validation("the form holds a NUL character, which no field may contain"),
+            None,
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `axum::extract::Form` for the forms that are read into a struct (sign-in, setup…), with the
+/// same refusal of NUL characters as [`Fields`].
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_form(body).await?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        axum::extract::Form::<T>::from_request(req, state)
+            .await
+            .map(|axum::extract::Form(v)| Form(v))
+            .map_err(IntoResponse::into_response)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The page an invitation email links to: join by creating a user or by signing in, or decline.
 
+use super::form::Form;
 use super::{error_page, new_csrf, page};
 use crate::app::App;
 use crate::http::extract::ClientIp;
@@ -7,7 +8,7 @@ use crate::services::auth::Signup;
 use crate::services::invitations::{self, PageAnswer};
 use crate::services::mail::html_escape;
 use crate::services::Error;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

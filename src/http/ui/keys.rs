@@ -1,6 +1,7 @@
 //! Personal API keys: create (the key shown once, with a copy button), list with masked key and
 //! expiry, delete.
 
+use super::form::Form;
 use super::session::SignedIn;
 use super::{error_page, expiry_cell, page, signed_in_header, COPY_SCRIPT};
 use crate::app::App;
@@ -8,7 +9,7 @@ use crate::domain::ApiKeyId;
 use crate::services::mail::html_escape;
 use crate::services::users::{self, CreateApiKey};
 use crate::services::Error;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;

@@ -1,12 +1,13 @@
 //! Sign-in and sign-out pages, and the signed-in user of a dashboard page.
 
+use super::form::Form;
 use super::{csrf_ok, error_page, new_csrf, page};
 use crate::app::App;
 use crate::authz::Principal;
 use crate::http::extract::{session_cookie, ClientIp};
 use crate::services::mail::html_escape;
 use crate::services::{auth, Error};
-use axum::extract::{Form, FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;

@@ -1,10 +1,11 @@
 //! The first-run page (`/setup?token=…`).
 
+use super::form::Form;
 use super::{error_page, new_csrf, page};
 use crate::app::App;
 use crate::services::setup::{self, FirstRun};
 use crate::services::Error;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
