@@ -790,6 +790,12 @@ async fn refusals_decided_inside_a_transaction_answer_at_once_and_never_stall_an
                 (s, v, start.elapsed().as_secs_f64() * 1e3)
             }
         };
+        // The other account's writes alone first, as the baseline of the figures printed below.
+        let alone = join_all((100..100 + N).map(write)).await;
+        for (s, v, _) in &alone {
+            assert_eq!(*s, S::CREATED, "{v}");
+        }
+        summary(&format!("{:?} other account's writes alone", t.db), alone.iter().map(|r| r.2).collect());
         let (demotes, grants, writes) = tokio::join!(
             join_all((0..N).map(demote)),
             join_all((0..N).map(grant)),
