@@ -221,7 +221,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(OPENED.scope(Default::default(), async {
+        let result = run(cli).await;
+        // Refusals are written by a task; a command's own refusals reach the audit log before
+        // the process exits.
+        let opened = OPENED.with(|o| std::mem::take(&mut *o.borrow_mut()));
+        for app in opened {
+            services::audit::flush_refusals(&app).await;
+        }
+        result
+    })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -230,10 +239,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+tokio::task_local! {
+    /// The apps a command opened, for flushing their refusals at its end.
+    static OPENED: std::cell::RefCell<Vec<App>>;
+}
+
 async fn open(config: Config) -> anyhow::Result<App> {
     let store = Store::connect(&config.database_url, None).await?;
     store.migrate().await?;
-    App::new(config, store, Arc::new(SystemClock)).await
+    let app = App::new(config, store, Arc::new(SystemClock)).await?;
+    let _ = OPENED.try_with(|o| o.borrow_mut().push(app.clone()));
+    Ok(app)
 }
 
 /// Parses `30d`, `12h`, `90m`, `45s`.

@@ -968,6 +968,15 @@ fn the_cli_binds_anywhere_ordinary_but_never_metadata_or_atrium_itself() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The command's refusals reached the audit log before it exited.
+    let log = inst.cli(&["audit", "export", "--account", "acme"], None);
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("prefect-cloud.request.access-denied"))
+            .count(),
+        3,
+        "{log}"
+    );
 }
 
 #[tokio::test]
