@@ -122,44 +122,54 @@ pub struct FileConfig {
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
     /// TOML configuration file.
-    #[arg(long, env = "ATRIUM_CONFIG")]
+    #[arg(long, global = true, env = "ATRIUM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Database URL: sqlite://PATH (default ./atrium-data/atrium.db) or postgres://…
-    #[arg(long, env = "ATRIUM_DATABASE_URL")]
+    #[arg(long, global = true, env = "ATRIUM_DATABASE_URL")]
     pub database_url: Option<String>,
     /// File holding the database URL (for secrets managers).
-    #[arg(long, env = "ATRIUM_DATABASE_URL_FILE")]
+    #[arg(long, global = true, env = "ATRIUM_DATABASE_URL_FILE")]
     pub database_url_file: Option<PathBuf>,
     /// Public URL users reach Atrium at (default http://BIND).
-    #[arg(long, env = "ATRIUM_PUBLIC_URL")]
+    #[arg(long, global = true, env = "ATRIUM_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Who may sign up without an invitation.
-    #[arg(long, env = "ATRIUM_SIGNUP_POLICY", value_enum)]
+    #[arg(long, global = true, env = "ATRIUM_SIGNUP_POLICY", value_enum)]
     pub signup_policy: Option<SignupPolicy>,
     /// Who may create accounts.
-    #[arg(long, env = "ATRIUM_ACCOUNT_CREATION", value_enum)]
+    #[arg(long, global = true, env = "ATRIUM_ACCOUNT_CREATION", value_enum)]
     pub account_creation: Option<AccountCreation>,
     /// Directory for local state (default ./atrium-data).
-    #[arg(long, env = "ATRIUM_DATA_DIR")]
+    #[arg(long, global = true, env = "ATRIUM_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// The audit checkpoint signing key (default DATA_DIR/audit-signing.key).
-    #[arg(long, env = "ATRIUM_AUDIT_KEY_FILE")]
+    #[arg(long, global = true, env = "ATRIUM_AUDIT_KEY_FILE")]
     pub audit_key_file: Option<PathBuf>,
     /// Plan of new accounts: hobby, starter, team, pro or enterprise (default enterprise).
-    #[arg(long, env = "ATRIUM_DEFAULT_PLAN", value_parser = parse_plan)]
+    #[arg(long, global = true, env = "ATRIUM_DEFAULT_PLAN", value_parser = parse_plan)]
     pub default_plan: Option<crate::domain::plan::PlanType>,
     /// SMTP server URL (smtp://host:port or smtps://user:pass@host); unset = email to the log.
-    #[arg(long, env = "ATRIUM_SMTP_URL")]
+    #[arg(long, global = true, env = "ATRIUM_SMTP_URL")]
     pub smtp_url: Option<String>,
     /// Sender address of outgoing email.
-    #[arg(long, env = "ATRIUM_SMTP_FROM")]
+    #[arg(long, global = true, env = "ATRIUM_SMTP_FROM")]
     pub smtp_from: Option<String>,
     /// Reverse proxies (CIDR, comma-separated) whose X-Forwarded-For is believed.
-    #[arg(long, env = "ATRIUM_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "ATRIUM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Option<Vec<String>>,
     /// Networks and ports account Owners and Admins may bind upstreams to (comma-separated:
     /// 10.0.0.0/8:4200-4299, [fd00::/8]:4200); unset = only site admins and the CLI bind.
-    #[arg(long, env = "ATRIUM_UPSTREAM_NETWORKS", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "ATRIUM_UPSTREAM_NETWORKS",
+        value_delimiter = ','
+    )]
     pub upstream_networks: Option<Vec<String>>,
 }
 

@@ -146,8 +146,24 @@ pub async fn filter_workspaces(
     account: AccountId,
     f: FilterWorkspaces,
 ) -> Result<Vec<Workspace>> {
-    crate::services::authorize(app, p, account, P::ReadWorkspace).await?;
     let (limit, offset) = page(f.limit, f.offset)?;
+    Ok(visible_workspaces(app, p, account, &f)
+        .await?
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect())
+}
+
+/// Every workspace matching the filter that the caller can reach, in the store's order (what
+/// `filter` pages through and `count` counts).
+async fn visible_workspaces(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    f: &FilterWorkspaces,
+) -> Result<Vec<Workspace>> {
+    crate::services::authorize(app, p, account, P::ReadWorkspace).await?;
     let handles = f
         .workspaces
         .as_ref()
@@ -174,42 +190,19 @@ pub async fn filter_workspaces(
     Ok(all
         .into_iter()
         .filter(|w| app.index.workspace_scopes(p, account, w.id, now).is_ok())
-        .skip(offset as usize)
-        .take(limit as usize)
         .collect())
 }
 
+/// How many workspaces match the filter and are reachable by the caller (paging ignored, but
+/// validated as the filter's is).
 pub async fn count_workspaces(
     app: &App,
     p: &Principal,
     account: AccountId,
-    mut f: FilterWorkspaces,
+    f: FilterWorkspaces,
 ) -> Result<i64> {
-    // Paging does not change a count, but it is validated as the filter's is.
-    crate::services::input::page(f.limit, f.offset)?;
-    f.limit = None;
-    f.offset = None;
-    let mut total = 0i64;
-    let mut offset = 0;
-    loop {
-        let page = filter_workspaces(
-            app,
-            p,
-            account,
-            FilterWorkspaces {
-                limit: Some(200),
-                offset: Some(offset),
-                workspaces: f.workspaces.take(),
-                sort: None,
-            },
-        )
-        .await?;
-        total += page.len() as i64;
-        if page.len() < 200 {
-            return Ok(total);
-        }
-        offset += 200;
-    }
+    page(f.limit, f.offset)?;
+    Ok(visible_workspaces(app, p, account, &f).await?.len() as i64)
 }
 
 /// `PATCH …/workspaces/{id}` body.

@@ -24,13 +24,12 @@ pub struct BotRow {
 const COLS: &str = "id, account_id, actor_id, name, account_role, created, updated";
 
 fn bot_from(r: &AnyRow) -> Result<BotRow, sqlx::Error> {
-    let role: String = r.try_get("account_role")?;
     Ok(BotRow {
         id: get_uuid(r, "id")?,
         account_id: AccountId(get_uuid(r, "account_id")?),
         actor_id: ActorId(get_uuid(r, "actor_id")?),
         name: r.try_get("name")?,
-        account_role: AccountRole::from_code(&role).unwrap_or(AccountRole::Member),
+        account_role: super::get_account_role(r, "account_role")?,
         created: time(r.try_get("created")?),
         updated: time(r.try_get("updated")?),
     })
@@ -125,10 +124,9 @@ pub async fn find_bot_roles(
         .await?
         .iter()
         .map(|r| {
-            let role: String = r.try_get("account_role")?;
             Ok((
                 get_uuid(r, "id")?,
-                AccountRole::from_code(&role).unwrap_or(AccountRole::Member),
+                super::get_account_role(r, "account_role")?,
             ))
         })
         .collect()

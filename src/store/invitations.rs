@@ -27,12 +27,11 @@ const COLS: &str = "id, account_id, email, account_role, workspace_id, workspace
                     expires_at, invited_by, created, updated";
 
 fn row_from(r: &AnyRow) -> Result<InvitationRow, sqlx::Error> {
-    let role: String = r.try_get("account_role")?;
     Ok(InvitationRow {
         id: get_uuid(r, "id")?,
         account_id: AccountId(get_uuid(r, "account_id")?),
         email: r.try_get("email")?,
-        account_role: AccountRole::from_code(&role).unwrap_or(AccountRole::Member),
+        account_role: super::get_account_role(r, "account_role")?,
         workspace_id: get_opt_uuid(r, "workspace_id")?.map(WorkspaceId),
         workspace_role_id: get_opt_uuid(r, "workspace_role_id")?.map(RoleId),
         status: r.try_get("status")?,

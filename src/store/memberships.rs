@@ -12,11 +12,7 @@ const SELECT: &str =
      FROM account_memberships m JOIN users u ON u.id = m.user_id";
 
 fn role_of(row: &AnyRow) -> Result<AccountRole, sqlx::Error> {
-    let code: String = row.try_get("role")?;
-    AccountRole::from_code(&code).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: "role".into(),
-        source: format!("unknown account role {code:?}").into(),
-    })
+    super::get_account_role(row, "role")
 }
 
 fn membership_from(row: &AnyRow) -> Result<Membership, sqlx::Error> {

@@ -248,6 +248,19 @@ pub(crate) fn get_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, sqlx
         })
 }
 
+/// An account role stored as its code; an unknown code is a decode error (the store never
+/// guesses a role).
+pub(crate) fn get_account_role(
+    row: &AnyRow,
+    col: &str,
+) -> Result<crate::domain::role::AccountRole, sqlx::Error> {
+    let code: String = row.try_get(col)?;
+    crate::domain::role::AccountRole::from_code(&code).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: col.into(),
+        source: format!("unknown account role {code:?}").into(),
+    })
+}
+
 pub(crate) fn get_bool(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
     let v: i64 = row.try_get(col)?;
     Ok(v != 0)

@@ -436,3 +436,76 @@ async fn open_signup_and_account_creation_for_anyone_when_configured() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn workspace_counts_are_exact_past_any_page_size() {
+    each_db(|t| async move {
+        let owner = t.user("owner@count.test").await;
+        let member = t.user("member@count.test").await;
+        let a = t.account(&owner, "count").await;
+        t.add_member(a, &owner, &member, AccountRole::Member).await;
+        // 1,000 workspaces, written in one transaction (through the API this test would spend
+        // its time rebuilding the index a thousand times).
+        let now = t.app.now();
+        let mut tx = t.app.store.begin().await.expect("tx");
+        for i in 0..1000 {
+            let w = atrium::domain::Workspace {
+                id: atrium::domain::WorkspaceId::new(),
+                created: now,
+                updated: now,
+                account_id: a,
+                name: format!("W{i}"),
+                handle: format!("w{i}"),
+                description: String::new(),
+                default_workspace_role_id: (i % 3 == 0).then(|| {
+                    atrium::domain::RoleId(atrium::domain::role::BuiltinWorkspaceRole::Viewer.id())
+                }),
+                is_public: false,
+            };
+            atrium::store::workspaces::insert_workspace(&mut tx, &w)
+                .await
+                .expect("insert");
+        }
+        tx.commit().await.expect("commit");
+        atrium::services::index::reload_account(&t.app, a)
+            .await
+            .expect("reload");
+        let count = |key: String, body: serde_json::Value| {
+            let t = &t;
+            async move {
+                let (s, v) = t
+                    .call(
+                        M::POST,
+                        &format!("/api/accounts/{a}/workspaces/count"),
+                        Some(&key),
+                        Some(body),
+                    )
+                    .await;
+                assert_eq!(s, S::OK, "{v}");
+                v.as_i64().expect("a count")
+            }
+        };
+        assert_eq!(count(owner.key.clone(), json!({})).await, 1000);
+        let handles: Vec<String> = (0..600).map(|i| format!("w{i}")).collect();
+        let filtered = json!({"workspaces": {"handle": {"any_": handles}}});
+        assert_eq!(count(owner.key.clone(), filtered.clone()).await, 600);
+        // A Member reaches only the workspaces whose default role admits every member.
+        assert_eq!(count(member.key.clone(), json!({})).await, 334);
+        assert_eq!(count(member.key.clone(), filtered).await, 200);
+        // And the filter's pages add up to the count.
+        let mut seen = 0;
+        for offset in (0..1000).step_by(200) {
+            let (_, v) = t
+                .call(
+                    M::POST,
+                    &format!("/api/accounts/{a}/workspaces/filter"),
+                    Some(&owner.key),
+                    Some(json!({"limit": 200, "offset": offset})),
+                )
+                .await;
+            seen += v.as_array().expect("page").len();
+        }
+        assert_eq!(seen, 1000);
+    })
+    .await;
+}

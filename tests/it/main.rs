@@ -7,6 +7,7 @@ mod adversarial;
 mod audit;
 mod bots;
 mod browser;
+mod cli;
 mod concurrency;
 mod crash;
 mod dashboard;
