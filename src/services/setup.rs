@@ -54,7 +54,11 @@ pub struct FirstRun {
 
 /// Creates the first site admin and the first account; the link dies. Refused once any user
 /// exists (a second process's link, or a second submit).
-pub async fn first_run(app: &App, token: &str, f: FirstRun) -> Result<auth::NewSession> {
+pub async fn first_run(
+    app: &App,
+    token: &str,
+    f: FirstRun,
+) -> Result<(auth::NewSession, crate::domain::AccountId)> {
     if !is_open(app, token).await? {
         return Err(Error::NotFound("this setup link was already used or has expired; restart the server to get a new one if there are still no users".into()));
     }
@@ -72,7 +76,7 @@ pub async fn first_run(app: &App, token: &str, f: FirstRun) -> Result<auth::NewS
     .await?;
     app.setup.burn();
     let p = Principal::cli(user.id, user.email.clone());
-    accounts::create_account(
+    let account = accounts::create_account(
         app,
         &p,
         accounts::CreateAccount {
@@ -84,5 +88,6 @@ pub async fn first_run(app: &App, token: &str, f: FirstRun) -> Result<auth::NewS
         },
     )
     .await?;
-    auth::login(app, &f.email, f.password, None, Some("atrium-setup")).await
+    let session = auth::login(app, &f.email, f.password, None, Some("atrium-setup")).await?;
+    Ok((session, account.id))
 }

@@ -38,8 +38,22 @@ async fn the_setup_link_creates_the_first_admin_and_account_once() {
             ("account_handle", "acme"),
         ];
         let (s, h, body) = form(&t, "/setup", &csrf_cookie, &fields).await;
-        assert_eq!(s, S::OK, "{body}");
+        assert_eq!(s, S::SEE_OTHER, "{body}");
         let session = cookie_of(&h, "atrium_session");
+        // Signed in, on the new account's page, with the next steps.
+        let landing = h["location"].to_str().expect("location").to_string();
+        assert!(landing.starts_with("/account/"), "{landing}");
+        let (s, _, page) = crate::dashboard::get_page(&t, &landing, &session).await;
+        assert_eq!(s, S::OK, "{page}");
+        for step in [
+            "Getting started",
+            "Create a workspace",
+            "set-upstream --account acme",
+            "Create an API key",
+            "Invite people",
+        ] {
+            assert!(page.contains(step), "{step}: {page}");
+        }
         assert_eq!(
             t.with_cookie(M::GET, "/api/me/accounts", &session).await,
             S::OK

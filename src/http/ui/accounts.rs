@@ -143,8 +143,24 @@ pub async fn show(
                 )
             }
         };
+        // An account without workspaces: what to do next, for those who may do it.
+        let started = if o.workspaces.is_empty() && shell.can(P::CreateWorkspace) {
+            format!(
+                "<section class=\"notice\"><h2>Getting started</h2><ol>\
+                 <li><a href=\"{ws}\">Create a workspace</a>.</li>\
+                 <li>Connect its Prefect server: <code>atrium workspaces set-upstream --account {handle} --workspace …\
+                 --url http://…:4200/api</code> (docs/gateway.md).</li>\
+                 <li><a href=\"/me/api-keys\">Create an API key</a> and log in with <code>prefect cloud login</code>.</li>\
+                 <li><a href=\"{members}\">Invite people</a>.</li></ol></section>",
+                ws = shell.url("/workspaces"),
+                members = shell.url("/members"),
+                handle = html_escape(&o.handle),
+            )
+        } else {
+            String::new()
+        };
         let body = format!(
-            "<h1>{name}</h1>\
+            "<h1>{name}</h1>{started}\
              <p class=\"muted\">{handle} · your role: {role}</p>\
              <h2>Plan</h2><p>{plan} · seats used {used} of {seats} {meter} · workspaces {wcount} of {wlimit}</p>\
              <h2>Workspaces</h2>{workspaces}{members_h}{members}{activity}",

@@ -7,7 +7,7 @@ use crate::services::setup::{self, FirstRun};
 use crate::services::Error;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -78,14 +78,9 @@ pub async fn submit(
         account_handle: f.account_handle,
     };
     match setup::first_run(&app, &f.token, run).await {
-        Ok(session) => {
-            let resp = page(
-                StatusCode::OK,
-                "Ready",
-                "<h1>Atrium is ready</h1><p>Your user and account exist and you are signed in. Create an API \
-                 key with <code>POST /api/me/api_keys</code> (or <code>atrium users api-key</code>) and log in \
-                 with <code>prefect cloud login</code>.</p>",
-            );
+        // Signed in, on the new account's page, whose "Getting started" lists the next steps.
+        Ok((session, account)) => {
+            let resp = Redirect::to(&format!("/account/{account}")).into_response();
             super::session::with_session(&app, resp, &session)
         }
         Err(e) => error_page(&e),
