@@ -369,7 +369,11 @@ pub async fn login(
     app.throttle.clear(&pair_key);
     let now = app.now();
     let id = random_base62(43);
-    let expires_at = now + chrono::Duration::seconds(app.config.session_ttl_seconds);
+    let mut ttl = chrono::Duration::seconds(app.config.session_ttl_seconds);
+    if let Some(bound) = auth_lifetime_bound(app, user.id).await? {
+        ttl = ttl.min(bound);
+    }
+    let expires_at = now + ttl;
     let mut tx = app.store.begin().await?;
     store::users::insert_session(
         &mut tx,
@@ -407,6 +411,20 @@ pub async fn login(
         expires_at,
         user,
     })
+}
+
+/// The longest a credential issued to `user` by signing in may live: the shortest
+/// `auth_expiration_seconds` of the accounts they are an active member of (`None`: no bound
+/// beyond the server's own). Applies to dashboard and API sessions and to keys made by the
+/// Prefect CLI's browser login, when they are created.
+pub async fn auth_lifetime_bound(
+    app: &App,
+    user: crate::domain::UserId,
+) -> Result<Option<chrono::Duration>> {
+    let mut c = app.store.reader().await?;
+    Ok(store::accounts::find_auth_bound_for_user(&mut c, user)
+        .await?
+        .map(chrono::Duration::seconds))
 }
 
 /// Wrong passwords allowed per user in [`THROTTLE_WINDOW_US`] when confirming a sensitive change.

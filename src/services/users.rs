@@ -138,6 +138,20 @@ pub async fn update_user(app: &App, p: &Principal, user: UserId, u: UpdateUser) 
     Ok(())
 }
 
+/// A key the Prefect CLI's browser login creates for the caller: a sign-in, so its lifetime is
+/// bounded as a session's is by the caller's accounts' `auth_expiration_seconds`.
+pub async fn create_login_key(
+    app: &App,
+    p: &Principal,
+    mut k: CreateApiKey,
+) -> Result<ApiKeyCreated> {
+    if let Some(bound) = crate::services::auth::auth_lifetime_bound(app, p.user_id).await? {
+        let latest = app.now() + bound;
+        k.expiration = Some(k.expiration.map_or(latest, |e| e.min(latest)));
+    }
+    create_api_key(app, p, p.user_id, k).await
+}
+
 /// How long an email-change confirmation link works.
 pub const EMAIL_CHANGE_TTL_SECONDS: i64 = 3600;
 

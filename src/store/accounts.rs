@@ -236,3 +236,20 @@ pub async fn count_workspaces(c: &mut Conn, id: AccountId) -> Result<i64, sqlx::
         .await?
         .try_get("n")
 }
+
+/// The shortest `auth_expiration_seconds` among the accounts `user` is an active member of
+/// (`None`: none of them sets one).
+pub async fn find_auth_bound_for_user(
+    c: &mut Conn,
+    user: crate::domain::UserId,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query(
+        "SELECT MIN(a.auth_expiration_seconds) AS s FROM accounts a \
+         JOIN account_memberships m ON m.account_id = a.id \
+         WHERE m.user_id = $1 AND m.active = 1 AND a.auth_expiration_seconds IS NOT NULL",
+    )
+    .bind(user.to_string())
+    .fetch_one(&mut *c)
+    .await?
+    .try_get("s")
+}

@@ -509,3 +509,107 @@ async fn workspace_counts_are_exact_past_any_page_size() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_accounts_auth_expiration_bounds_its_members_sessions_and_cli_login_keys() {
+    use crate::dashboard::{get_page, sign_in};
+    each_db(|t| async move {
+        let owner = t.user("owner@bound.test").await;
+        let a = t.account(&owner, "bound").await;
+        let ann = t.user_with_password("ann@bound.test").await;
+        t.user_with_password("bob@bound.test").await;
+        atrium::services::memberships::add_member(
+            &t.app,
+            &TestApp::principal(&owner),
+            a,
+            ann,
+            AccountRole::Member,
+        )
+        .await
+        .expect("member");
+        let (s, v) = t
+            .call(
+                M::PATCH,
+                &format!("/api/accounts/{a}"),
+                Some(&owner.key),
+                Some(json!({"auth_expiration_seconds": 3600})),
+            )
+            .await;
+        assert_eq!(s, S::NO_CONTENT, "{v}");
+        let login = |email: &'static str| {
+            let t = &t;
+            async move {
+                let body = json!({"email": email, "password": "a-long-password"})
+                    .to_string()
+                    .into_bytes();
+                let (s, h, _) = t
+                    .raw(
+                        M::POST,
+                        "/api/auth/login",
+                        None,
+                        Some(body),
+                        "application/json",
+                    )
+                    .await;
+                assert_eq!(s, S::OK);
+                let cookie = h["set-cookie"].to_str().expect("cookie").to_string();
+                let max_age: i64 = cookie
+                    .split(';')
+                    .find_map(|p| p.trim().strip_prefix("Max-Age="))
+                    .and_then(|n| n.parse().ok())
+                    .expect("Max-Age");
+                (cookie.split(';').next().expect("pair").to_string(), max_age)
+            }
+        };
+        // Ann (a member) gets an hour; Bob (in no such account) the server's 14 days.
+        let (ann_session, ann_age) = login("ann@bound.test").await;
+        assert_eq!(ann_age, 3600);
+        let (bob_session, bob_age) = login("bob@bound.test").await;
+        assert_eq!(bob_age, 14 * 24 * 3600);
+        t.clock.advance(chrono::Duration::seconds(3601));
+        assert_eq!(
+            t.with_cookie(M::GET, "/api/me", &ann_session).await,
+            S::UNAUTHORIZED
+        );
+        assert_eq!(t.with_cookie(M::GET, "/api/me", &bob_session).await, S::OK);
+        // A key the Prefect CLI's browser login makes for her expires within the hour too, even
+        // when 90 days are asked for.
+        let (_, h) = sign_in(&t, "ann@bound.test", "a-long-password", "/").await;
+        let session = cookie_of(&h, "atrium_session");
+        let callback = "http%3A%2F%2F127.0.0.1%3A9";
+        let (s, _, html) =
+            get_page(&t, &format!("/auth/client?callback={callback}"), &session).await;
+        assert_eq!(s, S::OK, "{html}");
+        let (s, _, html) = form(
+            &t,
+            "/auth/client",
+            &session,
+            &[
+                ("csrf", &hidden(&html, "csrf")),
+                ("callback", "http://127.0.0.1:9"),
+                ("name", "cli"),
+                ("days", "90"),
+            ],
+        )
+        .await;
+        assert_eq!(s, S::OK, "{html}");
+        let keys = atrium::services::users::list_api_keys(
+            &t.app,
+            &atrium::services::auth::authenticate_session(
+                &t.app,
+                session.split('=').nth(1).expect("value"),
+            )
+            .await
+            .expect("session"),
+            ann,
+            None,
+            None,
+            None,
+        )
+        .await
+        .expect("keys");
+        let expires = keys[0].expiration.expect("bounded");
+        assert_eq!(expires, t.app.now() + chrono::Duration::seconds(3600));
+    })
+    .await;
+}

@@ -97,7 +97,7 @@ pub async fn submit(
         Ok(c) => c,
         Err(e) => return error_page(&e),
     };
-    let key = match super::keys::create_from_form(&app, &p, f.name, &f.days).await {
+    let key = match super::keys::create_from_form(&app, &p, f.name, &f.days, true).await {
         Ok(k) => k,
         Err(e) => return error_page(&e),
     };

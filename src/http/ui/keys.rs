@@ -95,7 +95,7 @@ pub async fn create(
     if let Some(refused) = super::refuse_forged(&app, &headers, &f.csrf) {
         return refused;
     }
-    match create_from_form(&app, &p, f.name, &f.days).await {
+    match create_from_form(&app, &p, f.name, &f.days, false).await {
         Ok(k) => {
             let mut resp = render(&app, &p, Some((k.name, k.key))).await;
             // The page holds a secret: never cache it.
@@ -138,6 +138,7 @@ pub async fn create_from_form(
     p: &crate::authz::Principal,
     name: String,
     days: &str,
+    signed_in_login: bool,
 ) -> Result<crate::domain::ApiKeyCreated, Error> {
     let expiration = match days.trim() {
         "" => None,
@@ -150,5 +151,10 @@ pub async fn create_from_form(
             }
         },
     };
-    users::create_api_key(app, p, p.user_id, CreateApiKey { name, expiration }).await
+    let key = CreateApiKey { name, expiration };
+    if signed_in_login {
+        users::create_login_key(app, p, key).await
+    } else {
+        users::create_api_key(app, p, p.user_id, key).await
+    }
 }
