@@ -209,7 +209,9 @@ fn complete_openapi(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 let in_path = params.iter().any(|p| p["in"] == "path");
                 let in_query = params.iter().any(|p| p["in"] == "query");
                 let body = op.contains_key("requestBody");
-                let account_route = path.starts_with("/api/accounts/{account_id}");
+                // Any route naming an account or a workspace: its allowlist applies.
+                let account_route =
+                    path.contains("{account_id}") || path.contains("{workspace_id}");
                 let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                     continue;
                 };

@@ -230,6 +230,19 @@ pub async fn check_path(app: &App, p: &Principal, path: &str) -> Result<()> {
     }
 }
 
+/// True when the account's allowlist lets the caller in (no audit: for leaving the account out of
+/// lists, such as `/api/me/accounts`, rather than refusing).
+pub fn admits(app: &App, p: &Principal, account: AccountId) -> bool {
+    match app
+        .upstreams
+        .account(&account.0)
+        .and_then(|g| g.ip_allowlist.clone())
+    {
+        None => true,
+        Some(networks) => exempt(p) || allowed_by(&networks, p.ip.as_deref()),
+    }
+}
+
 /// Refuses a request to `account` from outside its enforced allowlist (recorded as
 /// `request.access-denied.ip-allowlist`). Cheap: one in-memory lookup.
 pub async fn check(app: &App, p: &Principal, account: AccountId) -> Result<()> {

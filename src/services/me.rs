@@ -26,7 +26,12 @@ pub async fn my_workspaces(app: &App, p: &Principal) -> Result<Vec<MeWorkspace>>
     let accounts = accounts_of(&mut c, p).await?;
     let now = app.now().timestamp_micros();
     let mut out = Vec::new();
-    for a in accounts.into_iter().filter(|a| a.active) {
+    // Accounts whose IP allowlist refuses the caller's address are left out, as they are from
+    // `my_accounts`.
+    for a in accounts
+        .into_iter()
+        .filter(|a| a.active && crate::services::ip_allowlist::admits(app, p, a.account_id))
+    {
         for w in store::workspaces::find_all_workspaces(&mut c, a.account_id).await? {
             if app
                 .index
@@ -77,7 +82,7 @@ pub async fn my_accounts(app: &App, p: &Principal) -> Result<Vec<MeAccount>> {
     Ok(accounts_of(&mut c, p)
         .await?
         .into_iter()
-        .filter(|a| a.active)
+        .filter(|a| a.active && crate::services::ip_allowlist::admits(app, p, a.account_id))
         .map(|a| MeAccount {
             account_membership_id: a.membership_id,
             account_id: a.account_id,
@@ -137,19 +142,29 @@ pub async fn account_of_workspace(app: &App, p: &Principal, ws: WorkspaceId) -> 
         .await?
         .ok_or_else(|| Error::not_found("workspace"))?;
     app.index.account_role(p, w.account_id)?;
+    crate::services::ip_allowlist::check(app, p, w.account_id).await?;
     Ok(w.account_id)
 }
 
-pub fn my_permissions(app: &App, p: &Principal, account: AccountId) -> Result<Vec<&'static str>> {
-    Ok(app.index.account_role(p, account)?.permissions().names())
+pub async fn my_permissions(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+) -> Result<Vec<&'static str>> {
+    let role = app.index.account_role(p, account)?;
+    crate::services::ip_allowlist::check(app, p, account).await?;
+    Ok(role.permissions().names())
 }
 
-pub fn has_permission(app: &App, p: &Principal, account: AccountId, perm: &str) -> Result<bool> {
+pub async fn has_permission(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    perm: &str,
+) -> Result<bool> {
     let perm = AccountPermission::parse(perm)
         .ok_or_else(|| Error::validation(format!("unknown permission {perm:?}")))?;
-    Ok(app
-        .index
-        .account_role(p, account)?
-        .permissions()
-        .contains(perm))
+    let role = app.index.account_role(p, account)?;
+    crate::services::ip_allowlist::check(app, p, account).await?;
+    Ok(role.permissions().contains(perm))
 }

@@ -117,6 +117,8 @@ pub async fn read_workspace_by_id(app: &App, p: &Principal, id: WorkspaceId) -> 
     app.index
         .workspace_scopes(p, ws.account_id, id, app.now().timestamp_micros())
         .map_err(|_| Error::not_found("workspace"))?;
+    // The account's IP allowlist applies here too (the path does not name the account).
+    crate::services::ip_allowlist::check(app, p, ws.account_id).await?;
     Ok(ws)
 }
 

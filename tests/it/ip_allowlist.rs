@@ -305,3 +305,50 @@ async fn behind_a_trusted_proxy_the_forwarded_client_address_counts_and_nobody_e
     })
     .await;
 }
+
+/// Issue 16: routes that name a workspace or account without `/api/accounts/{a}` in their path,
+/// and the caller's own lists, follow the account's allowlist too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_outside_the_account_path_and_the_callers_lists_follow_the_allowlist() {
+    each_db(|t| async move {
+        let owner = t.user("owner@x.test").await;
+        let a = t.account(&owner, "acme").await;
+        let ws = t.workspace(a, &owner.key, "prod").await;
+        let member = t.user("member@x.test").await;
+        t.add_member(a, &owner, &member, atrium::domain::role::AccountRole::Member).await;
+        let (s, v) = t
+            .call(axum::http::Method::POST, &format!("/api/accounts/{a}/workspaces/{ws}/user_access/"), Some(&owner.key),
+                Some(json!([{"user_id": member.id, "workspace_role_id": atrium::domain::role::BuiltinWorkspaceRole::Viewer.id()}])))
+            .await;
+        assert_eq!(s.as_u16(), 200, "{v}");
+        let port = t.serve_tcp().await;
+        let (inside, outside) = ("127.0.0.1", "127.0.0.2");
+        let (s, _) = from(inside, port, "PUT", &format!("/api/accounts/{a}/ip_allowlist"), &owner.key,
+            Some(json!({"entries": [{"ip_network": "127.0.0.1"}]}))).await;
+        assert_eq!(s, 204);
+        let (s, _) = from(inside, port, "PATCH", &format!("/api/accounts/{a}/settings"), &owner.key,
+            Some(json!({"enforce_ip_allowlist": true}))).await;
+        assert_eq!(s, 204);
+        for path in [
+            format!("/api/accounts/{a}/workspaces/{ws}"),
+            format!("/api/workspaces/{ws}"),
+            format!("/api/me/workspaces/{ws}/scopes"),
+            format!("/api/me/workspaces/{ws}/has_scope?scope=see_flows"),
+            format!("/api/me/accounts/{a}/permissions"),
+            format!("/api/me/accounts/{a}/has_permission?permission=read:account"),
+        ] {
+            let (s, v) = from(outside, port, "GET", &path, &member.key, None).await;
+            assert_eq!(s, 403, "{path} from outside: {v}");
+            let (s, v) = from(inside, port, "GET", &path, &member.key, None).await;
+            assert_eq!(s, 200, "{path} from inside: {v}");
+        }
+        // The caller's own lists leave the account out from outside.
+        let (_, v) = from(outside, port, "GET", "/api/me/workspaces", &member.key, None).await;
+        assert_eq!(v, json!([]), "{v}");
+        let (_, v) = from(outside, port, "GET", "/api/me/accounts", &member.key, None).await;
+        assert_eq!(v, json!([]), "{v}");
+        let (_, v) = from(inside, port, "GET", "/api/me/workspaces", &member.key, None).await;
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    })
+    .await;
+}

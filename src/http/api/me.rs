@@ -81,7 +81,7 @@ pub async fn my_permissions(
     Auth(p): Auth,
     Path(a): Path<AccountPath>,
 ) -> Result<Out<Vec<&'static str>>> {
-    Ok(Out(me::my_permissions(&app, &p, a.account_id)?))
+    Ok(Out(me::my_permissions(&app, &p, a.account_id).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -106,7 +106,8 @@ pub async fn has_permission(
         &p,
         a.account_id,
         &q.permission,
-    )?))
+    )
+    .await?))
 }
 
 /// Leaves an account (the last Owner cannot: 409).

@@ -104,7 +104,7 @@ impl Shell {
     /// Opens an account page for `p`; an account they cannot read is "not found".
     pub async fn open(app: &App, p: &Principal, account: AccountId) -> Result<Shell> {
         let a = crate::services::accounts::read_account(app, p, account).await?;
-        let perms = crate::services::me::my_permissions(app, p, account)?;
+        let perms = crate::services::me::my_permissions(app, p, account).await?;
         let mine = crate::services::me::my_accounts(app, p).await?;
         let role = mine
             .iter()
