@@ -5,6 +5,8 @@
 //! - a bare string-keyed hash index (user → workspace → scope bits), the floor for any engine.
 //!
 //! Run: `cargo bench --bench authz`. Results go in BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step here should fail loudly
+#![allow(clippy::disallowed_types)] // it measures the permission index itself
 
 use atrium::authz::{custom_role_scopes, AccountSnapshot, Index, SnapshotRows};
 use atrium::domain::role::{AccountRole, BuiltinWorkspaceRole};

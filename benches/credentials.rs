@@ -6,6 +6,7 @@
 //!   are stored as SHA-256: they carry ≥160 random bits, a slow KDF buys nothing).
 //!
 //! Run: `cargo bench --bench credentials`. Results go in BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step here should fail loudly
 
 use atrium::app::{App, SystemClock};
 use atrium::config::Config;

@@ -12,6 +12,7 @@
 //!    with and without the audit append, to report the added cost of auditing.
 //!
 //! Prints JSON lines. Use a fresh database: the example refuses one that already has events.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step here should fail loudly
 
 use atrium::domain::audit::{AuditActor, AuditRecord};
 use atrium::store::{self, audit::EventQuery, Engine, Store};

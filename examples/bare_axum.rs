@@ -1,6 +1,7 @@
 //! The peer for HTTP benchmarks: a bare axum server that answers `GET /api/me/workspaces` with a
 //! fixed JSON body of the same shape Atrium returns, doing no authentication, authorization or
 //! database work. `cargo run --release --example bare_axum -- 127.0.0.1:4502`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step here should fail loudly
 
 use axum::routing::get;
 use axum::Json;

@@ -6,6 +6,7 @@
 //!
 //! `cargo run --release --example loadgen -- URL RATE SECONDS [BEARER_KEY]`
 //! prints one JSON line: {"url","rate","sent","ok","errors","p50_us","p90_us","p99_us","max_us"}.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step here should fail loudly
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;

@@ -1,6 +1,7 @@
 //! The upstream for gateway benchmarks: a minimal hyper HTTP/1.1 server that answers every request
 //! with the same small JSON body (a Prefect flow), doing no work, so a benchmark measures only what
 //! sits in front of it. `cargo run --release --example stub_upstream -- 127.0.0.1:4503`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step here should fail loudly
 
 use http_body_util::Full;
 use hyper::body::Bytes;

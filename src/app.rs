@@ -1,7 +1,6 @@
-//! `App`: everything a request or command needs — config, store, clock, permission index, key
+//! `App`: everything a request or command needs — config, store, clock, permission gate, key
 //! cache, password hasher. Cloned cheaply (all shared state is behind `Arc`).
 
-use crate::authz::Index;
 use crate::config::Config;
 use crate::domain::Time;
 use crate::services::credentials::{KeyCache, PasswordHasher};
@@ -59,7 +58,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
-    pub index: Arc<Index>,
+    /// The permission gate (it alone holds the permission index).
+    pub gate: crate::services::gate::Gate,
     pub keys: Arc<KeyCache>,
     pub hasher: PasswordHasher,
     pub throttle: Arc<crate::services::auth::LoginThrottle>,
@@ -104,7 +104,7 @@ impl App {
             config: Arc::new(config),
             store,
             clock,
-            index: Arc::new(Index::new()),
+            gate: crate::services::gate::Gate::new(),
             keys: Arc::new(KeyCache::default()),
             hasher: PasswordHasher::new(2),
             throttle: Arc::default(),

@@ -51,7 +51,6 @@ impl FromRequestParts<App> for Auth {
         };
         p.ip = client_ip(parts);
         p.user_agent = user_agent(parts);
-        crate::services::ip_allowlist::check_path(app, &p, parts.uri.path()).await?;
         Ok(Auth(p))
     }
 }

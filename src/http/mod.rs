@@ -390,7 +390,7 @@ fn security_headers(h: &mut axum::http::HeaderMap) {
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {
-    let (accounts, grants) = app.index.size();
+    let (accounts, grants) = crate::services::gate::size(&app);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -398,146 +398,6 @@ async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl I
         )],
         app.metrics.render(accounts, grants),
     )
-}
-
-/// The account pages of the dashboard (`/account/{account_id}/…`, the Prefect Cloud UI shape).
-fn dashboard_routes() -> Router<App> {
-    use axum::routing::{get, post};
-    let a = |rest: &str| format!("/account/{{account_id}}{rest}");
-    Router::new()
-        .route(
-            "/my/profile",
-            get(ui::profile::show).post(ui::profile::update),
-        )
-        .route("/my/email", post(ui::profile::request_email))
-        .route(
-            "/my/email/confirm",
-            get(ui::profile::confirm_email_page).post(ui::profile::confirm_email),
-        )
-        .route("/signup", get(ui::signup::show).post(ui::signup::submit))
-        // Prefect Cloud's URL for personal API keys.
-        .route(
-            "/my/api-keys",
-            get(|| async { axum::response::Redirect::permanent("/me/api-keys") }),
-        )
-        .route("/accounts", post(ui::accounts::create))
-        .route(
-            &a("/workspaces"),
-            get(ui::workspaces::list).post(ui::workspaces::create),
-        )
-        .route(
-            &a("/workspace/{workspace_id}"),
-            get(ui::workspaces::show).post(ui::workspaces::update),
-        )
-        .route(
-            &a("/workspace/{workspace_id}/default-access"),
-            post(ui::workspaces::default_access),
-        )
-        .route(
-            &a("/workspace/{workspace_id}/delete"),
-            get(ui::workspaces::confirm_delete).post(ui::workspaces::delete),
-        )
-        .route(
-            &a("/workspace/{workspace_id}/access"),
-            get(ui::workspaces::access).post(ui::workspaces::grant),
-        )
-        .route(
-            &a("/workspace/{workspace_id}/{*rest}"),
-            get(ui::workspaces::prefect_link),
-        )
-        .route(
-            &a("/workspace/{workspace_id}/access/remove"),
-            post(ui::workspaces::remove),
-        )
-        .route(&a("/members"), get(ui::members::list))
-        .route(&a("/members/invite"), post(ui::members::invite))
-        .route(
-            &a("/members/{membership_id}/role"),
-            post(ui::members::set_role),
-        )
-        .route(
-            &a("/members/{membership_id}/deactivate"),
-            post(ui::members::deactivate),
-        )
-        .route(
-            &a("/members/{membership_id}/reactivate"),
-            post(ui::members::reactivate),
-        )
-        .route(
-            &a("/members/{membership_id}/remove"),
-            post(ui::members::remove),
-        )
-        .route(
-            &a("/invitations/{invitation_id}/resend"),
-            post(ui::members::resend),
-        )
-        .route(
-            &a("/invitations/{invitation_id}/revoke"),
-            post(ui::members::revoke),
-        )
-        .route(
-            &a("/service-accounts"),
-            get(ui::bots::list).post(ui::bots::create),
-        )
-        .route(
-            &a("/service-account/{bot_id}"),
-            get(ui::bots::show).post(ui::bots::update),
-        )
-        .route(
-            &a("/service-account/{bot_id}/rotate"),
-            post(ui::bots::rotate),
-        )
-        .route(
-            &a("/service-account/{bot_id}/delete"),
-            post(ui::bots::delete),
-        )
-        .route(
-            &a("/service-account/{bot_id}/keys/{key_id}/revoke"),
-            post(ui::bots::revoke_key),
-        )
-        .route(
-            &a("/service-account/{bot_id}/access"),
-            post(ui::bots::grant),
-        )
-        .route(
-            &a("/service-account/{bot_id}/access/{workspace_id}/remove"),
-            post(ui::bots::remove_grant),
-        )
-        .route(&a("/teams"), get(ui::teams::list).post(ui::teams::create))
-        .route(
-            &a("/team/{team_id}"),
-            get(ui::teams::show).post(ui::teams::update),
-        )
-        .route(&a("/team/{team_id}/delete"), post(ui::teams::delete))
-        .route(&a("/team/{team_id}/members"), post(ui::teams::add_member))
-        .route(
-            &a("/team/{team_id}/members/{member_id}/remove"),
-            post(ui::teams::remove_member),
-        )
-        .route(&a("/team/{team_id}/access"), post(ui::teams::grant))
-        .route(
-            &a("/team/{team_id}/access/{workspace_id}/remove"),
-            post(ui::teams::remove_grant),
-        )
-        .route(&a("/roles"), get(ui::roles::list).post(ui::roles::create))
-        .route(&a("/roles/new"), get(ui::roles::new))
-        .route(
-            &a("/role/{role_id}"),
-            get(ui::roles::show).post(ui::roles::update),
-        )
-        .route(&a("/role/{role_id}/delete"), post(ui::roles::delete))
-        .route(&a("/audit-log"), get(ui::audit::list))
-        .route(&a("/audit-log/export"), get(ui::audit::export))
-        .route(&a("/billing"), get(ui::billing::show))
-        .route(
-            &a("/settings"),
-            get(ui::settings::show).post(ui::settings::update),
-        )
-        .route(&a("/sso"), get(ui::settings::sso))
-        .route(
-            &a("/settings/ip-allowlist"),
-            post(ui::settings::save_ip_allowlist),
-        )
 }
 
 /// The full router with state applied.
@@ -552,37 +412,7 @@ pub fn router(app: App) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
-        .route(
-            "/setup",
-            axum::routing::get(ui::setup::show).post(ui::setup::submit),
-        )
-        .route(
-            "/login",
-            axum::routing::get(ui::session::show).post(ui::session::submit),
-        )
-        .route("/logout", axum::routing::post(ui::session::logout))
-        .route("/", axum::routing::get(ui::accounts::home))
-        .route(
-            "/auth/client",
-            axum::routing::get(ui::cli_login::show).post(ui::cli_login::submit),
-        )
-        .route(
-            "/me/api-keys",
-            axum::routing::get(ui::keys::list).post(ui::keys::create),
-        )
-        .route(
-            "/me/api-keys/{id}/delete",
-            axum::routing::post(ui::keys::delete),
-        )
-        .route(
-            "/account/{account_id}",
-            axum::routing::get(ui::accounts::show),
-        )
-        .merge(dashboard_routes())
-        .route(
-            "/invitations/{id}",
-            axum::routing::get(ui::invitations::show).post(ui::invitations::submit),
-        )
+        .merge(ui::routes::router(&app))
         .route("/metrics", axum::routing::get(metrics))
         .fallback(gateway::handle)
         .method_not_allowed_fallback(|| async {

@@ -403,8 +403,7 @@ pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<(
     )
     .await?;
     tx.commit().await?;
-    app.index.remove(id);
-    app.upstreams.remove(id);
+    crate::services::index::forget(app, id);
     Ok(())
 }
 
@@ -506,7 +505,8 @@ pub struct AccountOverview {
 
 /// The account page: plan, seats, the caller's workspaces and recent activity (`read:account`).
 pub async fn overview(app: &App, p: &Principal, id: AccountId) -> Result<AccountOverview> {
-    let role = crate::services::authorize(app, p, id, P::ReadAccount).await?;
+    let access = crate::services::gate::authorize_access(app, p, id, P::ReadAccount).await?;
+    let role = access.role();
     let now = app.now();
     let (row, seats_used, all) = {
         let mut c = app.store.reader().await?;
@@ -519,11 +519,10 @@ pub async fn overview(app: &App, p: &Principal, id: AccountId) -> Result<Account
         (row, used, all)
     };
     let e = crate::services::plans::entitlements(app, &row);
-    let now_us = now.timestamp_micros();
     let workspaces = all
         .into_iter()
         .filter_map(|w| {
-            let scopes = app.index.workspace_scopes(p, id, w.id, now_us).ok()?;
+            let scopes = access.scopes(w.id)?;
             let sees_access = scopes.contains(crate::domain::scope::Scope::SeeWorkspaceUsers);
             Some((w, sees_access))
         })

@@ -656,19 +656,15 @@ pub async fn access_of_bot(
     id: Uuid,
 ) -> Result<Vec<BotAccess>> {
     read_bot(app, p, account, id).await?;
+    let access = crate::services::gate::member(app, p, account).await?;
     let mut c = app.store.reader().await?;
     let all = store::bots::find_accesses_of_bot(&mut c, account, id).await?;
     Ok(all
         .into_iter()
         .filter(|g| {
-            crate::services::me::has_scope(
-                app,
-                p,
-                account,
-                g.workspace_id,
-                "see_workspace_service_accounts",
-            )
-            .unwrap_or(false)
+            access
+                .scopes(g.workspace_id)
+                .is_some_and(|s| s.contains(Scope::SeeWorkspaceServiceAccounts))
         })
         .collect())
 }

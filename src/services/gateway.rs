@@ -3,7 +3,7 @@
 //! the rate limits). The transport (streaming, websockets) is in `http::gateway`.
 
 use crate::app::App;
-use crate::authz::{Denied, Principal};
+use crate::authz::Principal;
 use crate::domain::canonical::{self, Unreadable};
 use crate::domain::gateway_routes::{self, Charge, Need, RouteRule};
 use crate::domain::role::BuiltinWorkspaceRole;
@@ -194,15 +194,12 @@ pub async fn authorize_call(
     query: Option<&str>,
     body: Option<&[u8]>,
 ) -> Result<Rewrite> {
-    let now = app.now().timestamp_micros();
-    let held = app
-        .index
-        .workspace_scopes(p, t.account, t.workspace, now)
-        .map_err(|d| match d {
-            Denied::NotFound => Error::not_found("workspace"),
-            Denied::Forbidden(m) => Error::Forbidden(m),
+    let held = crate::services::gate::workspace(app, p, t.account, t.workspace)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::not_found("workspace"),
+            e => e,
         })?;
-    crate::services::ip_allowlist::check(app, p, t.account).await?;
     let path = t.rest;
     let need = match rule.map(|r| r.need) {
         None => {

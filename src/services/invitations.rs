@@ -188,7 +188,9 @@ pub async fn invite(
     fixed_workspace: Option<WorkspaceId>,
     body: InviteBody,
 ) -> Result<Vec<InvitationView>> {
-    let caller = crate::services::authorize(app, p, account, P::CreateInvitation).await?;
+    let access =
+        crate::services::gate::authorize_access(app, p, account, P::CreateInvitation).await?;
+    let caller = access.role();
     let list = body.into_list();
     if list.is_empty() || list.len() > MAX_PER_REQUEST {
         return Err(Error::validation(format!(
@@ -252,10 +254,7 @@ pub async fn invite(
                 crate::domain::role::BuiltinWorkspaceRole::Viewer.id(),
             ));
             let scopes = crate::services::roles::usable_role_scopes(&mut tx, account, role).await?;
-            let held = app
-                .index
-                .workspace_scopes(p, account, w, now.timestamp_micros())
-                .unwrap_or_default();
+            let held = access.scopes(w).unwrap_or_default();
             if !held.is_superset(scopes) {
                 return Err(crate::services::deny(
                     app,

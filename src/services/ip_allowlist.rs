@@ -67,7 +67,7 @@ pub fn enabled_networks(stored: &str) -> Vec<IpNetwork> {
 }
 
 /// As in Prefect Cloud, an allowlist restricts only once it has an enabled entry.
-fn allowed_by(networks: &[IpNetwork], ip: Option<&str>) -> bool {
+pub(crate) fn allowed_by(networks: &[IpNetwork], ip: Option<&str>) -> bool {
     networks.is_empty()
         || ip
             .and_then(|ip| ip.parse().ok())
@@ -211,63 +211,8 @@ pub async fn my_access(app: &App, p: &Principal, account: AccountId) -> Result<M
 }
 
 /// Operator commands on the server's machine are not network requests.
-fn exempt(p: &Principal) -> bool {
+pub(crate) fn exempt(p: &Principal) -> bool {
     matches!(p.credential, Credential::Cli)
-}
-
-/// [`check`] for the account a request path names (`/api/accounts/{id}/…` or the dashboard's
-/// `/account/{id}/…`), so every route of an account is covered, whatever service it calls.
-pub async fn check_path(app: &App, p: &Principal, path: &str) -> Result<()> {
-    let rest = path
-        .strip_prefix("/api/accounts/")
-        .or_else(|| path.strip_prefix("/account/"));
-    let Some(id) = rest.map(|r| r.split('/').next().unwrap_or("")) else {
-        return Ok(());
-    };
-    match id.parse::<uuid::Uuid>() {
-        Ok(id) => check(app, p, AccountId(id)).await,
-        Err(_) => Ok(()),
-    }
-}
-
-/// True when the account's allowlist lets the caller in (no audit: for leaving the account out of
-/// lists, such as `/api/me/accounts`, rather than refusing).
-pub fn admits(app: &App, p: &Principal, account: AccountId) -> bool {
-    match app
-        .upstreams
-        .account(&account.0)
-        .and_then(|g| g.ip_allowlist.clone())
-    {
-        None => true,
-        Some(networks) => exempt(p) || allowed_by(&networks, p.ip.as_deref()),
-    }
-}
-
-/// Refuses a request to `account` from outside its enforced allowlist (recorded as
-/// `request.access-denied.ip-allowlist`). Cheap: one in-memory lookup.
-pub async fn check(app: &App, p: &Principal, account: AccountId) -> Result<()> {
-    let Some(g) = app.upstreams.account(&account.0) else {
-        return Ok(());
-    };
-    let Some(networks) = &g.ip_allowlist else {
-        return Ok(());
-    };
-    if exempt(p) || allowed_by(networks, p.ip.as_deref()) {
-        return Ok(());
-    }
-    // Someone outside the account learns nothing: their request goes on to its usual 404.
-    if let Err(crate::authz::Denied::NotFound) =
-        app.index.require_permission(p, account, P::ReadAccount)
-    {
-        return Ok(());
-    }
-    let e = NewEvent::new("request", "access-denied.ip-allowlist", p.user_id.0)
-        .payload(json!({"ip": p.ip}));
-    audit::record_refusal(app, p, account.0, e);
-    Err(Error::Forbidden(format!(
-        "this account only accepts requests from its IP allowlist; {} is not on it",
-        p.ip.as_deref().unwrap_or("your address")
-    )))
 }
 
 /// Saves the entries and turns enforcement on or off in one step, in the order that cannot

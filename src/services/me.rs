@@ -5,7 +5,7 @@ use crate::authz::Principal;
 use crate::domain::role::AccountPermission;
 use crate::domain::scope::Scope;
 use crate::domain::{AccountId, MeAccount, MeWorkspace, User, WorkspaceId};
-use crate::services::{Error, Result};
+use crate::services::{gate, Error, Result};
 use crate::store;
 
 pub async fn read_me(app: &App, p: &Principal) -> Result<User> {
@@ -24,20 +24,15 @@ pub async fn read_me(app: &App, p: &Principal) -> Result<User> {
 pub async fn my_workspaces(app: &App, p: &Principal) -> Result<Vec<MeWorkspace>> {
     let mut c = app.store.reader().await?;
     let accounts = accounts_of(&mut c, p).await?;
-    let now = app.now().timestamp_micros();
     let mut out = Vec::new();
     // Accounts whose IP allowlist refuses the caller's address are left out, as they are from
     // `my_accounts`.
-    for a in accounts
-        .into_iter()
-        .filter(|a| a.active && crate::services::ip_allowlist::admits(app, p, a.account_id))
-    {
+    for a in accounts.into_iter().filter(|a| a.active) {
+        let Some(access) = gate::listed(app, p, a.account_id) else {
+            continue;
+        };
         for w in store::workspaces::find_all_workspaces(&mut c, a.account_id).await? {
-            if app
-                .index
-                .workspace_scopes(p, a.account_id, w.id, now)
-                .is_ok()
-            {
+            if access.sees(w.id) {
                 out.push(MeWorkspace {
                     account_id: a.account_id,
                     account_name: a.account_name.clone(),
@@ -82,21 +77,17 @@ pub async fn my_accounts(app: &App, p: &Principal) -> Result<Vec<MeAccount>> {
     Ok(accounts_of(&mut c, p)
         .await?
         .into_iter()
-        .filter(|a| a.active && crate::services::ip_allowlist::admits(app, p, a.account_id))
+        .filter(|a| a.active && gate::listed(app, p, a.account_id).is_some())
         .map(|a| MeAccount {
             account_membership_id: a.membership_id,
             account_id: a.account_id,
             account_name: a.account_name,
             account_handle: a.account_handle,
             account_role_name: a.role.name(),
-            account_plan_type: app
-                .index
-                .plan(a.account_id)
+            account_plan_type: gate::plan(app, a.account_id)
                 .map_or("enterprise", |(plan, _)| plan.code()),
             account_plan_tier: None,
-            account_plan_features: app
-                .index
-                .plan(a.account_id)
+            account_plan_features: gate::plan(app, a.account_id)
                 .map(|(_, f)| f.names())
                 .unwrap_or_default(),
             self_serve: false,
@@ -107,43 +98,16 @@ pub async fn my_accounts(app: &App, p: &Principal) -> Result<Vec<MeAccount>> {
 }
 
 /// Scope names the caller holds in a workspace (404 when none).
-pub fn my_scopes(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    ws: WorkspaceId,
-) -> Result<Vec<&'static str>> {
-    Ok(app
-        .index
-        .workspace_scopes(p, account, ws, app.now().timestamp_micros())?
-        .names())
+pub async fn my_scopes(app: &App, p: &Principal, ws: WorkspaceId) -> Result<Vec<&'static str>> {
+    Ok(gate::account_of_workspace(app, p, ws).await?.1.names())
 }
 
 /// Whether the caller holds `scope` in a workspace they can reach (an unknown scope → 422).
-pub fn has_scope(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    ws: WorkspaceId,
-    scope: &str,
-) -> Result<bool> {
+pub async fn has_scope(app: &App, p: &Principal, ws: WorkspaceId, scope: &str) -> Result<bool> {
+    let (_, held) = gate::account_of_workspace(app, p, ws).await?;
     let scope =
         Scope::parse(scope).ok_or_else(|| Error::validation(format!("unknown scope {scope:?}")))?;
-    Ok(app
-        .index
-        .workspace_scopes(p, account, ws, app.now().timestamp_micros())?
-        .contains(scope))
-}
-
-/// Finds the account of a workspace the caller can see, for `/me/workspaces/{w}/…` routes.
-pub async fn account_of_workspace(app: &App, p: &Principal, ws: WorkspaceId) -> Result<AccountId> {
-    let mut c = app.store.reader().await?;
-    let w = store::workspaces::find_workspace_any_account(&mut c, ws)
-        .await?
-        .ok_or_else(|| Error::not_found("workspace"))?;
-    app.index.account_role(p, w.account_id)?;
-    crate::services::ip_allowlist::check(app, p, w.account_id).await?;
-    Ok(w.account_id)
+    Ok(held.contains(scope))
 }
 
 pub async fn my_permissions(
@@ -151,9 +115,11 @@ pub async fn my_permissions(
     p: &Principal,
     account: AccountId,
 ) -> Result<Vec<&'static str>> {
-    let role = app.index.account_role(p, account)?;
-    crate::services::ip_allowlist::check(app, p, account).await?;
-    Ok(role.permissions().names())
+    Ok(gate::member(app, p, account)
+        .await?
+        .role()
+        .permissions()
+        .names())
 }
 
 pub async fn has_permission(
@@ -164,7 +130,5 @@ pub async fn has_permission(
 ) -> Result<bool> {
     let perm = AccountPermission::parse(perm)
         .ok_or_else(|| Error::validation(format!("unknown permission {perm:?}")))?;
-    let role = app.index.account_role(p, account)?;
-    crate::services::ip_allowlist::check(app, p, account).await?;
-    Ok(role.permissions().contains(perm))
+    Ok(gate::member(app, p, account).await?.can(perm))
 }

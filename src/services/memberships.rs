@@ -214,7 +214,7 @@ pub async fn delete_membership(
 
 /// The caller leaves the account.
 pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Result<()> {
-    app.index.account_role(p, account)?;
+    crate::services::gate::member(app, p, account).await?;
     if p.is_bot() {
         return Err(Error::not_found(
             "membership (service accounts are removed by deleting them)",

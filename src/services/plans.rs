@@ -29,7 +29,7 @@ pub fn entitlements(app: &App, row: &AccountRow) -> Entitlements {
 /// Refuses with 403 naming the feature when the account's plan lacks it (answered from the
 /// permission index, no database call).
 pub fn require_feature(app: &App, account: AccountId, f: Feature) -> Result<()> {
-    match app.index.plan(account) {
+    match crate::services::gate::plan(app, account) {
         Some((plan, features)) if !features.contains(f) => Err(Error::Forbidden(format!(
             "the {} plan of this account does not include the {} feature",
             plan.display(),

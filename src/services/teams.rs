@@ -668,13 +668,10 @@ pub async fn explain(
     subject: Uuid,
     scope: &str,
 ) -> Result<Explanation> {
-    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers).await?;
+    let access = sees_workspace_users(app, p, account, workspace).await?;
+    let snap = access.snapshot();
     let scope =
         Scope::parse(scope).ok_or_else(|| Error::validation(format!("unknown scope {scope:?}")))?;
-    let snap = app
-        .index
-        .snapshot(&account.0)
-        .ok_or_else(|| Error::not_found("account"))?;
     let paths = snap
         .explain(&subject, &workspace.0, app.now().timestamp_micros())
         .ok_or_else(|| Error::not_found("account member"))?;
@@ -758,11 +755,8 @@ pub async fn list_access(
     account: AccountId,
     workspace: WorkspaceId,
 ) -> Result<Vec<AccessActor>> {
-    crate::services::require_scope(app, p, account, workspace, Scope::SeeWorkspaceUsers).await?;
-    let snap = app
-        .index
-        .snapshot(&account.0)
-        .ok_or_else(|| Error::not_found("account"))?;
+    let access = sees_workspace_users(app, p, account, workspace).await?;
+    let snap = access.snapshot();
     let ws = snap
         .workspaces
         .get(&workspace.0)
@@ -854,4 +848,22 @@ pub async fn sweep_expired(app: &App) -> Result<u64> {
         index::reload_account(app, a).await?;
     }
     Ok(n)
+}
+
+/// The gate's answer for who-has-access questions about a workspace (`see_workspace_users`).
+async fn sees_workspace_users(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<crate::services::gate::Access> {
+    Ok(crate::services::gate::require_scope_access(
+        app,
+        p,
+        account,
+        workspace,
+        Scope::SeeWorkspaceUsers,
+    )
+    .await?
+    .0)
 }

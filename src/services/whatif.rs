@@ -53,17 +53,19 @@ pub async fn what_if(
     account: AccountId,
     change: ProposedChange,
 ) -> Result<WhatIf> {
-    crate::services::authorize(app, p, account, P::AdministrateWorkspace).await?;
+    let access =
+        crate::services::gate::authorize_access(app, p, account, P::AdministrateWorkspace).await?;
     let custom = if let ProposedChange::ChangeGrantRole { .. } = change {
         custom_scopes(app, account).await?
     } else {
         FxHashMap::default()
     };
-    let before = app
-        .index
-        .snapshot(&account.0)
-        .ok_or_else(|| Error::not_found("account"))?;
-    evaluate(&before, change, &custom, app.now().timestamp_micros())
+    evaluate(
+        access.snapshot(),
+        change,
+        &custom,
+        app.now().timestamp_micros(),
+    )
 }
 
 /// The pure part: apply `change` to a copy of `before` and compare the pairs it touches.

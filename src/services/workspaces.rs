@@ -98,8 +98,7 @@ pub async fn read_workspace(
     account: AccountId,
     id: WorkspaceId,
 ) -> Result<Workspace> {
-    app.index
-        .workspace_scopes(p, account, id, app.now().timestamp_micros())?;
+    crate::services::gate::workspace(app, p, account, id).await?;
     let mut c = app.store.reader().await?;
     store::workspaces::find_workspace(&mut c, account, id)
         .await?
@@ -108,18 +107,11 @@ pub async fn read_workspace(
 
 /// `GET /api/workspaces/{id}`: the workspace, found without its account.
 pub async fn read_workspace_by_id(app: &App, p: &Principal, id: WorkspaceId) -> Result<Workspace> {
-    let ws = {
-        let mut c = app.store.reader().await?;
-        store::workspaces::find_workspace_any_account(&mut c, id)
-            .await?
-            .ok_or_else(|| Error::not_found("workspace"))?
-    };
-    app.index
-        .workspace_scopes(p, ws.account_id, id, app.now().timestamp_micros())
-        .map_err(|_| Error::not_found("workspace"))?;
-    // The account's IP allowlist applies here too (the path does not name the account).
-    crate::services::ip_allowlist::check(app, p, ws.account_id).await?;
-    Ok(ws)
+    let (account, _) = crate::services::gate::account_of_workspace(app, p, id).await?;
+    let mut c = app.store.reader().await?;
+    store::workspaces::find_workspace(&mut c, account, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace"))
 }
 
 /// `workspaces` part of the filter body.
@@ -165,7 +157,7 @@ async fn visible_workspaces(
     account: AccountId,
     f: &FilterWorkspaces,
 ) -> Result<Vec<Workspace>> {
-    crate::services::authorize(app, p, account, P::ReadWorkspace).await?;
+    let access = crate::services::gate::authorize_access(app, p, account, P::ReadWorkspace).await?;
     let handles = f
         .workspaces
         .as_ref()
@@ -188,11 +180,7 @@ async fn visible_workspaces(
         )
         .await?
     };
-    let now = app.now().timestamp_micros();
-    Ok(all
-        .into_iter()
-        .filter(|w| app.index.workspace_scopes(p, account, w.id, now).is_ok())
-        .collect())
+    Ok(all.into_iter().filter(|w| access.sees(w.id)).collect())
 }
 
 /// How many workspaces match the filter and are reachable by the caller (paging ignored, but

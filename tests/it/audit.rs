@@ -2,7 +2,7 @@
 //! tampering; concurrent writers never fork a chain; queries page by keyset; retention keeps
 //! what remains verifiable.
 
-use crate::matrix::{fill, is_read_only, normalize, table, world, WHO};
+use crate::matrix::{body_of, fill, is_read_only, normalize, table, world, WHO};
 use crate::support::*;
 use atrium::domain::audit::{AuditRecord, SYSTEM_CHAIN};
 use atrium::domain::role::AccountRole;
@@ -270,10 +270,7 @@ async fn every_mutating_route_writes_its_event_in_the_same_transaction() {
             n += 1;
             let w = world(&t, n).await;
             let before = all_events(&t).await;
-            let body = cell
-                .body
-                .as_ref()
-                .map(|b| serde_json::from_str(&fill(&b.to_string(), &w)).expect("json"));
+            let body = body_of(cell, &w);
             let (status, v) = t
                 .call(
                     cell.method.clone(),

@@ -1,4 +1,5 @@
 //! The integration tests: one binary, every test on SQLite and (when configured) PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step here should fail loudly
 
 mod support;
 
@@ -11,6 +12,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod dashboard;
+mod dashboard_gate;
 mod dashboard_pages;
 mod gateway;
 mod inputs;

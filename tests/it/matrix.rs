@@ -1,5 +1,6 @@
 //! The authorization matrix: every API route × (no credential, member of another account,
-//! Member, workspace Viewer, Admin, Owner) → the expected status, each cell on a fresh account so
+//! Member, workspace Viewer, Admin, Owner, team member, service account, and the Owner calling
+//! from outside the account's enforced IP allowlist) → the expected status, each cell on a fresh account so
 //! a successful mutation in one cell cannot change another. A route missing from the table fails
 //! the test, so new routes must be placed in the matrix.
 
@@ -9,10 +10,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 pub(crate) struct World {
-    n: usize,
+    pub(crate) n: usize,
     pub account: String,
-    ws: String,
-    owner: TestUser,
+    pub(crate) ws: String,
+    pub(crate) owner: TestUser,
     pub keys: [Option<String>; 8],
     target_user: String,
     target_membership: String,
@@ -214,6 +215,13 @@ pub(crate) fn fill(template: &str, w: &World) -> String {
         .replace("{bot_access_id}", &w.bot_access)
         .replace("{team_id}", &w.team)
         .replace("{spare_upstream}", &loopback(2, w.n))
+}
+
+/// A cell's body with the world's ids filled in.
+pub(crate) fn body_of(cell: &Cell, w: &World) -> Option<Value> {
+    cell.body
+        .as_ref()
+        .map(|b| serde_json::from_str(&fill(&b.to_string(), w)).expect("json"))
 }
 
 pub(crate) fn table() -> Vec<Cell> {
@@ -713,6 +721,51 @@ pub(crate) fn expected_for_all(cell: &Cell) -> [u16; 8] {
     [e[0], e[1], e[2], e[3], e[4], e[5], e[3], bot]
 }
 
+/// The ninth caller: the account's Owner — the right role for everything — calling from an
+/// address outside the account's enforced IP allowlist (see [`walled_world`]).
+pub(crate) const OUTSIDE_IP: &str = "127.0.0.2";
+
+/// [`world`], with an IP allowlist of 127.0.0.1 enforced on its account.
+pub(crate) async fn walled_world(t: &TestApp, n: usize) -> World {
+    let w = world(t, n).await;
+    let owner = w.keys[5].as_deref();
+    let (s, v) = t
+        .call_from(
+            "127.0.0.1",
+            M::PUT,
+            &format!("/api/accounts/{}/ip_allowlist", w.account),
+            owner,
+            Some(json!({"entries": [{"ip_network": "127.0.0.1"}]})),
+        )
+        .await;
+    assert_eq!(s, S::NO_CONTENT, "{v}");
+    let (s, v) = t
+        .call_from(
+            "127.0.0.1",
+            M::PATCH,
+            &format!("/api/accounts/{}/settings", w.account),
+            owner,
+            Some(json!({"enforce_ip_allowlist": true})),
+        )
+        .await;
+    assert_eq!(s, S::NO_CONTENT, "{v}");
+    w
+}
+
+/// What the Owner gets from outside the allowlist: 403 on every route that concerns the account
+/// (it names the account or one of its workspaces, API and gateway alike); elsewhere what the
+/// Owner gets from inside — including the site administration routes, which belong to the
+/// installation rather than to an account.
+pub(crate) fn expected_outside(cell: &Cell) -> u16 {
+    let names_account =
+        cell.template.contains("{account_id}") || cell.template.contains("{workspace_id}");
+    if names_account && !cell.template.starts_with("/api/admin/") {
+        403
+    } else {
+        cell.expect[5]
+    }
+}
+
 /// Where the service account answers differently from the Viewer.
 fn bot_expectation(method: &str, template: &str) -> Option<u16> {
     Some(match (method, template) {
@@ -776,6 +829,7 @@ async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
             let mut n = 0;
             // Reads share one world; each mutation gets a fresh one per caller.
             let shared = world(&t, 0).await;
+            let walled = walled_world(&t, 62_499).await;
             for cell in &cells {
                 let read_only = is_read_only(cell);
                 for (who, expected) in expected_for_all(cell).iter().enumerate() {
@@ -788,12 +842,8 @@ async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
                         &fresh
                     };
                     let path = fill(cell.template, w);
-                    let body = cell
-                        .body
-                        .as_ref()
-                        .map(|b| serde_json::from_str(&fill(&b.to_string(), w)).expect("json"));
                     let (status, v) = t
-                        .call(cell.method.clone(), &path, w.keys[who].as_deref(), body)
+                        .call(cell.method.clone(), &path, w.keys[who].as_deref(), body_of(cell, w))
                         .await;
                     if status.as_u16() != *expected {
                         surprises.push(format!(
@@ -810,14 +860,43 @@ async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
                         );
                     }
                 }
+                // The Owner from outside the allowlist.
+                n += 1;
+                let fresh;
+                let w = if read_only {
+                    &walled
+                } else {
+                    fresh = walled_world(&t, n).await;
+                    &fresh
+                };
+                let expected = expected_outside(cell);
+                let (status, v) = t
+                    .call_from(
+                        OUTSIDE_IP,
+                        cell.method.clone(),
+                        &fill(cell.template, w),
+                        w.keys[5].as_deref(),
+                        body_of(cell, w),
+                    )
+                    .await;
+                if status.as_u16() != expected {
+                    surprises.push(format!(
+                        "{} {} as the owner outside the IP allowlist: expected {expected}, got {status} {v}",
+                        cell.method, cell.template
+                    ));
+                }
+                // Their own lists leave the account out.
+                if cell.method == M::GET
+                    && matches!(cell.template, "/api/me/accounts" | "/api/me/workspaces")
+                    && v.to_string().contains(&w.account)
+                {
+                    surprises.push(format!(
+                        "GET {} from outside the IP allowlist lists the account: {v}",
+                        cell.template
+                    ));
+                }
             }
-            assert!(
-                surprises.is_empty(),
-                "{:?}: {} surprise(s):\n{}",
-                t.db,
-                surprises.len(),
-                surprises.join("\n")
-            );
+            assert_no_surprises(&t.db, &surprises);
         }
     })
     .await;

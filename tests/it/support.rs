@@ -167,13 +167,32 @@ impl TestApp {
                 "application/json",
             )
             .await;
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        (status, v)
+        (status, json_or_text(&bytes))
+    }
+
+    /// [`TestApp::call`] from client address `ip` (in process: the address the server would have
+    /// seen on the connection).
+    pub async fn call_from(
+        &self,
+        ip: &str,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        assert!(self.tcp.is_none(), "call_from sends in process");
+        let mut req = request(
+            method,
+            path,
+            key,
+            body.map(|b| b.to_string().into_bytes()),
+            "application/json",
+        );
+        let addr = std::net::SocketAddr::new(ip.parse().expect("ip"), 40000);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        let (status, _, bytes) = self.send(req).await;
+        (status, json_or_text(&bytes))
     }
 
     pub async fn raw(
@@ -184,20 +203,8 @@ impl TestApp {
         body: Option<Vec<u8>>,
         content_type: &str,
     ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(k) = key {
-            req = req.header("authorization", format!("Bearer {k}"));
-        }
-        // Content-Length as every real client sends it (the gateway requires it on writes).
-        let req = match body {
-            Some(b) => req
-                .header("content-type", content_type)
-                .header("content-length", b.len())
-                .body(Body::from(b)),
-            None => req.header("content-length", 0).body(Body::empty()),
-        }
-        .expect("request");
-        self.send(req).await
+        self.send(request(method, path, key, body, content_type))
+            .await
     }
 
     /// Serves this app on a loopback port (for browsers and other real clients); the server lives
@@ -878,4 +885,47 @@ pub async fn form(
         headers,
         String::from_utf8_lossy(&bytes).into_owned(),
     )
+}
+
+/// A request as every real client sends it (Content-Length always, the gateway requires it on
+/// writes).
+fn request(
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Vec<u8>>,
+    content_type: &str,
+) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    match body {
+        Some(b) => req
+            .header("content-type", content_type)
+            .header("content-length", b.len())
+            .body(Body::from(b)),
+        None => req.header("content-length", 0).body(Body::empty()),
+    }
+    .expect("request")
+}
+
+/// Fails with every surprise listed (tests that sweep a table collect them all first).
+pub fn assert_no_surprises(db: &Db, surprises: &[String]) {
+    assert!(
+        surprises.is_empty(),
+        "{db:?}: {} surprise(s):\n{}",
+        surprises.len(),
+        surprises.join("\n")
+    );
+}
+
+/// A response body as JSON (`Null` when empty, a string when it is not JSON).
+fn json_or_text(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into()))
+    }
 }

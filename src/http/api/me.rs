@@ -33,8 +33,7 @@ pub async fn my_scopes(
     Auth(p): Auth,
     Path(w): Path<WorkspacePath>,
 ) -> Result<Out<Vec<&'static str>>> {
-    let account = me::account_of_workspace(&app, &p, w.workspace_id).await?;
-    Ok(Out(me::my_scopes(&app, &p, account, w.workspace_id)?))
+    Ok(Out(me::my_scopes(&app, &p, w.workspace_id).await?))
 }
 
 use crate::domain::role::PermissionName;
@@ -57,14 +56,7 @@ pub async fn has_scope(
     Path(w): Path<WorkspacePath>,
     Query(q): Query<ScopeQuery>,
 ) -> Result<Out<bool>> {
-    let account = me::account_of_workspace(&app, &p, w.workspace_id).await?;
-    Ok(Out(me::has_scope(
-        &app,
-        &p,
-        account,
-        w.workspace_id,
-        &q.scope,
-    )?))
+    Ok(Out(me::has_scope(&app, &p, w.workspace_id, &q.scope).await?))
 }
 
 /// The caller's accounts.

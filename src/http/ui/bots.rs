@@ -9,6 +9,7 @@ use super::{error_page, error_page_back, expiry_cell, options, table, COPY_SCRIP
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::role::AccountPermission as P;
+use crate::domain::scope::Scope;
 use crate::domain::{AccountId, ApiKeyId, RoleId, WorkspaceId};
 use crate::services::access::{self, Grantee};
 use crate::services::bots::{self, BotView, CreateBot, RotateKey, UpdateBot};
@@ -230,15 +231,7 @@ async fn render(
     let grant_rows: String = grants
         .iter()
         .map(|g| {
-            let remove = if crate::services::me::has_scope(
-                app,
-                p,
-                account,
-                g.workspace_id,
-                "manage_workspace_service_accounts",
-            )
-            .unwrap_or(false)
-            {
+            let remove = if shell.may(g.workspace_id, Scope::ManageWorkspaceServiceAccounts) {
                 shell.button(
                     &format!("{base}/access/{}/remove?id={}", g.workspace_id, g.id),
                     "Remove",
@@ -270,16 +263,7 @@ async fn render(
     );
     let grantable: Vec<(String, &str)> = workspaces
         .iter()
-        .filter(|w| {
-            crate::services::me::has_scope(
-                app,
-                p,
-                account,
-                w.id,
-                "manage_workspace_service_accounts",
-            )
-            .unwrap_or(false)
-        })
+        .filter(|w| shell.may(w.id, Scope::ManageWorkspaceServiceAccounts))
         .map(|w| (w.id.to_string(), w.name.as_str()))
         .collect();
     let grant = if grantable.is_empty() {

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod members;
 pub mod profile;
 pub mod roles;
+pub mod routes;
 pub mod session;
 pub mod settings;
 pub mod setup;

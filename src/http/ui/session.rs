@@ -20,6 +20,9 @@ impl FromRequestParts<App> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        if let Some(super::routes::Gated(p)) = parts.extensions.get() {
+            return Ok(SignedIn(p.clone()));
+        }
         let back = || {
             let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             Redirect::to(&format!("/login?next={}", encode(next))).into_response()
@@ -31,15 +34,23 @@ impl FromRequestParts<App> for SignedIn {
             Ok(mut p) => {
                 p.user_agent = crate::http::extract::user_agent(parts);
                 p.ip = crate::http::extract::client_ip(parts);
-                crate::services::ip_allowlist::check_path(app, &p, parts.uri.path())
-                    .await
-                    .map_err(|e| error_page(&e))?;
                 Ok(SignedIn(p))
             }
             Err(Error::Unauthenticated(_)) => Err(back()),
             Err(e) => Err(error_page(&e)),
         }
     }
+}
+
+/// The user a request's session cookie signs in, with the request's address and user agent;
+/// `None` without a valid session.
+pub(crate) async fn signed_in(app: &App, parts: &Parts) -> Option<Principal> {
+    let mut p = auth::authenticate_session(app, session_cookie(parts)?)
+        .await
+        .ok()?;
+    p.user_agent = crate::http::extract::user_agent(parts);
+    p.ip = crate::http::extract::client_ip(parts);
+    Some(p)
 }
 
 fn encode(s: &str) -> String {

@@ -5,6 +5,7 @@ use super::{document, session_csrf};
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::role::AccountPermission as P;
+use crate::domain::scope::{Scope, ScopeSet};
 use crate::domain::AccountId;
 use crate::services::mail::html_escape;
 use crate::services::Result;
@@ -93,7 +94,8 @@ pub struct Shell {
     pub a: crate::domain::Account,
     /// The signed-in user's account role name.
     pub role: &'static str,
-    perms: Vec<&'static str>,
+    /// What the gate lets the signed-in user do in the account.
+    access: crate::services::gate::Access,
     /// The page's CSRF token (every form on it carries it).
     pub csrf: String,
     who: String,
@@ -104,7 +106,7 @@ impl Shell {
     /// Opens an account page for `p`; an account they cannot read is "not found".
     pub async fn open(app: &App, p: &Principal, account: AccountId) -> Result<Shell> {
         let a = crate::services::accounts::read_account(app, p, account).await?;
-        let perms = crate::services::me::my_permissions(app, p, account).await?;
+        let access = crate::services::gate::member(app, p, account).await?;
         let mine = crate::services::me::my_accounts(app, p).await?;
         let role = mine
             .iter()
@@ -130,7 +132,7 @@ impl Shell {
             account,
             a,
             role,
-            perms,
+            access,
             csrf,
             who: p.name.clone(),
             switcher,
@@ -140,7 +142,18 @@ impl Shell {
     /// Whether the signed-in user holds an account permission (controls they cannot use are
     /// not drawn; the server refuses them anyway).
     pub fn can(&self, perm: P) -> bool {
-        self.perms.contains(&perm.name())
+        self.access.can(perm)
+    }
+
+    /// The signed-in user's scopes in a workspace of the account (empty when they cannot reach
+    /// it), for drawing only the controls they may use.
+    pub fn scopes(&self, workspace: crate::domain::WorkspaceId) -> ScopeSet {
+        self.access.scopes(workspace).unwrap_or_default()
+    }
+
+    /// Whether the signed-in user holds `scope` in a workspace of the account.
+    pub fn may(&self, workspace: crate::domain::WorkspaceId, scope: Scope) -> bool {
+        self.scopes(workspace).contains(scope)
     }
 
     /// The account's workspaces the user can see (up to the API's page size).

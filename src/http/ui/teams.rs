@@ -7,6 +7,7 @@ use super::shell::{Section, Shell};
 use super::{error_page, error_page_back, expiry_cell, options, table};
 use crate::app::App;
 use crate::domain::role::AccountPermission as P;
+use crate::domain::scope::Scope;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
 use crate::services::access::{self, Grantee};
 use crate::services::mail::html_escape;
@@ -154,7 +155,7 @@ pub async fn show(
             .workspaces
             .iter()
             .map(|w| {
-                let remove = if crate::services::me::has_scope(&app, &p, account, w.workspace_id, "manage_workspace_teams").unwrap_or(false) {
+                let remove = if shell.may(w.workspace_id, Scope::ManageWorkspaceTeams) {
                     shell.button(
                         &format!("{base}/access/{}/remove", w.workspace_id),
                         "Remove",
@@ -181,7 +182,7 @@ pub async fn show(
         let all_ws = shell.workspaces(&app, &p).await?;
         let grantable: Vec<(String, &str)> = all_ws
             .iter()
-            .filter(|w| crate::services::me::has_scope(&app, &p, account, w.id, "manage_workspace_teams").unwrap_or(false))
+            .filter(|w| shell.may(w.id, Scope::ManageWorkspaceTeams))
             .map(|w| (w.id.to_string(), w.name.as_str()))
             .collect();
         let grant = if grantable.is_empty() {

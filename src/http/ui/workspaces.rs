@@ -8,6 +8,7 @@ use super::shell::{Section, Shell};
 use super::{error_page, error_page_back, expiry_cell, options, table};
 use crate::app::App;
 use crate::domain::role::AccountPermission as P;
+use crate::domain::scope::Scope;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
 use crate::services::access::{self, Grantee};
 use crate::services::mail::html_escape;
@@ -158,10 +159,10 @@ pub async fn show(
         let shell = Shell::open(&app, &p, account).await?;
         let w = ws::read_workspace(&app, &p, account, workspace).await?;
         let roles = shell.workspace_roles(&app, &p).await?;
-        let held = crate::services::me::my_scopes(&app, &p, account, workspace)?;
-        let may_edit = held.contains(&"write_workspace_settings");
-        let may_set_default = held.contains(&"manage_workspace_users");
-        let sees_access = held.contains(&"see_workspace_users");
+        let held = shell.scopes(workspace);
+        let may_edit = held.contains(Scope::WriteWorkspaceSettings);
+        let may_set_default = held.contains(Scope::ManageWorkspaceUsers);
+        let sees_access = held.contains(Scope::SeeWorkspaceUsers);
         let base = shell.url(&format!("/workspace/{}", w.id));
         let default = w.default_workspace_role_id.map(|r| r.to_string()).unwrap_or_default();
         let default_name = roles
@@ -337,10 +338,10 @@ pub async fn access(
         let w = ws::read_workspace(&app, &p, account, workspace).await?;
         let lines = access::workspace_access_lines(&app, &p, account, workspace).await?;
         let roles = shell.workspace_roles(&app, &p).await?;
-        let held = crate::services::me::my_scopes(&app, &p, account, workspace)?;
-        let manage_users = held.contains(&"manage_workspace_users");
-        let manage_bots = held.contains(&"manage_workspace_service_accounts");
-        let manage_teams = held.contains(&"manage_workspace_teams");
+        let held = shell.scopes(workspace);
+        let manage_users = held.contains(Scope::ManageWorkspaceUsers);
+        let manage_bots = held.contains(Scope::ManageWorkspaceServiceAccounts);
+        let manage_teams = held.contains(Scope::ManageWorkspaceTeams);
         let base = shell.url(&format!("/workspace/{}/access", w.id));
         let now = app.now();
         let kind_label = |k: &str| match k {
@@ -405,7 +406,7 @@ pub async fn access(
         // Who could be granted or explained: members, service accounts, teams (each list only
         // when the caller may read it).
         let members = shell.members(&app, &p).await?;
-        let bots = if held.contains(&"see_workspace_service_accounts") {
+        let bots = if held.contains(Scope::SeeWorkspaceServiceAccounts) {
             shell.bots(&app, &p).await?
         } else {
             Vec::new()

@@ -23,14 +23,19 @@ pub async fn load_all(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Forgets a deleted account: its snapshot and its gateway entry.
+pub fn forget(app: &App, account: AccountId) {
+    app.gate.index.remove(account);
+    app.upstreams.remove(account);
+}
+
 /// Rebuilds one account's snapshot from the database (or drops it if the account is gone).
 pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     let Some((rows, row)) = load_rows(app, account).await? else {
-        app.index.remove(account);
-        app.upstreams.remove(account);
+        forget(app, account);
         return Ok(());
     };
-    app.index.put(account, AccountSnapshot::build(rows));
+    app.gate.index.put(account, AccountSnapshot::build(rows));
     app.metrics
         .index_rebuilds
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -168,7 +173,7 @@ pub async fn refresh_stale(app: &App) -> Result<usize> {
             .map(|(a, v)| (a.0, v))
             .collect()
     };
-    let held: FxHashMap<_, _> = app.index.versions().into_iter().collect();
+    let held: FxHashMap<_, _> = app.gate.index.versions().into_iter().collect();
     let mut changed = 0;
     for (account, version) in &db {
         if held.get(account) != Some(version) {
@@ -177,8 +182,7 @@ pub async fn refresh_stale(app: &App) -> Result<usize> {
         }
     }
     for account in held.keys().filter(|a| !db.contains_key(*a)) {
-        app.index.remove(AccountId(*account));
-        app.upstreams.remove(AccountId(*account));
+        forget(app, AccountId(*account));
         changed += 1;
     }
     Ok(changed)
