@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
             )
             .await
             .expect("user");
-            tx.commit().await.expect("commit");
+            let _users_only = tx.commit().await.expect("commit");
             last = Some(
                 services::users::issue_api_key(&app, None, u.id, "k", None)
                     .await

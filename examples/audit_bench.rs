@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         sqlx::query("DROP TRIGGER audit_events_move_head")
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        let _audit_rows_only = tx.commit().await?;
     }
     for a in 0..accounts {
         let mut tx = s.begin().await?;
@@ -126,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
             .bind(step)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        let _audit_rows_only = tx.commit().await?;
     }
     if s.engine == Engine::Postgres {
         let mut c = s.reader().await?;
@@ -139,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
         ))
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        let _audit_rows_only = tx.commit().await?;
     }
     println!(
         "{}",
@@ -191,7 +191,7 @@ async fn main() -> anyhow::Result<()> {
             .bind(account.to_string())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        let _audit_rows_only = tx.commit().await?;
     }
     let mutation = |audit: bool, i: i64| {
         let s = s.clone();
@@ -234,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
                 };
                 store::audit::append(&s, &mut tx, rec).await?;
             }
-            tx.commit().await?;
+            let _audit_rows_only = tx.commit().await?;
             anyhow::Ok(())
         }
     };
@@ -288,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
             app.now(),
         )
         .await?;
-        tx.commit().await?;
+        let _audit_rows_only = tx.commit().await?;
         atrium::authz::Principal::cli(u.id, u.email)
     };
     let acct = atrium::services::accounts::create_account(

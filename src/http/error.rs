@@ -16,14 +16,12 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::LengthRequired => StatusCode::LENGTH_REQUIRED,
-            Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Error::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Malformed(_) => StatusCode::BAD_REQUEST,
+            Error::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            Error::NoUpstream(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -53,5 +51,36 @@ impl IntoResponse for Error {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
+    }
+}
+
+/// An error of the HTTP layer: a service error, or a request refused for its framing before any
+/// service saw it.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Service(#[from] Error),
+    #[error("request body is larger than the 5 MiB limit")]
+    PayloadTooLarge,
+    #[error("Content-Length is required on POST, PUT and PATCH requests")]
+    LengthRequired,
+}
+
+impl HttpError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::Service(e) => e.status(),
+            HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::LengthRequired => StatusCode::LENGTH_REQUIRED,
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        match self {
+            HttpError::Service(e) => e.into_response(),
+            e => (e.status(), Json(json!({ "detail": e.to_string() }))).into_response(),
+        }
     }
 }

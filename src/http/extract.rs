@@ -119,7 +119,7 @@ fn refuse_nul(raw: Option<&str>, what: &str) -> Result<(), Error> {
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
-    type Rejection = Error;
+    type Rejection = crate::http::error::HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<serde_json::Value>::from_request(req, state).await {
@@ -135,26 +135,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                         } else {
                             format!("invalid request body: {path}: {inner}")
                         })
+                        .into()
                     })
             }
             Err(JsonRejection::BytesRejection(b))
                 if b.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Err(Error::PayloadTooLarge)
+                Err(crate::http::error::HttpError::PayloadTooLarge)
             }
             Err(JsonRejection::JsonDataError(e)) => Err(Error::Validation(format!(
                 "invalid request body: {}",
                 std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string())
-            ))),
+            ))
+            .into()),
             Err(JsonRejection::JsonSyntaxError(e)) => Err(Error::Validation(format!(
                 "request body is not valid JSON: {}",
                 std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string())
-            ))),
+            ))
+            .into()),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::Validation(
                 "expected a JSON body with Content-Type: application/json".into(),
-            )),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::PayloadTooLarge),
-            Err(e) => Err(Error::Validation(e.body_text())),
+            )
+            .into()),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(crate::http::error::HttpError::PayloadTooLarge)
+            }
+            Err(e) => Err(Error::Validation(e.body_text()).into()),
         }
     }
 }

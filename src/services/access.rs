@@ -8,7 +8,7 @@ use crate::domain::{AccessId, AccountId, RoleId, UserAccess, UserId, WorkspaceId
 use crate::services::audit::{self, NewEvent};
 use crate::services::input::{page, AnyOf};
 use crate::services::roles::usable_role_scopes;
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use crate::store;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -144,7 +144,7 @@ pub async fn upsert_user_access(
     };
     let subjects: Vec<_> = grants.iter().map(|g| (g.user_id.0, g.expires_at)).collect();
     let held = check_grants(app, p, account, workspace, &USER_GRANTS, &subjects).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let mut ids = Vec::with_capacity(grants.len());
     for g in &grants {
         check_grantable(app, p, &mut tx, account, held, g.workspace_role_id).await?;
@@ -169,7 +169,7 @@ pub async fn upsert_user_access(
         .await?
         .pop();
         let id = store::access::upsert_user_access(
-            &mut tx,
+            &mut tx.access(account),
             account,
             workspace,
             g.user_id,
@@ -204,7 +204,6 @@ pub async fn upsert_user_access(
         .await?;
         ids.push(id);
     }
-    index::changed(app, &mut tx, account).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(a) = store::access::find_user_access(&mut tx, account, workspace, id).await? {
@@ -212,7 +211,6 @@ pub async fn upsert_user_access(
         }
     }
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(out)
 }
 
@@ -287,7 +285,7 @@ pub async fn delete_user_access(
     id: AccessId,
 ) -> Result<()> {
     crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceUsers).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let grant = store::access::find_user_access(&mut tx, account, workspace, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace access"))?;
@@ -298,7 +296,7 @@ pub async fn delete_user_access(
         grant.user_id.0,
         crate::services::PrincipalOp::RevokeGrant,
     )?;
-    store::access::delete_user_access(&mut tx, account, workspace, id).await?;
+    store::access::delete_user_access(&mut tx.access(account), account, workspace, id).await?;
     audit::record(
         app,
         &mut tx,
@@ -312,9 +310,7 @@ pub async fn delete_user_access(
             ),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 /// One line of a workspace's access page.

@@ -8,7 +8,7 @@ use crate::domain::{validate, Account, AccountId, AccountRoleView, RoleId};
 use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::double_option;
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use crate::store::{self, accounts::AccountRow};
 use serde::Deserialize;
 use serde_json::json;
@@ -186,9 +186,9 @@ pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Resul
     let handle = validate::handle(&a.handle).map_err(Error::Validation)?;
     let now = app.now();
     let id = AccountId::new();
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     store::accounts::insert_account(
-        &mut tx,
+        &mut tx.access(id),
         id,
         &name,
         &handle,
@@ -209,8 +209,15 @@ pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Resul
             ..Default::default()
         },
     )?;
-    store::accounts::update_account(&mut tx, &row, now).await?;
-    store::memberships::insert_membership(&mut tx, id, p.user_id, AccountRole::Owner, now).await?;
+    store::accounts::update_account(&mut tx.access(id), &row, now).await?;
+    store::memberships::insert_membership(
+        &mut tx.access(id),
+        id,
+        p.user_id,
+        AccountRole::Owner,
+        now,
+    )
+    .await?;
     audit::record(
         app,
         &mut tx,
@@ -221,9 +228,7 @@ pub async fn create_account(app: &App, p: &Principal, a: CreateAccount) -> Resul
             .payload(json!({"name": row.name, "handle": row.handle, "owner": p.user_id})),
     )
     .await?;
-    index::changed(app, &mut tx, id).await?;
     tx.commit().await?;
-    index::reload_account(app, id).await?;
     Ok(account_view(app, row))
 }
 
@@ -348,7 +353,7 @@ pub async fn update_account(
     u: UpdateAccount,
 ) -> Result<()> {
     crate::services::authorize(app, p, id, P::UpdateAccount).await?;
-    let mut tx = app.store.begin_account(id).await?;
+    let mut tx = crate::services::unit::Unit::account(app, id).await?;
     let mut row = store::accounts::find_account(&mut tx, id)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -362,7 +367,7 @@ pub async fn update_account(
         && u.auth_expiration_seconds.is_none();
     apply_patch(&mut row, u)?;
     crate::services::ip_allowlist::check_enforcement(app, p, &before.settings, &row)?;
-    store::accounts::update_account(&mut tx, &row, app.now())
+    store::accounts::update_account(&mut tx.access(id), &row, app.now())
         .await
         .map_err(|e| unique_or(e, format!("account handle {:?} is taken", row.handle)))?;
     let after = account_view(app, row.clone());
@@ -382,15 +387,13 @@ pub async fn update_account(
     )
     .await?;
     // Settings feed the gateway (run retention): every process reloads the account.
-    index::changed(app, &mut tx, id).await?;
-    tx.commit().await?;
-    index::reload_account(app, id).await
+    tx.commit().await
 }
 
 pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<()> {
     crate::services::authorize(app, p, id, P::DeleteAccount).await?;
-    let mut tx = app.store.begin_account(id).await?;
-    if !store::accounts::delete_account(&mut tx, id).await? {
+    let mut tx = crate::services::unit::Unit::account(app, id).await?;
+    if !store::accounts::delete_account(&mut tx.access(id), id).await? {
         return Err(Error::not_found("account"));
     }
     store::accounts::notify_access(&mut tx, app.store.engine, id).await?;

@@ -279,7 +279,7 @@ async fn write_refusals(app: &App, batch: &mut Vec<Refused>) -> Result<()> {
     // One order of audit heads across writers (several servers share PostgreSQL): by chain,
     // keeping each chain's refusals in their order.
     batch.sort_by_key(|r| r.chain);
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     for r in batch.drain(..) {
         record(app, &mut tx, Some(&r.principal), r.chain, r.event).await?;
     }
@@ -315,7 +315,7 @@ pub async fn flush_refusals(app: &App) {
 
 /// Signs the chain's current head (no-op when the chain is empty or already checkpointed there).
 pub async fn checkpoint(app: &App, chain: Uuid) -> Result<Option<Checkpoint>> {
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     let Some((seq, hash)) = store::audit::find_head(&mut tx, chain).await? else {
         return Ok(None);
     };
@@ -461,7 +461,7 @@ pub async fn export(
                         e.prev_hash.clone(),
                         app.now().timestamp_micros(),
                     );
-                    let mut tx = app.store.begin().await?;
+                    let mut tx = crate::services::unit::Unit::begin(app).await?;
                     store::audit::insert_checkpoint(&mut tx, &cp).await?;
                     tx.commit().await?;
                     checkpoints.push(cp);
@@ -527,7 +527,7 @@ pub fn verify_export(
 /// remains still verifies. Returns events deleted.
 pub async fn prune(app: &App, chain: Uuid, days: i64) -> Result<u64> {
     let cutoff = (app.now() - chrono::Duration::days(days)).timestamp_micros();
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     let Some((seq, hash)) = store::audit::find_last_before(&mut tx, chain, cutoff).await? else {
         return Ok(0);
     };

@@ -129,7 +129,7 @@ pub async fn create_user(app: &App, s: Signup, site_admin: bool) -> Result<User>
         .await
         .map_err(Error::Unexpected)?;
     let now = app.now();
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     if store::users::find_user_by_email(&mut tx, &email)
         .await?
         .is_some()
@@ -237,7 +237,7 @@ pub async fn flush_key_use(app: &App) -> Result<()> {
     if used.is_empty() {
         return Ok(());
     }
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     store::api_keys::update_last_used(&mut tx, &used, app.now()).await?;
     tx.commit().await?;
     Ok(())
@@ -374,7 +374,7 @@ pub async fn login(
         ttl = ttl.min(bound);
     }
     let expires_at = now + ttl;
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     store::users::insert_session(
         &mut tx,
         &sha256_hex(&id),
@@ -472,7 +472,7 @@ pub async fn reauthenticate(app: &App, p: &Principal, password: String) -> Resul
 /// Ends the caller's session (no-op for key callers).
 pub async fn logout(app: &App, p: &Principal) -> Result<()> {
     if let Credential::Session { id_hash } = &p.credential {
-        let mut tx = app.store.begin().await?;
+        let mut tx = crate::services::unit::Unit::begin(app).await?;
         store::users::delete_session(&mut tx, id_hash).await?;
         audit::record(
             app,

@@ -16,7 +16,7 @@ use crate::services::credentials::{generate_api_key, BOT_KEY_PREFIX};
 use crate::services::error::unique_or;
 use crate::services::input::{page, AnyOf};
 use crate::services::plans::require_feature;
-use crate::services::{index, require_outranks, Error, PrincipalOp, Result};
+use crate::services::{require_outranks, Error, PrincipalOp, Result};
 use crate::store::{self, bots::BotAccess, bots::BotRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -188,8 +188,8 @@ pub async fn create_bot(
         created: now,
         updated: now,
     };
-    let mut tx = app.store.begin_account(account).await?;
-    store::bots::insert_bot(&mut tx, &bot)
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
+    store::bots::insert_bot(&mut tx.access(account), &bot)
         .await
         .map_err(|e| unique_or(e, format!("a service account named {:?} exists", bot.name)))?;
     let key = issue_key(app, &mut tx, &bot, b.api_key_expiration).await?;
@@ -203,9 +203,7 @@ pub async fn create_bot(
             .payload(json!({"name": bot.name, "account_role_name": role.name(), "api_key_expiration": key.expiration})),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(view(&bot, Some(key)))
 }
 
@@ -280,7 +278,7 @@ pub async fn update_bot(
 ) -> Result<()> {
     let caller = gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::Update)?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let mut bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
@@ -301,7 +299,7 @@ pub async fn update_bot(
         bot.account_role = role;
     }
     bot.updated = app.now();
-    store::bots::update_bot(&mut tx, &bot)
+    store::bots::update_bot(&mut tx.access(account), &bot)
         .await
         .map_err(|e| unique_or(e, format!("a service account named {:?} exists", bot.name)))?;
     audit::record(
@@ -314,22 +312,20 @@ pub async fn update_bot(
             .payload(json!({"before": before, "after": {"name": bot.name, "account_role_name": bot.account_role.name()}})),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 /// Deletes a bot; its keys and grants go with it and stop working at the next request.
 pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::Remove)?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
     let keys = store::bots::find_keys(&mut tx, id).await?;
-    store::bots::delete_bot(&mut tx, account, id).await?;
-    store::teams::delete_member_everywhere(&mut tx, account, id).await?;
+    store::bots::delete_bot(&mut tx.access(account), account, id).await?;
+    store::teams::delete_member_everywhere(&mut tx.access(account), account, id).await?;
     for k in &keys {
         store::api_keys::notify_key_revoked(&mut tx, app.store.engine, k.id).await?;
     }
@@ -341,10 +337,9 @@ pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) 
         NewEvent::new("service-account", "deleted", id).name(bot.name.clone()),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
     app.keys.remove_user(UserId(id));
-    index::reload_account(app, account).await
+    Ok(())
 }
 
 /// `POST …/bots/{id}/rotate_api_key` body.
@@ -374,7 +369,7 @@ pub async fn rotate_key(
         )));
     }
     let now = app.now();
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
@@ -451,7 +446,7 @@ pub async fn delete_key(
 ) -> Result<()> {
     gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::RevokeKey)?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
@@ -554,7 +549,7 @@ pub async fn upsert_access(
     let held =
         crate::services::access::check_grants(app, p, account, workspace, &BOT_GRANTS, &subjects)
             .await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let mut out = Vec::with_capacity(grants.len());
     for g in &grants {
         crate::services::access::check_grantable(
@@ -570,7 +565,7 @@ pub async fn upsert_access(
             .await?
             .ok_or_else(|| Error::NotFound(format!("service account {} not found", g.bot_id)))?;
         let id = store::bots::upsert_access(
-            &mut tx,
+            &mut tx.access(account),
             account,
             workspace,
             g.bot_id,
@@ -593,9 +588,7 @@ pub async fn upsert_access(
             out.push(a);
         }
     }
-    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(out)
 }
 
@@ -706,12 +699,12 @@ pub async fn delete_access(
         Scope::ManageWorkspaceServiceAccounts,
     )
     .await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let grant = store::bots::find_access(&mut tx, account, workspace, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace access"))?;
     require_outranks(app, p, account, grant.bot_id, PrincipalOp::RevokeGrant)?;
-    store::bots::delete_access(&mut tx, account, workspace, id).await?;
+    store::bots::delete_access(&mut tx.access(account), account, workspace, id).await?;
     audit::record(
         app,
         &mut tx,
@@ -723,7 +716,5 @@ pub async fn delete_access(
             .payload(json!({"bot_id": grant.bot_id, "workspace_role_id": grant.workspace_role_id})),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }

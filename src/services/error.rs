@@ -1,5 +1,6 @@
-//! The service-layer error: every failure a caller can see, mapped to HTTP in one place
-//! (`http::error`), to a message in the CLI.
+//! The service-layer error: every failure a caller can see, in the service's own terms (no
+//! transport variants: request framing and size limits are `http::error::HttpError`'s), mapped to
+//! HTTP in one place (`http::error`), to a message in the CLI.
 
 use crate::authz::Denied;
 
@@ -15,24 +16,22 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Validation(String),
-    #[error("request body is larger than the 5 MiB limit")]
-    PayloadTooLarge,
     #[error("rate limit exceeded; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("the database is unavailable")]
     Unavailable,
+    /// A request the service cannot read unambiguously (it refuses rather than guess).
     #[error("{0}")]
-    BadRequest(String),
-    #[error("Content-Length is required on POST, PUT and PATCH requests")]
-    LengthRequired,
-    /// The gateway's upstream refused or broke the connection.
+    Malformed(String),
+    /// A workspace's Prefect server refused or broke the connection, or answered nonsense.
     #[error("{0}")]
-    BadGateway(String),
-    /// The gateway has no upstream for the workspace.
+    UpstreamFailed(String),
+    /// The workspace has no Prefect server connected.
     #[error("{0}")]
-    ServiceUnavailable(String),
+    NoUpstream(String),
+    /// A workspace's Prefect server did not answer in time.
     #[error("{0}")]
-    GatewayTimeout(String),
+    UpstreamTimeout(String),
     #[error("unexpected error")]
     Unexpected(#[source] anyhow::Error),
 }
@@ -51,23 +50,30 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
+impl From<crate::store::Error> for Error {
+    fn from(e: crate::store::Error) -> Self {
+        use crate::store::Error as S;
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            S::Unavailable(_) => {
                 tracing::warn!(error = %e, "database unavailable");
                 Error::Unavailable
             }
             // A deadlock or serialization failure rolled the transaction back whole: the
             // client may retry (503), which is not a server fault. Lock order (see
             // `Store::begin_account`) keeps these rare.
-            sqlx::Error::Database(ref d)
-                if matches!(d.code().as_deref(), Some("40P01") | Some("40001")) =>
-            {
+            S::Aborted(_) => {
                 tracing::warn!(error = %e, "transaction aborted by the database; the client may retry");
                 Error::Unavailable
             }
-            other => Error::Unexpected(anyhow::Error::new(other).context("database error")),
+            // A constraint the service did not anticipate (it maps the ones it knows with
+            // `unique_or`): the request conflicts with what is stored — a client's 409, never a 500.
+            S::UniqueViolation => {
+                Error::Conflict("the change conflicts with an existing record".into())
+            }
+            S::ForeignKey => {
+                Error::Conflict("the change refers to, or removes, a record still in use".into())
+            }
+            S::Other { .. } => Error::Unexpected(anyhow::Error::new(e)),
         }
     }
 }
@@ -82,8 +88,8 @@ impl From<Denied> for Error {
 }
 
 /// Maps a unique violation to a 409 with `msg`, anything else as usual.
-pub fn unique_or(e: sqlx::Error, msg: impl Into<String>) -> Error {
-    if crate::store::is_unique_violation(&e) {
+pub fn unique_or(e: crate::store::Error, msg: impl Into<String>) -> Error {
+    if matches!(e, crate::store::Error::UniqueViolation) {
         Error::Conflict(msg.into())
     } else {
         e.into()

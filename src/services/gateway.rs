@@ -47,7 +47,7 @@ pub fn target(path: &str) -> Option<Target<'_>> {
 /// What passes is forwarded byte for byte, so the path authorized is the path the upstream sees.
 pub fn check_canonical(rest: &str) -> Result<()> {
     let bad = |why: &str| {
-        Err(Error::BadRequest(format!(
+        Err(Error::Malformed(format!(
             "path refused by the gateway: {why}"
         )))
     };
@@ -145,7 +145,7 @@ impl Rewrite {
 }
 
 fn unreadable(u: Unreadable) -> Error {
-    Error::BadRequest(format!(
+    Error::Malformed(format!(
         "the gateway refused this call: it cannot read {} unambiguously",
         u.0
     ))
@@ -253,7 +253,7 @@ pub fn upstream(app: &App, t: &Target<'_>) -> Result<(Arc<AccountGateway>, Arc<U
     });
     match found {
         Some(both) => Ok(both),
-        None => Err(Error::ServiceUnavailable(format!(
+        None => Err(Error::NoUpstream(format!(
             "this workspace has no upstream Prefect server; an account Owner or Admin binds one with PUT /api/accounts/{}/workspaces/{}/upstream",
             t.account, t.workspace
         ))),
@@ -385,7 +385,7 @@ mod tests {
             "flows/a%2D",
         ] {
             assert!(
-                matches!(check_canonical(bad), Err(Error::BadRequest(_))),
+                matches!(check_canonical(bad), Err(Error::Malformed(_))),
                 "{bad}"
             );
         }

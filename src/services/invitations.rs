@@ -10,7 +10,7 @@ use crate::services::audit::{self, NewEvent};
 use crate::services::credentials::{random_base62, sha256_hex};
 use crate::services::input::{page, AnyOf};
 use crate::services::mail::{self, html_escape};
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use crate::store::{self, invitations::InvitationRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -241,7 +241,7 @@ pub async fn invite(
             updated: now,
         });
     }
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let acct = store::accounts::find_account(&mut tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -449,7 +449,7 @@ pub async fn revoke(
     id: Uuid,
 ) -> Result<()> {
     crate::services::authorize(app, p, account, P::UpdateInvitation).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let r = store::invitations::find_invitation(&mut tx, account, id)
         .await?
         .filter(|r| workspace.is_none() || r.workspace_id == workspace)
@@ -482,7 +482,7 @@ pub async fn resend(
 ) -> Result<InvitationView> {
     crate::services::authorize(app, p, account, P::UpdateInvitation).await?;
     let now = app.now();
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let acct = store::accounts::find_account(&mut tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -545,7 +545,7 @@ pub async fn accept(app: &App, p: &Principal, id: Uuid, code: &str) -> Result<In
     }
     let account = r.account_id;
     let now = app.now();
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     if !store::invitations::claim(&mut tx, id, &sha256_hex(code), "accepted", now).await? {
         return Err(Error::NotFound(INVALID.into()));
     }
@@ -557,14 +557,28 @@ pub async fn accept(app: &App, p: &Principal, id: Uuid, code: &str) -> Result<In
     }
     // The invitation's own seat becomes the member's: only members count here.
     crate::services::plans::ensure_seat(app, &mut tx, account, false).await?;
-    let membership =
-        store::memberships::insert_membership(&mut tx, account, user.id, r.account_role, now)
-            .await?;
+    let membership = store::memberships::insert_membership(
+        &mut tx.access(account),
+        account,
+        user.id,
+        r.account_role,
+        now,
+    )
+    .await?;
     if let (Some(w), role) = (r.workspace_id, r.workspace_role_id) {
         let role = role.unwrap_or(RoleId(
             crate::domain::role::BuiltinWorkspaceRole::Viewer.id(),
         ));
-        store::access::upsert_user_access(&mut tx, account, w, user.id, role, None, now).await?;
+        store::access::upsert_user_access(
+            &mut tx.access(account),
+            account,
+            w,
+            user.id,
+            role,
+            None,
+            now,
+        )
+        .await?;
     }
     audit::record(
         app,
@@ -582,9 +596,7 @@ pub async fn accept(app: &App, p: &Principal, id: Uuid, code: &str) -> Result<In
             })),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     let mut c = app.store.reader().await?;
     let row = store::invitations::find_invitation(&mut c, account, id)
         .await?
@@ -639,7 +651,7 @@ pub async fn answer_on_page(
 /// Declines an invitation (the code is the proof; no sign-in needed).
 pub async fn reject(app: &App, p: Option<&Principal>, id: Uuid, code: &str) -> Result<()> {
     let (r, _) = find_open(app, id, code).await?;
-    let mut tx = app.store.begin_account(r.account_id).await?;
+    let mut tx = crate::services::unit::Unit::account(app, r.account_id).await?;
     if !store::invitations::claim(&mut tx, id, &sha256_hex(code), "rejected", app.now()).await? {
         return Err(Error::NotFound(INVALID.into()));
     }

@@ -13,7 +13,7 @@ use crate::domain::role::AccountPermission as P;
 use crate::domain::AccountId;
 use crate::services::audit::{self, NewEvent};
 use crate::services::plans::require_feature;
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use crate::store;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -130,7 +130,7 @@ pub async fn replace(
     require_feature(app, account, Feature::IpAllowlist)?;
     let entries = canonical(list)?;
     let stored = serde_json::to_string(&entries).map_err(|e| Error::Unexpected(e.into()))?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let row = store::accounts::find_account(&mut tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -146,7 +146,7 @@ pub async fn replace(
             p.ip.as_deref().unwrap_or("unknown")
         )));
     }
-    store::accounts::set_ip_allowlist(&mut tx, account, &stored, app.now()).await?;
+    store::accounts::set_ip_allowlist(&mut tx.access(account), account, &stored, app.now()).await?;
     audit::record(
         app,
         &mut tx,
@@ -158,9 +158,7 @@ pub async fn replace(
         })),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 /// Turning `enforce_ip_allowlist` on needs the plan's feature and an allowlist that admits the

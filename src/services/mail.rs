@@ -163,7 +163,7 @@ pub async fn deliver_due(app: &App) -> Result<(usize, usize)> {
                 Err(e) => Err(e),
             },
         };
-        let mut tx = app.store.begin().await?;
+        let mut tx = crate::services::unit::Unit::begin(app).await?;
         match outcome {
             Ok(()) => {
                 store::invitations::mark_sent(&mut tx, m.id, app.now()).await?;

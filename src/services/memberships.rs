@@ -7,7 +7,7 @@ use crate::domain::role::{AccountPermission as P, AccountRole};
 use crate::domain::{AccountId, Membership, MembershipId, RoleId, UserId};
 use crate::services::audit::{self, NewEvent};
 use crate::services::input::{page, AnyOf};
-use crate::services::{index, require_outranks, Error, PrincipalOp, Result};
+use crate::services::{require_outranks, Error, PrincipalOp, Result};
 use crate::store::{self, memberships::MembershipFilter};
 use serde::Deserialize;
 use serde_json::json;
@@ -152,7 +152,7 @@ pub async fn update_membership(
             ),
         ));
     }
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
@@ -162,7 +162,14 @@ pub async fn update_membership(
     if current == new_role {
         return Ok(());
     }
-    store::memberships::update_membership_role(&mut tx, account, id, new_role, app.now()).await?;
+    store::memberships::update_membership_role(
+        &mut tx.access(account),
+        account,
+        id,
+        new_role,
+        app.now(),
+    )
+    .await?;
     ensure_an_owner_remains(&mut tx, account).await?;
     audit::record(
         app,
@@ -178,9 +185,7 @@ pub async fn update_membership(
             })),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 /// Removes a member (their workspace grants go with the membership).
@@ -191,13 +196,13 @@ pub async fn delete_membership(
     id: MembershipId,
 ) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteAccountMembership).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
     require_outranks(app, p, account, m.user_id.0, PrincipalOp::Remove)?;
-    store::memberships::delete_membership(&mut tx, account, id).await?;
-    store::teams::delete_member_everywhere(&mut tx, account, m.user_id.0).await?;
+    store::memberships::delete_membership(&mut tx.access(account), account, id).await?;
+    store::teams::delete_member_everywhere(&mut tx.access(account), account, m.user_id.0).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
     audit::record(
         app,
@@ -207,9 +212,7 @@ pub async fn delete_membership(
         membership_event("deleted", &m),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 /// The caller leaves the account.
@@ -220,12 +223,12 @@ pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Resu
             "membership (service accounts are removed by deleting them)",
         ));
     }
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let m = store::memberships::find_membership_by_user(&mut tx, account, p.user_id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
-    store::memberships::delete_membership(&mut tx, account, m.id).await?;
-    store::teams::delete_member_everywhere(&mut tx, account, m.user_id.0).await?;
+    store::memberships::delete_membership(&mut tx.access(account), account, m.id).await?;
+    store::teams::delete_member_everywhere(&mut tx.access(account), account, m.user_id.0).await?;
     ensure_an_owner_remains(&mut tx, account).await?;
     audit::record(
         app,
@@ -235,9 +238,7 @@ pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Resu
         membership_event("deleted", &m),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 fn membership_event(action: &'static str, m: &Membership) -> NewEvent {
@@ -275,14 +276,20 @@ pub async fn add_member(
             format!("a {} cannot grant the {} role", caller.name(), role.name()),
         ));
     }
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     store::users::find_user_by_id(&mut tx, user)
         .await?
         .ok_or_else(|| Error::not_found("user"))?;
     crate::services::plans::ensure_seat(app, &mut tx, account, true).await?;
-    let id = store::memberships::insert_membership(&mut tx, account, user, role, app.now())
-        .await
-        .map_err(|e| crate::services::error::unique_or(e, "the user is already a member"))?;
+    let id = store::memberships::insert_membership(
+        &mut tx.access(account),
+        account,
+        user,
+        role,
+        app.now(),
+    )
+    .await
+    .map_err(|e| crate::services::error::unique_or(e, "the user is already a member"))?;
     let m = store::memberships::find_membership(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
@@ -294,9 +301,7 @@ pub async fn add_member(
         membership_event("created", &m),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(m)
 }
 
@@ -331,7 +336,7 @@ pub async fn set_active(
         return Err(Error::validation("give between 1 and 200 membership ids"));
     }
     let now = app.now();
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let mut seen = std::collections::HashSet::new();
     for id in ids {
         if !seen.insert(*id) {
@@ -347,7 +352,14 @@ pub async fn set_active(
         if active {
             crate::services::plans::ensure_seat(app, &mut tx, account, true).await?;
         }
-        store::memberships::update_membership_active(&mut tx, account, *id, active, now).await?;
+        store::memberships::update_membership_active(
+            &mut tx.access(account),
+            account,
+            *id,
+            active,
+            now,
+        )
+        .await?;
         audit::record(
             app,
             &mut tx,
@@ -360,9 +372,7 @@ pub async fn set_active(
         .await?;
     }
     ensure_an_owner_remains(&mut tx, account).await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 /// Members as CSV (`read:account_membership`). Cells that a spreadsheet would run as a formula

@@ -23,6 +23,7 @@ pub mod retention;
 pub mod roles;
 pub mod setup;
 pub mod teams;
+pub mod unit;
 pub mod upstreams;
 pub mod users;
 pub mod whatif;

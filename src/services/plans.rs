@@ -7,7 +7,7 @@ use crate::domain::plan::{builtin, Entitlements, EntitlementsPatch, Feature, Pla
 use crate::domain::role::AccountPermission as P;
 use crate::domain::AccountId;
 use crate::services::audit::{self, NewEvent};
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use crate::store::{self, accounts::AccountRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -91,7 +91,7 @@ pub async fn set_plan(
     }
     s.overrides.validate().map_err(Error::Validation)?;
     let overrides = serde_json::to_string(&s.overrides).map_err(|e| Error::Unexpected(e.into()))?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let before = store::accounts::find_account(&mut tx, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
@@ -99,8 +99,14 @@ pub async fn set_plan(
         &entitlements(app, &before),
         serde_json::from_str(&before.plan_overrides).unwrap_or_default(),
     );
-    store::accounts::update_plan(&mut tx, account, s.plan_type.code(), &overrides, app.now())
-        .await?;
+    store::accounts::update_plan(
+        &mut tx.access(account),
+        account,
+        s.plan_type.code(),
+        &overrides,
+        app.now(),
+    )
+    .await?;
     let mut after = before.clone();
     after.plan = s.plan_type.code().into();
     after.plan_overrides = overrides;
@@ -115,9 +121,7 @@ pub async fn set_plan(
             .payload(audit::changes(&before_view, &view)),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(view)
 }
 

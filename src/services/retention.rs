@@ -88,16 +88,16 @@ async fn call_once(
     };
     let req = req
         .body(body)
-        .map_err(|e| Error::BadGateway(format!("bad upstream request: {e}")))?;
+        .map_err(|e| Error::UpstreamFailed(format!("bad upstream request: {e}")))?;
     let resp = tokio::time::timeout(CALL_TIMEOUT, app.upstream_client.request(req))
         .await
-        .map_err(|_| Error::GatewayTimeout(format!("{} did not answer in time", u.url)))?
-        .map_err(|e| Error::BadGateway(format!("{} is unreachable: {e}", u.url)))?;
+        .map_err(|_| Error::UpstreamTimeout(format!("{} did not answer in time", u.url)))?
+        .map_err(|e| Error::UpstreamFailed(format!("{} is unreachable: {e}", u.url)))?;
     let status = resp.status();
     let bytes = tokio::time::timeout(CALL_TIMEOUT, resp.into_body().collect())
         .await
-        .map_err(|_| Error::GatewayTimeout(format!("{} did not answer in time", u.url)))?
-        .map_err(|e| Error::BadGateway(format!("{}: {e}", u.url)))?
+        .map_err(|_| Error::UpstreamTimeout(format!("{} did not answer in time", u.url)))?
+        .map_err(|e| Error::UpstreamFailed(format!("{}: {e}", u.url)))?
         .to_bytes();
     if status == axum::http::StatusCode::NOT_FOUND {
         return Err(Failed(Error::NotFound(format!(
@@ -105,13 +105,13 @@ async fn call_once(
         ))));
     }
     if matches!(status.as_u16(), 429 | 502 | 503) {
-        return Err(Busy(Error::BadGateway(format!(
+        return Err(Busy(Error::UpstreamFailed(format!(
             "{} is busy: it answered {status} to {path}",
             u.url
         ))));
     }
     if !status.is_success() {
-        return Err(Failed(Error::BadGateway(format!(
+        return Err(Failed(Error::UpstreamFailed(format!(
             "{} answered {status} to {path}",
             u.url
         ))));
@@ -119,7 +119,8 @@ async fn call_once(
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&bytes).map_err(|e| Failed(Error::BadGateway(format!("{}: {e}", u.url))))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Failed(Error::UpstreamFailed(format!("{}: {e}", u.url))))
 }
 
 /// What one retention pass did (or, dry, would do) in one workspace.
@@ -232,7 +233,7 @@ pub async fn apply(
             tracing::info!(account = %account, workspace = %w, expired, deleted, dry_run, "run retention");
         }
         if deleted > 0 {
-            let mut tx = app.store.begin_account(account).await?;
+            let mut tx = crate::services::unit::Unit::account(app, account).await?;
             audit::record(
                 app,
                 &mut tx,

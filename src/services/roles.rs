@@ -9,7 +9,7 @@ use crate::domain::{validate, AccountId, CustomRoleRow, RoleId, WorkspaceRole};
 use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::{double_option, page, AnyOf};
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use crate::store;
 use serde::Deserialize;
 use serde_json::json;
@@ -118,7 +118,7 @@ pub async fn create_role(
         scopes: check_scopes(&r.scopes)?,
         inherited_role_id: check_inherited(r.inherited_role_id)?,
     };
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     store::roles::insert_role(&mut tx, &row)
         .await
         .map_err(|e| unique_or(e, format!("a role named {:?} exists", row.name)))?;
@@ -228,7 +228,7 @@ pub async fn update_role(
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be changed".into()));
     }
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let mut row = store::roles::find_role(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace role"))?;
@@ -246,7 +246,7 @@ pub async fn update_role(
         row.inherited_role_id = check_inherited(i)?;
     }
     row.updated = app.now();
-    store::roles::update_role(&mut tx, &row)
+    store::roles::update_role(&mut tx.access(account), &row)
         .await
         .map_err(|e| unique_or(e, format!("a role named {:?} exists", row.name)))?;
     let after = custom_view(row);
@@ -260,9 +260,7 @@ pub async fn update_role(
             .payload(audit::changes(&before, &after)),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 /// Deletes a custom role; a role still granted or used as a workspace default → 409.
@@ -271,7 +269,7 @@ pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleI
     if BuiltinWorkspaceRole::from_id(id.0).is_some() {
         return Err(Error::Forbidden("built-in roles cannot be deleted".into()));
     }
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let role = store::roles::find_role(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace role"))?;
@@ -281,10 +279,10 @@ pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleI
             "the role is in use by {uses} grant(s) or workspace default(s); reassign them first"
         )));
     }
-    match store::roles::delete_role(&mut tx, account, id).await {
+    match store::roles::delete_role(&mut tx.access(account), account, id).await {
         Ok(true) => {}
         Ok(false) => return Err(Error::not_found("workspace role")),
-        Err(e) if store::is_foreign_key_violation(&e) => {
+        Err(store::Error::ForeignKey) => {
             return Err(Error::conflict(
                 "the role is in use; reassign its grants first",
             ))
@@ -301,9 +299,7 @@ pub async fn delete_role(app: &App, p: &Principal, account: AccountId, id: RoleI
             .payload(json!({"name": role.name, "scopes": role.scopes})),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 /// Resolves a role id usable in this account (built-in or the account's own custom role) to its

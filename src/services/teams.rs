@@ -11,7 +11,7 @@ use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::{page, AnyOf};
 use crate::services::plans::require_feature;
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use crate::store::{self, teams::TeamAccess, teams::TeamMemberRow, teams::TeamRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -160,7 +160,7 @@ pub async fn create_team(
         created: now,
         updated: now,
     };
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     store::teams::insert_team(&mut tx, &team)
         .await
         .map_err(|e| unique_or(e, format!("a team named {:?} exists", team.name)))?;
@@ -196,7 +196,7 @@ pub async fn update_team(
     u: TeamInput,
 ) -> Result<TeamView> {
     gate(app, p, account, P::UpdateTeam).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let mut t = store::teams::find_team(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
@@ -229,11 +229,11 @@ pub async fn update_team(
 /// Deletes a team; its grants count for nobody from the next request on.
 pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteTeam).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let t = store::teams::find_team(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
-    store::teams::delete_team(&mut tx, account, id).await?;
+    store::teams::delete_team(&mut tx.access(account), account, id).await?;
     audit::record(
         app,
         &mut tx,
@@ -242,9 +242,7 @@ pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: Uuid)
         NewEvent::new("team", "deleted", id).name(t.name.clone()),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -396,7 +394,7 @@ pub async fn add_members(
         return Err(Error::validation("give between 1 and 500 members"));
     }
     let now = app.now();
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let t = store::teams::find_team(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
@@ -428,7 +426,7 @@ pub async fn add_members(
             )));
         }
         store::teams::upsert_member(
-            &mut tx,
+            &mut tx.access(account),
             account,
             &TeamMemberRow {
                 team_id: id,
@@ -441,10 +439,8 @@ pub async fn add_members(
         .await?;
         audit::record(app, &mut tx, Some(p), account.0, NewEvent::new("team-membership", "created", m.member_id).name(t.name.clone()).payload(json!({"team_id": id, "member_id": m.member_id, "member_type": m.member_type, "expires_at": m.expires_at}))).await?;
     }
-    index::changed(app, &mut tx, account).await?;
     let v = view(&mut tx, t).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(v)
 }
 
@@ -457,7 +453,7 @@ pub async fn remove_member(
     who: Uuid,
 ) -> Result<()> {
     gate(app, p, account, P::UpdateTeam).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let t = store::teams::find_team(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
@@ -473,7 +469,7 @@ pub async fn remove_member(
             member = b;
         }
     }
-    if !store::teams::delete_member(&mut tx, account, id, member).await? {
+    if !store::teams::delete_member(&mut tx.access(account), account, id, member).await? {
         return Err(Error::not_found("team member"));
     }
     audit::record(
@@ -486,9 +482,7 @@ pub async fn remove_member(
             .payload(json!({"team_id": id, "member_id": member})),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 // ---- team access ----
@@ -542,7 +536,7 @@ pub async fn upsert_access(
         crate::services::access::check_grants(app, p, account, workspace, &TEAM_GRANTS, &subjects)
             .await?;
     let seen: std::collections::HashSet<Uuid> = subjects.iter().map(|(t, _)| *t).collect();
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     for g in &grants {
         crate::services::access::check_grantable(
             app,
@@ -557,7 +551,7 @@ pub async fn upsert_access(
             .await?
             .ok_or_else(|| Error::NotFound(format!("team {} not found", g.team_id)))?;
         let id = store::teams::upsert_access(
-            &mut tx,
+            &mut tx.access(account),
             account,
             workspace,
             g.team_id,
@@ -568,10 +562,8 @@ pub async fn upsert_access(
         .await?;
         audit::record(app, &mut tx, Some(p), account.0, NewEvent::new("workspace-access", "updated", id.0).workspace(workspace).payload(json!({"team_id": g.team_id, "workspace_role_id": g.workspace_role_id, "expires_at": g.expires_at}))).await?;
     }
-    index::changed(app, &mut tx, account).await?;
     let all = store::teams::find_accesses(&mut tx, account, workspace, i64::MAX, 0).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(all
         .into_iter()
         .filter(|a| seen.contains(&a.team_id))
@@ -610,8 +602,8 @@ pub async fn delete_access(
     team: Uuid,
 ) -> Result<()> {
     crate::services::require_scope(app, p, account, workspace, Scope::ManageWorkspaceTeams).await?;
-    let mut tx = app.store.begin_account(account).await?;
-    if !store::teams::delete_access(&mut tx, account, workspace, team).await? {
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
+    if !store::teams::delete_access(&mut tx.access(account), account, workspace, team).await? {
         return Err(Error::not_found("team access"));
     }
     audit::record(
@@ -624,9 +616,7 @@ pub async fn delete_access(
             .payload(json!({"team_id": team})),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 // ---- explain and the access list ----
@@ -821,7 +811,7 @@ pub async fn list_access(
 /// audits one event per account, and refreshes those accounts' snapshots.
 pub async fn sweep_expired(app: &App) -> Result<u64> {
     let now = app.now();
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     let mut accounts = store::teams::find_accounts_with_expired(&mut tx, now).await?;
     if accounts.is_empty() {
         return Ok(0);
@@ -831,7 +821,7 @@ pub async fn sweep_expired(app: &App) -> Result<u64> {
     for a in &accounts {
         store::accounts::lock_account(&mut tx, app.store.engine, *a).await?;
     }
-    let n = store::teams::sweep_expired(&mut tx, now).await?;
+    let n = store::teams::sweep_expired(&mut tx, &accounts, now).await?;
     for a in &accounts {
         audit::record(
             app,
@@ -841,12 +831,8 @@ pub async fn sweep_expired(app: &App) -> Result<u64> {
             NewEvent::new("workspace-access", "expired", a.0).payload(json!({"swept_before": now})),
         )
         .await?;
-        index::changed(app, &mut tx, *a).await?;
     }
     tx.commit().await?;
-    for a in accounts {
-        index::reload_account(app, a).await?;
-    }
     Ok(n)
 }
 

@@ -9,7 +9,7 @@ use crate::domain::role::AccountPermission;
 use crate::domain::upstream_policy::{self, Binder};
 use crate::domain::{AccountId, WorkspaceId};
 use crate::services::audit::{self, NewEvent};
-use crate::services::{authorize, index, Error, Result};
+use crate::services::{authorize, Error, Result};
 use crate::store::{self, upstreams::UpstreamRow};
 use arc_swap::ArcSwap;
 use axum::http::{HeaderValue, Uri};
@@ -457,7 +457,7 @@ pub async fn set_upstream(
         return Err(e);
     }
     let now = app.now();
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     store::workspaces::find_workspace(&mut tx, account, workspace)
         .await?
         .ok_or_else(|| Error::not_found("workspace"))?;
@@ -476,7 +476,7 @@ pub async fn set_upstream(
         created: before.as_ref().map_or(now, |b| b.created),
         updated: now,
     };
-    store::upstreams::upsert_upstream(&mut tx, &row).await?;
+    store::upstreams::upsert_upstream(&mut tx.access(account), &row).await?;
     let auth_change = match &s.auth_string {
         None => "unchanged",
         Some(None) => "removed",
@@ -504,9 +504,7 @@ pub async fn set_upstream(
         })),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(view(&row))
 }
 
@@ -534,11 +532,11 @@ pub async fn delete_upstream(
     workspace: WorkspaceId,
 ) -> Result<()> {
     authorize(app, p, account, AccountPermission::AdministrateWorkspace).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let before = store::upstreams::find_upstream(&mut tx, account, workspace)
         .await?
         .ok_or_else(|| Error::not_found("upstream"))?;
-    store::upstreams::delete_upstream(&mut tx, account, workspace).await?;
+    store::upstreams::delete_upstream(&mut tx.access(account), account, workspace).await?;
     audit::record(
         app,
         &mut tx,
@@ -549,7 +547,5 @@ pub async fn delete_upstream(
             .payload(json!({"url": {"before": before.url, "after": null}})),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }

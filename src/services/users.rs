@@ -114,7 +114,7 @@ pub async fn update_user(app: &App, p: &Principal, user: UserId, u: UpdateUser) 
         image_location: text_opt("image_location", &u.image_location)?,
         settings: u.settings,
     };
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     let before = store::users::find_user_by_id(&mut tx, user)
         .await?
         .ok_or_else(|| Error::not_found("user"))?;
@@ -193,7 +193,7 @@ pub async fn request_email_change(
         app.config.public_url.trim_end_matches('/')
     );
     let esc = crate::services::mail::html_escape;
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     store::users::insert_email_change(
         &mut tx,
         &crate::services::credentials::sha256_hex(&token),
@@ -269,7 +269,7 @@ pub async fn confirm_email_change(app: &App, c: ConfirmEmailChange) -> Result<Us
         return Err(gone());
     }
     let now = app.now();
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     let (user, email) = store::users::claim_email_change(
         &mut tx,
         &crate::services::credentials::sha256_hex(&c.token),
@@ -346,7 +346,7 @@ pub async fn issue_api_key(
     }
     let (key, hash, masked) = generate_api_key(USER_KEY_PREFIX);
     let id = ApiKeyId::new();
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     store::users::find_user_by_id(&mut tx, user)
         .await?
         .ok_or_else(|| Error::not_found("user"))?;
@@ -413,7 +413,7 @@ pub async fn read_api_key(
 /// Deletes a key; the next request with it is refused (the cache entry goes too).
 pub async fn delete_api_key(app: &App, p: &Principal, user: UserId, id: ApiKeyId) -> Result<()> {
     require_self(p, user, false)?;
-    let mut tx = app.store.begin().await?;
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
     if !store::api_keys::delete_api_key(&mut tx, app.store.engine, user, id).await? {
         return Err(Error::not_found("API key"));
     }

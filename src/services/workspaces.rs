@@ -10,7 +10,7 @@ use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::{double_option, page, AnyOf};
 use crate::services::roles::usable_role_scopes;
-use crate::services::{index, Error, Result};
+use crate::services::{Error, Result};
 use crate::store;
 use serde::Deserialize;
 use serde_json::json;
@@ -58,12 +58,12 @@ pub async fn create_workspace(
         default_workspace_role_id: w.default_workspace_role_id,
         is_public: false,
     };
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     crate::services::plans::ensure_workspace_slot(app, &mut tx, account).await?;
     if let Some(r) = ws.default_workspace_role_id {
         usable_role_scopes(&mut tx, account, r).await?;
     }
-    store::workspaces::insert_workspace(&mut tx, &ws)
+    store::workspaces::insert_workspace(&mut tx.access(account), &ws)
         .await
         .map_err(|e| {
             unique_or(
@@ -85,9 +85,7 @@ pub async fn create_workspace(
             ),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
     tx.commit().await?;
-    index::reload_account(app, account).await?;
     Ok(ws)
 }
 
@@ -229,7 +227,7 @@ pub async fn update_workspace(
     let now = app.now();
     let held =
         crate::services::require_scope(app, p, account, id, Scope::WriteWorkspaceSettings).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let mut ws = store::workspaces::find_workspace(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace"))?;
@@ -267,7 +265,7 @@ pub async fn update_workspace(
         ws.default_workspace_role_id = role;
     }
     ws.updated = now;
-    store::workspaces::update_workspace(&mut tx, &ws)
+    store::workspaces::update_workspace(&mut tx.access(account), &ws)
         .await
         .map_err(|e| {
             unique_or(
@@ -286,9 +284,7 @@ pub async fn update_workspace(
             .payload(audit::changes(&before, &ws)),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }
 
 pub async fn delete_workspace(
@@ -298,11 +294,11 @@ pub async fn delete_workspace(
     id: WorkspaceId,
 ) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteWorkspace).await?;
-    let mut tx = app.store.begin_account(account).await?;
+    let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let ws = store::workspaces::find_workspace(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("workspace"))?;
-    store::workspaces::delete_workspace(&mut tx, account, id).await?;
+    store::workspaces::delete_workspace(&mut tx.access(account), account, id).await?;
     audit::record(
         app,
         &mut tx,
@@ -314,7 +310,5 @@ pub async fn delete_workspace(
             .payload(json!({"name": ws.name, "handle": ws.handle})),
     )
     .await?;
-    index::changed(app, &mut tx, account).await?;
-    tx.commit().await?;
-    index::reload_account(app, account).await
+    tx.commit().await
 }

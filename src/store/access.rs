@@ -1,6 +1,7 @@
 //! Workspace access grants for users.
 
-use super::{get_uuid, micros, opt_time, time, Arg, Conn, Sql};
+use super::Error;
+use super::{get_uuid, micros, opt_time, time, AccessTx, Arg, Conn, Sql};
 use crate::domain::{AccessId, AccountId, ActorId, RoleId, Time, UserAccess, UserId, WorkspaceId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -9,7 +10,7 @@ const SELECT: &str = "SELECT g.id, g.workspace_id, g.user_id, g.workspace_role_i
      g.created, g.updated, u.actor_id, u.first_name, u.last_name, u.email, u.handle \
      FROM workspace_user_access g JOIN users u ON u.id = g.user_id";
 
-fn access_from(row: &AnyRow) -> Result<UserAccess, sqlx::Error> {
+fn access_from(row: &AnyRow) -> Result<UserAccess, Error> {
     Ok(UserAccess {
         id: AccessId(get_uuid(row, "id")?),
         workspace_id: WorkspaceId(get_uuid(row, "workspace_id")?),
@@ -28,14 +29,15 @@ fn access_from(row: &AnyRow) -> Result<UserAccess, sqlx::Error> {
 
 /// Inserts or replaces the user's grant on the workspace; returns the grant's id.
 pub async fn upsert_user_access(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     workspace: WorkspaceId,
     user: UserId,
     role: RoleId,
     expires_at: Option<Time>,
     now: Time,
-) -> Result<AccessId, sqlx::Error> {
+) -> Result<AccessId, Error> {
+    let c: &mut Conn = c;
     let row = sqlx::query(
         "INSERT INTO workspace_user_access \
            (id, account_id, workspace_id, user_id, workspace_role_id, expires_at, created, updated) \
@@ -62,7 +64,7 @@ pub async fn find_user_access(
     account: AccountId,
     workspace: WorkspaceId,
     id: AccessId,
-) -> Result<Option<UserAccess>, sqlx::Error> {
+) -> Result<Option<UserAccess>, Error> {
     sqlx::query(&format!(
         "{SELECT} WHERE g.account_id = $1 AND g.workspace_id = $2 AND g.id = $3"
     ))
@@ -82,7 +84,7 @@ pub async fn find_user_accesses(
     user_ids: Option<&[String]>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<UserAccess>, sqlx::Error> {
+) -> Result<Vec<UserAccess>, Error> {
     let mut q = Sql::new(SELECT);
     q.push(
         " WHERE g.account_id = ? AND g.workspace_id = ?",
@@ -107,11 +109,12 @@ pub async fn find_user_accesses(
 }
 
 pub async fn delete_user_access(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     workspace: WorkspaceId,
     id: AccessId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query(
         "DELETE FROM workspace_user_access WHERE account_id = $1 AND workspace_id = $2 AND id = $3",
     )
@@ -131,10 +134,7 @@ pub struct GrantRow {
     pub expires_at: Option<Time>,
 }
 
-pub async fn find_account_grants(
-    c: &mut Conn,
-    account: AccountId,
-) -> Result<Vec<GrantRow>, sqlx::Error> {
+pub async fn find_account_grants(c: &mut Conn, account: AccountId) -> Result<Vec<GrantRow>, Error> {
     Ok(
         super::grant_rows(c, "workspace_user_access", "user_id", account)
             .await?

@@ -1,6 +1,7 @@
 //! Accounts and their settings.
 
-use super::{get_uuid, micros, time, Conn};
+use super::Error;
+use super::{get_uuid, micros, time, AccessTx, Conn};
 use crate::domain::{AccountId, Time};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
@@ -30,7 +31,7 @@ pub struct AccountRow {
 const COLS: &str = "id, handle, name, location, link, billing_email, auth_expiration_seconds, \
                     settings, plan, plan_overrides, ip_allowlist, created, updated";
 
-fn account_from(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
+fn account_from(row: &AnyRow) -> Result<AccountRow, Error> {
     let settings: String = row.try_get("settings")?;
     Ok(AccountRow {
         id: AccountId(get_uuid(row, "id")?),
@@ -50,13 +51,14 @@ fn account_from(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
 }
 
 pub async fn insert_account(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     id: AccountId,
     name: &str,
     handle: &str,
     plan: &str,
     now: Time,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query(
         "INSERT INTO accounts (id, handle, name, settings, plan, created, updated) \
          VALUES ($1, $2, $3, '{}', $5, $4, $4)",
@@ -71,7 +73,7 @@ pub async fn insert_account(
     Ok(())
 }
 
-pub async fn find_account(c: &mut Conn, id: AccountId) -> Result<Option<AccountRow>, sqlx::Error> {
+pub async fn find_account(c: &mut Conn, id: AccountId) -> Result<Option<AccountRow>, Error> {
     sqlx::query(&format!("SELECT {COLS} FROM accounts WHERE id = $1"))
         .bind(id.to_string())
         .fetch_optional(&mut *c)
@@ -83,7 +85,7 @@ pub async fn find_account(c: &mut Conn, id: AccountId) -> Result<Option<AccountR
 pub async fn find_account_by_handle(
     c: &mut Conn,
     handle: &str,
-) -> Result<Option<AccountRow>, sqlx::Error> {
+) -> Result<Option<AccountRow>, Error> {
     sqlx::query(&format!("SELECT {COLS} FROM accounts WHERE handle = $1"))
         .bind(handle)
         .fetch_optional(&mut *c)
@@ -93,7 +95,7 @@ pub async fn find_account_by_handle(
 }
 
 /// Every account id (for building the permission index at start-up).
-pub async fn find_account_ids(c: &mut Conn) -> Result<Vec<AccountId>, sqlx::Error> {
+pub async fn find_account_ids(c: &mut Conn) -> Result<Vec<AccountId>, Error> {
     sqlx::query("SELECT id FROM accounts")
         .fetch_all(&mut *c)
         .await?
@@ -103,7 +105,8 @@ pub async fn find_account_ids(c: &mut Conn) -> Result<Vec<AccountId>, sqlx::Erro
 }
 
 /// Writes every mutable column of `a` (the service loads, changes and saves inside one transaction).
-pub async fn update_account(c: &mut Conn, a: &AccountRow, now: Time) -> Result<(), sqlx::Error> {
+pub async fn update_account(c: &mut AccessTx<'_>, a: &AccountRow, now: Time) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query(
         "UPDATE accounts SET handle = $2, name = $3, location = $4, link = $5, billing_email = $6, \
          auth_expiration_seconds = $7, settings = $8, updated = $9 WHERE id = $1",
@@ -124,11 +127,12 @@ pub async fn update_account(c: &mut Conn, a: &AccountRow, now: Time) -> Result<(
 
 /// Replaces the account's IP allowlist (JSON).
 pub async fn set_ip_allowlist(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     id: AccountId,
     entries: &str,
     now: Time,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query("UPDATE accounts SET ip_allowlist = $2, updated = $3 WHERE id = $1")
         .bind(id.to_string())
         .bind(entries)
@@ -138,7 +142,8 @@ pub async fn set_ip_allowlist(
     Ok(())
 }
 
-pub async fn delete_account(c: &mut Conn, id: AccountId) -> Result<bool, sqlx::Error> {
+pub async fn delete_account(c: &mut AccessTx<'_>, id: AccountId) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM accounts WHERE id = $1")
         .bind(id.to_string())
         .execute(&mut *c)
@@ -151,7 +156,7 @@ pub async fn lock_account(
     c: &mut Conn,
     engine: super::Engine,
     id: AccountId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
     Ok(sqlx::query(engine.lock_account_sql())
         .bind(id.to_string())
         .fetch_optional(&mut *c)
@@ -165,7 +170,7 @@ pub async fn bump_access_version(
     c: &mut Conn,
     engine: super::Engine,
     id: AccountId,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     sqlx::query("UPDATE accounts SET access_version = access_version + 1 WHERE id = $1")
         .bind(id.to_string())
         .execute(&mut *c)
@@ -178,7 +183,7 @@ pub async fn notify_access(
     c: &mut Conn,
     engine: super::Engine,
     id: AccountId,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     if let Some(sql) = engine.notify_access_sql() {
         sqlx::query(sql)
             .bind(id.to_string())
@@ -189,17 +194,19 @@ pub async fn notify_access(
 }
 
 /// The access version of one account.
-pub async fn find_access_version(c: &mut Conn, id: AccountId) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query("SELECT access_version FROM accounts WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&mut *c)
-        .await?
-        .map(|r| r.try_get("access_version"))
-        .transpose()
+pub async fn find_access_version(c: &mut Conn, id: AccountId) -> Result<Option<i64>, Error> {
+    Ok(
+        sqlx::query("SELECT access_version FROM accounts WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.try_get("access_version"))
+            .transpose()?,
+    )
 }
 
 /// Every account's access version (for the staleness sweep).
-pub async fn find_access_versions(c: &mut Conn) -> Result<Vec<(AccountId, i64)>, sqlx::Error> {
+pub async fn find_access_versions(c: &mut Conn) -> Result<Vec<(AccountId, i64)>, Error> {
     sqlx::query("SELECT id, access_version FROM accounts")
         .fetch_all(&mut *c)
         .await?
@@ -210,12 +217,13 @@ pub async fn find_access_versions(c: &mut Conn) -> Result<Vec<(AccountId, i64)>,
 
 /// Sets the account's plan and overrides.
 pub async fn update_plan(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     id: AccountId,
     plan: &str,
     overrides: &str,
     now: Time,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query(
         "UPDATE accounts SET plan = $2, plan_overrides = $3, updated = $4 WHERE id = $1",
     )
@@ -229,12 +237,14 @@ pub async fn update_plan(
 }
 
 /// Workspaces of the account (for the plan's workspace limit).
-pub async fn count_workspaces(c: &mut Conn, id: AccountId) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) AS n FROM workspaces WHERE account_id = $1")
-        .bind(id.to_string())
-        .fetch_one(&mut *c)
-        .await?
-        .try_get("n")
+pub async fn count_workspaces(c: &mut Conn, id: AccountId) -> Result<i64, Error> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM workspaces WHERE account_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *c)
+            .await?
+            .try_get("n")?,
+    )
 }
 
 /// The shortest `auth_expiration_seconds` among the accounts `user` is an active member of
@@ -242,8 +252,8 @@ pub async fn count_workspaces(c: &mut Conn, id: AccountId) -> Result<i64, sqlx::
 pub async fn find_auth_bound_for_user(
     c: &mut Conn,
     user: crate::domain::UserId,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query(
+) -> Result<Option<i64>, Error> {
+    Ok(sqlx::query(
         "SELECT MIN(a.auth_expiration_seconds) AS s FROM accounts a \
          JOIN account_memberships m ON m.account_id = a.id \
          WHERE m.user_id = $1 AND m.active = 1 AND a.auth_expiration_seconds IS NOT NULL",
@@ -251,5 +261,5 @@ pub async fn find_auth_bound_for_user(
     .bind(user.to_string())
     .fetch_one(&mut *c)
     .await?
-    .try_get("s")
+    .try_get("s")?)
 }

@@ -1,11 +1,12 @@
 //! Personal API keys, stored only as SHA-256 of the secret.
 
+use super::Error;
 use super::{get_uuid, micros, opt_time, time, Conn};
 use crate::domain::{ApiKeyId, ApiKeyInfo, Time, UserId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-fn key_from(row: &AnyRow) -> Result<ApiKeyInfo, sqlx::Error> {
+fn key_from(row: &AnyRow) -> Result<ApiKeyInfo, Error> {
     Ok(ApiKeyInfo {
         id: ApiKeyId(get_uuid(row, "id")?),
         created: time(row.try_get("created")?),
@@ -24,7 +25,7 @@ pub struct NewApiKey<'a> {
     pub expires_at: Option<Time>,
 }
 
-pub async fn insert_api_key(c: &mut Conn, k: NewApiKey<'_>, now: Time) -> Result<(), sqlx::Error> {
+pub async fn insert_api_key(c: &mut Conn, k: NewApiKey<'_>, now: Time) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO api_keys (id, user_id, name, key_hash, masked_key, expires_at, created) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -47,7 +48,7 @@ pub async fn find_api_keys_by_user(
     name: Option<&str>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
+) -> Result<Vec<ApiKeyInfo>, Error> {
     sqlx::query(
         "SELECT id, created, name, expires_at, masked_key FROM api_keys \
          WHERE user_id = $1 AND ($2 IS NULL OR name = $2) \
@@ -68,7 +69,7 @@ pub async fn find_api_key(
     c: &mut Conn,
     user: UserId,
     id: ApiKeyId,
-) -> Result<Option<ApiKeyInfo>, sqlx::Error> {
+) -> Result<Option<ApiKeyInfo>, Error> {
     sqlx::query(
         "SELECT id, created, name, expires_at, masked_key FROM api_keys \
          WHERE user_id = $1 AND id = $2",
@@ -87,7 +88,7 @@ pub async fn delete_api_key(
     engine: super::Engine,
     user: UserId,
     id: ApiKeyId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
     let r = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 AND id = $2")
         .bind(user.to_string())
         .bind(id.to_string())
@@ -103,7 +104,7 @@ pub async fn notify_key_revoked(
     c: &mut Conn,
     engine: super::Engine,
     id: ApiKeyId,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     if let Some(sql) = engine.notify_key_sql() {
         sqlx::query(sql)
             .bind(id.to_string())
@@ -125,7 +126,7 @@ pub struct KeyOwner {
 pub async fn find_key_owner_by_hash(
     c: &mut Conn,
     key_hash: &str,
-) -> Result<Option<KeyOwner>, sqlx::Error> {
+) -> Result<Option<KeyOwner>, Error> {
     let row = sqlx::query(
         "SELECT k.id, k.user_id, k.expires_at, u.site_admin, u.email FROM api_keys k \
          JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
@@ -146,11 +147,7 @@ pub async fn find_key_owner_by_hash(
 }
 
 /// Records last use for a batch of keys (called by the batching flusher, not per request).
-pub async fn update_last_used(
-    c: &mut Conn,
-    ids: &[ApiKeyId],
-    now: Time,
-) -> Result<(), sqlx::Error> {
+pub async fn update_last_used(c: &mut Conn, ids: &[ApiKeyId], now: Time) -> Result<(), Error> {
     for id in ids {
         for table in ["api_keys", "bot_api_keys"] {
             sqlx::query(&format!("UPDATE {table} SET last_used = $2 WHERE id = $1"))

@@ -1,5 +1,6 @@
 //! Audit events, chain heads and checkpoints.
 
+use super::Error;
 use super::{get_opt_uuid, get_uuid, Arg, Conn, Sql};
 use crate::domain::audit::{AuditActor, AuditRecord, Checkpoint, GENESIS_HASH};
 use sqlx::any::AnyRow;
@@ -9,13 +10,15 @@ use uuid::Uuid;
 const COLS: &str = "account_id, seq, id, occurred, event, workspace_id, actor_kind, actor_id, \
      actor_name, resource_id, resource_name, related, payload, ip, user_agent, prev_hash, hash";
 
-fn record_from(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
-    let json = |col: &str| -> Result<serde_json::Value, sqlx::Error> {
+fn record_from(row: &AnyRow) -> Result<AuditRecord, Error> {
+    let json = |col: &str| -> Result<serde_json::Value, Error> {
         let s: String = row.try_get(col)?;
-        serde_json::from_str(&s).map_err(|e| sqlx::Error::ColumnDecode {
-            index: col.into(),
-            source: Box::new(e),
-        })
+        Ok(
+            serde_json::from_str(&s).map_err(|e| sqlx::Error::ColumnDecode {
+                index: col.into(),
+                source: Box::new(e),
+            })?,
+        )
     };
     Ok(AuditRecord {
         account: get_uuid(row, "account_id")?,
@@ -56,7 +59,7 @@ pub async fn append(
     store: &super::Store,
     c: &mut Conn,
     e: AuditRecord,
-) -> Result<AuditRecord, sqlx::Error> {
+) -> Result<AuditRecord, Error> {
     match store.engine {
         super::dialect::Engine::Postgres => append_locked(c, e).await,
         super::dialect::Engine::Sqlite => append_linked(store, c, e).await,
@@ -94,7 +97,7 @@ async fn append_linked(
     store: &super::Store,
     c: &mut Conn,
     mut e: AuditRecord,
-) -> Result<AuditRecord, sqlx::Error> {
+) -> Result<AuditRecord, Error> {
     let account = e.account.to_string();
     let remembered = store.audit_head(&account);
     if let Some((seq, hash)) = remembered {
@@ -132,7 +135,7 @@ async fn append_linked(
     Ok(e)
 }
 
-async fn append_locked(c: &mut Conn, mut e: AuditRecord) -> Result<AuditRecord, sqlx::Error> {
+async fn append_locked(c: &mut Conn, mut e: AuditRecord) -> Result<AuditRecord, Error> {
     let account = e.account.to_string();
     // Claim the next position and read the previous hash in one statement (it also takes the
     // head row's lock); a chain's first event creates its head.
@@ -227,7 +230,7 @@ pub async fn find_events(
     q: &EventQuery,
     before: Option<(i64, i64)>,
     limit: i64,
-) -> Result<Vec<AuditRecord>, sqlx::Error> {
+) -> Result<Vec<AuditRecord>, Error> {
     let mut s = filtered(&format!("SELECT {COLS} FROM audit_events"), account, q);
     if let Some((occurred, seq)) = before {
         s.push(
@@ -253,13 +256,13 @@ pub async fn count_events(
     account: Uuid,
     q: &EventQuery,
     cap: i64,
-) -> Result<i64, sqlx::Error> {
+) -> Result<i64, Error> {
     let mut s = filtered("SELECT 1 AS one FROM audit_events", account, q);
     s.push(" LIMIT ?", [Arg::Int(cap)]);
     let inner = s.text.clone();
     let mut outer = Sql::new(&format!("SELECT COUNT(*) AS n FROM ({inner}) AS matched"));
     outer.args = s.args;
-    outer.query().fetch_one(&mut *c).await?.try_get("n")
+    Ok(outer.query().fetch_one(&mut *c).await?.try_get("n")?)
 }
 
 /// (bucket start µs, count) of matching events per `bucket_us`.
@@ -268,7 +271,7 @@ pub async fn count_by_time(
     account: Uuid,
     q: &EventQuery,
     bucket_us: i64,
-) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+) -> Result<Vec<(i64, i64)>, Error> {
     let mut s = Sql::new("SELECT (occurred / ");
     s.push("?) * ", [Arg::Int(bucket_us)]);
     s.push(
@@ -293,7 +296,7 @@ pub async fn count_by_event(
     c: &mut Conn,
     account: Uuid,
     q: &EventQuery,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
+) -> Result<Vec<(String, i64)>, Error> {
     let mut s = filtered("SELECT event, COUNT(*) AS n FROM audit_events", account, q);
     s.push(" GROUP BY event ORDER BY event", []);
     s.query()
@@ -332,7 +335,7 @@ pub async fn find_chain(
     account: Uuid,
     after_seq: i64,
     limit: i64,
-) -> Result<Vec<AuditRecord>, sqlx::Error> {
+) -> Result<Vec<AuditRecord>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM audit_events WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
     ))
@@ -347,7 +350,7 @@ pub async fn find_chain(
 }
 
 /// Every chain (account ids with a head) and its head (seq, hash).
-pub async fn find_heads(c: &mut Conn) -> Result<Vec<(Uuid, i64, String)>, sqlx::Error> {
+pub async fn find_heads(c: &mut Conn) -> Result<Vec<(Uuid, i64, String)>, Error> {
     sqlx::query("SELECT account_id, seq, hash FROM audit_heads ORDER BY account_id")
         .fetch_all(&mut *c)
         .await?
@@ -362,7 +365,7 @@ pub async fn find_heads(c: &mut Conn) -> Result<Vec<(Uuid, i64, String)>, sqlx::
         .collect()
 }
 
-pub async fn find_head(c: &mut Conn, account: Uuid) -> Result<Option<(i64, String)>, sqlx::Error> {
+pub async fn find_head(c: &mut Conn, account: Uuid) -> Result<Option<(i64, String)>, Error> {
     sqlx::query("SELECT seq, hash FROM audit_heads WHERE account_id = $1")
         .bind(account.to_string())
         .fetch_optional(&mut *c)
@@ -371,7 +374,7 @@ pub async fn find_head(c: &mut Conn, account: Uuid) -> Result<Option<(i64, Strin
         .transpose()
 }
 
-pub async fn insert_checkpoint(c: &mut Conn, cp: &Checkpoint) -> Result<(), sqlx::Error> {
+pub async fn insert_checkpoint(c: &mut Conn, cp: &Checkpoint) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO audit_checkpoints (account_id, seq, hash, signed_at, key_id, signature) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, seq) DO NOTHING",
@@ -387,7 +390,7 @@ pub async fn insert_checkpoint(c: &mut Conn, cp: &Checkpoint) -> Result<(), sqlx
     Ok(())
 }
 
-pub async fn find_checkpoints(c: &mut Conn, account: Uuid) -> Result<Vec<Checkpoint>, sqlx::Error> {
+pub async fn find_checkpoints(c: &mut Conn, account: Uuid) -> Result<Vec<Checkpoint>, Error> {
     sqlx::query(
         "SELECT account_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints \
          WHERE account_id = $1 ORDER BY seq",
@@ -414,7 +417,7 @@ pub async fn find_last_before(
     c: &mut Conn,
     account: Uuid,
     cutoff: i64,
-) -> Result<Option<(i64, String)>, sqlx::Error> {
+) -> Result<Option<(i64, String)>, Error> {
     sqlx::query(
         "SELECT seq, hash FROM audit_events WHERE account_id = $1 AND occurred < $2 \
          ORDER BY seq DESC LIMIT 1",
@@ -428,7 +431,7 @@ pub async fn find_last_before(
 }
 
 /// Deletes the events up to and including `seq` (retention; a checkpoint at `seq` is written first).
-pub async fn delete_through(c: &mut Conn, account: Uuid, seq: i64) -> Result<u64, sqlx::Error> {
+pub async fn delete_through(c: &mut Conn, account: Uuid, seq: i64) -> Result<u64, Error> {
     Ok(
         sqlx::query("DELETE FROM audit_events WHERE account_id = $1 AND seq <= $2")
             .bind(account.to_string())

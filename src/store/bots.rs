@@ -1,6 +1,7 @@
 //! Service accounts ("bots"), their API keys and their workspace grants.
 
-use super::{get_uuid, micros, opt_time, time, Arg, Conn, Sql};
+use super::Error;
+use super::{get_uuid, micros, opt_time, time, AccessTx, Arg, Conn, Sql};
 use crate::domain::role::AccountRole;
 use crate::domain::{
     AccessId, AccountId, ActorId, ApiKeyId, ApiKeyInfo, RoleId, Time, WorkspaceId,
@@ -23,7 +24,7 @@ pub struct BotRow {
 
 const COLS: &str = "id, account_id, actor_id, name, account_role, created, updated";
 
-fn bot_from(r: &AnyRow) -> Result<BotRow, sqlx::Error> {
+fn bot_from(r: &AnyRow) -> Result<BotRow, Error> {
     Ok(BotRow {
         id: get_uuid(r, "id")?,
         account_id: AccountId(get_uuid(r, "account_id")?),
@@ -35,7 +36,8 @@ fn bot_from(r: &AnyRow) -> Result<BotRow, sqlx::Error> {
     })
 }
 
-pub async fn insert_bot(c: &mut Conn, b: &BotRow) -> Result<(), sqlx::Error> {
+pub async fn insert_bot(c: &mut AccessTx<'_>, b: &BotRow) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query(
         "INSERT INTO bots (id, account_id, actor_id, name, account_role, created, updated) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -52,11 +54,7 @@ pub async fn insert_bot(c: &mut Conn, b: &BotRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub async fn find_bot(
-    c: &mut Conn,
-    account: AccountId,
-    id: Uuid,
-) -> Result<Option<BotRow>, sqlx::Error> {
+pub async fn find_bot(c: &mut Conn, account: AccountId, id: Uuid) -> Result<Option<BotRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM bots WHERE account_id = $1 AND id = $2"
     ))
@@ -74,7 +72,7 @@ pub async fn find_bots(
     names: Option<&[String]>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<BotRow>, sqlx::Error> {
+) -> Result<Vec<BotRow>, Error> {
     let mut s = Sql::new(&format!("SELECT {COLS} FROM bots WHERE account_id = "));
     s.push("?", [Arg::Text(account.to_string())]);
     if let Some(n) = names {
@@ -92,7 +90,8 @@ pub async fn find_bots(
         .collect()
 }
 
-pub async fn update_bot(c: &mut Conn, b: &BotRow) -> Result<(), sqlx::Error> {
+pub async fn update_bot(c: &mut AccessTx<'_>, b: &BotRow) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query("UPDATE bots SET name = $3, account_role = $4, updated = $5 WHERE account_id = $1 AND id = $2")
         .bind(b.account_id.to_string())
         .bind(b.id.to_string())
@@ -104,7 +103,8 @@ pub async fn update_bot(c: &mut Conn, b: &BotRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub async fn delete_bot(c: &mut Conn, account: AccountId, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete_bot(c: &mut AccessTx<'_>, account: AccountId, id: Uuid) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM bots WHERE account_id = $1 AND id = $2")
         .bind(account.to_string())
         .bind(id.to_string())
@@ -117,7 +117,7 @@ pub async fn delete_bot(c: &mut Conn, account: AccountId, id: Uuid) -> Result<bo
 pub async fn find_bot_roles(
     c: &mut Conn,
     account: AccountId,
-) -> Result<Vec<(Uuid, AccountRole)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, AccountRole)>, Error> {
     sqlx::query("SELECT id, account_role FROM bots WHERE account_id = $1")
         .bind(account.to_string())
         .fetch_all(&mut *c)
@@ -144,7 +144,7 @@ pub struct NewBotKey<'a> {
     pub expires_at: Option<Time>,
 }
 
-pub async fn insert_key(c: &mut Conn, k: NewBotKey<'_>, now: Time) -> Result<(), sqlx::Error> {
+pub async fn insert_key(c: &mut Conn, k: NewBotKey<'_>, now: Time) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO bot_api_keys (id, bot_id, name, key_hash, masked_key, expires_at, created) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -162,7 +162,7 @@ pub async fn insert_key(c: &mut Conn, k: NewBotKey<'_>, now: Time) -> Result<(),
 }
 
 /// A bot's keys, newest first.
-pub async fn find_keys(c: &mut Conn, bot: Uuid) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
+pub async fn find_keys(c: &mut Conn, bot: Uuid) -> Result<Vec<ApiKeyInfo>, Error> {
     sqlx::query(
         "SELECT id, created, name, expires_at, masked_key FROM bot_api_keys WHERE bot_id = $1 \
          ORDER BY created DESC, id",
@@ -188,7 +188,7 @@ pub async fn set_key_expiry(
     bot: Uuid,
     key: ApiKeyId,
     expires_at: Time,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     sqlx::query("UPDATE bot_api_keys SET expires_at = $3 WHERE bot_id = $1 AND id = $2")
         .bind(bot.to_string())
         .bind(key.to_string())
@@ -198,7 +198,7 @@ pub async fn set_key_expiry(
     Ok(())
 }
 
-pub async fn delete_key(c: &mut Conn, bot: Uuid, key: ApiKeyId) -> Result<bool, sqlx::Error> {
+pub async fn delete_key(c: &mut Conn, bot: Uuid, key: ApiKeyId) -> Result<bool, Error> {
     let r = sqlx::query("DELETE FROM bot_api_keys WHERE bot_id = $1 AND id = $2")
         .bind(bot.to_string())
         .bind(key.to_string())
@@ -211,7 +211,7 @@ pub async fn delete_key(c: &mut Conn, bot: Uuid, key: ApiKeyId) -> Result<bool, 
 pub async fn find_key_owner_by_hash(
     c: &mut Conn,
     hash: &str,
-) -> Result<Option<(ApiKeyId, BotRow, Option<Time>)>, sqlx::Error> {
+) -> Result<Option<(ApiKeyId, BotRow, Option<Time>)>, Error> {
     let cols = COLS
         .split(", ")
         .map(|c| format!("b.{c}"))
@@ -249,7 +249,7 @@ const ACCESS_SELECT: &str =
     "SELECT g.id, g.workspace_id, g.bot_id, g.workspace_role_id, g.expires_at, g.created, \
      g.updated, b.actor_id, b.name FROM workspace_bot_access g JOIN bots b ON b.id = g.bot_id";
 
-fn access_from(r: &AnyRow) -> Result<BotAccess, sqlx::Error> {
+fn access_from(r: &AnyRow) -> Result<BotAccess, Error> {
     Ok(BotAccess {
         id: AccessId(get_uuid(r, "id")?),
         workspace_id: WorkspaceId(get_uuid(r, "workspace_id")?),
@@ -264,14 +264,15 @@ fn access_from(r: &AnyRow) -> Result<BotAccess, sqlx::Error> {
 }
 
 pub async fn upsert_access(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     workspace: WorkspaceId,
     bot: Uuid,
     role: RoleId,
     expires_at: Option<Time>,
     now: Time,
-) -> Result<AccessId, sqlx::Error> {
+) -> Result<AccessId, Error> {
+    let c: &mut Conn = c;
     let row = sqlx::query(
         "INSERT INTO workspace_bot_access (id, account_id, workspace_id, bot_id, workspace_role_id, expires_at, created, updated) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
@@ -295,7 +296,7 @@ pub async fn find_access(
     account: AccountId,
     workspace: WorkspaceId,
     id: AccessId,
-) -> Result<Option<BotAccess>, sqlx::Error> {
+) -> Result<Option<BotAccess>, Error> {
     sqlx::query(&format!(
         "{ACCESS_SELECT} WHERE g.account_id = $1 AND g.workspace_id = $2 AND g.id = $3"
     ))
@@ -313,7 +314,7 @@ pub async fn find_accesses_of_bot(
     c: &mut Conn,
     account: AccountId,
     bot: Uuid,
-) -> Result<Vec<BotAccess>, sqlx::Error> {
+) -> Result<Vec<BotAccess>, Error> {
     sqlx::query(&format!(
         "{ACCESS_SELECT} WHERE g.account_id = $1 AND g.bot_id = $2 ORDER BY g.workspace_id"
     ))
@@ -333,7 +334,7 @@ pub async fn find_accesses(
     bots: Option<&[String]>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<BotAccess>, sqlx::Error> {
+) -> Result<Vec<BotAccess>, Error> {
     let mut s = Sql::new(ACCESS_SELECT);
     s.push(
         " WHERE g.account_id = ? AND g.workspace_id = ?",
@@ -358,11 +359,12 @@ pub async fn find_accesses(
 }
 
 pub async fn delete_access(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     workspace: WorkspaceId,
     id: AccessId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query(
         "DELETE FROM workspace_bot_access WHERE account_id = $1 AND workspace_id = $2 AND id = $3",
     )
@@ -378,7 +380,7 @@ pub async fn delete_access(
 pub async fn find_account_grants(
     c: &mut Conn,
     account: AccountId,
-) -> Result<Vec<super::GrantTuple>, sqlx::Error> {
+) -> Result<Vec<super::GrantTuple>, Error> {
     super::grant_rows(c, "workspace_bot_access", "bot_id", account).await
 }
 
@@ -387,7 +389,7 @@ pub async fn find_bot_by_actor(
     c: &mut Conn,
     account: AccountId,
     actor: Uuid,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<Uuid>, Error> {
     sqlx::query("SELECT id FROM bots WHERE account_id = $1 AND actor_id = $2")
         .bind(account.to_string())
         .bind(actor.to_string())

@@ -1,5 +1,6 @@
 //! Invitations and the email outbox.
 
+use super::Error;
 use super::{get_opt_uuid, get_uuid, micros, time, Arg, Conn, Sql};
 use crate::domain::role::AccountRole;
 use crate::domain::{AccountId, RoleId, Time, UserId, WorkspaceId};
@@ -26,7 +27,7 @@ pub struct InvitationRow {
 const COLS: &str = "id, account_id, email, account_role, workspace_id, workspace_role_id, status, \
                     expires_at, invited_by, created, updated";
 
-fn row_from(r: &AnyRow) -> Result<InvitationRow, sqlx::Error> {
+fn row_from(r: &AnyRow) -> Result<InvitationRow, Error> {
     Ok(InvitationRow {
         id: get_uuid(r, "id")?,
         account_id: AccountId(get_uuid(r, "account_id")?),
@@ -46,7 +47,7 @@ pub async fn insert_invitation(
     c: &mut Conn,
     i: &InvitationRow,
     token_hash: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO invitations (id, account_id, email, email_lower, account_role, workspace_id, \
          workspace_role_id, status, token_hash, expires_at, invited_by, created, updated) \
@@ -74,7 +75,7 @@ pub async fn find_invitation(
     c: &mut Conn,
     account: AccountId,
     id: Uuid,
-) -> Result<Option<InvitationRow>, sqlx::Error> {
+) -> Result<Option<InvitationRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM invitations WHERE account_id = $1 AND id = $2"
     ))
@@ -91,7 +92,7 @@ pub async fn find_by_token(
     c: &mut Conn,
     id: Uuid,
     token_hash: &str,
-) -> Result<Option<InvitationRow>, sqlx::Error> {
+) -> Result<Option<InvitationRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM invitations WHERE id = $1 AND token_hash = $2"
     ))
@@ -157,7 +158,7 @@ pub async fn find_invitations(
     now: Time,
     limit: i64,
     offset: i64,
-) -> Result<Vec<InvitationRow>, sqlx::Error> {
+) -> Result<Vec<InvitationRow>, Error> {
     let mut s = filtered(&format!("SELECT {COLS} FROM invitations"), account, f, now);
     s.push(
         " ORDER BY created DESC, id LIMIT ? OFFSET ?",
@@ -176,26 +177,24 @@ pub async fn count_invitations(
     account: AccountId,
     f: &InvitationFilter,
     now: Time,
-) -> Result<i64, sqlx::Error> {
-    filtered("SELECT COUNT(*) AS n FROM invitations", account, f, now)
-        .query()
-        .fetch_one(&mut *c)
-        .await?
-        .try_get("n")
+) -> Result<i64, Error> {
+    Ok(
+        filtered("SELECT COUNT(*) AS n FROM invitations", account, f, now)
+            .query()
+            .fetch_one(&mut *c)
+            .await?
+            .try_get("n")?,
+    )
 }
 
 /// Pending, unexpired invitations (they hold seats).
-pub async fn count_pending(
-    c: &mut Conn,
-    account: AccountId,
-    now: Time,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) AS n FROM invitations WHERE account_id = $1 AND status = 'pending' AND expires_at > $2")
+pub async fn count_pending(c: &mut Conn, account: AccountId, now: Time) -> Result<i64, Error> {
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM invitations WHERE account_id = $1 AND status = 'pending' AND expires_at > $2")
         .bind(account.to_string())
         .bind(micros(now))
         .fetch_one(&mut *c)
         .await?
-        .try_get("n")
+        .try_get("n")?)
 }
 
 /// Moves a pending, unexpired invitation to `status`; false when it was not pending any more (the
@@ -206,7 +205,7 @@ pub async fn claim(
     token_hash: &str,
     status: &str,
     now: Time,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
     let r = sqlx::query(
         "UPDATE invitations SET status = $3, updated = $4 \
          WHERE id = $1 AND token_hash = $2 AND status = 'pending' AND expires_at > $4",
@@ -221,12 +220,7 @@ pub async fn claim(
 }
 
 /// Revokes a pending invitation of the account.
-pub async fn revoke(
-    c: &mut Conn,
-    account: AccountId,
-    id: Uuid,
-    now: Time,
-) -> Result<bool, sqlx::Error> {
+pub async fn revoke(c: &mut Conn, account: AccountId, id: Uuid, now: Time) -> Result<bool, Error> {
     let r = sqlx::query(
         "UPDATE invitations SET status = 'revoked', updated = $3 \
          WHERE account_id = $1 AND id = $2 AND status = 'pending'",
@@ -247,7 +241,7 @@ pub async fn renew(
     token_hash: &str,
     expires_at: Time,
     now: Time,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
     let r = sqlx::query(
         "UPDATE invitations SET token_hash = $3, expires_at = $4, updated = $5 \
          WHERE account_id = $1 AND id = $2 AND status = 'pending'",
@@ -277,7 +271,7 @@ pub struct OutboxMessage {
     pub attempts: i64,
 }
 
-pub async fn insert_message(c: &mut Conn, m: &OutboxMessage, now: Time) -> Result<(), sqlx::Error> {
+pub async fn insert_message(c: &mut Conn, m: &OutboxMessage, now: Time) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO outbox (id, account_id, invitation_id, to_addr, subject, body_text, body_html, \
          status, attempts, next_attempt_at, created) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)",
@@ -296,11 +290,7 @@ pub async fn insert_message(c: &mut Conn, m: &OutboxMessage, now: Time) -> Resul
 }
 
 /// Messages due for a (re)try.
-pub async fn find_due(
-    c: &mut Conn,
-    now: Time,
-    limit: i64,
-) -> Result<Vec<OutboxMessage>, sqlx::Error> {
+pub async fn find_due(c: &mut Conn, now: Time, limit: i64) -> Result<Vec<OutboxMessage>, Error> {
     sqlx::query(
         "SELECT id, account_id, invitation_id, to_addr, subject, body_text, body_html, attempts FROM outbox \
          WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
@@ -326,7 +316,7 @@ pub async fn find_due(
 }
 
 /// Marks a message sent and erases its body (it carries a one-time link).
-pub async fn mark_sent(c: &mut Conn, id: Uuid, now: Time) -> Result<(), sqlx::Error> {
+pub async fn mark_sent(c: &mut Conn, id: Uuid, now: Time) -> Result<(), Error> {
     sqlx::query(
         "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $2, body_text = NULL, \
          body_html = NULL, last_error = NULL WHERE id = $1",
@@ -344,7 +334,7 @@ pub async fn mark_failed(
     id: Uuid,
     error: &str,
     next: Option<Time>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     sqlx::query(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
          status = CASE WHEN $3 = 1 THEN 'pending' ELSE 'failed' END, next_attempt_at = $4 WHERE id = $1",
@@ -359,7 +349,7 @@ pub async fn mark_failed(
 }
 
 /// Drops unsent messages of an invitation (it was resent or revoked).
-pub async fn cancel_for_invitation(c: &mut Conn, invitation: Uuid) -> Result<(), sqlx::Error> {
+pub async fn cancel_for_invitation(c: &mut Conn, invitation: Uuid) -> Result<(), Error> {
     sqlx::query("DELETE FROM outbox WHERE invitation_id = $1 AND status = 'pending'")
         .bind(invitation.to_string())
         .execute(&mut *c)
@@ -371,7 +361,7 @@ pub async fn cancel_for_invitation(c: &mut Conn, invitation: Uuid) -> Result<(),
 pub async fn find_delivery(
     c: &mut Conn,
     invitation: Uuid,
-) -> Result<Option<(String, i64, Option<String>)>, sqlx::Error> {
+) -> Result<Option<(String, i64, Option<String>)>, Error> {
     sqlx::query(
         "SELECT status, attempts, last_error FROM outbox WHERE invitation_id = $1 ORDER BY created DESC LIMIT 1",
     )

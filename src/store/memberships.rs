@@ -1,6 +1,7 @@
 //! Account memberships (users in accounts with a system account role).
 
-use super::{get_bool, get_uuid, micros, opt_time, time, Arg, Conn, Sql};
+use super::Error;
+use super::{get_bool, get_uuid, micros, opt_time, time, AccessTx, Arg, Conn, Sql};
 use crate::domain::role::AccountRole;
 use crate::domain::{AccountId, ActorId, Membership, MembershipId, RoleId, Time, UserId};
 use sqlx::any::AnyRow;
@@ -11,11 +12,11 @@ const SELECT: &str =
      u.actor_id, u.handle, u.first_name, u.last_name, u.email, u.last_login \
      FROM account_memberships m JOIN users u ON u.id = m.user_id";
 
-fn role_of(row: &AnyRow) -> Result<AccountRole, sqlx::Error> {
+fn role_of(row: &AnyRow) -> Result<AccountRole, Error> {
     super::get_account_role(row, "role")
 }
 
-fn membership_from(row: &AnyRow) -> Result<Membership, sqlx::Error> {
+fn membership_from(row: &AnyRow) -> Result<Membership, Error> {
     let role = role_of(row)?;
     Ok(Membership {
         id: MembershipId(get_uuid(row, "id")?),
@@ -39,12 +40,13 @@ fn membership_from(row: &AnyRow) -> Result<Membership, sqlx::Error> {
 }
 
 pub async fn insert_membership(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     user: UserId,
     role: AccountRole,
     now: Time,
-) -> Result<MembershipId, sqlx::Error> {
+) -> Result<MembershipId, Error> {
+    let c: &mut Conn = c;
     let id = MembershipId::new();
     sqlx::query(
         "INSERT INTO account_memberships (id, account_id, user_id, role, active, created, updated) \
@@ -64,7 +66,7 @@ pub async fn find_membership(
     c: &mut Conn,
     account: AccountId,
     id: MembershipId,
-) -> Result<Option<Membership>, sqlx::Error> {
+) -> Result<Option<Membership>, Error> {
     sqlx::query(&format!("{SELECT} WHERE m.account_id = $1 AND m.id = $2"))
         .bind(account.to_string())
         .bind(id.to_string())
@@ -78,7 +80,7 @@ pub async fn find_membership_by_user(
     c: &mut Conn,
     account: AccountId,
     user: UserId,
-) -> Result<Option<Membership>, sqlx::Error> {
+) -> Result<Option<Membership>, Error> {
     sqlx::query(&format!(
         "{SELECT} WHERE m.account_id = $1 AND m.user_id = $2"
     ))
@@ -120,7 +122,7 @@ pub async fn find_memberships(
     f: &MembershipFilter,
     limit: i64,
     offset: i64,
-) -> Result<Vec<Membership>, sqlx::Error> {
+) -> Result<Vec<Membership>, Error> {
     let mut q = filtered(SELECT, account, f);
     q.push(
         " ORDER BY u.email_lower, m.id LIMIT ? OFFSET ?",
@@ -138,22 +140,23 @@ pub async fn count_memberships(
     c: &mut Conn,
     account: AccountId,
     f: &MembershipFilter,
-) -> Result<i64, sqlx::Error> {
+) -> Result<i64, Error> {
     let q = filtered(
         "SELECT COUNT(*) AS n FROM account_memberships m JOIN users u ON u.id = m.user_id",
         account,
         f,
     );
-    q.query().fetch_one(&mut *c).await?.try_get("n")
+    Ok(q.query().fetch_one(&mut *c).await?.try_get("n")?)
 }
 
 pub async fn update_membership_role(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     id: MembershipId,
     role: AccountRole,
     now: Time,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query(
         "UPDATE account_memberships SET role = $3, updated = $4 WHERE account_id = $1 AND id = $2",
     )
@@ -167,10 +170,11 @@ pub async fn update_membership_role(
 }
 
 pub async fn delete_membership(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     id: MembershipId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM account_memberships WHERE account_id = $1 AND id = $2")
         .bind(account.to_string())
         .bind(id.to_string())
@@ -180,22 +184,22 @@ pub async fn delete_membership(
 }
 
 /// Active Owners of the account.
-pub async fn count_active_owners(c: &mut Conn, account: AccountId) -> Result<i64, sqlx::Error> {
-    sqlx::query(
+pub async fn count_active_owners(c: &mut Conn, account: AccountId) -> Result<i64, Error> {
+    Ok(sqlx::query(
         "SELECT COUNT(*) AS n FROM account_memberships \
          WHERE account_id = $1 AND role = 'owner' AND active = 1",
     )
     .bind(account.to_string())
     .fetch_one(&mut *c)
     .await?
-    .try_get("n")
+    .try_get("n")?)
 }
 
 /// (account id, role, active) of every account membership, for the permission index.
 pub async fn find_member_roles(
     c: &mut Conn,
     account: AccountId,
-) -> Result<Vec<(UserId, AccountRole, bool)>, sqlx::Error> {
+) -> Result<Vec<(UserId, AccountRole, bool)>, Error> {
     sqlx::query("SELECT user_id, role, active FROM account_memberships WHERE account_id = $1")
         .bind(account.to_string())
         .fetch_all(&mut *c)
@@ -224,7 +228,7 @@ pub struct UserAccountRow {
 pub async fn find_accounts_of_user(
     c: &mut Conn,
     user: UserId,
-) -> Result<Vec<UserAccountRow>, sqlx::Error> {
+) -> Result<Vec<UserAccountRow>, Error> {
     sqlx::query(
         "SELECT m.id, m.account_id, m.role, m.active, a.name, a.handle \
          FROM account_memberships m JOIN accounts a ON a.id = m.account_id \
@@ -248,23 +252,24 @@ pub async fn find_accounts_of_user(
 }
 
 /// Seats in use: active user members.
-pub async fn count_active_members(c: &mut Conn, account: AccountId) -> Result<i64, sqlx::Error> {
-    sqlx::query(
+pub async fn count_active_members(c: &mut Conn, account: AccountId) -> Result<i64, Error> {
+    Ok(sqlx::query(
         "SELECT COUNT(*) AS n FROM account_memberships WHERE account_id = $1 AND active = 1",
     )
     .bind(account.to_string())
     .fetch_one(&mut *c)
     .await?
-    .try_get("n")
+    .try_get("n")?)
 }
 
 pub async fn update_membership_active(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     id: MembershipId,
     active: bool,
     now: Time,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query(
         "UPDATE account_memberships SET active = $3, updated = $4 WHERE account_id = $1 AND id = $2",
     )

@@ -9,6 +9,9 @@ pub mod api_keys;
 pub mod audit;
 pub mod bots;
 pub mod dialect;
+pub mod error;
+
+pub use error::Error;
 pub mod invitations;
 pub mod memberships;
 pub mod roles;
@@ -126,8 +129,12 @@ impl Store {
     }
 
     /// Begins a write transaction.
-    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        self.write.begin().await
+    pub async fn begin(&self) -> Result<Write, Error> {
+        Ok(Write {
+            tx: self.write.begin().await?,
+            engine: self.engine,
+            changed: Vec::new(),
+        })
     }
 
     /// Begins a write transaction on an account's data, holding the account's row lock from the
@@ -136,18 +143,15 @@ impl Store {
     /// and the access version last — so concurrent writers queue instead of deadlocking
     /// (before, a workspace creation locked the account then the audit head while a rename
     /// locked the audit head then the account's access version).
-    pub async fn begin_account(
-        &self,
-        account: crate::domain::AccountId,
-    ) -> Result<Tx, sqlx::Error> {
+    pub async fn begin_account(&self, account: crate::domain::AccountId) -> Result<Write, Error> {
         let mut tx = self.begin().await?;
         accounts::lock_account(&mut tx, self.engine, account).await?;
         Ok(tx)
     }
 
     /// A connection for reads.
-    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
-        self.read.acquire().await
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Error> {
+        Ok(self.read.acquire().await?)
     }
 
     /// True when the database answers.
@@ -167,6 +171,76 @@ impl Store {
         self.read.close().await;
     }
 }
+
+/// A write transaction. It knows its engine, and which accounts' access data it changed: the
+/// functions that write what the permission index and the gateway registry are built from
+/// (memberships, service accounts and their grants, roles, workspaces, user and team grants, team
+/// members, an account's plan, settings, allowlist and upstreams) take an [`AccessTx`], which only
+/// [`Write::access`] hands out. [`Write::commit`] bumps those accounts' access versions (last, in
+/// the lock order of [`Store::begin_account`]), commits, and answers them as a [`Changed`] that
+/// must be used: the service layer's unit of work (`services::unit`) refreshes the index from it.
+pub struct Write {
+    tx: Tx,
+    engine: Engine,
+    changed: Vec<crate::domain::AccountId>,
+}
+
+impl std::ops::Deref for Write {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Write {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.tx
+    }
+}
+
+impl Write {
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// This transaction, for a write to `account`'s access data (recorded for [`Write::commit`]).
+    pub fn access(&mut self, account: crate::domain::AccountId) -> AccessTx<'_> {
+        if !self.changed.contains(&account) {
+            self.changed.push(account);
+        }
+        AccessTx(&mut self.tx)
+    }
+
+    /// Bumps the access version of every account whose access data changed, then commits.
+    pub async fn commit(mut self) -> Result<Changed, Error> {
+        self.changed.sort();
+        for a in &self.changed {
+            accounts::bump_access_version(&mut self.tx, self.engine, *a).await?;
+        }
+        self.tx.commit().await?;
+        Ok(Changed(self.changed))
+    }
+}
+
+/// A transaction that records a change of an account's access data (from [`Write::access`]).
+pub struct AccessTx<'a>(&'a mut Conn);
+
+impl std::ops::Deref for AccessTx<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.0
+    }
+}
+
+impl std::ops::DerefMut for AccessTx<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.0
+    }
+}
+
+/// The accounts whose access data a committed transaction changed.
+#[must_use = "the permission index of these accounts must be refreshed (services::unit does)"]
+pub struct Changed(pub Vec<crate::domain::AccountId>);
 
 fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
     let path = url
@@ -230,22 +304,22 @@ pub(crate) fn opt_time(us: Option<i64>) -> Option<Time> {
     us.map(time)
 }
 
-pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<Uuid, sqlx::Error> {
+pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<Uuid, Error> {
     let s: String = row.try_get(col)?;
-    Uuid::from_str(&s).map_err(|e| sqlx::Error::ColumnDecode {
+    Ok(Uuid::from_str(&s).map_err(|e| sqlx::Error::ColumnDecode {
         index: col.to_string(),
         source: Box::new(e),
-    })
+    })?)
 }
 
-pub(crate) fn get_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, sqlx::Error> {
+pub(crate) fn get_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, Error> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| Uuid::from_str(&s))
+    Ok(s.map(|s| Uuid::from_str(&s))
         .transpose()
         .map_err(|e| sqlx::Error::ColumnDecode {
             index: col.to_string(),
             source: Box::new(e),
-        })
+        })?)
 }
 
 /// An account role stored as its code; an unknown code is a decode error (the store never
@@ -253,27 +327,21 @@ pub(crate) fn get_opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, sqlx
 pub(crate) fn get_account_role(
     row: &AnyRow,
     col: &str,
-) -> Result<crate::domain::role::AccountRole, sqlx::Error> {
+) -> Result<crate::domain::role::AccountRole, Error> {
     let code: String = row.try_get(col)?;
-    crate::domain::role::AccountRole::from_code(&code).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: col.into(),
-        source: format!("unknown account role {code:?}").into(),
-    })
+    Ok(
+        crate::domain::role::AccountRole::from_code(&code).ok_or_else(|| {
+            sqlx::Error::ColumnDecode {
+                index: col.into(),
+                source: format!("unknown account role {code:?}").into(),
+            }
+        })?,
+    )
 }
 
-pub(crate) fn get_bool(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
+pub(crate) fn get_bool(row: &AnyRow, col: &str) -> Result<bool, Error> {
     let v: i64 = row.try_get(col)?;
     Ok(v != 0)
-}
-
-/// True when `e` is a unique-constraint violation.
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-/// True when `e` is a foreign-key violation (for example deleting a role still in use).
-pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
 /// Builds SQL with `$n` placeholders for optional filters, binding values in order.
@@ -353,7 +421,7 @@ pub(crate) async fn grant_rows(
     table: &'static str,
     subject: &'static str,
     account: crate::domain::AccountId,
-) -> Result<Vec<GrantTuple>, sqlx::Error> {
+) -> Result<Vec<GrantTuple>, Error> {
     sqlx::query(&format!(
         "SELECT workspace_id, {subject} AS subject, workspace_role_id, expires_at FROM {table} WHERE account_id = $1"
     ))

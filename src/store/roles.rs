@@ -1,13 +1,14 @@
 //! Custom workspace roles (built-in roles are rows too, but their scopes live in code).
 
-use super::{get_opt_uuid, get_uuid, micros, time, Arg, Conn, Sql};
+use super::Error;
+use super::{get_opt_uuid, get_uuid, micros, time, AccessTx, Arg, Conn, Sql};
 use crate::domain::{AccountId, CustomRoleRow, RoleId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 const COLS: &str = "id, account_id, name, description, scopes, inherited_role_id, created, updated";
 
-fn role_from(row: &AnyRow) -> Result<CustomRoleRow, sqlx::Error> {
+fn role_from(row: &AnyRow) -> Result<CustomRoleRow, Error> {
     let scopes: String = row.try_get("scopes")?;
     Ok(CustomRoleRow {
         id: RoleId(get_uuid(row, "id")?),
@@ -21,7 +22,7 @@ fn role_from(row: &AnyRow) -> Result<CustomRoleRow, sqlx::Error> {
     })
 }
 
-pub async fn insert_role(c: &mut Conn, r: &CustomRoleRow) -> Result<(), sqlx::Error> {
+pub async fn insert_role(c: &mut Conn, r: &CustomRoleRow) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO workspace_roles (id, account_id, name, description, scopes, \
          inherited_role_id, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -39,7 +40,8 @@ pub async fn insert_role(c: &mut Conn, r: &CustomRoleRow) -> Result<(), sqlx::Er
     Ok(())
 }
 
-pub async fn update_role(c: &mut Conn, r: &CustomRoleRow) -> Result<(), sqlx::Error> {
+pub async fn update_role(c: &mut AccessTx<'_>, r: &CustomRoleRow) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query(
         "UPDATE workspace_roles SET name = $3, description = $4, scopes = $5, \
          inherited_role_id = $6, updated = $7 WHERE account_id = $1 AND id = $2",
@@ -60,7 +62,7 @@ pub async fn find_role(
     c: &mut Conn,
     account: AccountId,
     id: RoleId,
-) -> Result<Option<CustomRoleRow>, sqlx::Error> {
+) -> Result<Option<CustomRoleRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM workspace_roles WHERE account_id = $1 AND id = $2"
     ))
@@ -77,7 +79,7 @@ pub async fn find_roles(
     c: &mut Conn,
     account: AccountId,
     names: Option<&[String]>,
-) -> Result<Vec<CustomRoleRow>, sqlx::Error> {
+) -> Result<Vec<CustomRoleRow>, Error> {
     let mut q = Sql::new(&format!(
         "SELECT {COLS} FROM workspace_roles WHERE account_id = "
     ));
@@ -97,10 +99,11 @@ pub async fn find_roles(
 /// Deletes a custom role. A role still referenced by a grant or a workspace default fails with a
 /// foreign-key violation, which the service reports as 409.
 pub async fn delete_role(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     id: RoleId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM workspace_roles WHERE account_id = $1 AND id = $2")
         .bind(account.to_string())
         .bind(id.to_string())
@@ -110,12 +113,8 @@ pub async fn delete_role(
 }
 
 /// How many grants and workspace defaults use the role (for a clear 409 message).
-pub async fn count_role_uses(
-    c: &mut Conn,
-    account: AccountId,
-    id: RoleId,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query(
+pub async fn count_role_uses(c: &mut Conn, account: AccountId, id: RoleId) -> Result<i64, Error> {
+    Ok(sqlx::query(
         "SELECT (SELECT COUNT(*) FROM workspace_user_access WHERE account_id = $1 AND workspace_role_id = $2) \
               + (SELECT COUNT(*) FROM workspace_bot_access WHERE account_id = $1 AND workspace_role_id = $2) \
               + (SELECT COUNT(*) FROM workspace_team_access WHERE account_id = $1 AND workspace_role_id = $2) \
@@ -125,5 +124,5 @@ pub async fn count_role_uses(
     .bind(id.to_string())
     .fetch_one(&mut *c)
     .await?
-    .try_get("n")
+    .try_get("n")?)
 }

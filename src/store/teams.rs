@@ -1,6 +1,7 @@
 //! Teams, their members and their workspace grants.
 
-use super::{get_uuid, micros, opt_time, time, Arg, Conn, Sql};
+use super::Error;
+use super::{get_uuid, micros, opt_time, time, AccessTx, Arg, Conn, Sql};
 use crate::domain::{AccessId, AccountId, RoleId, Time, WorkspaceId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -16,7 +17,7 @@ pub struct TeamRow {
     pub updated: Time,
 }
 
-fn team_from(r: &AnyRow) -> Result<TeamRow, sqlx::Error> {
+fn team_from(r: &AnyRow) -> Result<TeamRow, Error> {
     Ok(TeamRow {
         id: get_uuid(r, "id")?,
         account_id: AccountId(get_uuid(r, "account_id")?),
@@ -29,7 +30,7 @@ fn team_from(r: &AnyRow) -> Result<TeamRow, sqlx::Error> {
 
 const COLS: &str = "id, account_id, name, description, created, updated";
 
-pub async fn insert_team(c: &mut Conn, t: &TeamRow) -> Result<(), sqlx::Error> {
+pub async fn insert_team(c: &mut Conn, t: &TeamRow) -> Result<(), Error> {
     sqlx::query("INSERT INTO teams (id, account_id, name, description, created, updated) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(t.id.to_string())
         .bind(t.account_id.to_string())
@@ -42,7 +43,7 @@ pub async fn insert_team(c: &mut Conn, t: &TeamRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub async fn update_team(c: &mut Conn, t: &TeamRow) -> Result<(), sqlx::Error> {
+pub async fn update_team(c: &mut Conn, t: &TeamRow) -> Result<(), Error> {
     sqlx::query("UPDATE teams SET name = $3, description = $4, updated = $5 WHERE account_id = $1 AND id = $2")
         .bind(t.account_id.to_string())
         .bind(t.id.to_string())
@@ -58,7 +59,7 @@ pub async fn find_team(
     c: &mut Conn,
     account: AccountId,
     id: Uuid,
-) -> Result<Option<TeamRow>, sqlx::Error> {
+) -> Result<Option<TeamRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM teams WHERE account_id = $1 AND id = $2"
     ))
@@ -89,7 +90,7 @@ pub async fn find_teams(
     f: &TeamFilter,
     limit: i64,
     offset: i64,
-) -> Result<Vec<TeamRow>, sqlx::Error> {
+) -> Result<Vec<TeamRow>, Error> {
     let mut s = Sql::new(&format!("SELECT {COLS} FROM teams WHERE account_id = "));
     s.push("?", [Arg::Text(account.to_string())]);
     if let Some(n) = &f.names {
@@ -140,7 +141,12 @@ pub async fn find_teams(
         .collect()
 }
 
-pub async fn delete_team(c: &mut Conn, account: AccountId, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete_team(
+    c: &mut AccessTx<'_>,
+    account: AccountId,
+    id: Uuid,
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM teams WHERE account_id = $1 AND id = $2")
         .bind(account.to_string())
         .bind(id.to_string())
@@ -159,11 +165,12 @@ pub struct TeamMemberRow {
 }
 
 pub async fn upsert_member(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     m: &TeamMemberRow,
     now: Time,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query(
         "INSERT INTO team_members (account_id, team_id, member_id, member_type, expires_at, created) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (team_id, member_id) DO UPDATE SET expires_at = excluded.expires_at",
@@ -180,11 +187,12 @@ pub async fn upsert_member(
 }
 
 pub async fn delete_member(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     team: Uuid,
     member: Uuid,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query(
         "DELETE FROM team_members WHERE account_id = $1 AND team_id = $2 AND member_id = $3",
     )
@@ -198,10 +206,11 @@ pub async fn delete_member(
 
 /// Removes a user or service account from every team of the account.
 pub async fn delete_member_everywhere(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     member: Uuid,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query("DELETE FROM team_members WHERE account_id = $1 AND member_id = $2")
         .bind(account.to_string())
         .bind(member.to_string())
@@ -210,7 +219,7 @@ pub async fn delete_member_everywhere(
     Ok(())
 }
 
-fn member_from(r: &AnyRow) -> Result<TeamMemberRow, sqlx::Error> {
+fn member_from(r: &AnyRow) -> Result<TeamMemberRow, Error> {
     Ok(TeamMemberRow {
         team_id: get_uuid(r, "team_id")?,
         member_id: get_uuid(r, "member_id")?,
@@ -223,7 +232,7 @@ pub async fn find_members(
     c: &mut Conn,
     account: AccountId,
     team: Uuid,
-) -> Result<Vec<TeamMemberRow>, sqlx::Error> {
+) -> Result<Vec<TeamMemberRow>, Error> {
     sqlx::query("SELECT team_id, member_id, member_type, expires_at FROM team_members WHERE account_id = $1 AND team_id = $2")
         .bind(account.to_string())
         .bind(team.to_string())
@@ -238,7 +247,7 @@ pub async fn find_members(
 pub async fn find_account_members(
     c: &mut Conn,
     account: AccountId,
-) -> Result<Vec<TeamMemberRow>, sqlx::Error> {
+) -> Result<Vec<TeamMemberRow>, Error> {
     sqlx::query("SELECT team_id, member_id, member_type, expires_at FROM team_members WHERE account_id = $1")
         .bind(account.to_string())
         .fetch_all(&mut *c)
@@ -250,7 +259,17 @@ pub async fn find_account_members(
 
 /// Deletes memberships and grants whose expiry has passed (the engine stopped counting them at
 /// their instant already); returns how many rows went.
-pub async fn sweep_expired(c: &mut Conn, now: Time) -> Result<u64, sqlx::Error> {
+pub async fn sweep_expired(
+    w: &mut super::Write,
+    accounts: &[AccountId],
+    now: Time,
+) -> Result<u64, Error> {
+    // Every account with an expired row is recorded as changed; `accounts` comes from
+    // `find_accounts_with_expired` in the same transaction.
+    for a in accounts {
+        w.access(*a);
+    }
+    let c: &mut Conn = w;
     let mut n = 0;
     for table in [
         "team_members",
@@ -270,10 +289,7 @@ pub async fn sweep_expired(c: &mut Conn, now: Time) -> Result<u64, sqlx::Error> 
 }
 
 /// Accounts that have expired rows (to rebuild their snapshots after a sweep).
-pub async fn find_accounts_with_expired(
-    c: &mut Conn,
-    now: Time,
-) -> Result<Vec<AccountId>, sqlx::Error> {
+pub async fn find_accounts_with_expired(c: &mut Conn, now: Time) -> Result<Vec<AccountId>, Error> {
     let mut out = std::collections::BTreeSet::new();
     for table in [
         "team_members",
@@ -310,7 +326,7 @@ pub struct TeamAccess {
 const ACCESS_SELECT: &str = "SELECT g.id, g.workspace_id, g.team_id, g.workspace_role_id, g.expires_at, g.created, g.updated, \
      t.name FROM workspace_team_access g JOIN teams t ON t.id = g.team_id";
 
-fn access_from(r: &AnyRow) -> Result<TeamAccess, sqlx::Error> {
+fn access_from(r: &AnyRow) -> Result<TeamAccess, Error> {
     Ok(TeamAccess {
         id: AccessId(get_uuid(r, "id")?),
         workspace_id: WorkspaceId(get_uuid(r, "workspace_id")?),
@@ -324,14 +340,15 @@ fn access_from(r: &AnyRow) -> Result<TeamAccess, sqlx::Error> {
 }
 
 pub async fn upsert_access(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     workspace: WorkspaceId,
     team: Uuid,
     role: RoleId,
     expires_at: Option<Time>,
     now: Time,
-) -> Result<AccessId, sqlx::Error> {
+) -> Result<AccessId, Error> {
+    let c: &mut Conn = c;
     let row = sqlx::query(
         "INSERT INTO workspace_team_access (id, account_id, workspace_id, team_id, workspace_role_id, expires_at, created, updated) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (workspace_id, team_id) DO UPDATE SET \
@@ -355,7 +372,7 @@ pub async fn find_accesses(
     workspace: WorkspaceId,
     limit: i64,
     offset: i64,
-) -> Result<Vec<TeamAccess>, sqlx::Error> {
+) -> Result<Vec<TeamAccess>, Error> {
     sqlx::query(&format!("{ACCESS_SELECT} WHERE g.account_id = $1 AND g.workspace_id = $2 ORDER BY t.name, g.id LIMIT $3 OFFSET $4"))
         .bind(account.to_string())
         .bind(workspace.to_string())
@@ -370,11 +387,12 @@ pub async fn find_accesses(
 
 /// Deletes a team's grant on a workspace (keyed by team, as the reference does).
 pub async fn delete_access(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     workspace: WorkspaceId,
     team: Uuid,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM workspace_team_access WHERE account_id = $1 AND workspace_id = $2 AND team_id = $3")
         .bind(account.to_string())
         .bind(workspace.to_string())
@@ -388,7 +406,7 @@ pub async fn delete_access(
 pub async fn find_account_grants(
     c: &mut Conn,
     account: AccountId,
-) -> Result<Vec<super::GrantTuple>, sqlx::Error> {
+) -> Result<Vec<super::GrantTuple>, Error> {
     super::grant_rows(c, "workspace_team_access", "team_id", account).await
 }
 
@@ -397,7 +415,7 @@ pub async fn find_team_workspaces(
     c: &mut Conn,
     account: AccountId,
     team: Uuid,
-) -> Result<Vec<(WorkspaceId, String, RoleId)>, sqlx::Error> {
+) -> Result<Vec<(WorkspaceId, String, RoleId)>, Error> {
     sqlx::query(
         "SELECT g.workspace_id, w.handle, g.workspace_role_id FROM workspace_team_access g \
          JOIN workspaces w ON w.id = g.workspace_id WHERE g.account_id = $1 AND g.team_id = $2 ORDER BY w.handle",

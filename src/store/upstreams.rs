@@ -1,6 +1,7 @@
 //! Workspace upstreams: where the gateway forwards a workspace's Prefect API calls.
 
-use super::{get_uuid, micros, time, Conn};
+use super::Error;
+use super::{get_uuid, micros, time, AccessTx, Conn};
 use crate::domain::{AccountId, Time, WorkspaceId};
 use sqlx::Row;
 
@@ -20,7 +21,7 @@ pub struct UpstreamRow {
 const COLS: &str =
     "workspace_id, account_id, url, auth_string_enc, operator_bound, created, updated";
 
-fn row_from(r: &sqlx::any::AnyRow) -> Result<UpstreamRow, sqlx::Error> {
+fn row_from(r: &sqlx::any::AnyRow) -> Result<UpstreamRow, Error> {
     Ok(UpstreamRow {
         workspace_id: WorkspaceId(get_uuid(r, "workspace_id")?),
         account_id: AccountId(get_uuid(r, "account_id")?),
@@ -33,7 +34,8 @@ fn row_from(r: &sqlx::any::AnyRow) -> Result<UpstreamRow, sqlx::Error> {
 }
 
 /// Inserts or replaces a workspace's upstream.
-pub async fn upsert_upstream(c: &mut Conn, u: &UpstreamRow) -> Result<(), sqlx::Error> {
+pub async fn upsert_upstream(c: &mut AccessTx<'_>, u: &UpstreamRow) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query(
         "INSERT INTO workspace_upstreams (workspace_id, account_id, url, auth_string_enc, created, updated, operator_bound) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -55,7 +57,7 @@ pub async fn find_upstream(
     c: &mut Conn,
     account: AccountId,
     workspace: WorkspaceId,
-) -> Result<Option<UpstreamRow>, sqlx::Error> {
+) -> Result<Option<UpstreamRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM workspace_upstreams WHERE account_id = $1 AND workspace_id = $2"
     ))
@@ -71,7 +73,7 @@ pub async fn find_upstream(
 pub async fn find_account_upstreams(
     c: &mut Conn,
     account: AccountId,
-) -> Result<Vec<UpstreamRow>, sqlx::Error> {
+) -> Result<Vec<UpstreamRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM workspace_upstreams WHERE account_id = $1"
     ))
@@ -85,10 +87,11 @@ pub async fn find_account_upstreams(
 
 /// Removes a workspace's upstream; true when there was one.
 pub async fn delete_upstream(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     workspace: WorkspaceId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     Ok(
         sqlx::query("DELETE FROM workspace_upstreams WHERE account_id = $1 AND workspace_id = $2")
             .bind(account.to_string())

@@ -1,5 +1,6 @@
 //! Users and sessions.
 
+use super::Error;
 use super::{get_bool, get_uuid, micros, opt_time, time, Conn};
 use crate::domain::{ActorId, Time, User, UserId};
 use sqlx::any::AnyRow;
@@ -8,7 +9,7 @@ use sqlx::Row;
 const USER_COLS: &str = "id, actor_id, email, handle, first_name, last_name, location, title, \
      image_location, settings, site_admin, last_login, created, updated";
 
-fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
+fn user_from(row: &AnyRow) -> Result<User, Error> {
     let settings: String = row.try_get("settings")?;
     Ok(User {
         id: UserId(get_uuid(row, "id")?),
@@ -40,7 +41,7 @@ pub struct NewUser<'a> {
     pub site_admin: bool,
 }
 
-pub async fn insert_user(c: &mut Conn, u: NewUser<'_>, now: Time) -> Result<User, sqlx::Error> {
+pub async fn insert_user(c: &mut Conn, u: NewUser<'_>, now: Time) -> Result<User, Error> {
     let id = UserId::new();
     sqlx::query(
         "INSERT INTO users (id, actor_id, email, email_lower, handle, first_name, last_name, \
@@ -60,12 +61,12 @@ pub async fn insert_user(c: &mut Conn, u: NewUser<'_>, now: Time) -> Result<User
     .bind(micros(now))
     .execute(&mut *c)
     .await?;
-    find_user_by_id(c, id)
+    Ok(find_user_by_id(c, id)
         .await?
-        .ok_or(sqlx::Error::RowNotFound)
+        .ok_or(sqlx::Error::RowNotFound)?)
 }
 
-pub async fn find_user_by_id(c: &mut Conn, id: UserId) -> Result<Option<User>, sqlx::Error> {
+pub async fn find_user_by_id(c: &mut Conn, id: UserId) -> Result<Option<User>, Error> {
     sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
         .bind(id.to_string())
         .fetch_optional(&mut *c)
@@ -74,7 +75,7 @@ pub async fn find_user_by_id(c: &mut Conn, id: UserId) -> Result<Option<User>, s
         .transpose()
 }
 
-pub async fn find_user_by_email(c: &mut Conn, email: &str) -> Result<Option<User>, sqlx::Error> {
+pub async fn find_user_by_email(c: &mut Conn, email: &str) -> Result<Option<User>, Error> {
     sqlx::query(&format!(
         "SELECT {USER_COLS} FROM users WHERE email_lower = $1"
     ))
@@ -89,7 +90,7 @@ pub async fn find_user_by_email(c: &mut Conn, email: &str) -> Result<Option<User
 pub async fn find_credentials_by_email(
     c: &mut Conn,
     email: &str,
-) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
+) -> Result<Option<(User, Option<String>)>, Error> {
     let row = sqlx::query(&format!(
         "SELECT {USER_COLS}, password_hash FROM users WHERE email_lower = $1"
     ))
@@ -100,11 +101,11 @@ pub async fn find_credentials_by_email(
         .transpose()
 }
 
-pub async fn count_users(c: &mut Conn) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) AS n FROM users")
+pub async fn count_users(c: &mut Conn) -> Result<i64, Error> {
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
         .fetch_one(&mut *c)
         .await?
-        .try_get("n")
+        .try_get("n")?)
 }
 
 /// Profile changes; `None` leaves a field as it is.
@@ -120,12 +121,7 @@ pub struct UserPatch {
     pub settings: Option<serde_json::Value>,
 }
 
-pub async fn update_user(
-    c: &mut Conn,
-    id: UserId,
-    p: &UserPatch,
-    now: Time,
-) -> Result<(), sqlx::Error> {
+pub async fn update_user(c: &mut Conn, id: UserId, p: &UserPatch, now: Time) -> Result<(), Error> {
     let (loc_set, loc) = split(&p.location);
     let (title_set, title) = split(&p.title);
     let (img_set, img) = split(&p.image_location);
@@ -169,7 +165,7 @@ fn split(v: &Option<Option<String>>) -> (i64, Option<String>) {
     }
 }
 
-pub async fn update_last_login(c: &mut Conn, id: UserId, now: Time) -> Result<(), sqlx::Error> {
+pub async fn update_last_login(c: &mut Conn, id: UserId, now: Time) -> Result<(), Error> {
     sqlx::query("UPDATE users SET last_login = $2 WHERE id = $1")
         .bind(id.to_string())
         .bind(micros(now))
@@ -188,7 +184,7 @@ pub async fn insert_session(
     expires_at: Time,
     ip: Option<&str>,
     user_agent: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO sessions (id_hash, user_id, created, expires_at, ip_address, user_agent) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -209,7 +205,7 @@ pub async fn find_session_user(
     c: &mut Conn,
     id_hash: &str,
     now: Time,
-) -> Result<Option<User>, sqlx::Error> {
+) -> Result<Option<User>, Error> {
     let cols = USER_COLS
         .split(", ")
         .map(|c| format!("u.{c}"))
@@ -227,7 +223,7 @@ pub async fn find_session_user(
     .transpose()
 }
 
-pub async fn delete_session(c: &mut Conn, id_hash: &str) -> Result<(), sqlx::Error> {
+pub async fn delete_session(c: &mut Conn, id_hash: &str) -> Result<(), Error> {
     sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
         .bind(id_hash)
         .execute(&mut *c)
@@ -235,7 +231,7 @@ pub async fn delete_session(c: &mut Conn, id_hash: &str) -> Result<(), sqlx::Err
     Ok(())
 }
 
-pub async fn handle_taken(c: &mut Conn, handle: &str) -> Result<bool, sqlx::Error> {
+pub async fn handle_taken(c: &mut Conn, handle: &str) -> Result<bool, Error> {
     Ok(sqlx::query("SELECT id FROM users WHERE handle = $1")
         .bind(handle)
         .fetch_optional(&mut *c)
@@ -244,10 +240,7 @@ pub async fn handle_taken(c: &mut Conn, handle: &str) -> Result<bool, sqlx::Erro
 }
 
 /// The user with this actor id.
-pub async fn find_user_by_actor(
-    c: &mut Conn,
-    actor: uuid::Uuid,
-) -> Result<Option<UserId>, sqlx::Error> {
+pub async fn find_user_by_actor(c: &mut Conn, actor: uuid::Uuid) -> Result<Option<UserId>, Error> {
     sqlx::query("SELECT id FROM users WHERE actor_id = $1")
         .bind(actor.to_string())
         .fetch_optional(&mut *c)
@@ -257,10 +250,7 @@ pub async fn find_user_by_actor(
 }
 
 /// The user with this handle.
-pub async fn find_user_id_by_handle(
-    c: &mut Conn,
-    handle: &str,
-) -> Result<Option<UserId>, sqlx::Error> {
+pub async fn find_user_id_by_handle(c: &mut Conn, handle: &str) -> Result<Option<UserId>, Error> {
     sqlx::query("SELECT id FROM users WHERE handle = $1")
         .bind(handle)
         .fetch_optional(&mut *c)
@@ -277,7 +267,7 @@ pub async fn insert_email_change(
     new_email: &str,
     expires_at: Time,
     now: Time,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), Error> {
     sqlx::query("DELETE FROM email_changes WHERE user_id = $1")
         .bind(user.to_string())
         .execute(&mut *c)
@@ -302,7 +292,7 @@ pub async fn claim_email_change(
     c: &mut Conn,
     token_hash: &str,
     now: Time,
-) -> Result<Option<(UserId, String)>, sqlx::Error> {
+) -> Result<Option<(UserId, String)>, Error> {
     sqlx::query(
         "DELETE FROM email_changes WHERE token_hash = $1 AND expires_at > $2 \
          RETURNING user_id, new_email",

@@ -1,6 +1,7 @@
 //! Workspaces of an account.
 
-use super::{get_bool, get_opt_uuid, get_uuid, micros, time, Arg, Conn, Sql};
+use super::Error;
+use super::{get_bool, get_opt_uuid, get_uuid, micros, time, AccessTx, Arg, Conn, Sql};
 use crate::domain::{AccountId, RoleId, Workspace, WorkspaceId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -8,7 +9,7 @@ use sqlx::Row;
 const COLS: &str = "id, account_id, name, handle, description, default_workspace_role_id, \
                     is_public, created, updated";
 
-fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
+fn workspace_from(row: &AnyRow) -> Result<Workspace, Error> {
     Ok(Workspace {
         id: WorkspaceId(get_uuid(row, "id")?),
         account_id: AccountId(get_uuid(row, "account_id")?),
@@ -22,7 +23,8 @@ fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
     })
 }
 
-pub async fn insert_workspace(c: &mut Conn, w: &Workspace) -> Result<(), sqlx::Error> {
+pub async fn insert_workspace(c: &mut AccessTx<'_>, w: &Workspace) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query(
         "INSERT INTO workspaces (id, account_id, name, handle, description, \
          default_workspace_role_id, is_public, created, updated) \
@@ -46,7 +48,7 @@ pub async fn find_workspace(
     c: &mut Conn,
     account: AccountId,
     id: WorkspaceId,
-) -> Result<Option<Workspace>, sqlx::Error> {
+) -> Result<Option<Workspace>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM workspaces WHERE account_id = $1 AND id = $2"
     ))
@@ -63,7 +65,7 @@ pub async fn find_workspace(
 pub async fn find_workspace_any_account(
     c: &mut Conn,
     id: WorkspaceId,
-) -> Result<Option<Workspace>, sqlx::Error> {
+) -> Result<Option<Workspace>, Error> {
     sqlx::query(&format!("SELECT {COLS} FROM workspaces WHERE id = $1"))
         .bind(id.to_string())
         .fetch_optional(&mut *c)
@@ -79,7 +81,7 @@ pub async fn find_workspaces(
     ids: Option<&[String]>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<Workspace>, sqlx::Error> {
+) -> Result<Vec<Workspace>, Error> {
     let mut q = Sql::new(&format!(
         "SELECT {COLS} FROM workspaces WHERE account_id = "
     ));
@@ -106,7 +108,7 @@ pub async fn find_workspaces(
 pub async fn find_all_workspaces(
     c: &mut Conn,
     account: AccountId,
-) -> Result<Vec<Workspace>, sqlx::Error> {
+) -> Result<Vec<Workspace>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM workspaces WHERE account_id = $1 ORDER BY handle"
     ))
@@ -118,7 +120,8 @@ pub async fn find_all_workspaces(
     .collect()
 }
 
-pub async fn update_workspace(c: &mut Conn, w: &Workspace) -> Result<(), sqlx::Error> {
+pub async fn update_workspace(c: &mut AccessTx<'_>, w: &Workspace) -> Result<(), Error> {
+    let c: &mut Conn = c;
     sqlx::query(
         "UPDATE workspaces SET name = $3, handle = $4, description = $5, \
          default_workspace_role_id = $6, is_public = $7, updated = $8 \
@@ -138,10 +141,11 @@ pub async fn update_workspace(c: &mut Conn, w: &Workspace) -> Result<(), sqlx::E
 }
 
 pub async fn delete_workspace(
-    c: &mut Conn,
+    c: &mut AccessTx<'_>,
     account: AccountId,
     id: WorkspaceId,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, Error> {
+    let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM workspaces WHERE account_id = $1 AND id = $2")
         .bind(account.to_string())
         .bind(id.to_string())

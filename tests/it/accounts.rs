@@ -447,7 +447,9 @@ async fn workspace_counts_are_exact_past_any_page_size() {
         // 1,000 workspaces, written in one transaction (through the API this test would spend
         // its time rebuilding the index a thousand times).
         let now = t.app.now();
-        let mut tx = t.app.store.begin().await.expect("tx");
+        let mut tx = atrium::services::unit::Unit::account(&t.app, a)
+            .await
+            .expect("tx");
         for i in 0..1000 {
             let w = atrium::domain::Workspace {
                 id: atrium::domain::WorkspaceId::new(),
@@ -462,14 +464,12 @@ async fn workspace_counts_are_exact_past_any_page_size() {
                 }),
                 is_public: false,
             };
-            atrium::store::workspaces::insert_workspace(&mut tx, &w)
+            atrium::store::workspaces::insert_workspace(&mut tx.access(a), &w)
                 .await
                 .expect("insert");
         }
+        // The unit of work refreshes the account's permission index at commit.
         tx.commit().await.expect("commit");
-        atrium::services::index::reload_account(&t.app, a)
-            .await
-            .expect("reload");
         let count = |key: String, body: serde_json::Value| {
             let t = &t;
             async move {

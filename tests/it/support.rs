@@ -379,7 +379,7 @@ impl TestApp {
         )
         .await
         .expect("insert user");
-        tx.commit().await.expect("commit");
+        let _user_only = tx.commit().await.expect("commit");
         let k = services::users::issue_api_key(&self.app, None, u.id, "test", None)
             .await
             .expect("key");

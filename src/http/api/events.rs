@@ -4,6 +4,7 @@
 use super::{AccountPath, AccountWorkspacePath, ErrorBody};
 use crate::app::App;
 use crate::domain::audit::Checkpoint;
+use crate::http::error::HttpError;
 use crate::http::extract::{Auth, Json, Path, Query};
 use crate::services::audit::{
     self, ChainReport, CountBucket, CountEvents, EventPage, FilterEvents, PublicKey,
@@ -111,7 +112,7 @@ async fn audit_or_gateway(
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, crate::http::MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return Err(crate::services::Error::PayloadTooLarge.into_response()),
+        Err(_) => return Err(crate::http::error::HttpError::PayloadTooLarge.into_response()),
     };
     let token = parts
         .uri
@@ -129,7 +130,7 @@ async fn auth_and_json<T: serde::de::DeserializeOwned>(
     app: &App,
     mut parts: Parts,
     bytes: Bytes,
-) -> Result<(crate::authz::Principal, T)> {
+) -> Result<(crate::authz::Principal, T), HttpError> {
     let Auth(p) = Auth::from_request_parts(&mut parts, app).await?;
     let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     let Json(b) = Json::<T>::from_request(req, app).await?;
@@ -144,7 +145,7 @@ pub async fn filter_workspace_events(
     State(app): State<App>,
     Path(w): Path<AccountWorkspacePath>,
     req: Request,
-) -> Result<Response> {
+) -> Result<Response, HttpError> {
     let (parts, bytes) = match audit_or_gateway(&app, &w, req).await {
         Ok(x) => x,
         Err(forwarded) => return Ok(forwarded),
@@ -184,7 +185,7 @@ pub async fn count_workspace_events(
     State(app): State<App>,
     Path(c): Path<WorkspaceCountPath>,
     req: Request,
-) -> Result<Response> {
+) -> Result<Response, HttpError> {
     let w = AccountWorkspacePath {
         account_id: c.account_id,
         workspace_id: c.workspace_id,

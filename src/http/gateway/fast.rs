@@ -12,6 +12,7 @@ use super::{
     upstream_failed, write_upstream_target, RESPONSE_HOP_BY_HOP, RESPONSE_TIMEOUT,
 };
 use crate::app::App;
+use crate::http::error::HttpError;
 use crate::http::extract::forwarded_client;
 use crate::metrics::{RouteClass, UpstreamError};
 use crate::services::upstreams::Upstream;
@@ -155,7 +156,7 @@ fn head_of(req: &httparse::Request<'_, '_>) -> Option<(Parts, u64, bool)> {
 /// How an exchange failed.
 enum Failed {
     /// Answer the client with this error.
-    Answer(Error),
+    Answer(HttpError),
     /// The connection is broken (client gone, or a response cut short after its head was sent):
     /// close it. The status already sent, if any.
     Broken(Option<u16>),
@@ -328,7 +329,7 @@ pub async fn exchange(app: &App, c: &mut Conn, head: Head) -> bool {
 }
 
 /// Writes an error as a complete response.
-async fn answer(client: &mut TcpStream, e: Error, close: bool) -> std::io::Result<u16> {
+async fn answer(client: &mut TcpStream, e: HttpError, close: bool) -> std::io::Result<u16> {
     let (parts, body) = e.into_response().into_parts();
     // Error bodies are in memory: this resolves at once.
     let body = axum::body::to_bytes(body, usize::MAX)
@@ -377,7 +378,7 @@ fn upstream_error(
     kind: UpstreamError,
     e: &dyn std::fmt::Display,
 ) -> Failed {
-    Failed::Answer(upstream_failed(app, up, kind, e))
+    Failed::Answer(upstream_failed(app, up, kind, e).into())
 }
 
 impl Exchange<'_> {
@@ -390,7 +391,7 @@ impl Exchange<'_> {
         let app = self.app;
         let uri = parts.uri.clone();
         let Some(t) = gateway::target(uri.path()) else {
-            return Err(Failed::Answer(Error::NotFound("not found".into())));
+            return Err(Failed::Answer(Error::NotFound("not found".into()).into()));
         };
         let mut call = begin(app, &t, &parts).await.map_err(Failed::Answer)?;
         call.principal.ip = Some(ip);
@@ -401,7 +402,7 @@ impl Exchange<'_> {
         };
         let (up, mut rewrite) = admit(app, &t, &call, &parts.method, uri.query(), whole.as_deref())
             .await
-            .map_err(Failed::Answer)?;
+            .map_err(|e| Failed::Answer(e.into()))?;
         let whole = match rewrite.body.take() {
             Some(b) => {
                 set_json_body_headers(&mut parts.headers, b.len());
@@ -630,7 +631,7 @@ impl Exchange<'_> {
 async fn connect(app: &App, up: &Upstream) -> Result<TcpStream, Failed> {
     super::connect_upstream(app, up)
         .await
-        .map_err(Failed::Answer)
+        .map_err(|e| Failed::Answer(e.into()))
 }
 
 /// Makes room to read into `b`. A buffer emptied by the last exchange starts again at the front

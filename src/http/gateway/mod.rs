@@ -10,6 +10,7 @@ pub mod ws;
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::gateway_routes::{self, Charge, Need};
+use crate::http::error::HttpError;
 use crate::http::extract::{bearer, client_ip, session_cookie, user_agent};
 use crate::metrics::{RouteClass, UpstreamError};
 use crate::services::upstreams::Upstream;
@@ -193,7 +194,7 @@ struct Call {
 /// The checks of a gateway call that need only its head, in the order clients see them:
 /// canonical path (400), authentication (401), Content-Length rules (411, 413). Shared by both
 /// transports (this module's `forward` and the [`fast`] path).
-async fn begin(app: &App, t: &gateway::Target<'_>, parts: &Parts) -> Result<Call, Error> {
+async fn begin(app: &App, t: &gateway::Target<'_>, parts: &Parts) -> Result<Call, HttpError> {
     gateway::check_canonical(t.rest)?;
     let principal = authenticate(app, parts)
         .await?
@@ -205,10 +206,10 @@ async fn begin(app: &App, t: &gateway::Target<'_>, parts: &Parts) -> Result<Call
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if has_body && length.is_none() {
-        return Err(Error::LengthRequired);
+        return Err(HttpError::LengthRequired);
     }
     if length.unwrap_or(0) > crate::http::MAX_BODY as u64 {
-        return Err(Error::PayloadTooLarge);
+        return Err(HttpError::PayloadTooLarge);
     }
     let rule = gateway::rule_of(parts.method.as_str(), t);
     let needs_body =
@@ -314,7 +315,7 @@ pub(crate) async fn upstream_addr(app: &App, up: &Upstream) -> Result<std::net::
 
 fn refused_upstream(app: &App) -> Error {
     app.metrics.upstream_error(UpstreamError::Connect);
-    Error::BadGateway(
+    Error::UpstreamFailed(
         "the workspace's upstream address is refused by this installation's upstream policy (the server log says why); an account Owner or a site admin must rebind it"
             .into(),
     )
@@ -329,19 +330,19 @@ fn upstream_failed(
 ) -> Error {
     app.metrics.upstream_error(kind);
     match kind {
-        UpstreamError::Timeout => Error::GatewayTimeout(format!(
+        UpstreamError::Timeout => Error::UpstreamTimeout(format!(
             "the workspace's upstream Prefect server did not answer within {} s",
             RESPONSE_TIMEOUT.as_secs()
         )),
         UpstreamError::Connect => {
             tracing::warn!(upstream = %up.url, error = %error, "gateway: upstream call failed");
-            Error::BadGateway(
+            Error::UpstreamFailed(
                 "the workspace's upstream Prefect server is unreachable (could not connect)".into(),
             )
         }
         UpstreamError::Other => {
             tracing::warn!(upstream = %up.url, error = %error, "gateway: upstream call failed");
-            Error::BadGateway(
+            Error::UpstreamFailed(
                 "the workspace's upstream Prefect server closed the connection without an answer"
                     .into(),
             )
@@ -354,13 +355,13 @@ async fn forward(
     t: &gateway::Target<'_>,
     raw: &Uri,
     req: Request,
-) -> Result<Response, Error> {
+) -> Result<Response, HttpError> {
     let (mut parts, body) = req.into_parts();
     let call = begin(app, t, &parts).await?;
     let (body, buffered) = if call.needs_body {
         let bytes = axum::body::to_bytes(body, crate::http::MAX_BODY)
             .await
-            .map_err(|_| Error::PayloadTooLarge)?;
+            .map_err(|_| HttpError::PayloadTooLarge)?;
         (Body::from(bytes.clone()), Some(bytes))
     } else {
         (body, None)
@@ -385,7 +386,7 @@ async fn forward(
     let mut uri = format!("http://{addr}").into_bytes();
     write_upstream_target(&mut uri, &upstream, t, rewrite.query(raw.query()));
     parts.uri = Uri::try_from(uri)
-        .map_err(|_| Error::BadRequest("path refused by the gateway: not a valid URI".into()))?;
+        .map_err(|_| Error::Malformed("path refused by the gateway: not a valid URI".into()))?;
     parts.version = axum::http::Version::HTTP_11;
     strip_request_headers(&mut parts.headers);
     if let Ok(h) = HeaderValue::from_str(&upstream.host) {
@@ -411,9 +412,9 @@ async fn forward(
             } else {
                 UpstreamError::Other
             };
-            return Err(upstream_failed(app, &upstream, kind, &e));
+            return Err(upstream_failed(app, &upstream, kind, &e).into());
         }
-        Err(e) => return Err(upstream_failed(app, &upstream, UpstreamError::Timeout, &e)),
+        Err(e) => return Err(upstream_failed(app, &upstream, UpstreamError::Timeout, &e).into()),
     };
     let (mut rparts, rbody) = resp.into_parts();
     strip_response_headers(&mut rparts.headers);

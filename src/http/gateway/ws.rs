@@ -172,7 +172,7 @@ async fn relay(
                 };
                 match admit(app, &p, t).await {
                     Ok(u) => u,
-                    Err(e @ Error::ServiceUnavailable(_)) => {
+                    Err(e @ Error::NoUpstream(_)) => {
                         close(&mut socket, UNAVAILABLE, &e.to_string()).await;
                         return Err("no upstream");
                     }

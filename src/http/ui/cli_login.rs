@@ -17,7 +17,7 @@ use serde::Deserialize;
 /// `http://localhost:PORT` or `http://127.0.0.1:PORT`, nothing else (no path, query or user).
 pub fn loopback_callback(callback: &str) -> Result<String, Error> {
     let bad = || {
-        Error::BadRequest(
+        Error::Malformed(
             "the callback must be http://localhost:PORT or http://127.0.0.1:PORT".into(),
         )
     };
