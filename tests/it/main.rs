@@ -15,6 +15,7 @@ mod dashboard;
 mod dashboard_gate;
 mod dashboard_pages;
 mod gateway;
+mod gateway_differential;
 mod inputs;
 mod invitations;
 mod ip_allowlist;

@@ -389,11 +389,17 @@ async fn forward(
         .map_err(|_| Error::Malformed("path refused by the gateway: not a valid URI".into()))?;
     parts.version = axum::http::Version::HTTP_11;
     strip_request_headers(&mut parts.headers);
+    // Host first, then the upstream's credentials, then the client's headers: the same bytes the
+    // fast path writes (tests/it/gateway_differential.rs compares them).
+    let client_headers = std::mem::take(&mut parts.headers);
     if let Ok(h) = HeaderValue::from_str(&upstream.host) {
         parts.headers.insert(header::HOST, h);
     }
     if let Some(a) = &upstream.authorization {
         parts.headers.insert(header::AUTHORIZATION, a.clone());
+    }
+    for (name, value) in &client_headers {
+        parts.headers.append(name, value.clone());
     }
     parts.extensions = Default::default();
     let started = Instant::now();
