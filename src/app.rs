@@ -75,9 +75,9 @@ pub struct AppState {
     /// Prometheus counters and histograms.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The HTTP client the gateway forwards with: one keep-alive pool per upstream.
-    pub upstream_client: crate::http::gateway::UpstreamClient,
+    pub upstream_client: crate::upstream::UpstreamClient,
     /// Idle upstream connections of the gateway's fast path.
-    pub upstream_pool: crate::http::gateway::pool::UpstreamPool,
+    pub upstream_pool: crate::upstream::pool::UpstreamPool,
     /// Refusals waiting to be written to the audit log by their writer task.
     pub refusals: crate::services::audit::Refusals,
     /// The addresses this process's server listens on (set by `http::server::serve`).
@@ -97,7 +97,7 @@ impl App {
             upstreams: Arc::default(),
             limiter: Arc::default(),
             metrics: Arc::default(),
-            upstream_client: crate::http::gateway::upstream_client(),
+            upstream_client: crate::upstream::upstream_client(),
             upstream_pool: Default::default(),
             mailer,
             audit_key,

@@ -10,3 +10,4 @@ pub mod jobs;
 pub mod metrics;
 pub mod services;
 pub mod store;
+pub mod upstream;

@@ -215,6 +215,18 @@ pub(crate) fn client_ip(parts: &Parts) -> Option<String> {
 #[derive(Clone)]
 pub struct ClientAddr(pub String);
 
+/// The client address of a request from `peer` with `headers`: the peer itself, or — when the
+/// installation has trusted proxies — [`forwarded_client`]. `None` when there is nothing to
+/// resolve (no trusted proxies: the peer address stands). Both transports use this one function.
+pub fn resolve_client(
+    app: &crate::app::App,
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+) -> Option<std::net::IpAddr> {
+    (!app.config.trusted_proxies.is_empty())
+        .then(|| forwarded_client(peer, headers, &app.config.trusted_proxies))
+}
+
 /// The client behind trusted proxies: `X-Forwarded-For` is read from the right (the entry the
 /// nearest proxy appended), skipping addresses of trusted proxies; the first address that is not
 /// a trusted proxy is the client. A peer that is not a trusted proxy is the client itself, and

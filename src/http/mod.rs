@@ -342,16 +342,13 @@ async fn track(
         crate::metrics::RouteClass::Ui
     };
     let mut req = req;
-    if !app.config.trusted_proxies.is_empty() {
-        let peer = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
-        if let Some(peer) = peer {
-            let ip = extract::forwarded_client(peer, req.headers(), &app.config.trusted_proxies);
-            req.extensions_mut()
-                .insert(extract::ClientAddr(ip.to_string()));
-        }
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer.and_then(|peer| extract::resolve_client(&app, peer, req.headers())) {
+        req.extensions_mut()
+            .insert(extract::ClientAddr(ip.to_string()));
     }
     let mut resp = next.run(req).await;
     let class = resp

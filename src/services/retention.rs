@@ -70,7 +70,7 @@ async fn call_once(
     path: &str,
     body: Option<&Value>,
 ) -> std::result::Result<Value, CallError> {
-    let addr = crate::http::gateway::upstream_addr(app, u).await?;
+    let addr = crate::services::upstreams::upstream_addr(app, u).await?;
     let uri = format!("http://{addr}{}/{}", u.path, path);
     let mut req = Request::builder()
         .method(method)

@@ -549,3 +549,82 @@ pub async fn delete_upstream(
     .await?;
     tx.commit().await
 }
+
+/// Connects to one of the upstream's allowed addresses (`services::upstreams::connect_addrs`):
+/// every connection Atrium makes to an upstream — gateway calls on both transports, websockets,
+/// retention — is made here or to an address from there, never by resolving its name again.
+pub async fn connect_upstream(app: &App, up: &Upstream) -> Result<tokio::net::TcpStream, Error> {
+    let addrs = connect_addrs(app, up)
+        .await
+        .map_err(|_| refused_upstream(app))?;
+    let mut last = String::from("no address");
+    for a in addrs {
+        match tokio::time::timeout(
+            crate::upstream::CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect(a),
+        )
+        .await
+        {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "connect timed out".into(),
+        }
+    }
+    Err(upstream_failed(
+        app,
+        up,
+        crate::metrics::UpstreamError::Connect,
+        &last,
+    ))
+}
+
+/// An address of the upstream the gateway may connect to (for clients that connect by
+/// themselves: the request is addressed to it, with the upstream's own `Host`).
+pub async fn upstream_addr(app: &App, up: &Upstream) -> Result<std::net::SocketAddr, Error> {
+    connect_addrs(app, up)
+        .await
+        .ok()
+        .and_then(|a| a.into_iter().next())
+        .ok_or_else(|| refused_upstream(app))
+}
+
+fn refused_upstream(app: &App) -> Error {
+    app.metrics
+        .upstream_error(crate::metrics::UpstreamError::Connect);
+    Error::UpstreamFailed(
+        "the workspace's upstream address is refused by this installation's upstream policy (the server log says why); an account Owner or a site admin must rebind it"
+            .into(),
+    )
+}
+
+/// The error an upstream call that failed before its response head ends in (counted).
+pub fn upstream_failed(
+    app: &App,
+    up: &Upstream,
+    kind: crate::metrics::UpstreamError,
+    error: &dyn std::fmt::Display,
+) -> Error {
+    app.metrics.upstream_error(kind);
+    match kind {
+        crate::metrics::UpstreamError::Timeout => Error::UpstreamTimeout(format!(
+            "the workspace's upstream Prefect server did not answer within {} s",
+            crate::upstream::RESPONSE_TIMEOUT.as_secs()
+        )),
+        crate::metrics::UpstreamError::Connect => {
+            tracing::warn!(upstream = %up.url, error = %error, "gateway: upstream call failed");
+            Error::UpstreamFailed(
+                "the workspace's upstream Prefect server is unreachable (could not connect)".into(),
+            )
+        }
+        crate::metrics::UpstreamError::Other => {
+            tracing::warn!(upstream = %up.url, error = %error, "gateway: upstream call failed");
+            Error::UpstreamFailed(
+                "the workspace's upstream Prefect server closed the connection without an answer"
+                    .into(),
+            )
+        }
+    }
+}

@@ -885,7 +885,7 @@ async fn the_upstream_pool_keeps_connections_alive_streams_large_bodies_and_surv
     use http_body_util::BodyExt;
     use std::sync::atomic::Ordering::SeqCst;
     let (port, accepted) = raw_upstream().await;
-    let client = atrium::http::gateway::upstream_client();
+    let client = atrium::upstream::upstream_client();
     let get = |path: &str| {
         axum::http::Request::get(format!("http://127.0.0.1:{port}{path}"))
             .body(axum::body::Body::empty())

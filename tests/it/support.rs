@@ -44,7 +44,7 @@ pub struct TestApp {
     svc: AppService,
     /// When set, requests go over TCP to this port (Atrium's own server, so gateway calls take
     /// its fast path) with a keep-alive client, instead of through the router in process.
-    tcp: Option<(u16, atrium::http::gateway::UpstreamClient)>,
+    tcp: Option<(u16, atrium::upstream::UpstreamClient)>,
     schema: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -235,7 +235,7 @@ impl TestApp {
     /// From now on, requests go over TCP through Atrium's server (see `tcp`).
     pub async fn over_tcp(mut self) -> TestApp {
         let port = self.serve_tcp().await;
-        self.tcp = Some((port, atrium::http::gateway::upstream_client()));
+        self.tcp = Some((port, atrium::upstream::upstream_client()));
         self
     }
 

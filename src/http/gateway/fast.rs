@@ -8,15 +8,17 @@
 //! transports, one set of decisions).
 
 use super::{
-    admit, begin, gateway_location, pool, set_json_body_headers, strip_request_headers,
-    upstream_failed, write_upstream_target, RESPONSE_HOP_BY_HOP, RESPONSE_TIMEOUT,
+    admit, begin, gateway_location, set_json_body_headers, strip_request_headers,
+    write_upstream_target, RESPONSE_HOP_BY_HOP,
 };
 use crate::app::App;
 use crate::http::error::HttpError;
-use crate::http::extract::forwarded_client;
+use crate::http::extract::resolve_client;
 use crate::metrics::{RouteClass, UpstreamError};
+use crate::services::upstreams::upstream_failed;
 use crate::services::upstreams::Upstream;
 use crate::services::{gateway, Error};
+use crate::upstream::{pool, RESPONSE_TIMEOUT};
 use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::response::IntoResponse;
 use bytes::{Buf, BytesMut};
@@ -135,10 +137,7 @@ fn head_of(req: &httparse::Request<'_, '_>) -> Option<(Parts, u64, bool)> {
             body = std::str::from_utf8(v).ok()?.parse::<u64>().ok();
         }
         if name == header::CONNECTION {
-            close |= h
-                .value
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= asks_to_close(h.value);
         }
         headers.append(name, value);
     }
@@ -295,11 +294,8 @@ pub async fn exchange(app: &App, c: &mut Conn, head: Head) -> bool {
     } = head;
     c.buf.advance(len);
     // The caller's address, as `extract::client_ip` would give it on the router path.
-    let ip = if app.config.trusted_proxies.is_empty() {
-        c.peer_ip.clone()
-    } else {
-        forwarded_client(c.peer.ip(), &parts.headers, &app.config.trusted_proxies).to_string()
-    };
+    let ip = resolve_client(app, c.peer.ip(), &parts.headers)
+        .map_or_else(|| c.peer_ip.clone(), |ip| ip.to_string());
     let mut ex = Exchange {
         app,
         c,
@@ -629,7 +625,7 @@ impl Exchange<'_> {
 }
 
 async fn connect(app: &App, up: &Upstream) -> Result<TcpStream, Failed> {
-    super::connect_upstream(app, up)
+    crate::services::upstreams::connect_upstream(app, up)
         .await
         .map_err(|e| Failed::Answer(e.into()))
 }
@@ -769,10 +765,7 @@ fn response_of(
             let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if is("connection") {
-            close |= h
-                .value
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= asks_to_close(h.value);
         } else if is("location") {
             let v = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed("location"))?;
             location = Some(v.to_string());
@@ -935,6 +928,13 @@ impl Chunked {
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// Does a `Connection` header value ask to close the connection (requests and responses alike)?
+fn asks_to_close(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! keep-alive pool (one per upstream authority). Websockets are relayed by [`ws`].
 
 pub mod fast;
-pub mod pool;
 pub mod ws;
 
 use crate::app::App;
@@ -13,40 +12,21 @@ use crate::domain::gateway_routes::{self, Charge, Need};
 use crate::http::error::HttpError;
 use crate::http::extract::{bearer, client_ip, session_cookie, user_agent};
 use crate::metrics::{RouteClass, UpstreamError};
-use crate::services::upstreams::Upstream;
+use crate::services::upstreams::{upstream_addr, upstream_failed, Upstream};
 use crate::services::{auth, gateway, Error};
+use crate::upstream::RESPONSE_TIMEOUT;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// The gateway's HTTP client.
-pub type UpstreamClient = hyper_util::client::legacy::Client<HttpConnector, Body>;
-
-/// How long the upstream may take to connect, and to answer with a response head.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+use std::time::Instant;
 
 /// The original request URI, kept before trailing-slash normalization (the gateway forwards
 /// paths exactly as sent).
 #[derive(Clone)]
 pub struct RawUri(pub Uri);
-
-pub fn upstream_client() -> UpstreamClient {
-    let mut c = HttpConnector::new();
-    c.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    c.set_nodelay(true);
-    c.set_keepalive(Some(Duration::from_secs(60)));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(512)
-        .build(c)
-}
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the identity/forwarding headers a client must not
 /// pass to the upstream.
@@ -276,77 +256,6 @@ fn write_upstream_target(
     if let Some(q) = query {
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
-    }
-}
-
-/// Connects to one of the upstream's allowed addresses (`services::upstreams::connect_addrs`):
-/// every connection Atrium makes to an upstream — gateway calls on both transports, websockets,
-/// retention — is made here or to an address from there, never by resolving its name again.
-pub(crate) async fn connect_upstream(
-    app: &App,
-    up: &Upstream,
-) -> Result<tokio::net::TcpStream, Error> {
-    let addrs = crate::services::upstreams::connect_addrs(app, up)
-        .await
-        .map_err(|_| refused_upstream(app))?;
-    let mut last = String::from("no address");
-    for a in addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = "connect timed out".into(),
-        }
-    }
-    Err(upstream_failed(app, up, UpstreamError::Connect, &last))
-}
-
-/// An address of the upstream the gateway may connect to (for clients that connect by
-/// themselves: the request is addressed to it, with the upstream's own `Host`).
-pub(crate) async fn upstream_addr(app: &App, up: &Upstream) -> Result<std::net::SocketAddr, Error> {
-    crate::services::upstreams::connect_addrs(app, up)
-        .await
-        .ok()
-        .and_then(|a| a.into_iter().next())
-        .ok_or_else(|| refused_upstream(app))
-}
-
-fn refused_upstream(app: &App) -> Error {
-    app.metrics.upstream_error(UpstreamError::Connect);
-    Error::UpstreamFailed(
-        "the workspace's upstream address is refused by this installation's upstream policy (the server log says why); an account Owner or a site admin must rebind it"
-            .into(),
-    )
-}
-
-/// The error an upstream call that failed before its response head ends in (counted).
-fn upstream_failed(
-    app: &App,
-    up: &Upstream,
-    kind: UpstreamError,
-    error: &dyn std::fmt::Display,
-) -> Error {
-    app.metrics.upstream_error(kind);
-    match kind {
-        UpstreamError::Timeout => Error::UpstreamTimeout(format!(
-            "the workspace's upstream Prefect server did not answer within {} s",
-            RESPONSE_TIMEOUT.as_secs()
-        )),
-        UpstreamError::Connect => {
-            tracing::warn!(upstream = %up.url, error = %error, "gateway: upstream call failed");
-            Error::UpstreamFailed(
-                "the workspace's upstream Prefect server is unreachable (could not connect)".into(),
-            )
-        }
-        UpstreamError::Other => {
-            tracing::warn!(upstream = %up.url, error = %error, "gateway: upstream call failed");
-            Error::UpstreamFailed(
-                "the workspace's upstream Prefect server closed the connection without an answer"
-                    .into(),
-            )
-        }
     }
 }
 

@@ -307,7 +307,7 @@ async fn connect_upstream(
     if let Some(a) = &u.authorization {
         req.headers_mut().insert(header::AUTHORIZATION, a.clone());
     }
-    let stream = super::connect_upstream(app, u).await?;
+    let stream = crate::services::upstreams::connect_upstream(app, u).await?;
     let (mut ws, _) = tokio::time::timeout(
         AUTH_TIMEOUT,
         tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream)),

@@ -1,5 +1,5 @@
 //! Idle keep-alive connections to upstream Prefect servers for the gateway's fast path
-//! ([`super::fast`]): a connection is taken by one client connection's task, used inline for one
+//! (`http::gateway::fast`): a connection is taken by one client connection's task, used inline for one
 //! exchange (no task of its own, no channel), and put back when the response ended cleanly.
 
 use rustc_hash::FxHashMap;
@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// How long an idle connection is kept (Prefect's uvicorn closes idle ones after 5 s; those are
-/// noticed at checkout).
-const IDLE: Duration = Duration::from_secs(60);
-/// Idle connections kept per upstream address.
-const MAX_IDLE: usize = 512;
+/// noticed at checkout), and how many per upstream address: the same settings as the client's.
+const IDLE: Duration = super::IDLE_TIMEOUT;
+const MAX_IDLE: usize = super::MAX_IDLE_PER_UPSTREAM;
 
 /// Idle connections, oldest first, by upstream address.
 #[derive(Default)]
