@@ -209,3 +209,29 @@ pub struct MeAccount {
     pub annual_billing: bool,
     pub annual_self_serve_enabled: bool,
 }
+
+/// Who a workspace grant is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grantee {
+    User,
+    ServiceAccount,
+    Team,
+}
+
+impl Grantee {
+    /// `user`, `service_account` or `team` (as the dashboard's access lines name them).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Grantee::User => "user",
+            Grantee::ServiceAccount => "service_account",
+            Grantee::Team => "team",
+        }
+    }
+
+    /// The kind named by [`Grantee::kind`].
+    pub fn parse(kind: &str) -> Option<Grantee> {
+        [Grantee::User, Grantee::ServiceAccount, Grantee::Team]
+            .into_iter()
+            .find(|g| g.kind() == kind)
+    }
+}

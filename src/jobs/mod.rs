@@ -103,7 +103,7 @@ async fn sweep_expired(app: App) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match crate::services::teams::sweep_expired(&app).await {
+        match crate::services::grants::sweep_expired(&app).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "removed expired grants and team memberships"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired grants failed"),

@@ -6,10 +6,8 @@ use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::plan::Feature;
 use crate::domain::role::{AccountPermission as P, AccountRole};
-use crate::domain::scope::Scope;
 use crate::domain::{
-    validate, AccessId, AccountId, ActorId, ApiKeyId, Membership, MembershipId, RoleId, UserId,
-    WorkspaceId,
+    validate, AccountId, ActorId, ApiKeyId, Membership, MembershipId, RoleId, UserId,
 };
 use crate::services::audit::{self, NewEvent};
 use crate::services::credentials::{generate_api_key, BOT_KEY_PREFIX};
@@ -17,19 +15,11 @@ use crate::services::error::unique_or;
 use crate::services::input::{page, AnyOf};
 use crate::services::plans::require_feature;
 use crate::services::{require_outranks, Error, PrincipalOp, Result};
-use crate::store::{self, bots::BotAccess, bots::BotRow};
+use crate::store::{self, bots::BotRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-const BOT_GRANTS: crate::services::access::GrantKind = crate::services::access::GrantKind {
-    scope: Scope::ManageWorkspaceServiceAccounts,
-    features: &[Feature::ServiceAccounts, Feature::WorkspaceRbac],
-    noun: "service account",
-    min: 1,
-    principals: true,
-};
 
 /// Longest overlap during which a rotated-out key keeps working.
 pub const MAX_OVERLAP_SECONDS: i64 = 48 * 3600;
@@ -504,217 +494,4 @@ pub async fn membership_by_bot(
         .await?
         .map(|b| as_membership(&b))
         .ok_or_else(|| Error::not_found("membership"))
-}
-
-// ---- workspace access ----
-
-/// One grant in a bot-access upsert.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BotAccessInput {
-    pub bot_id: Uuid,
-    pub workspace_role_id: RoleId,
-    /// Atrium extension: the grant stops counting at this instant.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The upsert body: one grant or a list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum BotAccessUpsert {
-    Many(Vec<BotAccessInput>),
-    One(BotAccessInput),
-}
-
-crate::services::input::one_or_many_schema!(
-    BotAccessUpsert,
-    BotAccessInput,
-    1,
-    crate::services::access::MAX_GRANTS_PER_REQUEST
-);
-
-pub async fn upsert_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    body: BotAccessUpsert,
-) -> Result<Vec<BotAccess>> {
-    let now = app.now();
-    let grants = match body {
-        BotAccessUpsert::Many(v) => v,
-        BotAccessUpsert::One(g) => vec![g],
-    };
-    let subjects: Vec<_> = grants.iter().map(|g| (g.bot_id, g.expires_at)).collect();
-    let held =
-        crate::services::access::check_grants(app, p, account, workspace, &BOT_GRANTS, &subjects)
-            .await?;
-    let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let mut out = Vec::with_capacity(grants.len());
-    for g in &grants {
-        crate::services::access::check_grantable(
-            app,
-            p,
-            &mut tx,
-            account,
-            held,
-            g.workspace_role_id,
-        )
-        .await?;
-        store::bots::find_bot(&mut tx, account, g.bot_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("service account {} not found", g.bot_id)))?;
-        let id = store::bots::upsert_access(
-            &mut tx.access(account),
-            account,
-            workspace,
-            g.bot_id,
-            g.workspace_role_id,
-            g.expires_at,
-            now,
-        )
-        .await?;
-        audit::record(
-            app,
-            &mut tx,
-            Some(p),
-            account.0,
-            NewEvent::new("workspace-access", "updated", id.0)
-                .workspace(workspace)
-                .payload(json!({"bot_id": g.bot_id, "workspace_role_id": g.workspace_role_id, "expires_at": g.expires_at})),
-        )
-        .await?;
-        if let Some(a) = store::bots::find_access(&mut tx, account, workspace, id).await? {
-            out.push(a);
-        }
-    }
-    tx.commit().await?;
-    Ok(out)
-}
-
-/// `bots` part of the bot-access filter.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AccessBotFields {
-    pub id: Option<crate::services::input::AnyOfUuid>,
-}
-
-/// `POST …/bot_access/filter` body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FilterBotAccess {
-    #[schema(minimum = 0)]
-    pub limit: Option<i64>,
-    #[schema(minimum = 0)]
-    pub offset: Option<i64>,
-    pub bots: Option<AccessBotFields>,
-    #[schema(value_type = Option<Object>)]
-    pub workspace_accesses: Option<serde_json::Map<String, serde_json::Value>>,
-    pub sort: Option<String>,
-}
-
-pub async fn filter_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    f: FilterBotAccess,
-) -> Result<Vec<BotAccess>> {
-    crate::services::require_scope(
-        app,
-        p,
-        account,
-        workspace,
-        Scope::SeeWorkspaceServiceAccounts,
-    )
-    .await?;
-    let (limit, offset) = page(f.limit, f.offset)?;
-    let ids = f
-        .bots
-        .and_then(|b| b.id)
-        .map(|i| i.any_.iter().map(|x| x.to_string()).collect::<Vec<_>>());
-    let mut c = app.store.reader().await?;
-    Ok(
-        store::bots::find_accesses(&mut c, account, workspace, ids.as_deref(), limit, offset)
-            .await?,
-    )
-}
-
-/// A service account's workspace grants, limited to the workspaces where the caller may see
-/// service accounts (`read:bot` on the account).
-pub async fn access_of_bot(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    id: Uuid,
-) -> Result<Vec<BotAccess>> {
-    read_bot(app, p, account, id).await?;
-    let access = crate::services::gate::member(app, p, account).await?;
-    let mut c = app.store.reader().await?;
-    let all = store::bots::find_accesses_of_bot(&mut c, account, id).await?;
-    Ok(all
-        .into_iter()
-        .filter(|g| {
-            access
-                .scopes(g.workspace_id)
-                .is_some_and(|s| s.contains(Scope::SeeWorkspaceServiceAccounts))
-        })
-        .collect())
-}
-
-pub async fn read_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    id: AccessId,
-) -> Result<BotAccess> {
-    crate::services::require_scope(
-        app,
-        p,
-        account,
-        workspace,
-        Scope::SeeWorkspaceServiceAccounts,
-    )
-    .await?;
-    let mut c = app.store.reader().await?;
-    store::bots::find_access(&mut c, account, workspace, id)
-        .await?
-        .ok_or_else(|| Error::not_found("workspace access"))
-}
-
-/// Revokes a bot's grant; its next request sees the change.
-pub async fn delete_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    id: AccessId,
-) -> Result<()> {
-    crate::services::require_scope(
-        app,
-        p,
-        account,
-        workspace,
-        Scope::ManageWorkspaceServiceAccounts,
-    )
-    .await?;
-    let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let grant = store::bots::find_access(&mut tx, account, workspace, id)
-        .await?
-        .ok_or_else(|| Error::not_found("workspace access"))?;
-    require_outranks(app, p, account, grant.bot_id, PrincipalOp::RevokeGrant)?;
-    store::bots::delete_access(&mut tx.access(account), account, workspace, id).await?;
-    audit::record(
-        app,
-        &mut tx,
-        Some(p),
-        account.0,
-        NewEvent::new("workspace-access", "deleted", id.0)
-            .name(grant.bot_name.clone())
-            .workspace(workspace)
-            .payload(json!({"bot_id": grant.bot_id, "workspace_role_id": grant.workspace_role_id})),
-    )
-    .await?;
-    tx.commit().await
 }

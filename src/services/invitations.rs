@@ -569,11 +569,12 @@ pub async fn accept(app: &App, p: &Principal, id: Uuid, code: &str) -> Result<In
         let role = role.unwrap_or(RoleId(
             crate::domain::role::BuiltinWorkspaceRole::Viewer.id(),
         ));
-        store::access::upsert_user_access(
+        store::grants::upsert(
             &mut tx.access(account),
+            store::grants::Grantee::User,
             account,
             w,
-            user.id,
+            user.id.0,
             role,
             None,
             now,

@@ -2,7 +2,6 @@
 //! authorize → load → apply the domain rule → persist in one transaction → refresh the index.
 //! The only layer that calls both `authz` and `store`.
 
-pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod auth;
@@ -11,6 +10,7 @@ pub mod credentials;
 pub mod error;
 pub mod gate;
 pub mod gateway;
+pub mod grants;
 pub mod input;
 pub mod invitations;
 pub mod ip_allowlist;

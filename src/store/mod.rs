@@ -3,13 +3,13 @@
 //! permissions. Every query that reads tenant data takes the account id. Engine differences live
 //! in [`dialect`].
 
-pub mod access;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod bots;
 pub mod dialect;
 pub mod error;
+pub mod grants;
 
 pub use error::Error;
 pub mod invitations;
@@ -35,6 +35,8 @@ pub use dialect::Engine;
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 pub type Conn = AnyConnection;
+/// A pooled connection for reads.
+pub type Reader = sqlx::pool::PoolConnection<sqlx::Any>;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -150,7 +152,7 @@ impl Store {
     }
 
     /// A connection for reads.
-    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Error> {
+    pub async fn reader(&self) -> Result<Reader, Error> {
         Ok(self.read.acquire().await?)
     }
 

@@ -154,7 +154,7 @@ async fn the_access_page_shows_every_grant_with_its_role_and_expiry() {
         assert_eq!(s, S::OK, "{html}");
         assert!(html.contains("Enterprise · seats used 3 of no limit"), "owner, ada and vic: {html}");
         assert!(html.contains(&format!("href=\"/account/{account}/workspace/{ws}/access\"")), "{html}");
-        assert!(html.contains("Recent activity") && html.contains("workspace-access.updated"), "{html}");
+        assert!(html.contains("Recent activity") && html.contains("workspace-access.created"), "{html}");
 
         // Past its instant the team grant shows as expired (before any sweep).
         t.clock.advance(chrono::Duration::hours(2));

@@ -96,10 +96,10 @@ async fn a_time_bound_team_membership_stops_counting_at_its_instant_and_is_swept
         assert!(e["paths"][0]["expires_at"].is_string(), "the expiry is shown: {e}");
         t.clock.advance(chrono::Duration::hours(8));
         assert_eq!(t.call(M::GET, &probe, Some(&dev.key), None).await.0, S::NOT_FOUND, "no job needed");
-        assert_eq!(atrium::services::teams::sweep_expired(&t.app).await.expect("sweep"), 1);
+        assert_eq!(atrium::services::grants::sweep_expired(&t.app).await.expect("sweep"), 1);
         let (_, team) = t.call(M::GET, &format!("/api/accounts/{a}/teams/{tid}"), Some(&owner.key), None).await;
         assert_eq!(team["memberships"], json!([]));
-        assert_eq!(atrium::services::teams::sweep_expired(&t.app).await.expect("sweep"), 0);
+        assert_eq!(atrium::services::grants::sweep_expired(&t.app).await.expect("sweep"), 0);
     })
     .await;
 }

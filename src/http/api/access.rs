@@ -4,7 +4,7 @@ use super::{AccessPath, AccountWorkspacePath, ErrorBody};
 use crate::app::App;
 use crate::domain::UserAccess;
 use crate::http::extract::{Auth, Json, Path};
-use crate::services::access::{self, FilterUserAccess, UserAccessUpsert};
+use crate::services::grants::{self, FilterUserAccess, UserAccessUpsert};
 use crate::services::Result;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,7 +20,7 @@ pub async fn upsert_user_access(
     Path(w): Path<AccountWorkspacePath>,
     Json(b): Json<UserAccessUpsert>,
 ) -> Result<Out<Vec<UserAccess>>> {
-    Ok(Out(access::upsert_user_access(
+    Ok(Out(grants::upsert_user_access(
         &app,
         &p,
         w.account_id,
@@ -39,7 +39,7 @@ pub async fn filter_user_access(
     Path(w): Path<AccountWorkspacePath>,
     Json(b): Json<FilterUserAccess>,
 ) -> Result<Out<Vec<UserAccess>>> {
-    Ok(Out(access::filter_user_access(
+    Ok(Out(grants::filter_user_access(
         &app,
         &p,
         w.account_id,
@@ -57,7 +57,7 @@ pub async fn read_user_access(
     Auth(p): Auth,
     Path(a): Path<AccessPath>,
 ) -> Result<Out<UserAccess>> {
-    Ok(Out(access::read_user_access(
+    Ok(Out(grants::read_user_access(
         &app,
         &p,
         a.account_id,
@@ -75,6 +75,14 @@ pub async fn delete_user_access(
     Auth(p): Auth,
     Path(a): Path<AccessPath>,
 ) -> Result<StatusCode> {
-    access::delete_user_access(&app, &p, a.account_id, a.workspace_id, a.access_id).await?;
+    grants::revoke(
+        &app,
+        &p,
+        a.account_id,
+        a.workspace_id,
+        crate::domain::Grantee::User,
+        a.access_id.0,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,12 +5,10 @@ use super::{AccountPath, AccountWorkspacePath, ErrorBody};
 use crate::app::App;
 use crate::domain::{AccessId, AccountId, ApiKeyId, Membership, WorkspaceId};
 use crate::http::extract::{Auth, Json, Path};
-use crate::services::bots::{
-    self, BotAccessUpsert, BotKeys, BotView, CreateBot, FilterBotAccess, FilterBots, RotateKey,
-    UpdateBot,
-};
+use crate::services::bots::{self, BotKeys, BotView, CreateBot, FilterBots, RotateKey, UpdateBot};
+use crate::services::grants::{self, BotAccessUpsert, FilterBotAccess};
 use crate::services::Result;
-use crate::store::bots::BotAccess;
+use crate::store::grants::BotAccess;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json as Out;
@@ -168,7 +166,7 @@ pub async fn upsert_access(
     Path(w): Path<AccountWorkspacePath>,
     Json(b): Json<BotAccessUpsert>,
 ) -> Result<Out<Vec<BotAccess>>> {
-    Ok(Out(bots::upsert_access(
+    Ok(Out(grants::upsert_bot_access(
         &app,
         &p,
         w.account_id,
@@ -187,7 +185,7 @@ pub async fn filter_access(
     Path(w): Path<AccountWorkspacePath>,
     Json(f): Json<FilterBotAccess>,
 ) -> Result<Out<Vec<BotAccess>>> {
-    Ok(Out(bots::filter_access(
+    Ok(Out(grants::filter_bot_access(
         &app,
         &p,
         w.account_id,
@@ -205,7 +203,7 @@ pub async fn read_access(
     Auth(p): Auth,
     Path(a): Path<BotAccessPath>,
 ) -> Result<Out<BotAccess>> {
-    Ok(Out(bots::read_access(
+    Ok(Out(grants::read_bot_access(
         &app,
         &p,
         a.account_id,
@@ -223,6 +221,14 @@ pub async fn delete_access(
     Auth(p): Auth,
     Path(a): Path<BotAccessPath>,
 ) -> Result<StatusCode> {
-    bots::delete_access(&app, &p, a.account_id, a.workspace_id, a.access_id).await?;
+    grants::revoke(
+        &app,
+        &p,
+        a.account_id,
+        a.workspace_id,
+        crate::domain::Grantee::ServiceAccount,
+        a.access_id.0,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

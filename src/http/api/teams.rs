@@ -5,12 +5,10 @@ use super::{AccountPath, AccountWorkspacePath, ErrorBody};
 use crate::app::App;
 use crate::domain::{AccountId, WorkspaceId};
 use crate::http::extract::{Auth, Json, Path, Query};
-use crate::services::teams::{
-    self, AccessActor, AddMembers, Explanation, FilterTeamAccess, FilterTeams, TeamAccessUpsert,
-    TeamInput, TeamView,
-};
+use crate::services::grants::{self, AccessActor, Explanation, FilterTeamAccess, TeamAccessUpsert};
+use crate::services::teams::{self, AddMembers, FilterTeams, TeamInput, TeamView};
 use crate::services::Result;
-use crate::store::teams::TeamAccess;
+use crate::store::grants::TeamAccess;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json as Out;
@@ -162,7 +160,7 @@ pub async fn upsert_team_access(
     Path(w): Path<AccountWorkspacePath>,
     Json(b): Json<TeamAccessUpsert>,
 ) -> Result<Out<Vec<TeamAccess>>> {
-    Ok(Out(teams::upsert_access(
+    Ok(Out(grants::upsert_team_access(
         &app,
         &p,
         w.account_id,
@@ -181,7 +179,7 @@ pub async fn filter_team_access(
     Path(w): Path<AccountWorkspacePath>,
     Json(f): Json<FilterTeamAccess>,
 ) -> Result<Out<Vec<TeamAccess>>> {
-    Ok(Out(teams::filter_access(
+    Ok(Out(grants::filter_team_access(
         &app,
         &p,
         w.account_id,
@@ -199,7 +197,15 @@ pub async fn delete_team_access(
     Auth(p): Auth,
     Path(a): Path<TeamAccessPath>,
 ) -> Result<StatusCode> {
-    teams::delete_access(&app, &p, a.account_id, a.workspace_id, a.team_id).await?;
+    grants::revoke(
+        &app,
+        &p,
+        a.account_id,
+        a.workspace_id,
+        crate::domain::Grantee::Team,
+        a.team_id,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -211,7 +217,7 @@ pub async fn list_access(
     Auth(p): Auth,
     Path(w): Path<AccountWorkspacePath>,
 ) -> Result<Out<Vec<AccessActor>>> {
-    Ok(Out(teams::list_access(
+    Ok(Out(grants::list_access(
         &app,
         &p,
         w.account_id,
@@ -229,7 +235,7 @@ pub async fn explain(
     Path(w): Path<AccountWorkspacePath>,
     Query(q): Query<ExplainQuery>,
 ) -> Result<Out<Explanation>> {
-    Ok(Out(teams::explain(
+    Ok(Out(grants::explain(
         &app,
         &p,
         w.account_id,

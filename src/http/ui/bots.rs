@@ -10,9 +10,10 @@ use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::scope::Scope;
+use crate::domain::Grantee;
 use crate::domain::{AccountId, ApiKeyId, RoleId, WorkspaceId};
-use crate::services::access::{self, Grantee};
 use crate::services::bots::{self, BotView, CreateBot, RotateKey, UpdateBot};
+use crate::services::grants;
 use crate::services::mail::html_escape;
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
@@ -161,7 +162,7 @@ async fn render(
     let shell = Shell::open(app, p, account).await?;
     let b: BotView = bots::read_bot(app, p, account, id).await?;
     let keys = bots::read_keys(app, p, account, id).await?;
-    let grants = bots::access_of_bot(app, p, account, id).await?;
+    let grants = crate::services::grants::bot_access_of(app, p, account, id).await?;
     let roles = shell.workspace_roles(app, p).await?;
     let now = app.now();
     let base = shell.url(&format!("/service-account/{id}"));
@@ -457,7 +458,7 @@ pub async fn grant(
             .map(RoleId)
             .map_err(|_| Error::validation("choose a role"))?;
         let expires_at = f.instant("expires_at")?;
-        access::grant(
+        grants::grant(
             &app,
             &p,
             account,
@@ -488,6 +489,6 @@ pub async fn remove_grant(
 ) -> Response {
     done(
         &back(account, id),
-        access::revoke(&app, &p, account, workspace, Grantee::ServiceAccount, q.id).await,
+        grants::revoke(&app, &p, account, workspace, Grantee::ServiceAccount, q.id).await,
     )
 }

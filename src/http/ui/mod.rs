@@ -2,6 +2,7 @@
 //! nonce and its MAC over the caller's session (or, before sign-in, over a pre-session cookie),
 //! verified in constant time.
 
+pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod billing;

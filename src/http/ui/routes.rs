@@ -80,17 +80,17 @@ fn account() -> Vec<(&'static str, &'static str, Handler)> {
         (
             "GET",
             "/workspace/{workspace_id}/access",
-            get(workspaces::access),
+            get(access::access),
         ),
         (
             "POST",
             "/workspace/{workspace_id}/access",
-            post(workspaces::grant),
+            post(access::grant),
         ),
         (
             "POST",
             "/workspace/{workspace_id}/access/remove",
-            post(workspaces::remove),
+            post(access::remove),
         ),
         (
             "GET",

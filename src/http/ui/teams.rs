@@ -8,8 +8,9 @@ use super::{error_page, error_page_back, expiry_cell, options, table};
 use crate::app::App;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::scope::Scope;
+use crate::domain::Grantee;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
-use crate::services::access::{self, Grantee};
+use crate::services::grants;
 use crate::services::mail::html_escape;
 use crate::services::teams::{self, TeamInput};
 use crate::services::{Error, Result};
@@ -308,7 +309,7 @@ pub async fn grant(
             .parse::<Uuid>()
             .map(RoleId)
             .map_err(|_| Error::validation("choose a role"))?;
-        access::grant(&app, &p, account, ws, Grantee::Team, team, role, None).await
+        grants::grant(&app, &p, account, ws, Grantee::Team, team, role, None).await
     }
     .await;
     done(&back(account, team), r)
@@ -323,7 +324,7 @@ pub async fn remove_grant(
 ) -> Response {
     done(
         &back(account, team),
-        access::revoke(&app, &p, account, workspace, Grantee::Team, team).await,
+        grants::revoke(&app, &p, account, workspace, Grantee::Team, team).await,
     )
 }
 

@@ -87,13 +87,13 @@ pub async fn load_rows(
         })
         .collect();
     let workspaces = store::workspaces::find_all_workspaces(&mut c, account).await?;
-    let mut grants = store::access::find_account_grants(&mut c, account).await?;
+    let mut grants = store::grants::find_user_grants(&mut c, account).await?;
     grants.extend(
-        store::bots::find_account_grants(&mut c, account)
+        store::grants::find_bot_grants(&mut c, account)
             .await?
             .into_iter()
             .map(
-                |(workspace_id, bot, role_id, expires_at)| store::access::GrantRow {
+                |(workspace_id, bot, role_id, expires_at)| store::grants::GrantRow {
                     workspace_id,
                     user_id: crate::domain::UserId(bot),
                     role_id,
@@ -112,7 +112,7 @@ pub async fn load_rows(
             )
         })
         .collect();
-    let team_grants = store::teams::find_account_grants(&mut c, account)
+    let team_grants = store::grants::find_team_grants(&mut c, account)
         .await?
         .into_iter()
         .filter_map(|(w, team, role, exp)| {
