@@ -47,13 +47,13 @@ async fn visitor<'a>(t: &'a TestApp, email: &str) -> Visitor<'a> {
 }
 
 #[tokio::test]
-async fn an_admin_runs_every_account_section_from_the_browser_forms() {
+async fn every_account_section_opens_and_workspaces_are_created_edited_and_deleted_from_forms() {
     each_db(|t| async move {
         let Fixture {
             account,
-            ws,
+            ws: _,
             owner,
-            vic,
+            vic: _,
             ..
         } = fixture(&t).await;
         let ada = visitor(&t, "ada@acme.test").await;
@@ -193,6 +193,22 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
             )
             .await;
         assert_eq!(s, S::NOT_FOUND);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn workspace_access_members_and_invitations_change_through_forms() {
+    each_db(|t| async move {
+        let Fixture {
+            account,
+            ws,
+            owner,
+            vic,
+            ..
+        } = fixture(&t).await;
+        let ada = visitor(&t, "ada@acme.test").await;
+        let a = format!("/account/{account}");
 
         // Access: change vic's role (the expiry stays), explain it, then remove it.
         let access = format!("{a}/workspace/{ws}/access");
@@ -244,9 +260,14 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
                 && html.contains("a direct grant of Developer"),
             "{html}"
         );
-        let (s, html) = ada.get(&format!("{access}?who=not-an-id&scope=see_flows")).await;
+        let (s, html) = ada
+            .get(&format!("{access}?who=not-an-id&scope=see_flows"))
+            .await;
         assert_eq!(s, S::OK, "a mangled link still gets the page");
-        assert!(html.contains("who: not a member or service account id"), "{html}");
+        assert!(
+            html.contains("who: not a member or service account id"),
+            "{html}"
+        );
         let (s, _, _) = ada
             .submit(
                 &access,
@@ -357,12 +378,51 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
         );
 
         // An invitation can carry a workspace role too.
-        let (s, _, body) = ada.submit(&members, &format!("{members}/invite"), &[
-            ("emails", "dan@acme.test"), ("workspace_id", &ws.to_string()), ("workspace_role_id", &developer)]).await;
+        let (s, _, body) = ada
+            .submit(
+                &members,
+                &format!("{members}/invite"),
+                &[
+                    ("emails", "dan@acme.test"),
+                    ("workspace_id", &ws.to_string()),
+                    ("workspace_role_id", &developer),
+                ],
+            )
+            .await;
         assert_eq!(s, S::SEE_OTHER, "{body}");
-        let (_, inv) = t.call(M::POST, &format!("/api/accounts/{account}/invitations/filter"), Some(&owner.key),
-            Some(json!({"invitations": {"email": {"any_": ["dan@acme.test"]}}}))).await;
-        assert_eq!((inv[0]["workspace_id"].as_str(), inv[0]["workspace_role_id"].as_str()), (Some(ws.to_string().as_str()), Some(developer.as_str())), "{inv}");
+        let (_, inv) = t
+            .call(
+                M::POST,
+                &format!("/api/accounts/{account}/invitations/filter"),
+                Some(&owner.key),
+                Some(json!({"invitations": {"email": {"any_": ["dan@acme.test"]}}})),
+            )
+            .await;
+        assert_eq!(
+            (
+                inv[0]["workspace_id"].as_str(),
+                inv[0]["workspace_role_id"].as_str()
+            ),
+            (Some(ws.to_string().as_str()), Some(developer.as_str())),
+            "{inv}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn service_accounts_roles_teams_and_the_audit_log_work_from_forms_and_forged_forms_change_nothing(
+) {
+    each_db(|t| async move {
+        let Fixture {
+            account,
+            ws,
+            owner,
+            vic,
+            ..
+        } = fixture(&t).await;
+        let ada = visitor(&t, "ada@acme.test").await;
+        let a = format!("/account/{account}");
 
         // Service accounts: created with the key shown once; rotation keeps the old key for the
         // chosen overlap.
@@ -558,7 +618,9 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
             "{html}"
         );
         assert!(
-            html.contains(&format!("<option value=\"{bot}\">ci (service account)</option>")),
+            html.contains(&format!(
+                "<option value=\"{bot}\">ci (service account)</option>"
+            )),
             "service accounts are in the who filter: {html}"
         );
         assert_eq!(
@@ -581,17 +643,47 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
         );
         // Pages of 50: the link to older events carries the filters and the page token.
         for i in 0..55 {
-            let (s, _) = t.call(M::PATCH, &format!("/api/accounts/{account}/settings"), Some(&owner.key),
-                Some(json!({"ai_log_summaries": i % 2 == 0}))).await;
+            let (s, _) = t
+                .call(
+                    M::PATCH,
+                    &format!("/api/accounts/{account}/settings"),
+                    Some(&owner.key),
+                    Some(json!({"ai_log_summaries": i % 2 == 0})),
+                )
+                .await;
             assert_eq!(s, S::NO_CONTENT);
         }
-        let (_, html) = ada.get(&format!("{a}/audit-log?event=prefect-cloud.account-settings.updated")).await;
-        assert!(html.contains("55 matching events.") && html.matches("<code>account-settings.updated</code>").count() == 50, "{html}");
-        let next = html.split("href=\"").find(|h| h.contains("page=")).and_then(|h| h.split('"').next()).expect("older events link").replace("&amp;", "&");
-        assert!(next.contains("event=prefect-cloud.account-settings.updated"), "{next}");
+        let (_, html) = ada
+            .get(&format!(
+                "{a}/audit-log?event=prefect-cloud.account-settings.updated"
+            ))
+            .await;
+        assert!(
+            html.contains("55 matching events.")
+                && html
+                    .matches("<code>account-settings.updated</code>")
+                    .count()
+                    == 50,
+            "{html}"
+        );
+        let next = html
+            .split("href=\"")
+            .find(|h| h.contains("page="))
+            .and_then(|h| h.split('"').next())
+            .expect("older events link")
+            .replace("&amp;", "&");
+        assert!(
+            next.contains("event=prefect-cloud.account-settings.updated"),
+            "{next}"
+        );
         let (s, html) = ada.get(&next).await;
         assert_eq!(s, S::OK, "{html}");
-        assert_eq!(html.matches("<code>account-settings.updated</code>").count(), 5, "{html}");
+        assert_eq!(
+            html.matches("<code>account-settings.updated</code>")
+                .count(),
+            5,
+            "{html}"
+        );
         assert!(!html.contains("rel=\"next\""), "no further page: {html}");
         let (s, html) = ada.get(&format!("{a}/audit-log?from=2020-01-01")).await;
         assert_eq!(s, S::OK);
@@ -599,6 +691,41 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
             html.contains("event queries cover at most 14 days"),
             "a bad range is explained on the page: {html}"
         );
+
+        // A forged form changes nothing.
+        let (s, _, _) = form(
+            &t,
+            &format!("{a}/teams"),
+            &ada.session,
+            &[("csrf", "forged"), ("name", "sneaky")],
+        )
+        .await;
+        assert_eq!(s, S::FORBIDDEN);
+        let (_, teams) = t
+            .call(
+                M::POST,
+                &format!("/api/accounts/{account}/teams/filter"),
+                Some(&owner.key),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(teams.as_array().map(Vec::len), Some(1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn settings_the_ip_allowlist_and_billing_work_from_forms() {
+    each_db(|t| async move {
+        let Fixture {
+            account,
+            ws: _,
+            owner,
+            vic: _,
+            ..
+        } = fixture(&t).await;
+        let ada = visitor(&t, "ada@acme.test").await;
+        let a = format!("/account/{account}");
 
         // Settings: name and a toggle, through the API's own checks.
         let (s, _, _) = ada
@@ -677,24 +804,6 @@ async fn an_admin_runs_every_account_section_from_the_browser_forms() {
             "{html}"
         );
 
-        // A forged form changes nothing.
-        let (s, _, _) = form(
-            &t,
-            &format!("{a}/teams"),
-            &ada.session,
-            &[("csrf", "forged"), ("name", "sneaky")],
-        )
-        .await;
-        assert_eq!(s, S::FORBIDDEN);
-        let (_, teams) = t
-            .call(
-                M::POST,
-                &format!("/api/accounts/{account}/teams/filter"),
-                Some(&owner.key),
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(teams.as_array().map(Vec::len), Some(1));
     })
     .await;
 }
