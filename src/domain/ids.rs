@@ -54,6 +54,8 @@ id_type!(
     RoleId,
     AccessId,
     ApiKeyId,
+    TeamId,
+    ServiceAccountId,
 );
 
 /// The id of an account role (Owner, Admin or Member) as request bodies carry it: one of three

@@ -34,7 +34,7 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
                         .ok_or_else(|| Error::Unauthenticated(BAD_KEY.into()))?;
                 CachedKey {
                     key_id,
-                    user_id: crate::domain::UserId(bot.id),
+                    user_id: crate::domain::UserId(bot.id.0),
                     expires_at_us: expires_at.map_or(i64::MAX, |t| t.timestamp_micros()),
                     site_admin: false,
                     name: bot.name.into(),

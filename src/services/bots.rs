@@ -7,7 +7,8 @@ use crate::authz::Principal;
 use crate::domain::plan::Feature;
 use crate::domain::role::{AccountPermission as P, AccountRole};
 use crate::domain::{
-    validate, AccountId, ActorId, ApiKeyId, Membership, MembershipId, RoleId, UserId,
+    validate, AccountId, ActorId, ApiKeyId, Membership, MembershipId, RoleId, ServiceAccountId,
+    UserId,
 };
 use crate::services::audit::{self, NewEvent};
 use crate::services::credentials::{generate_api_key, BOT_KEY_PREFIX};
@@ -53,7 +54,7 @@ pub struct BotView {
 
 fn view(b: &BotRow, key: Option<BotKeyView>) -> BotView {
     BotView {
-        id: b.id,
+        id: b.id.0,
         created: b.created,
         updated: b.updated,
         actor_id: b.actor_id,
@@ -105,7 +106,7 @@ async fn issue_key(
         tx,
         store::bots::NewBotKey {
             id,
-            bot: bot.id,
+            bot: bot.id.0,
             name: &name,
             key_hash: &hash,
             masked: &masked,
@@ -170,7 +171,7 @@ pub async fn create_bot(
     }
     let now = app.now();
     let bot = BotRow {
-        id: Uuid::new_v4(),
+        id: ServiceAccountId::new(),
         account_id: account,
         actor_id: ActorId::new(),
         name: validate::name("name", &b.name).map_err(Error::Validation)?,
@@ -188,7 +189,7 @@ pub async fn create_bot(
         &mut tx,
         Some(p),
         account.0,
-        NewEvent::new("service-account", "created", bot.id)
+        NewEvent::new("service-account", "created", bot.id.0)
             .name(bot.name.clone())
             .payload(json!({"name": bot.name, "account_role_name": role.name(), "api_key_expiration": key.expiration})),
     )
@@ -197,13 +198,18 @@ pub async fn create_bot(
     Ok(view(&bot, Some(key)))
 }
 
-pub async fn read_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<BotView> {
+pub async fn read_bot(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: ServiceAccountId,
+) -> Result<BotView> {
     gate(app, p, account, P::ReadBot).await?;
     let mut c = app.store.reader().await?;
     let bot = store::bots::find_bot(&mut c, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
-    let key = newest_key(&mut c, id).await?;
+    let key = newest_key(&mut c, id.0).await?;
     Ok(view(&bot, key))
 }
 
@@ -239,7 +245,7 @@ pub async fn filter_bots(
     let bots = store::bots::find_bots(&mut c, account, names.as_deref(), limit, offset).await?;
     let mut out = Vec::with_capacity(bots.len());
     for b in bots {
-        let key = newest_key(&mut c, b.id).await?;
+        let key = newest_key(&mut c, b.id.0).await?;
         out.push(view(&b, key));
     }
     Ok(out)
@@ -269,7 +275,7 @@ pub async fn update_bot(
     let caller = gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::Update)?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let mut bot = store::bots::find_bot(&mut tx, account, id)
+    let mut bot = store::bots::find_bot(&mut tx, account, ServiceAccountId(id))
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
     let before = json!({"name": bot.name, "account_role_name": bot.account_role.name()});
@@ -306,16 +312,21 @@ pub async fn update_bot(
 }
 
 /// Deletes a bot; its keys and grants go with it and stop working at the next request.
-pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
+pub async fn delete_bot(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: ServiceAccountId,
+) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteBot).await?;
-    require_outranks(app, p, account, id, PrincipalOp::Remove)?;
+    require_outranks(app, p, account, id.0, PrincipalOp::Remove)?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let bot = store::bots::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
-    let keys = store::bots::find_keys(&mut tx, id).await?;
+    let keys = store::bots::find_keys(&mut tx, id.0).await?;
     store::bots::delete_bot(&mut tx.access(account), account, id).await?;
-    store::teams::delete_member_everywhere(&mut tx.access(account), account, id).await?;
+    store::teams::delete_member_everywhere(&mut tx.access(account), account, id.0).await?;
     for k in &keys {
         store::api_keys::notify_key_revoked(&mut tx, app.store.engine, k.id).await?;
     }
@@ -324,11 +335,11 @@ pub async fn delete_bot(app: &App, p: &Principal, account: AccountId, id: Uuid) 
         &mut tx,
         Some(p),
         account.0,
-        NewEvent::new("service-account", "deleted", id).name(bot.name.clone()),
+        NewEvent::new("service-account", "deleted", id.0).name(bot.name.clone()),
     )
     .await?;
     tx.commit().await?;
-    app.keys.remove_user(UserId(id));
+    app.keys.remove_user(UserId(id.0));
     Ok(())
 }
 
@@ -360,7 +371,7 @@ pub async fn rotate_key(
     }
     let now = app.now();
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let bot = store::bots::find_bot(&mut tx, account, id)
+    let bot = store::bots::find_bot(&mut tx, account, ServiceAccountId(id))
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
     let old = store::bots::find_keys(&mut tx, id).await?;
@@ -401,14 +412,19 @@ pub struct BotKeys {
     pub rotating_keys: Vec<BotKeyView>,
 }
 
-pub async fn read_keys(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<BotKeys> {
+pub async fn read_keys(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: ServiceAccountId,
+) -> Result<BotKeys> {
     gate(app, p, account, P::ReadBot).await?;
     let now = app.now();
     let mut c = app.store.reader().await?;
     store::bots::find_bot(&mut c, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
-    let mut keys = store::bots::find_keys(&mut c, id)
+    let mut keys = store::bots::find_keys(&mut c, id.0)
         .await?
         .into_iter()
         .filter(|k| k.expiration.is_none_or(|e| e > now))
@@ -437,7 +453,7 @@ pub async fn delete_key(
     gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::RevokeKey)?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let bot = store::bots::find_bot(&mut tx, account, id)
+    let bot = store::bots::find_bot(&mut tx, account, ServiceAccountId(id))
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
     if !store::bots::delete_key(&mut tx, id, key).await? {
@@ -462,12 +478,12 @@ pub async fn delete_key(
 /// A bot as an account membership (`by-bot`, `only_bots`).
 pub fn as_membership(b: &BotRow) -> Membership {
     Membership {
-        id: MembershipId(b.id),
+        id: MembershipId(b.id.0),
         created: b.created,
         updated: b.updated,
         account_id: b.account_id,
         actor_id: b.actor_id,
-        user_id: UserId(b.id),
+        user_id: UserId(b.id.0),
         handle: b.name.clone(),
         first_name: String::new(),
         last_name: String::new(),
@@ -490,7 +506,7 @@ pub async fn membership_by_bot(
 ) -> Result<Membership> {
     crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
     let mut c = app.store.reader().await?;
-    store::bots::find_bot(&mut c, account, id)
+    store::bots::find_bot(&mut c, account, ServiceAccountId(id))
         .await?
         .map(|b| as_membership(&b))
         .ok_or_else(|| Error::not_found("membership"))

@@ -9,7 +9,9 @@ use crate::authz::AccessPath;
 use crate::authz::Principal;
 use crate::domain::plan::Feature;
 use crate::domain::scope::Scope;
-use crate::domain::{AccessId, AccountId, RoleId, UserAccess, UserId, WorkspaceId};
+use crate::domain::{
+    AccessId, AccountId, RoleId, ServiceAccountId, TeamId, UserAccess, UserId, WorkspaceId,
+};
 use crate::services::audit::{self, NewEvent};
 use crate::services::input::{page, AnyOf};
 use crate::services::roles::usable_role_scopes;
@@ -67,8 +69,8 @@ macro_rules! grant_body {
 type Wanted = (Uuid, RoleId, Option<chrono::DateTime<chrono::Utc>>);
 
 grant_body!(UserAccessInput, UserAccessUpsert, user_id: UserId, 0, |u: UserId| u.0);
-grant_body!(BotAccessInput, BotAccessUpsert, bot_id: Uuid, 1, |b: Uuid| b);
-grant_body!(TeamAccessInput, TeamAccessUpsert, team_id: Uuid, 1, |t: Uuid| t);
+grant_body!(BotAccessInput, BotAccessUpsert, bot_id: ServiceAccountId, 1, |b: ServiceAccountId| b.0);
+grant_body!(TeamAccessInput, TeamAccessUpsert, team_id: TeamId, 1, |t: TeamId| t.0);
 
 /// What differs between the kinds of workspace grant.
 pub(crate) struct GrantKind {
@@ -235,10 +237,12 @@ pub(crate) async fn upsert_grants(
                     .await?
                     .is_some()
             }
-            Grantee::ServiceAccount => store::bots::find_bot(&mut tx, account, *subject)
-                .await?
-                .is_some(),
-            Grantee::Team => store::teams::find_team(&mut tx, account, *subject)
+            Grantee::ServiceAccount => {
+                store::bots::find_bot(&mut tx, account, ServiceAccountId(*subject))
+                    .await?
+                    .is_some()
+            }
+            Grantee::Team => store::teams::find_team(&mut tx, account, TeamId(*subject))
                 .await?
                 .is_some(),
         };
@@ -735,7 +739,7 @@ pub async fn bot_access_of(
     account: AccountId,
     id: Uuid,
 ) -> Result<Vec<BotAccess>> {
-    crate::services::bots::read_bot(app, p, account, id).await?;
+    crate::services::bots::read_bot(app, p, account, ServiceAccountId(id)).await?;
     let access = crate::services::gate::member(app, p, account).await?;
     let mut c = app.store.reader().await?;
     let all = store::grants::find_accesses_of_bot(&mut c, account, id).await?;
@@ -904,7 +908,7 @@ pub async fn explain(
                 role_name: crate::services::teams::role_name(&mut c, account, role_id).await?,
                 role_id: Some(role_id),
                 team_id: Some(team),
-                team_name: store::teams::find_team(&mut c, account, team)
+                team_name: store::teams::find_team(&mut c, account, TeamId(team))
                     .await?
                     .map(|t| t.name),
                 expires_at: exp(grant_expires_at_us.min(membership_expires_at_us)),
@@ -977,7 +981,8 @@ pub async fn list_access(
                 email: Some(u.email),
                 kind: "user",
             });
-        } else if let Some(b) = store::bots::find_bot(&mut c, account, id).await? {
+        } else if let Some(b) = store::bots::find_bot(&mut c, account, ServiceAccountId(id)).await?
+        {
             out.push(AccessActor {
                 id: Some(b.actor_id.0),
                 name: b.name,
@@ -988,9 +993,9 @@ pub async fn list_access(
     }
     for (team, g) in &ws.team_grants {
         if g.expires_at_us > now {
-            if let Some(t) = store::teams::find_team(&mut c, account, *team).await? {
+            if let Some(t) = store::teams::find_team(&mut c, account, TeamId(*team)).await? {
                 out.push(AccessActor {
-                    id: Some(t.id),
+                    id: Some(t.id.0),
                     name: t.name,
                     email: None,
                     kind: "team",

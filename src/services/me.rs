@@ -56,11 +56,12 @@ async fn accounts_of(
     let Some(account) = p.bot_account else {
         return Ok(store::memberships::find_accounts_of_user(c, p.user_id).await?);
     };
-    let bot = store::bots::find_bot(c, account, p.user_id.0).await?;
+    let bot =
+        store::bots::find_bot(c, account, crate::domain::ServiceAccountId(p.user_id.0)).await?;
     let row = store::accounts::find_account(c, account).await?;
     Ok(match (bot, row) {
         (Some(b), Some(a)) => vec![store::memberships::UserAccountRow {
-            membership_id: crate::domain::MembershipId(b.id),
+            membership_id: crate::domain::MembershipId(b.id.0),
             account_id: account,
             account_name: a.name,
             account_handle: a.handle,

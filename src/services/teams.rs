@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::plan::Feature;
 use crate::domain::role::{AccountPermission as P, BuiltinWorkspaceRole};
-use crate::domain::{validate, AccountId, RoleId, WorkspaceId};
+use crate::domain::{validate, AccountId, RoleId, TeamId, WorkspaceId};
 use crate::services::audit::{self, NewEvent};
 use crate::services::error::unique_or;
 use crate::services::input::{page, AnyOf};
@@ -72,7 +72,7 @@ pub(crate) async fn role_name(
 
 async fn view(c: &mut store::Conn, t: TeamRow) -> Result<TeamView> {
     let mut memberships = Vec::new();
-    for m in store::teams::find_members(c, t.account_id, t.id).await? {
+    for m in store::teams::find_members(c, t.account_id, t.id.0).await? {
         let v = if m.member_type == "user" {
             store::users::find_user_by_id(c, crate::domain::UserId(m.member_id))
                 .await?
@@ -88,22 +88,26 @@ async fn view(c: &mut store::Conn, t: TeamRow) -> Result<TeamView> {
                     expires_at: m.expires_at,
                 })
         } else {
-            store::bots::find_bot(c, t.account_id, m.member_id)
-                .await?
-                .map(|b| TeamMemberView {
-                    id: b.actor_id.0,
-                    member_id: b.id,
-                    handle: b.name.clone(),
-                    name: b.name,
-                    email: None,
-                    kind: "service_account".into(),
-                    expires_at: m.expires_at,
-                })
+            store::bots::find_bot(
+                c,
+                t.account_id,
+                crate::domain::ServiceAccountId(m.member_id),
+            )
+            .await?
+            .map(|b| TeamMemberView {
+                id: b.actor_id.0,
+                member_id: b.id.0,
+                handle: b.name.clone(),
+                name: b.name,
+                email: None,
+                kind: "service_account".into(),
+                expires_at: m.expires_at,
+            })
         };
         memberships.extend(v);
     }
     let mut workspaces = Vec::new();
-    for (w, handle, role) in store::teams::find_team_workspaces(c, t.account_id, t.id).await? {
+    for (w, handle, role) in store::teams::find_team_workspaces(c, t.account_id, t.id.0).await? {
         workspaces.push(TeamWorkspace {
             workspace_id: w,
             workspace_handle: handle,
@@ -112,7 +116,7 @@ async fn view(c: &mut store::Conn, t: TeamRow) -> Result<TeamView> {
         });
     }
     Ok(TeamView {
-        id: t.id,
+        id: t.id.0,
         created: t.created,
         updated: t.updated,
         account_id: t.account_id,
@@ -155,7 +159,7 @@ pub async fn create_team(
     gate(app, p, account, P::CreateTeam).await?;
     let now = app.now();
     let team = TeamRow {
-        id: Uuid::new_v4(),
+        id: TeamId::new(),
         account_id: account,
         name: validate::name("name", &t.name).map_err(Error::Validation)?,
         description: validate::text("description", t.description.as_deref().unwrap_or(""), 1000)
@@ -172,7 +176,7 @@ pub async fn create_team(
         &mut tx,
         Some(p),
         account.0,
-        NewEvent::new("team", "created", team.id)
+        NewEvent::new("team", "created", team.id.0)
             .name(team.name.clone())
             .payload(json!({"name": team.name, "description": team.description})),
     )
@@ -182,7 +186,12 @@ pub async fn create_team(
     Ok(v)
 }
 
-pub async fn read_team(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<TeamView> {
+pub async fn read_team(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    id: TeamId,
+) -> Result<TeamView> {
     gate(app, p, account, P::ReadTeam).await?;
     let mut c = app.store.reader().await?;
     let t = store::teams::find_team(&mut c, account, id)
@@ -200,7 +209,7 @@ pub async fn update_team(
 ) -> Result<TeamView> {
     gate(app, p, account, P::UpdateTeam).await?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let mut t = store::teams::find_team(&mut tx, account, id)
+    let mut t = store::teams::find_team(&mut tx, account, crate::domain::TeamId(id))
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
     let before = json!({"name": t.name, "description": t.description});
@@ -230,7 +239,7 @@ pub async fn update_team(
 }
 
 /// Deletes a team; its grants count for nobody from the next request on.
-pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: Uuid) -> Result<()> {
+pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: TeamId) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteTeam).await?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let t = store::teams::find_team(&mut tx, account, id)
@@ -242,7 +251,7 @@ pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: Uuid)
         &mut tx,
         Some(p),
         account.0,
-        NewEvent::new("team", "deleted", id).name(t.name.clone()),
+        NewEvent::new("team", "deleted", id.0).name(t.name.clone()),
     )
     .await?;
     tx.commit().await
@@ -398,7 +407,7 @@ pub async fn add_members(
     }
     let now = app.now();
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let t = store::teams::find_team(&mut tx, account, id)
+    let t = store::teams::find_team(&mut tx, account, crate::domain::TeamId(id))
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
     for m in &a.members {
@@ -413,9 +422,13 @@ pub async fn add_members(
             )
             .await?
             .is_some(),
-            "service_account" => store::bots::find_bot(&mut tx, account, m.member_id)
-                .await?
-                .is_some(),
+            "service_account" => store::bots::find_bot(
+                &mut tx,
+                account,
+                crate::domain::ServiceAccountId(m.member_id),
+            )
+            .await?
+            .is_some(),
             other => {
                 return Err(Error::validation(format!(
                     "unknown member_type {other:?}: use user or service_account"
@@ -457,7 +470,7 @@ pub async fn remove_member(
 ) -> Result<()> {
     gate(app, p, account, P::UpdateTeam).await?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let t = store::teams::find_team(&mut tx, account, id)
+    let t = store::teams::find_team(&mut tx, account, crate::domain::TeamId(id))
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
     let mut member = who;

@@ -3,7 +3,7 @@
 use super::Error;
 use super::{get_uuid, micros, opt_time, time, AccessTx, Arg, Conn, Sql};
 use crate::domain::role::AccountRole;
-use crate::domain::{AccountId, ActorId, ApiKeyId, ApiKeyInfo, Time};
+use crate::domain::{AccountId, ActorId, ApiKeyId, ApiKeyInfo, ServiceAccountId, Time};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// A bot as stored.
 #[derive(Debug, Clone)]
 pub struct BotRow {
-    pub id: Uuid,
+    pub id: crate::domain::ServiceAccountId,
     pub account_id: AccountId,
     pub actor_id: ActorId,
     pub name: String,
@@ -24,7 +24,7 @@ const COLS: &str = "id, account_id, actor_id, name, account_role, created, updat
 
 fn bot_from(r: &AnyRow) -> Result<BotRow, Error> {
     Ok(BotRow {
-        id: get_uuid(r, "id")?,
+        id: ServiceAccountId(get_uuid(r, "id")?),
         account_id: AccountId(get_uuid(r, "account_id")?),
         actor_id: ActorId(get_uuid(r, "actor_id")?),
         name: r.try_get("name")?,
@@ -52,7 +52,11 @@ pub async fn insert_bot(c: &mut AccessTx<'_>, b: &BotRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn find_bot(c: &mut Conn, account: AccountId, id: Uuid) -> Result<Option<BotRow>, Error> {
+pub async fn find_bot(
+    c: &mut Conn,
+    account: AccountId,
+    id: ServiceAccountId,
+) -> Result<Option<BotRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM bots WHERE account_id = $1 AND id = $2"
     ))
@@ -101,7 +105,11 @@ pub async fn update_bot(c: &mut AccessTx<'_>, b: &BotRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn delete_bot(c: &mut AccessTx<'_>, account: AccountId, id: Uuid) -> Result<bool, Error> {
+pub async fn delete_bot(
+    c: &mut AccessTx<'_>,
+    account: AccountId,
+    id: ServiceAccountId,
+) -> Result<bool, Error> {
     let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM bots WHERE account_id = $1 AND id = $2")
         .bind(account.to_string())

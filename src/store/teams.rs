@@ -2,14 +2,14 @@
 
 use super::Error;
 use super::{get_uuid, micros, opt_time, time, AccessTx, Arg, Conn, Sql};
-use crate::domain::{AccountId, RoleId, Time, WorkspaceId};
+use crate::domain::{AccountId, RoleId, TeamId, Time, WorkspaceId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct TeamRow {
-    pub id: Uuid,
+    pub id: crate::domain::TeamId,
     pub account_id: AccountId,
     pub name: String,
     pub description: String,
@@ -19,7 +19,7 @@ pub struct TeamRow {
 
 fn team_from(r: &AnyRow) -> Result<TeamRow, Error> {
     Ok(TeamRow {
-        id: get_uuid(r, "id")?,
+        id: TeamId(get_uuid(r, "id")?),
         account_id: AccountId(get_uuid(r, "account_id")?),
         name: r.try_get("name")?,
         description: r.try_get("description")?,
@@ -58,7 +58,7 @@ pub async fn update_team(c: &mut Conn, t: &TeamRow) -> Result<(), Error> {
 pub async fn find_team(
     c: &mut Conn,
     account: AccountId,
-    id: Uuid,
+    id: TeamId,
 ) -> Result<Option<TeamRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM teams WHERE account_id = $1 AND id = $2"
@@ -144,7 +144,7 @@ pub async fn find_teams(
 pub async fn delete_team(
     c: &mut AccessTx<'_>,
     account: AccountId,
-    id: Uuid,
+    id: TeamId,
 ) -> Result<bool, Error> {
     let c: &mut Conn = c;
     let r = sqlx::query("DELETE FROM teams WHERE account_id = $1 AND id = $2")

@@ -14,20 +14,19 @@ use axum::http::StatusCode;
 use axum::Json as Out;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use uuid::Uuid;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct BotPath {
     pub account_id: AccountId,
-    pub bot_id: Uuid,
+    pub bot_id: crate::domain::ServiceAccountId,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct BotKeyPath {
     pub account_id: AccountId,
-    pub bot_id: Uuid,
+    pub bot_id: crate::domain::ServiceAccountId,
     pub api_key_id: ApiKeyId,
 }
 
@@ -74,7 +73,7 @@ pub async fn update_bot(
     Path(b): Path<BotPath>,
     Json(u): Json<UpdateBot>,
 ) -> Result<StatusCode> {
-    bots::update_bot(&app, &p, b.account_id, b.bot_id, u).await?;
+    bots::update_bot(&app, &p, b.account_id, b.bot_id.0, u).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -113,7 +112,7 @@ pub async fn rotate_key(
 ) -> Result<(StatusCode, Out<BotView>)> {
     Ok((
         StatusCode::CREATED,
-        Out(bots::rotate_key(&app, &p, b.account_id, b.bot_id, r).await?),
+        Out(bots::rotate_key(&app, &p, b.account_id, b.bot_id.0, r).await?),
     ))
 }
 
@@ -136,7 +135,7 @@ pub async fn delete_key(
     Auth(p): Auth,
     Path(k): Path<BotKeyPath>,
 ) -> Result<StatusCode> {
-    bots::delete_key(&app, &p, k.account_id, k.bot_id, k.api_key_id).await?;
+    bots::delete_key(&app, &p, k.account_id, k.bot_id.0, k.api_key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -152,7 +151,7 @@ pub async fn membership_by_bot(
         &app,
         &p,
         b.account_id,
-        b.bot_id,
+        b.bot_id.0,
     )
     .await?))
 }

@@ -20,14 +20,14 @@ use uuid::Uuid;
 #[into_params(parameter_in = Path)]
 pub struct TeamPath {
     pub account_id: AccountId,
-    pub team_id: Uuid,
+    pub team_id: crate::domain::TeamId,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct TeamMemberPath {
     pub account_id: AccountId,
-    pub team_id: Uuid,
+    pub team_id: crate::domain::TeamId,
     /// The member's actor id (or user / service-account id).
     pub actor_id: Uuid,
 }
@@ -37,7 +37,7 @@ pub struct TeamMemberPath {
 pub struct TeamAccessPath {
     pub account_id: AccountId,
     pub workspace_id: WorkspaceId,
-    pub team_id: Uuid,
+    pub team_id: crate::domain::TeamId,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -90,7 +90,7 @@ pub async fn update_team(
         &app,
         &p,
         t.account_id,
-        t.team_id,
+        t.team_id.0,
         b,
     )
     .await?))
@@ -133,7 +133,7 @@ pub async fn add_members(
         &app,
         &p,
         t.account_id,
-        t.team_id,
+        t.team_id.0,
         b,
     )
     .await?))
@@ -147,7 +147,7 @@ pub async fn remove_member(
     Auth(p): Auth,
     Path(m): Path<TeamMemberPath>,
 ) -> Result<StatusCode> {
-    teams::remove_member(&app, &p, m.account_id, m.team_id, m.actor_id).await?;
+    teams::remove_member(&app, &p, m.account_id, m.team_id.0, m.actor_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -203,7 +203,7 @@ pub async fn delete_team_access(
         a.account_id,
         a.workspace_id,
         crate::domain::Grantee::Team,
-        a.team_id,
+        a.team_id.0,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

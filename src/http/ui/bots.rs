@@ -160,8 +160,8 @@ async fn render(
     notice: Option<String>,
 ) -> Result<Response> {
     let shell = Shell::open(app, p, account).await?;
-    let b: BotView = bots::read_bot(app, p, account, id).await?;
-    let keys = bots::read_keys(app, p, account, id).await?;
+    let b: BotView = bots::read_bot(app, p, account, crate::domain::ServiceAccountId(id)).await?;
+    let keys = bots::read_keys(app, p, account, crate::domain::ServiceAccountId(id)).await?;
     let grants = crate::services::grants::bot_access_of(app, p, account, id).await?;
     let roles = shell.workspace_roles(app, p).await?;
     let now = app.now();
@@ -433,7 +433,7 @@ pub async fn delete(
     Path((account, id)): Path<(AccountId, Uuid)>,
     _f: Fields,
 ) -> Response {
-    match bots::delete_bot(&app, &p, account, id).await {
+    match bots::delete_bot(&app, &p, account, crate::domain::ServiceAccountId(id)).await {
         Ok(()) => Redirect::to(&format!("/account/{account}/service-accounts")).into_response(),
         Err(e) => error_page_back(&e, Some(&back(account, id))),
     }

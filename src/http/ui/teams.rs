@@ -100,7 +100,7 @@ pub async fn show(
 ) -> Response {
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
-        let t = teams::read_team(&app, &p, account, team).await?;
+        let t = teams::read_team(&app, &p, account, crate::domain::TeamId(team)).await?;
         let now = app.now();
         let base = shell.url(&format!("/team/{}", t.id));
         let may_update = shell.can(P::UpdateTeam);
@@ -335,7 +335,7 @@ pub async fn delete(
     Path((account, team)): Path<(AccountId, Uuid)>,
     _f: Fields,
 ) -> Response {
-    match teams::delete_team(&app, &p, account, team).await {
+    match teams::delete_team(&app, &p, account, crate::domain::TeamId(team)).await {
         Ok(()) => Redirect::to(&format!("/account/{account}/teams")).into_response(),
         Err(e) => error_page_back(&e, Some(&back(account, team))),
     }
