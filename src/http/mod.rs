@@ -138,16 +138,23 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(memberships::set_membership_active))
         .routes(routes!(memberships::set_memberships_active))
         .routes(routes!(memberships::download_memberships))
-        .routes(routes!(bots::create_bot))
-        .routes(routes!(bots::read_bot, bots::update_bot, bots::delete_bot))
-        .routes(routes!(bots::filter_bots))
-        .routes(routes!(bots::rotate_key))
-        .routes(routes!(bots::read_keys))
-        .routes(routes!(bots::delete_key))
-        .routes(routes!(bots::membership_by_bot))
-        .routes(routes!(bots::upsert_access))
-        .routes(routes!(bots::filter_access))
-        .routes(routes!(bots::read_access, bots::delete_access))
+        .routes(routes!(service_accounts::create_bot))
+        .routes(routes!(
+            service_accounts::read_bot,
+            service_accounts::update_bot,
+            service_accounts::delete_bot
+        ))
+        .routes(routes!(service_accounts::filter_bots))
+        .routes(routes!(service_accounts::rotate_key))
+        .routes(routes!(service_accounts::read_keys))
+        .routes(routes!(service_accounts::delete_key))
+        .routes(routes!(service_accounts::membership_by_bot))
+        .routes(routes!(service_accounts::upsert_access))
+        .routes(routes!(service_accounts::filter_access))
+        .routes(routes!(
+            service_accounts::read_access,
+            service_accounts::delete_access
+        ))
         .routes(routes!(teams::create_team))
         .routes(routes!(
             teams::read_team,

@@ -29,7 +29,7 @@ pub async fn authenticate_key(app: &App, key: &str) -> Result<Principal> {
             let mut c = app.store.reader().await?;
             let k = if key.starts_with(crate::services::credentials::BOT_KEY_PREFIX) {
                 let (key_id, bot, expires_at) =
-                    store::bots::find_key_owner_by_hash(&mut c, &hex(&digest))
+                    store::service_accounts::find_key_owner_by_hash(&mut c, &hex(&digest))
                         .await?
                         .ok_or_else(|| Error::Unauthenticated(BAD_KEY.into()))?;
                 CachedKey {

@@ -17,7 +17,7 @@ use crate::services::input::{page, AnyOf};
 use crate::services::roles::usable_role_scopes;
 use crate::services::{Error, Result};
 use crate::store::{
-    self, grants::BotAccess, grants::GrantRef, grants::Grantee, grants::TeamAccess,
+    self, grants::GrantRef, grants::Grantee, grants::ServiceAccountAccess, grants::TeamAccess,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -69,7 +69,7 @@ macro_rules! grant_body {
 type Wanted = (Uuid, RoleId, Option<chrono::DateTime<chrono::Utc>>);
 
 grant_body!(UserAccessInput, UserAccessUpsert, user_id: UserId, 0, |u: UserId| u.0);
-grant_body!(BotAccessInput, BotAccessUpsert, bot_id: ServiceAccountId, 1, |b: ServiceAccountId| b.0);
+grant_body!(ServiceAccountAccessInput, ServiceAccountAccessUpsert, bot_id: ServiceAccountId, 1, |b: ServiceAccountId| b.0);
 grant_body!(TeamAccessInput, TeamAccessUpsert, team_id: TeamId, 1, |t: TeamId| t.0);
 
 /// What differs between the kinds of workspace grant.
@@ -238,7 +238,7 @@ pub(crate) async fn upsert_grants(
                     .is_some()
             }
             Grantee::ServiceAccount => {
-                store::bots::find_bot(&mut tx, account, ServiceAccountId(*subject))
+                store::service_accounts::find_bot(&mut tx, account, ServiceAccountId(*subject))
                     .await?
                     .is_some()
             }
@@ -539,7 +539,7 @@ pub async fn workspace_access_lines(
                 p,
                 account,
                 workspace,
-                FilterBotAccess {
+                FilterServiceAccountAccess {
                     limit: Some(200),
                     ..Default::default()
                 },
@@ -679,8 +679,8 @@ pub async fn upsert_bot_access(
     p: &Principal,
     account: AccountId,
     workspace: WorkspaceId,
-    body: BotAccessUpsert,
-) -> Result<Vec<BotAccess>> {
+    body: ServiceAccountAccessUpsert,
+) -> Result<Vec<ServiceAccountAccess>> {
     let wanted = body.wanted();
     let ids = upsert_grants(app, p, account, workspace, &BOT_GRANTS, &wanted).await?;
     let mut c = app.store.reader().await?;
@@ -694,19 +694,19 @@ pub async fn upsert_bot_access(
 /// `bots` part of the bot-access filter.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AccessBotFields {
+pub struct AccessServiceAccountFields {
     pub id: Option<crate::services::input::AnyOfUuid>,
 }
 
 /// `POST …/bot_access/filter` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FilterBotAccess {
+pub struct FilterServiceAccountAccess {
     #[schema(minimum = 0)]
     pub limit: Option<i64>,
     #[schema(minimum = 0)]
     pub offset: Option<i64>,
-    pub bots: Option<AccessBotFields>,
+    pub bots: Option<AccessServiceAccountFields>,
     #[schema(value_type = Option<Object>)]
     pub workspace_accesses: Option<serde_json::Map<String, serde_json::Value>>,
     pub sort: Option<String>,
@@ -717,8 +717,8 @@ pub async fn filter_bot_access(
     p: &Principal,
     account: AccountId,
     workspace: WorkspaceId,
-    f: FilterBotAccess,
-) -> Result<Vec<BotAccess>> {
+    f: FilterServiceAccountAccess,
+) -> Result<Vec<ServiceAccountAccess>> {
     let (mut c, limit, offset) =
         seeing(app, p, account, workspace, &BOT_GRANTS, (f.limit, f.offset)).await?;
     let ids = any_ids(
@@ -738,8 +738,8 @@ pub async fn bot_access_of(
     p: &Principal,
     account: AccountId,
     id: Uuid,
-) -> Result<Vec<BotAccess>> {
-    crate::services::bots::read_bot(app, p, account, ServiceAccountId(id)).await?;
+) -> Result<Vec<ServiceAccountAccess>> {
+    crate::services::service_accounts::read_bot(app, p, account, ServiceAccountId(id)).await?;
     let access = crate::services::gate::member(app, p, account).await?;
     let mut c = app.store.reader().await?;
     let all = store::grants::find_accesses_of_bot(&mut c, account, id).await?;
@@ -759,7 +759,7 @@ pub async fn read_bot_access(
     account: AccountId,
     workspace: WorkspaceId,
     id: AccessId,
-) -> Result<BotAccess> {
+) -> Result<ServiceAccountAccess> {
     let (mut c, ..) = seeing(app, p, account, workspace, &BOT_GRANTS, (None, None)).await?;
     store::grants::find_bot_access(&mut c, account, workspace, id)
         .await?
@@ -981,7 +981,8 @@ pub async fn list_access(
                 email: Some(u.email),
                 kind: "user",
             });
-        } else if let Some(b) = store::bots::find_bot(&mut c, account, ServiceAccountId(id)).await?
+        } else if let Some(b) =
+            store::service_accounts::find_bot(&mut c, account, ServiceAccountId(id)).await?
         {
             out.push(AccessActor {
                 id: Some(b.actor_id.0),

@@ -57,7 +57,8 @@ async fn accounts_of(
         return Ok(store::memberships::find_accounts_of_user(c, p.user_id).await?);
     };
     let bot =
-        store::bots::find_bot(c, account, crate::domain::ServiceAccountId(p.user_id.0)).await?;
+        store::service_accounts::find_bot(c, account, crate::domain::ServiceAccountId(p.user_id.0))
+            .await?;
     let row = store::accounts::find_account(c, account).await?;
     Ok(match (bot, row) {
         (Some(b), Some(a)) => vec![store::memberships::UserAccountRow {

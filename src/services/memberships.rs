@@ -64,11 +64,13 @@ pub async fn filter_memberships(
     let (limit, offset) = page(f.limit, f.offset)?;
     let mut c = app.store.reader().await?;
     if f.only_bots {
-        return Ok(store::bots::find_bots(&mut c, account, None, limit, offset)
-            .await?
-            .iter()
-            .map(crate::services::bots::as_membership)
-            .collect());
+        return Ok(
+            store::service_accounts::find_bots(&mut c, account, None, limit, offset)
+                .await?
+                .iter()
+                .map(crate::services::service_accounts::as_membership)
+                .collect(),
+        );
     }
     Ok(
         store::memberships::find_memberships(&mut c, account, &f.to_filter(), limit, offset)
@@ -87,9 +89,11 @@ pub async fn count_memberships(
     page(f.limit, f.offset)?;
     let mut c = app.store.reader().await?;
     if f.only_bots {
-        return Ok(store::bots::find_bots(&mut c, account, None, i64::MAX, 0)
-            .await?
-            .len() as i64);
+        return Ok(
+            store::service_accounts::find_bots(&mut c, account, None, i64::MAX, 0)
+                .await?
+                .len() as i64,
+        );
     }
     Ok(store::memberships::count_memberships(&mut c, account, &f.to_filter()).await?)
 }

@@ -5,7 +5,6 @@
 pub mod accounts;
 pub mod audit;
 pub mod auth;
-pub mod bots;
 pub mod credentials;
 pub mod error;
 pub mod gate;
@@ -21,6 +20,7 @@ pub mod plans;
 pub mod ratelimit;
 pub mod retention;
 pub mod roles;
+pub mod service_accounts;
 pub mod setup;
 pub mod teams;
 pub mod unit;

@@ -88,7 +88,7 @@ async fn view(c: &mut store::Conn, t: TeamRow) -> Result<TeamView> {
                     expires_at: m.expires_at,
                 })
         } else {
-            store::bots::find_bot(
+            store::service_accounts::find_bot(
                 c,
                 t.account_id,
                 crate::domain::ServiceAccountId(m.member_id),
@@ -284,7 +284,7 @@ pub struct TeamUserFields {
 /// `bots` part of the teams filter: teams with any matching service account.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TeamBotFields {
+pub struct TeamServiceAccountFields {
     pub id: Option<crate::services::input::AnyOfUuid>,
     pub name: Option<AnyOf<String>>,
 }
@@ -299,7 +299,7 @@ pub struct FilterTeams {
     pub offset: Option<i64>,
     pub teams: Option<TeamFields>,
     pub users: Option<TeamUserFields>,
-    pub bots: Option<TeamBotFields>,
+    pub bots: Option<TeamServiceAccountFields>,
     pub sort: Option<String>,
 }
 
@@ -351,7 +351,7 @@ pub async fn filter_teams(
         let mut ids: Vec<String> = strs(b.id).unwrap_or_default();
         if let Some(names) = b.name {
             ids.extend(
-                store::bots::find_bots(&mut c, account, Some(&names.any_), 200, 0)
+                store::service_accounts::find_bots(&mut c, account, Some(&names.any_), 200, 0)
                     .await?
                     .into_iter()
                     .map(|x| x.id.to_string()),
@@ -422,7 +422,7 @@ pub async fn add_members(
             )
             .await?
             .is_some(),
-            "service_account" => store::bots::find_bot(
+            "service_account" => store::service_accounts::find_bot(
                 &mut tx,
                 account,
                 crate::domain::ServiceAccountId(m.member_id),
@@ -481,7 +481,9 @@ pub async fn remove_member(
     {
         if let Some(u) = store::users::find_user_by_actor(&mut tx, who).await? {
             member = u.0;
-        } else if let Some(b) = store::bots::find_bot_by_actor(&mut tx, account, who).await? {
+        } else if let Some(b) =
+            store::service_accounts::find_bot_by_actor(&mut tx, account, who).await?
+        {
             member = b;
         }
     }

@@ -214,7 +214,7 @@ pub async fn find_user_grants(c: &mut Conn, account: AccountId) -> Result<Vec<Gr
 
 /// A bot's grant on a workspace.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct BotAccess {
+pub struct ServiceAccountAccess {
     pub id: AccessId,
     pub created: chrono::DateTime<chrono::Utc>,
     pub updated: chrono::DateTime<chrono::Utc>,
@@ -231,8 +231,8 @@ const BOT_SELECT: &str =
     "SELECT g.id, g.workspace_id, g.bot_id, g.workspace_role_id, g.expires_at, g.created, \
      g.updated, b.actor_id, b.name FROM workspace_bot_access g JOIN bots b ON b.id = g.bot_id";
 
-fn bot_access_from(r: &AnyRow) -> Result<BotAccess, Error> {
-    Ok(BotAccess {
+fn bot_access_from(r: &AnyRow) -> Result<ServiceAccountAccess, Error> {
+    Ok(ServiceAccountAccess {
         id: AccessId(get_uuid(r, "id")?),
         workspace_id: WorkspaceId(get_uuid(r, "workspace_id")?),
         bot_id: get_uuid(r, "bot_id")?,
@@ -250,7 +250,7 @@ pub async fn find_bot_access(
     account: AccountId,
     workspace: WorkspaceId,
     id: AccessId,
-) -> Result<Option<BotAccess>, Error> {
+) -> Result<Option<ServiceAccountAccess>, Error> {
     sqlx::query(&format!(
         "{BOT_SELECT} WHERE g.account_id = $1 AND g.workspace_id = $2 AND g.id = $3"
     ))
@@ -268,7 +268,7 @@ pub async fn find_accesses_of_bot(
     c: &mut Conn,
     account: AccountId,
     bot: Uuid,
-) -> Result<Vec<BotAccess>, Error> {
+) -> Result<Vec<ServiceAccountAccess>, Error> {
     sqlx::query(&format!(
         "{BOT_SELECT} WHERE g.account_id = $1 AND g.bot_id = $2 ORDER BY g.workspace_id"
     ))
@@ -288,7 +288,7 @@ pub async fn find_bot_accesses(
     bots: Option<&[String]>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<BotAccess>, Error> {
+) -> Result<Vec<ServiceAccountAccess>, Error> {
     let mut s = Sql::new(BOT_SELECT);
     s.push(
         " WHERE g.account_id = ? AND g.workspace_id = ?",

@@ -6,10 +6,10 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
-pub mod bots;
 pub mod dialect;
 pub mod error;
 pub mod grants;
+pub mod service_accounts;
 
 pub use error::Error;
 pub mod invitations;

@@ -4,7 +4,6 @@
 pub mod access;
 pub mod accounts;
 pub mod auth;
-pub mod bots;
 pub mod events;
 pub mod gateway;
 pub mod invitations;
@@ -12,6 +11,7 @@ pub mod me;
 pub mod memberships;
 pub mod plans;
 pub mod roles;
+pub mod service_accounts;
 pub mod teams;
 pub mod users;
 pub mod workspaces;

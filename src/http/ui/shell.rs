@@ -193,12 +193,18 @@ impl Shell {
         &self,
         app: &App,
         p: &Principal,
-    ) -> Result<Vec<crate::services::bots::BotView>> {
+    ) -> Result<Vec<crate::services::service_accounts::ServiceAccountView>> {
         if !self.can(P::ReadBot) {
             return Ok(Vec::new());
         }
         unless_refused(
-            crate::services::bots::filter_bots(app, p, self.account, Default::default()).await,
+            crate::services::service_accounts::filter_bots(
+                app,
+                p,
+                self.account,
+                Default::default(),
+            )
+            .await,
         )
     }
 

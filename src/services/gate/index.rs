@@ -72,7 +72,7 @@ pub async fn load_rows(
     let entitlements = crate::services::plans::entitlements(app, &row);
     let mut members = store::memberships::find_member_roles(&mut c, account).await?;
     members.extend(
-        store::bots::find_bot_roles(&mut c, account)
+        store::service_accounts::find_bot_roles(&mut c, account)
             .await?
             .into_iter()
             .map(|(id, role)| (crate::domain::UserId(id), role, true)),

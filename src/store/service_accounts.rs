@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 /// A bot as stored.
 #[derive(Debug, Clone)]
-pub struct BotRow {
+pub struct ServiceAccountRow {
     pub id: crate::domain::ServiceAccountId,
     pub account_id: AccountId,
     pub actor_id: ActorId,
@@ -22,8 +22,8 @@ pub struct BotRow {
 
 const COLS: &str = "id, account_id, actor_id, name, account_role, created, updated";
 
-fn bot_from(r: &AnyRow) -> Result<BotRow, Error> {
-    Ok(BotRow {
+fn bot_from(r: &AnyRow) -> Result<ServiceAccountRow, Error> {
+    Ok(ServiceAccountRow {
         id: ServiceAccountId(get_uuid(r, "id")?),
         account_id: AccountId(get_uuid(r, "account_id")?),
         actor_id: ActorId(get_uuid(r, "actor_id")?),
@@ -34,7 +34,7 @@ fn bot_from(r: &AnyRow) -> Result<BotRow, Error> {
     })
 }
 
-pub async fn insert_bot(c: &mut AccessTx<'_>, b: &BotRow) -> Result<(), Error> {
+pub async fn insert_bot(c: &mut AccessTx<'_>, b: &ServiceAccountRow) -> Result<(), Error> {
     let c: &mut Conn = c;
     sqlx::query(
         "INSERT INTO bots (id, account_id, actor_id, name, account_role, created, updated) \
@@ -56,7 +56,7 @@ pub async fn find_bot(
     c: &mut Conn,
     account: AccountId,
     id: ServiceAccountId,
-) -> Result<Option<BotRow>, Error> {
+) -> Result<Option<ServiceAccountRow>, Error> {
     sqlx::query(&format!(
         "SELECT {COLS} FROM bots WHERE account_id = $1 AND id = $2"
     ))
@@ -74,7 +74,7 @@ pub async fn find_bots(
     names: Option<&[String]>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<BotRow>, Error> {
+) -> Result<Vec<ServiceAccountRow>, Error> {
     let mut s = Sql::new(&format!("SELECT {COLS} FROM bots WHERE account_id = "));
     s.push("?", [Arg::Text(account.to_string())]);
     if let Some(n) = names {
@@ -92,7 +92,7 @@ pub async fn find_bots(
         .collect()
 }
 
-pub async fn update_bot(c: &mut AccessTx<'_>, b: &BotRow) -> Result<(), Error> {
+pub async fn update_bot(c: &mut AccessTx<'_>, b: &ServiceAccountRow) -> Result<(), Error> {
     let c: &mut Conn = c;
     sqlx::query("UPDATE bots SET name = $3, account_role = $4, updated = $5 WHERE account_id = $1 AND id = $2")
         .bind(b.account_id.to_string())
@@ -141,7 +141,7 @@ pub async fn find_bot_roles(
 // ---- keys ----
 
 /// A new key of a bot.
-pub struct NewBotKey<'a> {
+pub struct NewServiceAccountKey<'a> {
     pub id: ApiKeyId,
     pub bot: Uuid,
     pub name: &'a str,
@@ -150,7 +150,7 @@ pub struct NewBotKey<'a> {
     pub expires_at: Option<Time>,
 }
 
-pub async fn insert_key(c: &mut Conn, k: NewBotKey<'_>, now: Time) -> Result<(), Error> {
+pub async fn insert_key(c: &mut Conn, k: NewServiceAccountKey<'_>, now: Time) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO bot_api_keys (id, bot_id, name, key_hash, masked_key, expires_at, created) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -217,7 +217,7 @@ pub async fn delete_key(c: &mut Conn, bot: Uuid, key: ApiKeyId) -> Result<bool, 
 pub async fn find_key_owner_by_hash(
     c: &mut Conn,
     hash: &str,
-) -> Result<Option<(ApiKeyId, BotRow, Option<Time>)>, Error> {
+) -> Result<Option<(ApiKeyId, ServiceAccountRow, Option<Time>)>, Error> {
     let cols = COLS
         .split(", ")
         .map(|c| format!("b.{c}"))

@@ -12,9 +12,11 @@ use crate::domain::role::AccountPermission as P;
 use crate::domain::scope::Scope;
 use crate::domain::Grantee;
 use crate::domain::{AccountId, ApiKeyId, RoleId, WorkspaceId};
-use crate::services::bots::{self, BotView, CreateBot, RotateKey, UpdateBot};
 use crate::services::grants;
 use crate::services::mail::html_escape;
+use crate::services::service_accounts::{
+    self, CreateServiceAccount, RotateKey, ServiceAccountView, UpdateServiceAccount,
+};
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
@@ -60,7 +62,7 @@ pub async fn list(
 ) -> Response {
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
-        let all = bots::filter_bots(
+        let all = service_accounts::filter_bots(
             &app,
             &p,
             account,
@@ -117,11 +119,11 @@ pub async fn create(
     f: Fields,
 ) -> Response {
     let r = async {
-        let b = bots::create_bot(
+        let b = service_accounts::create_bot(
             &app,
             &p,
             account,
-            CreateBot {
+            CreateServiceAccount {
                 name: f.get("name").to_string(),
                 api_key_expiration: days_from_now(&app, f.opt("days"))?,
                 account_role_id: None,
@@ -160,8 +162,10 @@ async fn render(
     notice: Option<String>,
 ) -> Result<Response> {
     let shell = Shell::open(app, p, account).await?;
-    let b: BotView = bots::read_bot(app, p, account, crate::domain::ServiceAccountId(id)).await?;
-    let keys = bots::read_keys(app, p, account, crate::domain::ServiceAccountId(id)).await?;
+    let b: ServiceAccountView =
+        service_accounts::read_bot(app, p, account, crate::domain::ServiceAccountId(id)).await?;
+    let keys =
+        service_accounts::read_keys(app, p, account, crate::domain::ServiceAccountId(id)).await?;
     let grants = crate::services::grants::bot_access_of(app, p, account, id).await?;
     let roles = shell.workspace_roles(app, p).await?;
     let now = app.now();
@@ -350,12 +354,12 @@ pub async fn update(
             .map(|r| r.parse::<Uuid>().map(RoleId))
             .transpose()
             .map_err(|_| Error::validation("account_role_id: not a valid id"))?;
-        bots::update_bot(
+        service_accounts::update_bot(
             &app,
             &p,
             account,
             id,
-            UpdateBot {
+            UpdateServiceAccount {
                 name: Some(f.get("name").to_string()),
                 account_role_id: role,
             },
@@ -381,7 +385,7 @@ pub async fn rotate(
                     .map_err(|_| Error::validation("overlap must be a number of seconds"))?,
             ),
         };
-        let b = bots::rotate_key(
+        let b = service_accounts::rotate_key(
             &app,
             &p,
             account,
@@ -422,7 +426,7 @@ pub async fn revoke_key(
 ) -> Response {
     done(
         &back(account, id),
-        bots::delete_key(&app, &p, account, id, key).await,
+        service_accounts::delete_key(&app, &p, account, id, key).await,
     )
 }
 
@@ -433,7 +437,8 @@ pub async fn delete(
     Path((account, id)): Path<(AccountId, Uuid)>,
     _f: Fields,
 ) -> Response {
-    match bots::delete_bot(&app, &p, account, crate::domain::ServiceAccountId(id)).await {
+    match service_accounts::delete_bot(&app, &p, account, crate::domain::ServiceAccountId(id)).await
+    {
         Ok(()) => Redirect::to(&format!("/account/{account}/service-accounts")).into_response(),
         Err(e) => error_page_back(&e, Some(&back(account, id))),
     }

@@ -265,9 +265,13 @@ async fn a_stored_role_code_the_store_does_not_know_is_an_error_not_a_member() {
             .expect("corrupt the row");
         }
         let bot_id = uuid::Uuid::parse_str(bot["id"].as_str().expect("id")).expect("uuid");
-        let e = atrium::store::bots::find_bot(&mut c, a, atrium::domain::ServiceAccountId(bot_id))
-            .await
-            .expect_err("an unknown code");
+        let e = atrium::store::service_accounts::find_bot(
+            &mut c,
+            a,
+            atrium::domain::ServiceAccountId(bot_id),
+        )
+        .await
+        .expect_err("an unknown code");
         assert!(
             e.to_string().contains("unknown account role \"superuser\""),
             "{e}"

@@ -16,7 +16,7 @@ use crate::services::error::unique_or;
 use crate::services::input::{page, AnyOf};
 use crate::services::plans::require_feature;
 use crate::services::{require_outranks, Error, PrincipalOp, Result};
-use crate::store::{self, bots::BotRow};
+use crate::store::{self, service_accounts::ServiceAccountRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -27,7 +27,7 @@ pub const MAX_OVERLAP_SECONDS: i64 = 48 * 3600;
 
 /// A bot's key as shown: `key` only in the response that created it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BotKeyView {
+pub struct ServiceAccountKeyView {
     pub id: ApiKeyId,
     pub created: chrono::DateTime<chrono::Utc>,
     pub name: String,
@@ -40,7 +40,7 @@ pub struct BotKeyView {
 
 /// A service account.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BotView {
+pub struct ServiceAccountView {
     pub id: Uuid,
     pub created: chrono::DateTime<chrono::Utc>,
     pub updated: chrono::DateTime<chrono::Utc>,
@@ -49,11 +49,11 @@ pub struct BotView {
     pub name: String,
     pub account_role_id: RoleId,
     pub account_role_name: &'static str,
-    pub api_key: Option<BotKeyView>,
+    pub api_key: Option<ServiceAccountKeyView>,
 }
 
-fn view(b: &BotRow, key: Option<BotKeyView>) -> BotView {
-    BotView {
+fn view(b: &ServiceAccountRow, key: Option<ServiceAccountKeyView>) -> ServiceAccountView {
+    ServiceAccountView {
         id: b.id.0,
         created: b.created,
         updated: b.updated,
@@ -66,12 +66,12 @@ fn view(b: &BotRow, key: Option<BotKeyView>) -> BotView {
     }
 }
 
-async fn newest_key(c: &mut store::Conn, bot: Uuid) -> Result<Option<BotKeyView>> {
-    Ok(store::bots::find_keys(c, bot)
+async fn newest_key(c: &mut store::Conn, bot: Uuid) -> Result<Option<ServiceAccountKeyView>> {
+    Ok(store::service_accounts::find_keys(c, bot)
         .await?
         .into_iter()
         .next()
-        .map(|k| BotKeyView {
+        .map(|k| ServiceAccountKeyView {
             id: k.id,
             created: k.created,
             name: k.name,
@@ -90,9 +90,9 @@ async fn gate(app: &App, p: &Principal, account: AccountId, perm: P) -> Result<A
 async fn issue_key(
     app: &App,
     tx: &mut store::Conn,
-    bot: &BotRow,
+    bot: &ServiceAccountRow,
     expiration: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<BotKeyView> {
+) -> Result<ServiceAccountKeyView> {
     let now = app.now();
     if matches!(expiration, Some(t) if t <= now) {
         return Err(Error::validation(
@@ -102,9 +102,9 @@ async fn issue_key(
     let (key, hash, masked) = generate_api_key(BOT_KEY_PREFIX);
     let id = ApiKeyId::new();
     let name = format!("{}-key", bot.name);
-    store::bots::insert_key(
+    store::service_accounts::insert_key(
         tx,
-        store::bots::NewBotKey {
+        store::service_accounts::NewServiceAccountKey {
             id,
             bot: bot.id.0,
             name: &name,
@@ -115,7 +115,7 @@ async fn issue_key(
         now,
     )
     .await?;
-    Ok(BotKeyView {
+    Ok(ServiceAccountKeyView {
         id,
         created: now,
         name,
@@ -136,7 +136,7 @@ fn role_of(id: Option<RoleId>) -> Result<AccountRole> {
 /// `POST …/bots/` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateBot {
+pub struct CreateServiceAccount {
     #[schema(
         min_length = 1,
         max_length = 100,
@@ -153,8 +153,8 @@ pub async fn create_bot(
     app: &App,
     p: &Principal,
     account: AccountId,
-    b: CreateBot,
-) -> Result<BotView> {
+    b: CreateServiceAccount,
+) -> Result<ServiceAccountView> {
     let caller = gate(app, p, account, P::CreateBot).await?;
     let role = role_of(b.account_role_id)?;
     if role > caller {
@@ -170,7 +170,7 @@ pub async fn create_bot(
         ));
     }
     let now = app.now();
-    let bot = BotRow {
+    let bot = ServiceAccountRow {
         id: ServiceAccountId::new(),
         account_id: account,
         actor_id: ActorId::new(),
@@ -180,7 +180,7 @@ pub async fn create_bot(
         updated: now,
     };
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    store::bots::insert_bot(&mut tx.access(account), &bot)
+    store::service_accounts::insert_bot(&mut tx.access(account), &bot)
         .await
         .map_err(|e| unique_or(e, format!("a service account named {:?} exists", bot.name)))?;
     let key = issue_key(app, &mut tx, &bot, b.api_key_expiration).await?;
@@ -203,10 +203,10 @@ pub async fn read_bot(
     p: &Principal,
     account: AccountId,
     id: ServiceAccountId,
-) -> Result<BotView> {
+) -> Result<ServiceAccountView> {
     gate(app, p, account, P::ReadBot).await?;
     let mut c = app.store.reader().await?;
-    let bot = store::bots::find_bot(&mut c, account, id)
+    let bot = store::service_accounts::find_bot(&mut c, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
     let key = newest_key(&mut c, id.0).await?;
@@ -216,33 +216,34 @@ pub async fn read_bot(
 /// `service_accounts` part of the filter body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BotFields {
+pub struct ServiceAccountFields {
     pub name: Option<AnyOf<String>>,
 }
 
 /// `POST …/bots/filter` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FilterBots {
+pub struct FilterServiceAccounts {
     #[schema(minimum = 0)]
     pub limit: Option<i64>,
     #[schema(minimum = 0)]
     pub offset: Option<i64>,
     #[serde(alias = "bots")]
-    pub service_accounts: Option<BotFields>,
+    pub service_accounts: Option<ServiceAccountFields>,
 }
 
 pub async fn filter_bots(
     app: &App,
     p: &Principal,
     account: AccountId,
-    f: FilterBots,
-) -> Result<Vec<BotView>> {
+    f: FilterServiceAccounts,
+) -> Result<Vec<ServiceAccountView>> {
     gate(app, p, account, P::ReadBot).await?;
     let (limit, offset) = page(f.limit, f.offset)?;
     let names = f.service_accounts.and_then(|s| s.name).map(|n| n.any_);
     let mut c = app.store.reader().await?;
-    let bots = store::bots::find_bots(&mut c, account, names.as_deref(), limit, offset).await?;
+    let bots = store::service_accounts::find_bots(&mut c, account, names.as_deref(), limit, offset)
+        .await?;
     let mut out = Vec::with_capacity(bots.len());
     for b in bots {
         let key = newest_key(&mut c, b.id.0).await?;
@@ -254,7 +255,7 @@ pub async fn filter_bots(
 /// `PATCH …/bots/{id}` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateBot {
+pub struct UpdateServiceAccount {
     #[schema(
         min_length = 1,
         max_length = 100,
@@ -270,12 +271,12 @@ pub async fn update_bot(
     p: &Principal,
     account: AccountId,
     id: Uuid,
-    u: UpdateBot,
+    u: UpdateServiceAccount,
 ) -> Result<()> {
     let caller = gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::Update)?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let mut bot = store::bots::find_bot(&mut tx, account, ServiceAccountId(id))
+    let mut bot = store::service_accounts::find_bot(&mut tx, account, ServiceAccountId(id))
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
     let before = json!({"name": bot.name, "account_role_name": bot.account_role.name()});
@@ -295,7 +296,7 @@ pub async fn update_bot(
         bot.account_role = role;
     }
     bot.updated = app.now();
-    store::bots::update_bot(&mut tx.access(account), &bot)
+    store::service_accounts::update_bot(&mut tx.access(account), &bot)
         .await
         .map_err(|e| unique_or(e, format!("a service account named {:?} exists", bot.name)))?;
     audit::record(
@@ -321,11 +322,11 @@ pub async fn delete_bot(
     crate::services::authorize(app, p, account, P::DeleteBot).await?;
     require_outranks(app, p, account, id.0, PrincipalOp::Remove)?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let bot = store::bots::find_bot(&mut tx, account, id)
+    let bot = store::service_accounts::find_bot(&mut tx, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
-    let keys = store::bots::find_keys(&mut tx, id.0).await?;
-    store::bots::delete_bot(&mut tx.access(account), account, id).await?;
+    let keys = store::service_accounts::find_keys(&mut tx, id.0).await?;
+    store::service_accounts::delete_bot(&mut tx.access(account), account, id).await?;
     store::teams::delete_member_everywhere(&mut tx.access(account), account, id.0).await?;
     for k in &keys {
         store::api_keys::notify_key_revoked(&mut tx, app.store.engine, k.id).await?;
@@ -360,7 +361,7 @@ pub async fn rotate_key(
     account: AccountId,
     id: Uuid,
     r: RotateKey,
-) -> Result<BotView> {
+) -> Result<ServiceAccountView> {
     gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::RotateKey)?;
     let overlap = r.old_key_expires_in_seconds.unwrap_or(0);
@@ -371,17 +372,17 @@ pub async fn rotate_key(
     }
     let now = app.now();
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let bot = store::bots::find_bot(&mut tx, account, ServiceAccountId(id))
+    let bot = store::service_accounts::find_bot(&mut tx, account, ServiceAccountId(id))
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
-    let old = store::bots::find_keys(&mut tx, id).await?;
+    let old = store::service_accounts::find_keys(&mut tx, id).await?;
     for k in &old {
         if overlap == 0 {
-            store::bots::delete_key(&mut tx, id, k.id).await?;
+            store::service_accounts::delete_key(&mut tx, id, k.id).await?;
         } else {
             let until = now + chrono::Duration::seconds(overlap);
             if k.expiration.is_none_or(|e| e > until) {
-                store::bots::set_key_expiry(&mut tx, id, k.id, until).await?;
+                store::service_accounts::set_key_expiry(&mut tx, id, k.id, until).await?;
             }
         }
         store::api_keys::notify_key_revoked(&mut tx, app.store.engine, k.id).await?;
@@ -406,10 +407,10 @@ pub async fn rotate_key(
 
 /// `GET …/bots/{id}/read_bot_api_keys`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BotKeys {
-    pub active_key: Option<BotKeyView>,
+pub struct ServiceAccountKeys {
+    pub active_key: Option<ServiceAccountKeyView>,
     /// Older keys still inside their rotation overlap.
-    pub rotating_keys: Vec<BotKeyView>,
+    pub rotating_keys: Vec<ServiceAccountKeyView>,
 }
 
 pub async fn read_keys(
@@ -417,18 +418,18 @@ pub async fn read_keys(
     p: &Principal,
     account: AccountId,
     id: ServiceAccountId,
-) -> Result<BotKeys> {
+) -> Result<ServiceAccountKeys> {
     gate(app, p, account, P::ReadBot).await?;
     let now = app.now();
     let mut c = app.store.reader().await?;
-    store::bots::find_bot(&mut c, account, id)
+    store::service_accounts::find_bot(&mut c, account, id)
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
-    let mut keys = store::bots::find_keys(&mut c, id.0)
+    let mut keys = store::service_accounts::find_keys(&mut c, id.0)
         .await?
         .into_iter()
         .filter(|k| k.expiration.is_none_or(|e| e > now))
-        .map(|k| BotKeyView {
+        .map(|k| ServiceAccountKeyView {
             id: k.id,
             created: k.created,
             name: k.name,
@@ -436,7 +437,7 @@ pub async fn read_keys(
             key: None,
             masked_key: Some(k.masked_key),
         });
-    Ok(BotKeys {
+    Ok(ServiceAccountKeys {
         active_key: keys.next(),
         rotating_keys: keys.collect(),
     })
@@ -453,10 +454,10 @@ pub async fn delete_key(
     gate(app, p, account, P::UpdateBot).await?;
     require_outranks(app, p, account, id, PrincipalOp::RevokeKey)?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let bot = store::bots::find_bot(&mut tx, account, ServiceAccountId(id))
+    let bot = store::service_accounts::find_bot(&mut tx, account, ServiceAccountId(id))
         .await?
         .ok_or_else(|| Error::not_found("service account"))?;
-    if !store::bots::delete_key(&mut tx, id, key).await? {
+    if !store::service_accounts::delete_key(&mut tx, id, key).await? {
         return Err(Error::not_found("API key"));
     }
     store::api_keys::notify_key_revoked(&mut tx, app.store.engine, key).await?;
@@ -476,7 +477,7 @@ pub async fn delete_key(
 }
 
 /// A bot as an account membership (`by-bot`, `only_bots`).
-pub fn as_membership(b: &BotRow) -> Membership {
+pub fn as_membership(b: &ServiceAccountRow) -> Membership {
     Membership {
         id: MembershipId(b.id.0),
         created: b.created,
@@ -506,7 +507,7 @@ pub async fn membership_by_bot(
 ) -> Result<Membership> {
     crate::services::authorize(app, p, account, P::ReadAccountMembership).await?;
     let mut c = app.store.reader().await?;
-    store::bots::find_bot(&mut c, account, ServiceAccountId(id))
+    store::service_accounts::find_bot(&mut c, account, ServiceAccountId(id))
         .await?
         .map(|b| as_membership(&b))
         .ok_or_else(|| Error::not_found("membership"))
