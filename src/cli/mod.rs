@@ -626,24 +626,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let mut c = app.store.reader().await?;
         store::users::count_users(&mut c).await?
     };
-    eprintln!(
+    tell(format_args!(
         "Atrium is listening on http://{} (public URL {})",
         listener.local_addr()?,
         app.config.public_url
-    );
-    eprintln!(
+    ));
+    tell(format_args!(
         "API: {}/api  ·  OpenAPI: {}/api/openapi.json",
         app.config.public_url, app.config.public_url
-    );
+    ));
     if users == 0 {
         if let Some(token) = crate::services::setup::SetupToken::issue(&app).await? {
-            eprintln!(
+            tell(format_args!(
                 "No users yet. Open this one-time link to create the first (site admin) user and account:\n  \
                  {}/setup?token={token}\n\
                  or from a shell:\n  \
                  echo 'a-long-password' | cargo run --release -- users create --email you@example.com --site-admin",
                 app.config.public_url
-            );
+            ));
         }
     }
     let store = app.store.clone();
@@ -680,4 +680,11 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// Writes a line for the operator on standard error. A standard error nobody reads any more (a
+/// supervisor that closed the pipe) must not stop the server, as `eprintln!` would by panicking.
+fn tell(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

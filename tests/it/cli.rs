@@ -86,3 +86,52 @@ fn serve_takes_its_settings_after_the_subcommand_as_well_as_before() {
         "{before}"
     );
 }
+
+/// A server whose standard error is closed from the start (a supervisor that never reads it)
+/// starts and keeps serving: its start-up lines must not panic on the broken pipe.
+#[test]
+fn a_server_whose_standard_error_is_closed_keeps_serving() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ATRIUM_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &format!("sqlite://{}/closed.db", dir.path().display()),
+            "--data-dir",
+            &dir.path().join("data").display().to_string(),
+        ])
+        .env("ATRIUM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn atrium");
+    // Close the read end before the server writes anything.
+    drop(child.stderr.take());
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the server exited while starting"
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The start-up lines are written right after the listener is bound.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let health = crate::support::http(port, "GET", "/api/health", "", "");
+    let running = child.try_wait().expect("wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "the server exited: {health}");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+}
