@@ -396,7 +396,6 @@ pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<(
     if !store::accounts::delete_account(&mut tx.access(id), id).await? {
         return Err(Error::not_found("account"));
     }
-    store::accounts::notify_access(&mut tx, app.store.engine, id).await?;
     audit::record(
         app,
         &mut tx,
@@ -405,9 +404,9 @@ pub async fn delete_account(app: &App, p: &Principal, id: AccountId) -> Result<(
         NewEvent::new("account", "deleted", id.0),
     )
     .await?;
-    tx.commit().await?;
-    crate::services::index::forget(app, id);
-    Ok(())
+    // The commit announces the change and drops the account from the permission index and the
+    // gateway registry (its snapshot no longer loads).
+    tx.commit().await
 }
 
 pub async fn read_settings(app: &App, p: &Principal, id: AccountId) -> Result<Map<String, Value>> {

@@ -178,12 +178,8 @@ pub async fn bump_access_version(
     notify_access(c, engine, id).await
 }
 
-/// Announces an access change (also used when the account itself is deleted).
-pub async fn notify_access(
-    c: &mut Conn,
-    engine: super::Engine,
-    id: AccountId,
-) -> Result<(), Error> {
+/// Announces an access change to the other processes (PostgreSQL; delivered at commit).
+async fn notify_access(c: &mut Conn, engine: super::Engine, id: AccountId) -> Result<(), Error> {
     if let Some(sql) = engine.notify_access_sql() {
         sqlx::query(sql)
             .bind(id.to_string())

@@ -26,9 +26,7 @@ async fn page_from(t: &TestApp, ip: &str, method: &str, path: &str, cookie: &str
         Body::empty()
     };
     let mut req = req.body(body).expect("request");
-    let addr = std::net::SocketAddr::new(ip.parse().expect("ip"), 40000);
-    req.extensions_mut()
-        .insert(axum::extract::ConnectInfo(addr));
+    from_address(&mut req, ip);
     let (s, _, b) = t.send(req).await;
     (s, String::from_utf8_lossy(&b).into_owned())
 }

@@ -46,18 +46,19 @@ async fn visitor<'a>(t: &'a TestApp, email: &str) -> Visitor<'a> {
     }
 }
 
+/// The fixture's account with its Admin `ada` signed in, and the account's page path.
+async fn admin_signed_in(t: &TestApp) -> (Fixture, Visitor<'_>, String) {
+    let f = fixture(t).await;
+    let ada = visitor(t, "ada@acme.test").await;
+    let a = format!("/account/{}", f.account);
+    (f, ada, a)
+}
+
 #[tokio::test]
 async fn every_account_section_opens_and_workspaces_are_created_edited_and_deleted_from_forms() {
     each_db(|t| async move {
-        let Fixture {
-            account,
-            ws: _,
-            owner,
-            vic: _,
-            ..
-        } = fixture(&t).await;
-        let ada = visitor(&t, "ada@acme.test").await;
-        let a = format!("/account/{account}");
+        let (f, ada, a) = admin_signed_in(&t).await;
+        let Fixture { account, owner, .. } = f;
 
         // Every section is in the navigation and opens.
         for (path, heading) in [
@@ -200,15 +201,14 @@ async fn every_account_section_opens_and_workspaces_are_created_edited_and_delet
 #[tokio::test]
 async fn workspace_access_members_and_invitations_change_through_forms() {
     each_db(|t| async move {
+        let (f, ada, a) = admin_signed_in(&t).await;
         let Fixture {
             account,
             ws,
             owner,
             vic,
             ..
-        } = fixture(&t).await;
-        let ada = visitor(&t, "ada@acme.test").await;
-        let a = format!("/account/{account}");
+        } = f;
 
         // Access: change vic's role (the expiry stays), explain it, then remove it.
         let access = format!("{a}/workspace/{ws}/access");
@@ -414,15 +414,14 @@ async fn workspace_access_members_and_invitations_change_through_forms() {
 async fn service_accounts_roles_teams_and_the_audit_log_work_from_forms_and_forged_forms_change_nothing(
 ) {
     each_db(|t| async move {
+        let (f, ada, a) = admin_signed_in(&t).await;
         let Fixture {
             account,
             ws,
             owner,
             vic,
             ..
-        } = fixture(&t).await;
-        let ada = visitor(&t, "ada@acme.test").await;
-        let a = format!("/account/{account}");
+        } = f;
 
         // Service accounts: created with the key shown once; rotation keeps the old key for the
         // chosen overlap.
@@ -717,15 +716,8 @@ async fn service_accounts_roles_teams_and_the_audit_log_work_from_forms_and_forg
 #[tokio::test]
 async fn settings_the_ip_allowlist_and_billing_work_from_forms() {
     each_db(|t| async move {
-        let Fixture {
-            account,
-            ws: _,
-            owner,
-            vic: _,
-            ..
-        } = fixture(&t).await;
-        let ada = visitor(&t, "ada@acme.test").await;
-        let a = format!("/account/{account}");
+        let (f, ada, a) = admin_signed_in(&t).await;
+        let Fixture { account, owner, .. } = f;
 
         // Settings: name and a toggle, through the API's own checks.
         let (s, _, _) = ada

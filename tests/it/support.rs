@@ -188,9 +188,7 @@ impl TestApp {
             body.map(|b| b.to_string().into_bytes()),
             "application/json",
         );
-        let addr = std::net::SocketAddr::new(ip.parse().expect("ip"), 40000);
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(addr));
+        from_address(&mut req, ip);
         let (status, _, bytes) = self.send(req).await;
         (status, json_or_text(&bytes))
     }
@@ -928,4 +926,12 @@ fn json_or_text(bytes: &[u8]) -> Value {
         serde_json::from_slice(bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into()))
     }
+}
+
+/// Makes an in-process request come from client address `ip` (what the server would have seen
+/// on the connection).
+pub fn from_address(req: &mut Request<Body>, ip: &str) {
+    let addr = std::net::SocketAddr::new(ip.parse().expect("ip"), 40000);
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
 }

@@ -24,7 +24,7 @@ pub async fn load_all(app: &App) -> anyhow::Result<()> {
 }
 
 /// Forgets a deleted account: its snapshot and its gateway entry.
-pub fn forget(app: &App, account: AccountId) {
+fn forget(app: &App, account: AccountId) {
     app.gate.index.remove(account);
     app.upstreams.remove(account);
 }

@@ -39,19 +39,20 @@ impl Gate {
     }
 }
 
-/// Step 1: the caller's account role, or 404 when they are not an active member.
-fn tenant(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-) -> Result<(AccountRole, Arc<AccountSnapshot>)> {
+/// Step 1: what the caller may see of the account, or 404 when they are not an active member.
+fn tenant(app: &App, p: &Principal, account: AccountId) -> Result<Access> {
     let snap = app
         .gate
         .index
         .snapshot(&account.0)
         .ok_or(Denied::NotFound)?;
     let role = snap.active_role(&p.user_id.0).ok_or(Denied::NotFound)?;
-    Ok((role, snap))
+    Ok(Access {
+        role,
+        snap,
+        user: p.user_id.0,
+        now_us: app.now().timestamp_micros(),
+    })
 }
 
 /// Step 2 for a caller already known to be a member: refuses (and records) a request from outside
@@ -123,14 +124,9 @@ impl Access {
 }
 
 fn access(app: &App, p: &Principal, account: AccountId) -> Result<Access> {
-    let (role, snap) = tenant(app, p, account)?;
+    let a = tenant(app, p, account)?;
     allowlist(app, p, account)?;
-    Ok(Access {
-        role,
-        snap,
-        user: p.user_id.0,
-        now_us: app.now().timestamp_micros(),
-    })
+    Ok(a)
 }
 
 /// Any active member of the account: their [`Access`] (tenant → allowlist).
@@ -142,13 +138,8 @@ pub async fn member(app: &App, p: &Principal, account: AccountId) -> Result<Acce
 /// out, nothing is refused or recorded — when they are not a member or the account's allowlist
 /// refuses their address.
 pub fn listed(app: &App, p: &Principal, account: AccountId) -> Option<Access> {
-    let (role, snap) = tenant(app, p, account).ok()?;
-    admitted(app, p, account).then(|| Access {
-        role,
-        snap,
-        user: p.user_id.0,
-        now_us: app.now().timestamp_micros(),
-    })
+    let a = tenant(app, p, account).ok()?;
+    admitted(app, p, account).then_some(a)
 }
 
 /// Requires an account permission (tenant → allowlist → permission); a refusal is audited.
@@ -188,13 +179,7 @@ fn workspace_access(
     account: AccountId,
     ws: WorkspaceId,
 ) -> Result<(Access, ScopeSet)> {
-    let (role, snap) = tenant(app, p, account)?;
-    let a = Access {
-        role,
-        snap,
-        user: p.user_id.0,
-        now_us: app.now().timestamp_micros(),
-    };
+    let a = tenant(app, p, account)?;
     let held = a.scopes(ws).ok_or(Denied::NotFound)?;
     allowlist(app, p, account)?;
     Ok((a, held))
@@ -325,8 +310,9 @@ pub(crate) fn require_outranks(
     target: uuid::Uuid,
     op: PrincipalOp,
 ) -> Result<Option<AccountRole>> {
-    let (caller, snap) = tenant(app, p, account)?;
-    let Some(role) = snap.members.get(&target).map(|m| m.role) else {
+    let a = tenant(app, p, account)?;
+    let caller = a.role;
+    let Some(role) = a.snap.members.get(&target).map(|m| m.role) else {
         return Ok(None);
     };
     if crate::authz::may_act_on(caller, role) {
