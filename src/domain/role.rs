@@ -65,7 +65,7 @@ impl BuiltinWorkspaceRole {
         }
     }
 
-    /// The closed scope set of the role (see docs/ARCHITECTURE.md for where these come from).
+    /// The closed scope set of the role (see docs/access.md, "Built-in roles", for where these come from).
     pub fn scopes(self) -> ScopeSet {
         use Scope::*;
         let viewer: ScopeSet = Scope::ALL

@@ -9,7 +9,7 @@ use crate::domain::{validate, AccountId, RoleId, WorkspaceId};
 use crate::services::audit::{self, NewEvent};
 use crate::services::credentials::{random_base62, sha256_hex};
 use crate::services::input::{page, AnyOf};
-use crate::services::mail::{self, html_escape};
+use crate::services::mail;
 use crate::services::{Error, Result};
 use crate::store::{self, invitations::InvitationRow};
 use serde::{Deserialize, Serialize};
@@ -156,15 +156,12 @@ async fn queue_email(
          The link works once and expires in {days} day(s). If you did not expect this email, ignore it.\n",
         role = inv.account_role.name()
     );
-    let html = format!(
-        "<p>{inviter} invited you to join <strong>{account}</strong> on Atrium as {role}.</p>\
-         <p><a href=\"{href}\">Accept the invitation</a></p>\
-         <p>The link works once and expires in {days} day(s). If you did not expect this email, ignore it.</p>",
-        inviter = html_escape(inviter),
-        account = html_escape(account_name),
-        role = inv.account_role.name(),
-        href = html_escape(&url),
-    );
+    let html = maud::html! {
+        p { (inviter) " invited you to join " strong { (account_name) } " on Atrium as " (inv.account_role.name()) "." }
+        p { a href=(url) { "Accept the invitation" } }
+        p { "The link works once and expires in " (days) " day(s). If you did not expect this email, ignore it." }
+    }
+    .into_string();
     mail::enqueue(
         app,
         tx,

@@ -187,15 +187,6 @@ pub fn backoff(attempts: i64) -> chrono::Duration {
     chrono::Duration::seconds((30i64 << (attempts - 1).clamp(0, 7)).min(3600))
 }
 
-/// Escapes text for HTML bodies.
-pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 impl From<lettre::error::Error> for Error {
     fn from(e: lettre::error::Error) -> Self {
         Error::Unexpected(anyhow::anyhow!("email: {e}"))

@@ -192,7 +192,6 @@ pub async fn request_email_change(
         "{}/my/email/confirm?token={token}",
         app.config.public_url.trim_end_matches('/')
     );
-    let esc = crate::services::mail::html_escape;
     let mut tx = crate::services::unit::Unit::begin(app).await?;
     store::users::insert_email_change(
         &mut tx,
@@ -213,11 +212,12 @@ pub async fn request_email_change(
                 "Someone signed in as {old} asked to use this address for their Atrium user.\n\nTo confirm, open this link within an hour:\n{link}\n\nIf that was not you, ignore this message: nothing changes.\n",
                 old = me.email
             ),
-            format!(
-                "<p>Someone signed in as {old} asked to use this address for their Atrium user.</p><p><a href=\"{href}\">Confirm the new address</a> (the link works once, for an hour).</p><p>If that was not you, ignore this message: nothing changes.</p>",
-                old = esc(&me.email),
-                href = esc(&link),
-            ),
+            maud::html! {
+                p { "Someone signed in as " (me.email) " asked to use this address for their Atrium user." }
+                p { a href=(link) { "Confirm the new address" } " (the link works once, for an hour)." }
+                p { "If that was not you, ignore this message: nothing changes." }
+            }
+            .into_string(),
         ),
     )
     .await?;
@@ -230,10 +230,14 @@ pub async fn request_email_change(
             format!(
                 "A change of your Atrium user's email address to {email} was requested and confirmed with your password. It takes effect when the new address confirms it.\n\nIf that was not you, change your password and delete your API keys now.\n"
             ),
-            format!(
-                "<p>A change of your Atrium user's email address to <strong>{new}</strong> was requested and confirmed with your password. It takes effect when the new address confirms it.</p><p>If that was not you, change your password and delete your API keys now.</p>",
-                new = esc(&email),
-            ),
+            maud::html! {
+                p {
+                    "A change of your Atrium user's email address to " strong { (email) }
+                    " was requested and confirmed with your password. It takes effect when the new address confirms it."
+                }
+                p { "If that was not you, change your password and delete your API keys now." }
+            }
+            .into_string(),
         ),
     )
     .await?;

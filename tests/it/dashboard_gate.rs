@@ -10,7 +10,8 @@ use crate::support::*;
 use atrium::domain::role::AccountRole;
 use atrium::http::ui::routes;
 use axum::body::Body;
-use axum::http::{Request, StatusCode as S};
+use axum::http::{Method as M, Request, StatusCode as S};
+use serde_json::json;
 
 /// A dashboard request from client address `ip` with a session cookie (a form post carries an
 /// empty form: the gate must answer before the handler looks at it).
@@ -96,6 +97,112 @@ async fn every_account_page_answers_other_tenants_404_and_members_outside_the_al
             }
         }
         assert_no_surprises(&t.db, &surprises);
+    })
+    .await;
+}
+
+/// Markup a user could type into any name or description; a page that printed it unescaped would
+/// hold an `<x-probe` element (and, with a script, run it in an Owner's session).
+const PROBE: &str = "<x-probe title=\"q\">'&";
+
+#[tokio::test]
+async fn every_page_escapes_what_users_typed() {
+    each_db(|t| async move {
+        let w = crate::matrix::world(&t, 3).await;
+        let owner = w.keys[5].as_deref();
+        let a = &w.account;
+        let named = |s: &str| format!("{PROBE} {s}");
+        // Every free-text field the dashboard shows, set through the API to hold markup.
+        let edits = [
+            (
+                M::PATCH,
+                format!("/api/accounts/{a}"),
+                json!({"name": named("account"), "location": PROBE, "billing_email": null}),
+            ),
+            (
+                M::PATCH,
+                fill("/api/accounts/{account_id}/workspaces/{workspace_id}", &w),
+                json!({"name": named("workspace"), "description": PROBE}),
+            ),
+            (
+                M::PUT,
+                fill("/api/accounts/{account_id}/teams/{team_id}", &w),
+                json!({"name": named("team"), "description": PROBE}),
+            ),
+            (
+                M::PATCH,
+                fill("/api/accounts/{account_id}/bots/{bot_id}", &w),
+                json!({"name": named("bot")}),
+            ),
+            (
+                M::PATCH,
+                fill("/api/accounts/{account_id}/workspace_roles/{role_id}", &w),
+                json!({"name": named("role"), "description": PROBE}),
+            ),
+            (
+                M::PUT,
+                format!("/api/accounts/{a}/ip_allowlist"),
+                json!({"entries": [{"ip_network": "127.0.0.1", "description": PROBE}]}),
+            ),
+        ];
+        for (method, path, body) in edits {
+            let (s, v) = t.call(method.clone(), &path, owner, Some(body)).await;
+            assert!(s.is_success(), "{method} {path}: {s} {v}");
+        }
+        // A signed-in Owner whose own name holds markup too.
+        let ida = atrium::services::auth::create_user(
+            &t.app,
+            atrium::services::auth::Signup {
+                email: "ida@probe.test".into(),
+                password: "a-long-password".into(),
+                handle: None,
+                first_name: Some(PROBE.into()),
+                last_name: Some(PROBE.into()),
+            },
+            false,
+        )
+        .await
+        .expect("user");
+        let ida = TestUser {
+            id: ida.id,
+            key: w.owner.key.clone(),
+            key_id: w.owner.key_id,
+        };
+        let account = atrium::domain::AccountId(a.parse().expect("account id"));
+        t.add_member(account, &w.owner, &ida, AccountRole::Owner)
+            .await;
+        let (_, h) = sign_in(&t, "ida@probe.test", "a-long-password", "/").await;
+        let cookie = cookie_of(&h, "atrium_session");
+
+        let pages: Vec<String> = routes::list()
+            .into_iter()
+            .filter(|(m, p)| *m == "GET" && !p.contains("/export"))
+            .map(|(_, p)| {
+                fill(
+                    &p.replace("{member_id}", "{target_user_id}")
+                        .replace("{*rest}", "flows"),
+                    &w,
+                )
+            })
+            .collect();
+        let mut raw = Vec::new();
+        let mut shown = 0;
+        for path in &pages {
+            let (s, body) = page_from(&t, "127.0.0.1", "GET", path, &cookie).await;
+            assert!(!s.is_server_error(), "GET {path}: {s} {body:.300}");
+            if body.contains("<x-probe") {
+                raw.push(path.clone());
+            }
+            shown += usize::from(body.contains("&lt;x-probe"));
+        }
+        assert!(
+            raw.is_empty(),
+            "pages printing typed markup unescaped: {raw:?}"
+        );
+        assert!(
+            shown >= 8,
+            "the typed names reach the pages (escaped) on most of them, not only on {shown}"
+        );
     })
     .await;
 }

@@ -11,11 +11,11 @@ use crate::domain::scope::Scope;
 use crate::domain::Grantee;
 use crate::domain::{AccountId, WorkspaceId};
 use crate::services::grants;
-use crate::services::mail::html_escape;
 use crate::services::workspaces as ws;
 use crate::services::{Error, Result};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -56,52 +56,50 @@ pub async fn access(
             "service_account" => manage_bots,
             _ => manage_teams,
         };
-        let rows: String = lines
+        let rows: Vec<Markup> = lines
             .iter()
             .map(|l| {
-                let name = if l.kind == "team" {
-                    format!(
-                        "<a href=\"{}\">{}</a>",
-                        shell.url(&format!("/team/{}", l.id)),
-                        html_escape(&l.name)
-                    )
-                } else {
-                    html_escape(&l.name)
-                };
-                let (role, actions) = if may_manage(l.kind) {
-                    let sel_id = format!("role-{}", l.grant_id);
-                    (
-                        format!(
-                            "<form method=\"post\" action=\"{base}\" class=\"inline\">{csrf}\
-                             <input type=\"hidden\" name=\"subject\" value=\"{kind}:{id}\">\
-                             <label for=\"{sel_id}\" class=\"sr-only\">Role of {n}</label>{select}\
-                             <button class=\"secondary\" type=\"submit\">Change</button></form>",
-                            csrf = shell.csrf_input(),
-                            kind = l.kind,
-                            id = l.id,
-                            n = html_escape(&l.name),
-                            select = role_select(&roles, &sel_id, "role", &l.role_id.to_string(), None),
-                        ),
-                        shell.button(
-                            &format!("{base}/remove?kind={}&id={}", l.kind, if l.kind == "team" { l.id } else { l.grant_id.0 }),
-                            "Remove",
-                            &format!("Remove {}", l.name),
-                            Some(&format!("Remove {}'s access to this workspace?", l.name)),
-                        ),
-                    )
-                } else {
-                    (html_escape(&l.role), String::new())
-                };
-                format!(
-                    "<tr><td>{name}</td><td>{kind}</td><td>{role}</td>{exp}<td>{actions}</td></tr>",
-                    kind = kind_label(l.kind),
-                    exp = expiry_cell(l.expires_at, now),
-                )
+                let manage = may_manage(l.kind);
+                let sel_id = format!("role-{}", l.grant_id);
+                html! { tr {
+                    td {
+                        @if l.kind == "team" {
+                            a href=(shell.url(&format!("/team/{}", l.id))) { (l.name) }
+                        } @else {
+                            (l.name)
+                        }
+                    }
+                    td { (kind_label(l.kind)) }
+                    td {
+                        @if manage {
+                            form.inline method="post" action=(base) {
+                                (shell.csrf_input())
+                                input type="hidden" name="subject" value={ (l.kind) ":" (l.id) };
+                                label.sr-only for=(sel_id) { "Role of " (l.name) }
+                                (role_select(&roles, &sel_id, "role", &l.role_id.to_string(), None))
+                                button.secondary type="submit" { "Change" }
+                            }
+                        } @else {
+                            (l.role)
+                        }
+                    }
+                    (expiry_cell(l.expires_at, now))
+                    td {
+                        @if manage {
+                            (shell.button(
+                                &format!("{base}/remove?kind={}&id={}", l.kind, if l.kind == "team" { l.id } else { l.grant_id.0 }),
+                                "Remove",
+                                &format!("Remove {}", l.name),
+                                Some(&format!("Remove {}'s access to this workspace?", l.name)),
+                            ))
+                        }
+                    }
+                } }
             })
             .collect();
         let grants = table(
             "Grants on this workspace",
-            &["Who", "Kind", "Role", "Expires", "<span class=\"muted\">Actions</span>"],
+            &["Who", "Kind", "Role", "Expires", "Actions"],
             &rows,
             "Nobody has been granted a role here; account Owners and Admins, and the workspace's default role, still apply.",
         );
@@ -114,38 +112,37 @@ pub async fn access(
             Vec::new()
         };
         let teams = shell.teams(&app, &p).await?;
-        let group = |label: &str, items: Vec<(String, String)>| {
-            if items.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "<optgroup label=\"{label}\">{}</optgroup>",
-                    options(items.iter().map(|(v, l)| (v.clone(), l.as_str())), "")
-                )
-            }
-        };
-        let mut add_choices = String::new();
+        let mut groups: Vec<(&str, Vec<(String, String)>)> = Vec::new();
         if manage_users {
-            add_choices += &group("Members", members.iter().map(|m| (format!("user:{}", m.user_id), format!("{} ({})", m.email, m.account_role_name))).collect());
+            groups.push(("Members", members.iter().map(|m| (format!("user:{}", m.user_id), format!("{} ({})", m.email, m.account_role_name))).collect()));
         }
         if manage_bots {
-            add_choices += &group("Service accounts", bots.iter().map(|b| (format!("service_account:{}", b.id), b.name.clone())).collect());
+            groups.push(("Service accounts", bots.iter().map(|b| (format!("service_account:{}", b.id), b.name.clone())).collect()));
         }
         if manage_teams {
-            add_choices += &group("Teams", teams.iter().map(|t| (format!("team:{}", t.id), t.name.clone())).collect());
+            groups.push(("Teams", teams.iter().map(|t| (format!("team:{}", t.id), t.name.clone())).collect()));
         }
-        let add = if add_choices.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<h2>Grant access</h2><form method=\"post\" action=\"{base}\">{csrf}<div class=\"row\">\
-                 <div><label for=\"grant-subject\">Who</label><select id=\"grant-subject\" name=\"subject\" required>{add_choices}</select></div>\
-                 <div><label for=\"grant-role\">Role</label>{select}</div>\
-                 <div><label for=\"grant-expires\">Expires (UTC, optional)</label><input id=\"grant-expires\" name=\"expires_at\" type=\"datetime-local\"></div>\
-                 <div><button type=\"submit\">Grant</button></div></div></form>",
-                csrf = shell.csrf_input(),
-                select = role_select(&roles, "grant-role", "role", &super::shell::least_role(), None),
-            )
+        groups.retain(|(_, items)| !items.is_empty());
+        let add = html! {
+            @if !groups.is_empty() {
+                h2 { "Grant access" }
+                form method="post" action=(base) {
+                    (shell.csrf_input())
+                    div.row {
+                        div {
+                            label for="grant-subject" { "Who" }
+                            select #grant-subject name="subject" required {
+                                @for (label, items) in &groups {
+                                    optgroup label=(label) { (options(items.iter().map(|(v, l)| (v.clone(), l.as_str())), "")) }
+                                }
+                            }
+                        }
+                        div { label for="grant-role" { "Role" } (role_select(&roles, "grant-role", "role", &super::shell::least_role(), None)) }
+                        div { label for="grant-expires" { "Expires (UTC, optional)" } input #grant-expires name="expires_at" type="datetime-local"; }
+                        div { button type="submit" { "Grant" } }
+                    }
+                }
+            }
         };
         // The explain view.
         let who_items: Vec<(String, String)> = members
@@ -173,65 +170,55 @@ pub async fn access(
                             .iter()
                             .find(|(id, _)| id == who)
                             .map_or("This member", |(_, n)| n.as_str());
-                        let paths: String = x
-                            .paths
-                            .iter()
-                            .map(|path| {
-                                let how = match path.kind {
-                                    "account_role" => format!("account role {} (implicit workspace Owner)", path.role_name),
-                                    "default_role" => format!("the workspace's default role {}", path.role_name),
-                                    "direct" => format!("a direct grant of {}", path.role_name),
-                                    _ => format!(
-                                        "team {} with role {}",
-                                        path.team_name.as_deref().unwrap_or("?"),
-                                        path.role_name
-                                    ),
-                                };
-                                let until = path
-                                    .expires_at
-                                    .map(|t| format!(" until {}", t.format("%Y-%m-%d %H:%M UTC")))
-                                    .unwrap_or_default();
-                                format!(
-                                    "<li>{}{until} {}</li>",
-                                    html_escape(&how),
-                                    if path.grants_scope { "— gives it" } else { "— does not give it" }
-                                )
-                            })
-                            .collect();
-                        let paths = if paths.is_empty() {
-                            "<p>No role reaches them in this workspace.</p>".to_string()
-                        } else {
-                            format!("<ul>{paths}</ul>")
-                        };
-                        format!(
-                            "<section class=\"notice\" role=\"status\" id=\"explanation\"><p><strong>{n}</strong> {verdict} <code>{scope}</code> here.</p>{paths}</section>",
-                            n = html_escape(name),
-                            scope = x.scope,
-                        )
+                        html! {
+                            section.notice role="status" #explanation {
+                                p { strong { (name) } " " (verdict) " " code { (x.scope) } " here." }
+                                @if x.paths.is_empty() {
+                                    p { "No role reaches them in this workspace." }
+                                } @else {
+                                    ul { @for path in &x.paths {
+                                        li {
+                                            @match path.kind {
+                                                "account_role" => { "account role " (path.role_name) " (implicit workspace Owner)" }
+                                                "default_role" => { "the workspace's default role " (path.role_name) }
+                                                "direct" => { "a direct grant of " (path.role_name) }
+                                                _ => { "team " (path.team_name.as_deref().unwrap_or("?")) " with role " (path.role_name) }
+                                            }
+                                            @if let Some(t) = path.expires_at {
+                                                " until " (t.format("%Y-%m-%d %H:%M UTC"))
+                                            }
+                                            (if path.grants_scope { " — gives it" } else { " — does not give it" })
+                                        }
+                                    } }
+                                }
+                            }
+                        }
                     }
-                    Err(e) => format!("<p class=\"error\" role=\"alert\" id=\"explanation\">{}</p>", html_escape(&e.to_string())),
+                    Err(e) => html! { p.error role="alert" #explanation { (e.to_string()) } },
                 }
             }
-            _ => String::new(),
+            _ => html! {},
         };
-        let explain = if who_items.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<h2>Why does someone have access?</h2><form method=\"get\" action=\"{base}\"><div class=\"row\">\
-                 <div><label for=\"explain-who\">Who</label><select id=\"explain-who\" name=\"who\">{who}</select></div>\
-                 <div><label for=\"explain-scope\">Permission</label><select id=\"explain-scope\" name=\"scope\">{scope_options}</select></div>\
-                 <div><button type=\"submit\">Explain</button></div></div></form>{answer}",
-                who = options(who_items.iter().map(|(v, l)| (v.clone(), l.as_str())), &picked_who),
-            )
+        let body = html! {
+            p { a href=(shell.url(&format!("/workspace/{}", w.id))) { (w.name) } }
+            h1 { "Access to " (w.name) }
+            (grants)
+            p.muted { "Times are UTC. An expired grant stops counting at its instant and is removed within a minute." }
+            (add)
+            @if !who_items.is_empty() {
+                h2 { "Why does someone have access?" }
+                form method="get" action=(base) { div.row {
+                    div {
+                        label for="explain-who" { "Who" }
+                        select #explain-who name="who" { (options(who_items.iter().map(|(v, l)| (v.clone(), l.as_str())), &picked_who)) }
+                    }
+                    div { label for="explain-scope" { "Permission" } select #explain-scope name="scope" { (scope_options) } }
+                    div { button type="submit" { "Explain" } }
+                } }
+                (answer)
+            }
         };
-        let body = format!(
-            "<p><a href=\"{ws_url}\">{name}</a></p><h1>Access to {name}</h1>{grants}\
-             <p class=\"muted\">Times are UTC. An expired grant stops counting at its instant and is removed within a minute.</p>{add}{explain}",
-            ws_url = shell.url(&format!("/workspace/{}", w.id)),
-            name = html_escape(&w.name),
-        );
-        Ok(shell.render(Section::Workspaces, &format!("Access · {}", w.name), &body))
+        Ok(shell.render(Section::Workspaces, &format!("Access · {}", w.name), body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))

@@ -2,16 +2,16 @@
 
 use super::session::SignedIn;
 use super::shell::Shell;
-use super::{error_page, page, relative, signed_in_header};
+use super::{csrf_field, error_page, handle_input, name_input, page, relative, signed_in_header};
 use crate::app::App;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::AccountId;
 use crate::services::accounts::overview;
-use crate::services::mail::html_escape;
 use crate::services::me::my_accounts;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use maud::html;
 
 /// `GET /`: the account switcher.
 pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
@@ -19,38 +19,36 @@ pub async fn home(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
         Ok(a) => a,
         Err(e) => return error_page(&e),
     };
-    let items: String = accounts
-        .iter()
-        .map(|a| {
-            format!(
-                "<li><a href=\"/account/{id}\">{name}</a> <span class=\"muted\">{handle} · {role}</span></li>",
-                id = a.account_id,
-                name = html_escape(&a.account_name),
-                handle = html_escape(&a.account_handle),
-                role = a.account_role_name,
-            )
-        })
-        .collect();
-    let list = if items.is_empty() {
-        "<p class=\"muted\">You are not a member of any account yet. Ask an account Owner for an invitation.</p>".to_string()
-    } else {
-        format!("<nav aria-label=\"Accounts\"><ul class=\"plain\">{items}</ul></nav>")
-    };
     let (header, csrf) = signed_in_header(&app, &p);
-    let create = if crate::services::accounts::may_create_account(&app, &p) {
-        format!(
-            "<h2>New account</h2><form method=\"post\" action=\"/accounts\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <label for=\"acct-name\">Name</label><input id=\"acct-name\" name=\"name\" required maxlength=\"100\">\
-             <label for=\"acct-handle\">Handle</label><input id=\"acct-handle\" name=\"handle\" required maxlength=\"100\" pattern=\"[a-z0-9-]+\" title=\"lowercase letters, digits and dashes\">\
-             <button type=\"submit\">Create account</button></form>"
-        )
-    } else {
-        String::new()
-    };
+    let may_create = crate::services::accounts::may_create_account(&app, &p);
     page(
         StatusCode::OK,
         "Accounts",
-        &format!("{header}<p><a href=\"/my/profile\">Profile</a></p><h1>Your accounts</h1>{list}{create}"),
+        html! {
+            (header)
+            p { a href="/my/profile" { "Profile" } }
+            h1 { "Your accounts" }
+            @if accounts.is_empty() {
+                p.muted { "You are not a member of any account yet. Ask an account Owner for an invitation." }
+            } @else {
+                nav aria-label="Accounts" { ul.plain { @for a in &accounts {
+                    li {
+                        a href={ "/account/" (a.account_id) } { (a.account_name) }
+                        " "
+                        span.muted { (a.account_handle) " · " (a.account_role_name) }
+                    }
+                } } }
+            }
+            @if may_create {
+                h2 { "New account" }
+                form method="post" action="/accounts" {
+                    (csrf_field(&csrf))
+                    (name_input("acct-name", None))
+                    (handle_input("acct-handle"))
+                    button type="submit" { "Create account" }
+                }
+            }
+        },
     )
 }
 
@@ -83,98 +81,76 @@ pub async fn show(
         let shell = Shell::open(&app, &p, account).await?;
         let o = overview(&app, &p, account).await?;
         let limit = |l: Option<i64>| l.map_or_else(|| "no limit".to_string(), |l| l.to_string());
-        let meter = match o.seat_limit {
-            Some(l) if l > 0 => format!(
-                "<meter min=\"0\" max=\"{l}\" value=\"{u}\" aria-label=\"Seats used\">{u} of {l}</meter>",
-                u = o.seats_used
-            ),
-            _ => String::new(),
-        };
-        let workspaces: String = o
-            .workspaces
-            .iter()
-            .map(|(w, sees_access)| {
-                let access = if *sees_access {
-                    format!(" · <a href=\"{}\">access</a>", shell.url(&format!("/workspace/{}/access", w.id)))
-                } else {
-                    String::new()
-                };
-                format!(
-                    "<li><a href=\"{url}\">{name}</a> <span class=\"muted\">{handle}</span>{access}</li>",
-                    url = shell.url(&format!("/workspace/{}", w.id)),
-                    name = html_escape(&w.name),
-                    handle = html_escape(&w.handle),
-                )
-            })
-            .collect();
-        let workspaces = if workspaces.is_empty() {
-            "<p class=\"muted\">No workspace you can see.</p>".to_string()
-        } else {
-            format!("<ul class=\"plain\">{workspaces}</ul>")
-        };
-        let members = if shell.can(P::ReadAccountMembership) {
-            format!("<p>Seats used (members and pending invitations): {} · <a href=\"{}\">manage members</a></p>", o.seats_used, shell.url("/members"))
-        } else {
-            String::new()
-        };
         let now = app.now();
-        let activity = match &o.recent_activity {
-            None => String::new(),
-            Some(events) if events.is_empty() => {
-                "<h2>Recent activity</h2><p class=\"muted\">Nothing yet.</p>".into()
+        let body = html! {
+            h1 { (o.name) }
+            // An account without workspaces: what to do next, for those who may do it.
+            @if o.workspaces.is_empty() && shell.can(P::CreateWorkspace) {
+                section.notice {
+                    h2 { "Getting started" }
+                    ol {
+                        li { a href=(shell.url("/workspaces")) { "Create a workspace" } "." }
+                        li {
+                            "Connect its Prefect server: "
+                            code { "atrium workspaces set-upstream --account " (o.handle) " --workspace … --url http://…:4200/api" }
+                            " (docs/gateway.md)."
+                        }
+                        li { a href="/me/api-keys" { "Create an API key" } " and log in with " code { "prefect cloud login" } "." }
+                        li { a href=(shell.url("/members")) { "Invite people" } "." }
+                    }
+                }
             }
-            Some(events) => {
-                let rows: String = events
-                    .iter()
-                    .map(|e| {
-                        format!(
-                            "<tr><td><time datetime=\"{iso}\">{rel}</time></td><td>{event}</td><td>{actor}</td></tr>",
-                            iso = e.occurred.to_rfc3339(),
-                            rel = relative(e.occurred, now),
-                            event = html_escape(e.event.trim_start_matches("prefect-cloud.")),
-                            actor = html_escape(e.actor["name"].as_str().unwrap_or("system")),
-                        )
-                    })
-                    .collect();
-                format!(
-                    "<h2>Recent activity</h2><table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th></tr></thead><tbody>{rows}</tbody></table>\
-                     <p><a href=\"{}\">Full audit log</a></p>",
-                    shell.url("/audit-log")
-                )
+            p.muted { (o.handle) " · your role: " (o.role) }
+            h2 { "Plan" }
+            p {
+                (o.plan) " · seats used " (o.seats_used) " of " (limit(o.seat_limit)) " "
+                @if let Some(l) = o.seat_limit.filter(|l| *l > 0) {
+                    meter min="0" max=(l) value=(o.seats_used) aria-label="Seats used" { (o.seats_used) " of " (l) }
+                }
+                " · workspaces " (o.workspaces.len()) " of " (limit(o.workspace_limit))
+            }
+            h2 { "Workspaces" }
+            @if o.workspaces.is_empty() {
+                p.muted { "No workspace you can see." }
+            } @else {
+                ul.plain { @for (w, sees_access) in &o.workspaces {
+                    li {
+                        a href=(shell.url(&format!("/workspace/{}", w.id))) { (w.name) }
+                        " "
+                        span.muted { (w.handle) }
+                        @if *sees_access {
+                            " · " a href=(shell.url(&format!("/workspace/{}/access", w.id))) { "access" }
+                        }
+                    }
+                } }
+            }
+            @if shell.can(P::ReadAccountMembership) {
+                h2 { "Members" }
+                p {
+                    "Seats used (members and pending invitations): " (o.seats_used) " · "
+                    a href=(shell.url("/members")) { "manage members" }
+                }
+            }
+            @if let Some(events) = &o.recent_activity {
+                h2 { "Recent activity" }
+                @if events.is_empty() {
+                    p.muted { "Nothing yet." }
+                } @else {
+                    table {
+                        thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Who" } } }
+                        tbody { @for e in events {
+                            tr {
+                                td { time datetime=(e.occurred.to_rfc3339()) { (relative(e.occurred, now)) } }
+                                td { (e.event.trim_start_matches("prefect-cloud.")) }
+                                td { (e.actor["name"].as_str().unwrap_or("system")) }
+                            }
+                        } }
+                    }
+                    p { a href=(shell.url("/audit-log")) { "Full audit log" } }
+                }
             }
         };
-        // An account without workspaces: what to do next, for those who may do it.
-        let started = if o.workspaces.is_empty() && shell.can(P::CreateWorkspace) {
-            format!(
-                "<section class=\"notice\"><h2>Getting started</h2><ol>\
-                 <li><a href=\"{ws}\">Create a workspace</a>.</li>\
-                 <li>Connect its Prefect server: <code>atrium workspaces set-upstream --account {handle} --workspace …\
-                 --url http://…:4200/api</code> (docs/gateway.md).</li>\
-                 <li><a href=\"/me/api-keys\">Create an API key</a> and log in with <code>prefect cloud login</code>.</li>\
-                 <li><a href=\"{members}\">Invite people</a>.</li></ol></section>",
-                ws = shell.url("/workspaces"),
-                members = shell.url("/members"),
-                handle = html_escape(&o.handle),
-            )
-        } else {
-            String::new()
-        };
-        let body = format!(
-            "<h1>{name}</h1>{started}\
-             <p class=\"muted\">{handle} · your role: {role}</p>\
-             <h2>Plan</h2><p>{plan} · seats used {used} of {seats} {meter} · workspaces {wcount} of {wlimit}</p>\
-             <h2>Workspaces</h2>{workspaces}{members_h}{members}{activity}",
-            name = html_escape(&o.name),
-            handle = html_escape(&o.handle),
-            role = o.role,
-            plan = o.plan,
-            used = o.seats_used,
-            seats = limit(o.seat_limit),
-            wcount = o.workspaces.len(),
-            wlimit = limit(o.workspace_limit),
-            members_h = if members.is_empty() { "" } else { "<h2>Members</h2>" },
-        );
-        Ok(shell.render(super::shell::Section::Overview, "Overview", &body))
+        Ok(shell.render(super::shell::Section::Overview, "Overview", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))

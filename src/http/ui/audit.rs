@@ -10,11 +10,11 @@ use crate::domain::AccountId;
 use crate::services::audit::{
     self, CountEvents, EventFilter, EventNameFilter, FilterEvents, IdFilter, OccurredFilter,
 };
-use crate::services::mail::html_escape;
 use crate::services::{Error, Result};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
 use serde::Deserialize;
 
 /// The page's query: the filters, and a page token from the previous page.
@@ -103,7 +103,7 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
     let members = shell.members(app, p).await?;
     // The results: an error in the filters (a bad date, a range over 14 days) is shown above the
     // form, which keeps what was typed.
-    let results: Result<(String, String, String)> = async {
+    let results: Result<(Markup, Markup, Markup)> = async {
         let filter = q.filter(now)?;
         let page = if q.page.is_empty() {
             audit::filter_events(app, p, account, None, FilterEvents { limit: Some(50), filter: Some(filter.clone()) }).await?
@@ -133,58 +133,48 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
                 .map(|w| w.name.clone())
                 .unwrap_or_default()
         };
-        let rows: String = page
+        let rows: Vec<Markup> = page
             .events
             .iter()
             .map(|e| {
-                format!(
-                    "<tr><td><time datetime=\"{iso}\">{when}</time></td><td><code>{event}</code></td><td>{res}</td><td>{actor}</td><td>{ws}</td></tr>",
-                    iso = e.occurred.to_rfc3339(),
-                    when = e.occurred.format("%Y-%m-%d %H:%M:%S"),
-                    event = html_escape(e.event.trim_start_matches("prefect-cloud.")),
-                    res = html_escape(e.resource["prefect.resource.name"].as_str().unwrap_or("")),
-                    actor = html_escape(e.actor["name"].as_str().unwrap_or("system")),
-                    ws = html_escape(&ws_name(e.workspace)),
-                )
+                html! { tr {
+                    td { time datetime=(e.occurred.to_rfc3339()) { (e.occurred.format("%Y-%m-%d %H:%M:%S")) } }
+                    td { code { (e.event.trim_start_matches("prefect-cloud.")) } }
+                    td { (e.resource["prefect.resource.name"].as_str().unwrap_or("")) }
+                    td { (e.actor["name"].as_str().unwrap_or("system")) }
+                    td { (ws_name(e.workspace)) }
+                } }
             })
             .collect();
-        let next = page
-            .next_page
-            .as_deref()
-            .and_then(audit::page_token_of)
-            .map(|t| {
-                format!(
-                    "<p><a href=\"{base}?{f}&amp;page={t}\" rel=\"next\">Older events</a></p>",
-                    base = shell.url("/audit-log"),
-                    f = html_escape(&q.encoded()),
-                    t = html_escape(t),
-                )
-            })
-            .unwrap_or_default();
-        let list = format!(
-            "<p class=\"muted\">{total} matching event{s}.</p>{t}{next}",
-            total = page.total,
-            s = if page.total == 1 { "" } else { "s" },
-            t = table("Events, newest first", &["When (UTC)", "Event", "Resource", "Who", "Workspace"], &rows, "No events match."),
-        );
+        let next = page.next_page.as_deref().and_then(audit::page_token_of);
+        let list = html! {
+            p.muted { (page.total) " matching event" (if page.total == 1 { "" } else { "s" }) "." }
+            (table("Events, newest first", &["When (UTC)", "Event", "Resource", "Who", "Workspace"], &rows, "No events match."))
+            @if let Some(t) = next {
+                p { a href={ (shell.url("/audit-log")) "?" (q.encoded()) "&page=" (t) } rel="next" { "Older events" } }
+            }
+        };
         // One bar per day of the range, days without events included.
         let max = per_day.iter().map(|b| b.count).max().unwrap_or(0).max(1);
-        let mut bars = String::new();
+        let mut days = Vec::new();
         let mut d = from;
         while d <= to {
             let n = per_day
                 .iter()
                 .find(|b| b.start_time.is_some_and(|s| s.date_naive() == d))
                 .map_or(0, |b| b.count);
-            bars += &format!(
-                "<span style=\"height:{h}%\" title=\"{d}: {n}\" role=\"img\" aria-label=\"{d}: {n} events\"></span>",
-                h = n * 100 / max,
-            );
+            days.push((d, n));
             d += chrono::Duration::days(1);
         }
-        let chart = format!(
-            "<figure><figcaption class=\"muted\">Events per day, {from} to {to} (highest: {max})</figcaption><div class=\"chart\">{bars}</div><div class=\"chart-axis muted small\" aria-hidden=\"true\"><span>{from}</span><span>{to}</span></div></figure>"
-        );
+        let chart = html! {
+            figure {
+                figcaption.muted { "Events per day, " (from) " to " (to) " (highest: " (max) ")" }
+                div.chart { @for (d, n) in &days {
+                    span style={ "height:" (n * 100 / max) "%" } title={ (d) ": " (n) } role="img" aria-label={ (d) ": " (n) " events" } {}
+                } }
+                div.chart-axis.muted.small aria-hidden="true" { span { (from) } span { (to) } }
+            }
+        };
         let event_options = options(
             by_event.iter().map(|b| (b.value.clone(), b.label.trim_start_matches("prefect-cloud."))),
             &q.event,
@@ -193,16 +183,8 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
     }
     .await;
     let (list, chart, event_options, problem) = match results {
-        Ok((l, c, e)) => (l, c, e, String::new()),
-        Err(e @ Error::Validation(_)) => (
-            String::new(),
-            String::new(),
-            String::new(),
-            format!(
-                "<p class=\"error\" role=\"alert\">{}</p>",
-                html_escape(&e.to_string())
-            ),
-        ),
+        Ok((l, c, e)) => (l, c, e, None),
+        Err(e @ Error::Validation(_)) => (html! {}, html! {}, html! {}, Some(e.to_string())),
         Err(e) => return Err(e),
     };
     let ws_options = options(
@@ -228,19 +210,26 @@ async fn render(app: &App, p: &Principal, account: AccountId, q: &AuditQuery) ->
             ),
         &q.user,
     );
-    let body = format!(
-        "<h1>Audit log</h1>{problem}<form method=\"get\" action=\"{base}\"><div class=\"row\">\
-         <div><label for=\"f-ws\">Workspace</label><select id=\"f-ws\" name=\"workspace\"><option value=\"\">any</option>{ws_options}</select></div>\
-         <div><label for=\"f-user\">Who</label><select id=\"f-user\" name=\"user\"><option value=\"\">anyone</option>{user_options}</select></div>\
-         <div><label for=\"f-event\">Event type</label><select id=\"f-event\" name=\"event\"><option value=\"\">any</option>{event_options}</select></div>\
-         <div><label for=\"f-from\">From</label><input id=\"f-from\" name=\"from\" type=\"date\" value=\"{from}\"></div>\
-         <div><label for=\"f-to\">To</label><input id=\"f-to\" name=\"to\" type=\"date\" value=\"{to}\"></div>\
-         <div><button type=\"submit\">Filter</button></div></div></form>\
-         <p class=\"muted small\">A range covers at most 14 days. <a href=\"{base}/export?{f}\">Export these events as CSV</a></p>{chart}{list}",
-        base = shell.url("/audit-log"),
-        f = html_escape(&q.encoded()),
-    );
-    Ok(shell.render(Section::AuditLog, "Audit log", &body))
+    let base = shell.url("/audit-log");
+    let body = html! {
+        h1 { "Audit log" }
+        @if let Some(problem) = problem { p.error role="alert" { (problem) } }
+        form method="get" action=(base) { div.row {
+            div { label for="f-ws" { "Workspace" } select #f-ws name="workspace" { option value="" { "any" } (ws_options) } }
+            div { label for="f-user" { "Who" } select #f-user name="user" { option value="" { "anyone" } (user_options) } }
+            div { label for="f-event" { "Event type" } select #f-event name="event" { option value="" { "any" } (event_options) } }
+            div { label for="f-from" { "From" } input #f-from name="from" type="date" value=(from); }
+            div { label for="f-to" { "To" } input #f-to name="to" type="date" value=(to); }
+            div { button type="submit" { "Filter" } }
+        } }
+        p.muted.small {
+            "A range covers at most 14 days. "
+            a href={ (base) "/export?" (q.encoded()) } { "Export these events as CSV" }
+        }
+        (chart)
+        (list)
+    };
+    Ok(shell.render(Section::AuditLog, "Audit log", body))
 }
 
 /// `GET /account/{a}/audit-log`

@@ -5,13 +5,13 @@
 
 use super::form::Form;
 use super::session::SignedIn;
-use super::{error_page, page, signed_in_header};
+use super::{csrf_field, days_input, error_page, name_input, page, signed_in_header};
 use crate::app::App;
-use crate::services::mail::html_escape;
 use crate::services::Error;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
+use maud::{html, PreEscaped};
 use serde::Deserialize;
 
 /// `http://localhost:PORT` or `http://127.0.0.1:PORT`, nothing else (no path, query or user).
@@ -59,19 +59,22 @@ pub async fn show(
     }
     let (header, token) = signed_in_header(&app, &p);
     let default_name = format!("prefect-cli-{}", app.now().format("%Y-%m-%d"));
-    let body = format!(
-        "{header}<h1>Log in the Prefect CLI</h1>\
-         <p>The <code>prefect</code> command on this computer asks for an API key for <strong>{who}</strong>. \
-         A new personal key is created and handed to it (existing keys cannot be sent: Atrium keeps only their hashes).</p>\
-         <form method=\"post\" action=\"/auth/client\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
-         <input type=\"hidden\" name=\"callback\" value=\"{cb}\">\
-         <label for=\"key-name\">Key name</label><input id=\"key-name\" name=\"name\" required maxlength=\"100\" value=\"{default_name}\">\
-         <label for=\"key-days\">Expires after (days; empty = never)</label><input id=\"key-days\" name=\"days\" type=\"number\" min=\"1\" max=\"3650\" value=\"90\">\
-         <button type=\"submit\">Create key and log in</button></form>",
-        who = html_escape(&p.name),
-        cb = html_escape(&callback),
-    );
-    page(StatusCode::OK, "Log in the Prefect CLI", &body)
+    let body = html! {
+        (header)
+        h1 { "Log in the Prefect CLI" }
+        p {
+            "The " code { "prefect" } " command on this computer asks for an API key for " strong { (p.name) } ". "
+            "A new personal key is created and handed to it (existing keys cannot be sent: Atrium keeps only their hashes)."
+        }
+        form method="post" action="/auth/client" {
+            (csrf_field(&token))
+            input type="hidden" name="callback" value=(callback);
+            (name_input("key-name", Some(&default_name)))
+            (days_input("key-days", "Expires after (days; empty = never)", Some("90")))
+            button type="submit" { "Create key and log in" }
+        }
+    };
+    page(StatusCode::OK, "Log in the Prefect CLI", body)
 }
 
 #[derive(Deserialize)]
@@ -107,17 +110,20 @@ pub async fn submit(
             .unwrap_or_default()
             .replace("</", "<\\/")
     };
-    let body = format!(
-        "<h1 id=\"status\">Handing the key to the Prefect CLI…</h1>\
-         <p id=\"detail\">If nothing happens, run <code>prefect cloud login --key {key}</code>.</p>\
-         <script>fetch({cb} + '/success', {{method: 'POST', headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({{api_key: {k}}})}})\
+    // The script is ours; the only values in it are JSON-serialized above.
+    let script = format!(
+        "fetch({cb} + '/success', {{method: 'POST', headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({{api_key: {k}}})}})\
          .then(function(r) {{ if (!r.ok) throw new Error(r.status); document.getElementById('status').textContent = 'You are logged in. You can close this tab.'; document.getElementById('detail').textContent = 'The Prefect CLI received its key.'; }})\
-         .catch(function() {{ document.getElementById('status').textContent = 'The Prefect CLI did not answer'; }});</script>",
-        key = html_escape(&key.key),
+         .catch(function() {{ document.getElementById('status').textContent = 'The Prefect CLI did not answer'; }});",
         cb = js(&callback),
         k = js(&key.key),
     );
-    let mut resp = page(StatusCode::OK, "Prefect CLI login", &body);
+    let body = html! {
+        h1 #status { "Handing the key to the Prefect CLI…" }
+        p #detail { "If nothing happens, run " code { "prefect cloud login --key " (key.key) } "." }
+        script { (PreEscaped(script)) }
+    };
+    let mut resp = page(StatusCode::OK, "Prefect CLI login", body);
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp

@@ -1,16 +1,16 @@
 //! The page an invitation email links to: join by creating a user or by signing in, or decline.
 
 use super::form::Form;
-use super::{error_page, new_csrf, page};
+use super::{csrf_field, error_page, new_csrf, page};
 use crate::app::App;
 use crate::http::extract::ClientIp;
 use crate::services::auth::Signup;
 use crate::services::invitations::{self, PageAnswer};
-use crate::services::mail::html_escape;
 use crate::services::Error;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use maud::html;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -31,34 +31,44 @@ pub async fn show(
         Err(e) => return error_page(&e),
     };
     let (csrf, cookie) = new_csrf(&app, &headers);
-    let email = html_escape(&inv.email);
-    let code = html_escape(&q.invite_code);
-    let hidden = format!(
-        "<input type=\"hidden\" name=\"invite_code\" value=\"{code}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">"
-    );
-    let body = format!(
-        "<h1>Join {account} on Atrium</h1>\
-         <p>You are invited as <strong>{role}</strong> with <strong>{email}</strong>.</p>\
-         <h2>New to Atrium? Create your user</h2>\
-         <form method=\"post\" action=\"/invitations/{id}\">{hidden}<input type=\"hidden\" name=\"action\" value=\"signup\">\
-         <input type=\"hidden\" name=\"email\" value=\"{email}\">\
-         <label for=\"first_name\">First name</label><input id=\"first_name\" name=\"first_name\" autocomplete=\"given-name\">\
-         <label for=\"last_name\">Last name</label><input id=\"last_name\" name=\"last_name\" autocomplete=\"family-name\">\
-         <label for=\"new_password\">Password (8 characters or more)</label>\
-         <input id=\"new_password\" name=\"password\" type=\"password\" minlength=\"8\" required autocomplete=\"new-password\">\
-         <button type=\"submit\">Create user and join</button></form>\
-         <h2>Already have a user? Sign in</h2>\
-         <form method=\"post\" action=\"/invitations/{id}\">{hidden}<input type=\"hidden\" name=\"action\" value=\"signin\">\
-         <input type=\"hidden\" name=\"email\" value=\"{email}\">\
-         <label for=\"password\">Password for {email}</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
-         <button type=\"submit\">Sign in and join</button></form>\
-         <form method=\"post\" action=\"/invitations/{id}\">{hidden}<input type=\"hidden\" name=\"action\" value=\"reject\">\
-         <button class=\"secondary\" type=\"submit\">Decline the invitation</button></form>",
-        account = html_escape(&account_name),
-        role = inv.account_role.name(),
-    );
-    let mut resp = page(StatusCode::OK, "Invitation", &body);
+    let action = format!("/invitations/{id}");
+    // The fields every form of the page carries: the invitation's code, the CSRF token, which
+    // answer the form gives and (for the sign-up and sign-in forms) the invited address.
+    let hidden = |answer: &str| {
+        html! {
+            input type="hidden" name="invite_code" value=(q.invite_code);
+            (csrf_field(&csrf))
+            input type="hidden" name="action" value=(answer);
+            @if answer != "reject" { input type="hidden" name="email" value=(inv.email); }
+        }
+    };
+    let body = html! {
+        h1 { "Join " (account_name) " on Atrium" }
+        p { "You are invited as " strong { (inv.account_role.name()) } " with " strong { (inv.email) } "." }
+        h2 { "New to Atrium? Create your user" }
+        form method="post" action=(action) {
+            (hidden("signup"))
+            label for="first_name" { "First name" }
+            input #first_name name="first_name" autocomplete="given-name";
+            label for="last_name" { "Last name" }
+            input #last_name name="last_name" autocomplete="family-name";
+            label for="new_password" { "Password (8 characters or more)" }
+            input #new_password name="password" type="password" minlength="8" required autocomplete="new-password";
+            button type="submit" { "Create user and join" }
+        }
+        h2 { "Already have a user? Sign in" }
+        form method="post" action=(action) {
+            (hidden("signin"))
+            label for="password" { "Password for " (inv.email) }
+            input #password name="password" type="password" required autocomplete="current-password";
+            button type="submit" { "Sign in and join" }
+        }
+        form method="post" action=(action) {
+            (hidden("reject"))
+            button.secondary type="submit" { "Decline the invitation" }
+        }
+    };
+    let mut resp = page(StatusCode::OK, "Invitation", body);
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -113,14 +123,19 @@ pub async fn submit(
         Ok(None) => page(
             StatusCode::OK,
             "Declined",
-            "<h1>Invitation declined</h1><p>Nothing else will happen.</p>",
+            html! { h1 { "Invitation declined" } p { "Nothing else will happen." } },
         ),
         Ok(Some(session)) => {
             let resp = page(
                 StatusCode::OK,
                 "Welcome",
-                "<h1>You are in</h1><p>Your membership is active. <a href=\"/\">Open your accounts</a>, \
-                 or use the Prefect CLI with <code>prefect cloud login</code>.</p>",
+                html! {
+                    h1 { "You are in" }
+                    p {
+                        "Your membership is active. " a href="/" { "Open your accounts" }
+                        ", or use the Prefect CLI with " code { "prefect cloud login" } "."
+                    }
+                },
             );
             super::session::with_session(&app, resp, &session)
         }

@@ -3,15 +3,18 @@
 
 use super::form::Form;
 use super::session::SignedIn;
-use super::{error_page, expiry_cell, page, signed_in_header, COPY_SCRIPT};
+use super::{
+    csrf_field, days_from_now, days_input, error_page, expiry_cell, name_input, page, shown_key,
+    signed_in_header, table,
+};
 use crate::app::App;
 use crate::domain::ApiKeyId;
-use crate::services::mail::html_escape;
 use crate::services::users::{self, CreateApiKey};
 use crate::services::Error;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
 use serde::Deserialize;
 
 async fn render(
@@ -29,47 +32,44 @@ async fn render(
         Err(e) => return error_page(&e),
     };
     let (header, token) = signed_in_header(app, p);
-    let csrf = format!("<input type=\"hidden\" name=\"csrf\" value=\"{token}\">");
     let now = app.now();
-    let rows: String = keys
+    let rows: Vec<Markup> = keys
         .iter()
         .map(|k| {
-            format!(
-                "<tr><td>{name}</td><td><code>{masked}</code></td><td>{created}</td>{exp}\
-                 <td><form method=\"post\" action=\"/me/api-keys/{id}/delete\" class=\"inline\">{csrf}\
-                 <button class=\"secondary\" type=\"submit\" aria-label=\"Delete key {name}\">Delete</button></form></td></tr>",
-                name = html_escape(&k.name),
-                masked = html_escape(&k.masked_key),
-                created = k.created.format("%Y-%m-%d"),
-                exp = expiry_cell(k.expiration, now),
-                id = k.id,
-            )
+            html! { tr {
+                td { (k.name) }
+                td { code { (k.masked_key) } }
+                td { (k.created.format("%Y-%m-%d")) }
+                (expiry_cell(k.expiration, now))
+                td {
+                    form.inline method="post" action={ "/me/api-keys/" (k.id) "/delete" } {
+                        (csrf_field(&token))
+                        button.secondary type="submit" aria-label={ "Delete key " (k.name) } { "Delete" }
+                    }
+                }
+            } }
         })
         .collect();
-    let table = if rows.is_empty() {
-        "<p class=\"muted\">No keys yet.</p>".to_string()
-    } else {
-        format!("<table><caption>Your keys</caption><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Key</th><th scope=\"col\">Created</th><th scope=\"col\">Expires</th><th scope=\"col\"><span class=\"muted\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table>")
+    let body = html! {
+        (header)
+        p { a href="/" { "All accounts" } }
+        h1 { "API keys" }
+        @if let Some((name, key)) = &created {
+            (shown_key(&format!("Key “{name}” created"), key))
+        }
+        p.muted {
+            "Use a key with " code { "prefect cloud login --key …" } " or as " code { "Authorization: Bearer …" } "."
+        }
+        (table("Your keys", &["Name", "Key", "Created", "Expires", "Actions"], &rows, "No keys yet."))
+        h2 { "New key" }
+        form method="post" action="/me/api-keys" {
+            (csrf_field(&token))
+            (name_input("key-name", None))
+            (days_input("key-days", "Expires after (days; empty = never)", None))
+            button type="submit" { "Create key" }
+        }
     };
-    let shown = match created {
-        Some((name, key)) => format!(
-            "<section class=\"notice\" role=\"status\"><h2>Key “{name}” created</h2>\
-             <p>Copy it now: it is not shown again.</p><p><code id=\"new-key\">{key}</code> \
-             <button type=\"button\" data-copy=\"new-key\" hidden>Copy</button></p></section>{COPY_SCRIPT}",
-            name = html_escape(&name),
-            key = html_escape(&key),
-        ),
-        None => String::new(),
-    };
-    let body = format!(
-        "{header}<p><a href=\"/\">All accounts</a></p><h1>API keys</h1>{shown}\
-         <p class=\"muted\">Use a key with <code>prefect cloud login --key …</code> or as <code>Authorization: Bearer …</code>.</p>{table}\
-         <h2>New key</h2><form method=\"post\" action=\"/me/api-keys\">{csrf}\
-         <label for=\"key-name\">Name</label><input id=\"key-name\" name=\"name\" required maxlength=\"100\">\
-         <label for=\"key-days\">Expires after (days; empty = never)</label><input id=\"key-days\" name=\"days\" type=\"number\" min=\"1\" max=\"3650\">\
-         <button type=\"submit\">Create key</button></form>"
-    );
-    page(StatusCode::OK, "API keys", &body)
+    page(StatusCode::OK, "API keys", body)
 }
 
 /// `GET /me/api-keys`
@@ -140,17 +140,7 @@ pub async fn create_from_form(
     days: &str,
     signed_in_login: bool,
 ) -> Result<crate::domain::ApiKeyCreated, Error> {
-    let expiration = match days.trim() {
-        "" => None,
-        d => match d.parse::<i64>() {
-            Ok(n) if (1..=3650).contains(&n) => Some(app.now() + chrono::Duration::days(n)),
-            _ => {
-                return Err(Error::validation(
-                    "expiry must be a whole number of days from 1 to 3650",
-                ))
-            }
-        },
-    };
+    let expiration = days_from_now(app, Some(days))?;
     let key = CreateApiKey { name, expiration };
     if signed_in_login {
         users::create_login_key(app, p, key).await

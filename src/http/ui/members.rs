@@ -9,11 +9,11 @@ use crate::app::App;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::{AccountId, MembershipId, RoleId};
 use crate::services::invitations::{self, FilterInvitations, InviteBody};
-use crate::services::mail::html_escape;
 use crate::services::memberships::{self, FilterMemberships, UpdateMembership};
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use maud::{html, Markup};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -39,65 +39,62 @@ pub async fn list(
         let now = app.now();
         let may_role = shell.can(P::UpdateAccountMembership);
         let may_remove = shell.can(P::DeleteAccountMembership);
-        let rows: String = members
+        let rows: Vec<Markup> = members
             .iter()
             .map(|m| {
                 let base = shell.url(&format!("/members/{}", m.id));
                 let name = format!("{} {}", m.first_name, m.last_name);
-                let role = if may_role && m.user_id != p.user_id {
-                    let id = format!("role-{}", m.id);
-                    format!(
-                        "<form method=\"post\" action=\"{base}/role\" class=\"inline\">{csrf}\
-                         <label for=\"{id}\" class=\"sr-only\">Role of {email}</label>\
-                         <select id=\"{id}\" name=\"account_role_id\">{opts}</select> \
-                         <button class=\"secondary\" type=\"submit\">Change</button></form>",
-                        csrf = shell.csrf_input(),
-                        email = html_escape(&m.email),
-                        opts = options(
-                            roles.iter().map(|r| (r.id.to_string(), r.name)),
-                            &m.account_role_id.to_string()
-                        ),
-                    )
-                } else {
-                    m.account_role_name.to_string()
-                };
-                let status = if m.active {
-                    "<span class=\"badge\">active</span>"
-                } else {
-                    "<span class=\"badge off\">deactivated</span>"
-                };
-                let mut actions = String::new();
-                if may_role && m.user_id != p.user_id {
-                    actions += &if m.active {
-                        shell.button(
-                            &format!("{base}/deactivate"),
-                            "Deactivate",
-                            &format!("Deactivate {}", m.email),
-                            Some(&format!("Deactivate {}? They keep their seat but cannot sign in to this account.", m.email)),
-                        )
-                    } else {
-                        shell.button(&format!("{base}/reactivate"), "Reactivate", &format!("Reactivate {}", m.email), None)
-                    };
-                }
-                if may_remove && m.user_id != p.user_id {
-                    actions += &shell.button(
-                        &format!("{base}/remove"),
-                        "Remove",
-                        &format!("Remove {}", m.email),
-                        Some(&format!("Remove {} from the account?", m.email)),
-                    );
-                }
-                format!(
-                    "<tr><td>{name}<br><span class=\"muted small\">{email}</span></td><td>{role}</td><td>{login}</td><td>{status}</td><td>{actions}</td></tr>",
-                    name = html_escape(name.trim()),
-                    email = html_escape(&m.email),
-                    login = m.last_login.map_or("never".to_string(), |t| relative(t, now)),
-                )
+                let other = m.user_id != p.user_id;
+                html! { tr {
+                    td { (name.trim()) br; span.muted.small { (m.email) } }
+                    td {
+                        @if may_role && other {
+                            @let id = format!("role-{}", m.id);
+                            form.inline method="post" action={ (base) "/role" } {
+                                (shell.csrf_input())
+                                label.sr-only for=(id) { "Role of " (m.email) }
+                                select id=(id) name="account_role_id" {
+                                    (options(roles.iter().map(|r| (r.id.to_string(), r.name)), &m.account_role_id.to_string()))
+                                }
+                                " "
+                                button.secondary type="submit" { "Change" }
+                            }
+                        } @else {
+                            (m.account_role_name)
+                        }
+                    }
+                    td { (m.last_login.map_or("never".to_string(), |t| relative(t, now))) }
+                    td {
+                        @if m.active { span.badge { "active" } } @else { span.badge.off { "deactivated" } }
+                    }
+                    td {
+                        @if may_role && other {
+                            @if m.active {
+                                (shell.button(
+                                    &format!("{base}/deactivate"),
+                                    "Deactivate",
+                                    &format!("Deactivate {}", m.email),
+                                    Some(&format!("Deactivate {}? They keep their seat but cannot sign in to this account.", m.email)),
+                                ))
+                            } @else {
+                                (shell.button(&format!("{base}/reactivate"), "Reactivate", &format!("Reactivate {}", m.email), None))
+                            }
+                        }
+                        @if may_remove && other {
+                            (shell.button(
+                                &format!("{base}/remove"),
+                                "Remove",
+                                &format!("Remove {}", m.email),
+                                Some(&format!("Remove {} from the account?", m.email)),
+                            ))
+                        }
+                    }
+                } }
             })
             .collect();
         let members_table = table(
             "Members",
-            &["Member", "Role", "Last login", "Status", "<span class=\"muted\">Actions</span>"],
+            &["Member", "Role", "Last login", "Status", "Actions"],
             &rows,
             "No members.",
         );
@@ -111,7 +108,7 @@ pub async fn list(
             )
             .await?;
             let may_update = shell.can(P::UpdateInvitation);
-            let rows: String = open
+            let rows: Vec<Markup> = open
                 .iter()
                 .map(|i| {
                     let delivery = i
@@ -119,39 +116,38 @@ pub async fn list(
                         .as_ref()
                         .and_then(|d| d["state"].as_str().or(d["status"].as_str()).map(str::to_string))
                         .unwrap_or_default();
-                    let actions = if may_update {
-                        let base = shell.url(&format!("/invitations/{}", i.id));
-                        shell.button(&format!("{base}/resend"), "Resend", &format!("Resend the invitation to {}", i.email), None)
-                            + &shell.button(
-                                &format!("{base}/revoke"),
-                                "Revoke",
-                                &format!("Revoke the invitation to {}", i.email),
-                                Some(&format!("Revoke the invitation to {}?", i.email)),
-                            )
-                    } else {
-                        String::new()
-                    };
-                    format!(
-                        "<tr><td>{email}</td><td>{role}</td><td>{status}</td><td>{exp}</td><td>{delivery}</td><td>{actions}</td></tr>",
-                        email = html_escape(&i.email),
-                        role = i.account_role_name,
-                        status = html_escape(&i.status),
-                        exp = relative(i.expiration, now),
-                        delivery = html_escape(&delivery),
-                    )
+                    let base = shell.url(&format!("/invitations/{}", i.id));
+                    html! { tr {
+                        td { (i.email) }
+                        td { (i.account_role_name) }
+                        td { (i.status) }
+                        td { (relative(i.expiration, now)) }
+                        td { (delivery) }
+                        td {
+                            @if may_update {
+                                (shell.button(&format!("{base}/resend"), "Resend", &format!("Resend the invitation to {}", i.email), None))
+                                (shell.button(
+                                    &format!("{base}/revoke"),
+                                    "Revoke",
+                                    &format!("Revoke the invitation to {}", i.email),
+                                    Some(&format!("Revoke the invitation to {}?", i.email)),
+                                ))
+                            }
+                        }
+                    } }
                 })
                 .collect();
-            format!(
-                "<h2>Pending invitations</h2>{}",
-                table(
+            html! {
+                h2 { "Pending invitations" }
+                (table(
                     "Invitations not yet answered",
-                    &["Email", "Role", "Status", "Expires", "Email delivery", "<span class=\"muted\">Actions</span>"],
+                    &["Email", "Role", "Status", "Expires", "Email delivery", "Actions"],
                     &rows,
                     "No pending invitations.",
-                )
-            )
+                ))
+            }
         } else {
-            String::new()
+            html! {}
         };
         let invite = if shell.can(P::CreateInvitation) {
             let choices: Vec<(String, &str)> = roles
@@ -162,28 +158,46 @@ pub async fn list(
             let member = roles.iter().find(|r| r.name == "Member").map(|r| r.id.to_string()).unwrap_or_default();
             let workspaces = shell.workspaces(&app, &p).await?;
             let ws_roles = shell.workspace_roles(&app, &p).await?;
-            format!(
-                "<h2>Invite people</h2><form method=\"post\" action=\"{action}\">{csrf}\
-                 <label for=\"invite-emails\">Email addresses (one per line, or separated by commas)</label>\
-                 <textarea id=\"invite-emails\" name=\"emails\" rows=\"3\" required></textarea>\
-                 <div class=\"row\"><div><label for=\"invite-role\">Account role</label><select id=\"invite-role\" name=\"account_role_id\">{opts}</select></div>\
-                 <div><label for=\"invite-ws\">And a role in workspace (optional)</label><select id=\"invite-ws\" name=\"workspace_id\"><option value=\"\">none</option>{ws}</select></div>\
-                 <div><label for=\"invite-ws-role\">Workspace role</label><select id=\"invite-ws-role\" name=\"workspace_role_id\">{ws_roles}</select></div></div>\
-                 <button type=\"submit\">Send invitations</button></form>",
-                action = shell.url("/members/invite"),
-                csrf = shell.csrf_input(),
-                opts = options(choices, &member),
-                ws = options(workspaces.iter().map(|w| (w.id.to_string(), w.name.as_str())), ""),
-                ws_roles = options(ws_roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role()),
-            )
+            html! {
+                h2 { "Invite people" }
+                form method="post" action=(shell.url("/members/invite")) {
+                    (shell.csrf_input())
+                    label for="invite-emails" { "Email addresses (one per line, or separated by commas)" }
+                    textarea #invite-emails name="emails" rows="3" required {}
+                    div.row {
+                        div {
+                            label for="invite-role" { "Account role" }
+                            select #invite-role name="account_role_id" { (options(choices, &member)) }
+                        }
+                        div {
+                            label for="invite-ws" { "And a role in workspace (optional)" }
+                            select #invite-ws name="workspace_id" {
+                                option value="" { "none" }
+                                (options(workspaces.iter().map(|w| (w.id.to_string(), w.name.as_str())), ""))
+                            }
+                        }
+                        div {
+                            label for="invite-ws-role" { "Workspace role" }
+                            select #invite-ws-role name="workspace_role_id" {
+                                (options(ws_roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role()))
+                            }
+                        }
+                    }
+                    button type="submit" { "Send invitations" }
+                }
+            }
         } else {
-            String::new()
+            html! {}
         };
-        let export = format!(
-            "<p><a href=\"/api/accounts/{account}/account_memberships/download\" download>Export members as CSV</a></p>"
-        );
-        let body = format!("<h1>Members</h1>{invite}{pending}<h2>Members</h2>{members_table}{export}");
-        Ok(shell.render(Section::Members, "Members", &body))
+        let body = html! {
+            h1 { "Members" }
+            (invite)
+            (pending)
+            h2 { "Members" }
+            (members_table)
+            p { a href={ "/api/accounts/" (account) "/account_memberships/download" } download { "Export members as CSV" } }
+        };
+        Ok(shell.render(Section::Members, "Members", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))

@@ -24,14 +24,14 @@ pub mod teams;
 pub mod workspaces;
 
 use crate::services::credentials::random_base62;
-use crate::services::mail::html_escape;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 pub const CSRF_COOKIE: &str = "atrium_csrf";
 
 /// Copies a newly shown key to the clipboard; pages work without it (the key is selectable text).
-pub const COPY_SCRIPT: &str = "<script>document.querySelectorAll('[data-copy]').forEach(function(b){b.hidden=false;b.addEventListener('click',function(){navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){b.textContent='Copied';});});});</script>";
+pub const COPY_SCRIPT: PreEscaped<&str> = PreEscaped("<script>document.querySelectorAll('[data-copy]').forEach(function(b){b.hidden=false;b.addEventListener('click',function(){navigator.clipboard.writeText(document.getElementById(b.dataset.copy).textContent).then(function(){b.textContent='Copied';});});});</script>");
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f5f6f8;color:#1d2330;margin:0}\
 main{max-width:32rem;margin:3rem auto;background:#fff;border-radius:12px;padding:2rem 2.25rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}\
@@ -64,19 +64,25 @@ fieldset label{display:inline;font-weight:400;margin:0}.check{display:block;padd
 @media (max-width:48rem){.shell{grid-template-columns:1fr}.shell aside{position:static}}";
 
 /// A whole HTML document around `body`.
-pub fn document(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{t} · Atrium</title><style>{STYLE}</style></head><body>{body}</body></html>",
-        t = html_escape(title)
-    );
-    (status, Html(html)).into_response()
+pub fn document(status: StatusCode, title: &str, body: Markup) -> Response {
+    let html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " · Atrium" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    };
+    (status, Html(html.into_string())).into_response()
 }
 
 /// A whole page with one centred card.
-pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    document(status, title, &format!("<main>{body}</main>"))
+pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+    document(status, title, html! { main { (body) } })
 }
 
 /// An error page with the same message the API would give.
@@ -86,16 +92,16 @@ pub fn error_page(e: &crate::services::Error) -> Response {
 
 /// An error page with the API's message and, when given, a link back to where the user was.
 pub fn error_page_back(e: &crate::services::Error, back: Option<&str>) -> Response {
-    let back = back
-        .map(|b| format!("<p><a href=\"{}\">Back</a></p>", html_escape(b)))
-        .unwrap_or_default();
     page(
         e.status(),
         "Something went wrong",
-        &format!(
-            "<h1>That did not work</h1><p class=\"error\" role=\"alert\">{}</p>{back}",
-            html_escape(&e.to_string())
-        ),
+        html! {
+            h1 { "That did not work" }
+            p.error role="alert" { (e.to_string()) }
+            @if let Some(b) = back {
+                p { a href=(b) { "Back" } }
+            }
+        },
     )
 }
 
@@ -244,62 +250,124 @@ pub fn relative(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::
 pub fn expiry_cell(
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
     now: chrono::DateTime<chrono::Utc>,
-) -> String {
+) -> Markup {
     match expires_at {
-        None => "<td>never</td>".into(),
-        Some(t) if t <= now => format!(
-            "<td class=\"expired\"><time datetime=\"{iso}\">{day}</time> — expired {rel}, no longer counts</td>",
-            iso = t.to_rfc3339(),
-            day = t.format("%Y-%m-%d %H:%M UTC"),
-            rel = relative(t, now),
-        ),
-        Some(t) => format!(
-            "<td><time datetime=\"{iso}\">{day}</time> ({rel})</td>",
-            iso = t.to_rfc3339(),
-            day = t.format("%Y-%m-%d %H:%M UTC"),
-            rel = relative(t, now),
-        ),
+        None => html! { td { "never" } },
+        Some(t) if t <= now => html! {
+            td.expired {
+                time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M UTC")) }
+                " — expired " (relative(t, now)) ", no longer counts"
+            }
+        },
+        Some(t) => html! {
+            td {
+                time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M UTC")) }
+                " (" (relative(t, now)) ")"
+            }
+        },
     }
+}
+
+/// The notice showing a newly made key once, with a copy button (script-free pages show the key
+/// as selectable text).
+pub fn shown_key(title: &str, key: &str) -> Markup {
+    html! {
+        section.notice role="status" {
+            h2 { (title) }
+            p { "Copy the key now: it is not shown again." }
+            p { code #new-key { (key) } " " button type="button" data-copy="new-key" hidden { "Copy" } }
+            p.muted { "Use it with " code { "prefect cloud login --key …" } " or as " code { "PREFECT_API_KEY" } "." }
+        }
+        (COPY_SCRIPT)
+    }
+}
+
+/// "Expires after N days" from a form (empty = never) as an instant: 1 to 3650 days from now.
+pub fn days_from_now(
+    app: &crate::app::App,
+    v: Option<&str>,
+) -> crate::services::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    match v.map(str::trim).filter(|d| !d.is_empty()) {
+        None => Ok(None),
+        Some(d) => match d.parse::<i64>() {
+            Ok(n) if (1..=3650).contains(&n) => Ok(Some(app.now() + chrono::Duration::days(n))),
+            _ => Err(crate::services::Error::validation(
+                "key expiry must be a whole number of days from 1 to 3650",
+            )),
+        },
+    }
+}
+
+/// A labelled, required name field (`name`, 1–100 characters), empty or holding `value`.
+pub fn name_input(id: &str, value: Option<&str>) -> Markup {
+    html! {
+        label for=(id) { "Name" }
+        input id=(id) name="name" required maxlength="100" value=[value];
+    }
+}
+
+/// A labelled, required handle field with the handle rules as the browser's pattern.
+pub fn handle_input(id: &str) -> Markup {
+    html! {
+        label for=(id) { "Handle" }
+        input id=(id) name="handle" required maxlength="100" pattern="[a-z0-9-]+" title="lowercase letters, digits and dashes";
+    }
+}
+
+/// A labelled "expires after N days" field (`days`; empty = never), read by [`days_from_now`].
+pub fn days_input(id: &str, label: &str, value: Option<&str>) -> Markup {
+    html! {
+        label for=(id) { (label) }
+        input id=(id) name="days" type="number" min="1" max="3650" value=[value];
+    }
+}
+
+/// The hidden CSRF field every form carries.
+pub fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
 }
 
 /// The bar at the top of signed-in pages (who is signed in, and the sign-out form), with the
 /// page's CSRF token (for its other forms).
-pub fn signed_in_header(app: &crate::app::App, p: &crate::authz::Principal) -> (String, String) {
+pub fn signed_in_header(app: &crate::app::App, p: &crate::authz::Principal) -> (Markup, String) {
     let csrf = session_csrf(app, p);
     (
-        format!(
-            "<header><span class=\"muted\">Signed in as {who} · <a href=\"/me/api-keys\">API keys</a></span>\
-             <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button class=\"secondary\" type=\"submit\">Sign out</button></form></header>",
-            who = html_escape(&p.name)
-        ),
+        html! {
+            header {
+                span.muted { "Signed in as " (p.name) " · " a href="/me/api-keys" { "API keys" } }
+                form.inline method="post" action="/logout" {
+                    (csrf_field(&csrf))
+                    button.secondary type="submit" { "Sign out" }
+                }
+            }
+        },
         csrf,
     )
 }
 
 /// `<option>`s from (value, label) pairs, with `selected` chosen.
-pub fn options<'a>(items: impl IntoIterator<Item = (String, &'a str)>, selected: &str) -> String {
-    items
-        .into_iter()
-        .map(|(v, l)| {
-            format!(
-                "<option value=\"{v}\"{sel}>{l}</option>",
-                sel = if v == selected { " selected" } else { "" },
-                v = html_escape(&v),
-                l = html_escape(l),
-            )
-        })
-        .collect()
+pub fn options<'a>(items: impl IntoIterator<Item = (String, &'a str)>, selected: &str) -> Markup {
+    html! {
+        @for (v, l) in items {
+            option value=(v) selected[v == selected] { (l) }
+        }
+    }
 }
 
 /// A table with a caption and column headings, or `empty` (a muted line) when there are no rows.
-pub fn table(caption: &str, headings: &[&str], rows: &str, empty: &str) -> String {
-    if rows.is_empty() {
-        return format!("<p class=\"muted\">{empty}</p>");
+/// An "Actions" column heading is muted (the column holds buttons, not data).
+pub fn table(caption: &str, headings: &[&str], rows: &[Markup], empty: &str) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p.muted { (empty) }
+        } @else {
+            table {
+                caption { (caption) }
+                thead { tr { @for h in headings {
+                    th scope="col" { @if *h == "Actions" { span.muted { (h) } } @else { (h) } }
+                } } }
+                tbody { @for r in rows { (r) } }
+            }
+        }
     }
-    let head: String = headings
-        .iter()
-        .map(|h| format!("<th scope=\"col\">{h}</th>"))
-        .collect();
-    format!("<table><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
 }

@@ -3,13 +3,13 @@
 
 use super::form::{done, Fields};
 use super::session::SignedIn;
-use super::{error_page, page, signed_in_header};
+use super::{csrf_field, error_page, page, signed_in_header};
 use crate::app::App;
-use crate::services::mail::html_escape;
 use crate::services::users::{self, UpdateUser};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use maud::html;
 
 /// `GET /my/profile`
 pub async fn show(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
@@ -18,24 +18,32 @@ pub async fn show(State(app): State<App>, SignedIn(p): SignedIn) -> Response {
         Err(e) => return error_page(&e),
     };
     let (header, csrf) = signed_in_header(&app, &p);
-    let body = format!(
-        "{header}<p><a href=\"/\">All accounts</a> · <a href=\"/me/api-keys\">API keys</a></p><h1>Your profile</h1>\
-         <form method=\"post\" action=\"/my/profile\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <label for=\"p-first\">First name</label><input id=\"p-first\" name=\"first_name\" maxlength=\"100\" value=\"{first}\" autocomplete=\"given-name\">\
-         <label for=\"p-last\">Last name</label><input id=\"p-last\" name=\"last_name\" maxlength=\"100\" value=\"{last}\" autocomplete=\"family-name\">\
-         <label for=\"p-handle\">Handle</label><input id=\"p-handle\" name=\"handle\" required maxlength=\"100\" value=\"{handle}\">\
-         <button type=\"submit\">Save profile</button></form>\
-         <h2>Email address</h2><p>Now <strong>{email}</strong>. A new address takes effect when you follow the link we send to it.</p>\
-         <form method=\"post\" action=\"/my/email\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <label for=\"e-new\">New email</label><input id=\"e-new\" name=\"email\" type=\"email\" required autocomplete=\"email\">\
-         <label for=\"e-password\">Current password</label><input id=\"e-password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
-         <button type=\"submit\">Send the confirmation link</button></form>",
-        first = html_escape(&u.first_name),
-        last = html_escape(&u.last_name),
-        handle = html_escape(&u.handle),
-        email = html_escape(&u.email),
-    );
-    page(StatusCode::OK, "Profile", &body)
+    let body = html! {
+        (header)
+        p { a href="/" { "All accounts" } " · " a href="/me/api-keys" { "API keys" } }
+        h1 { "Your profile" }
+        form method="post" action="/my/profile" {
+            (csrf_field(&csrf))
+            label for="p-first" { "First name" }
+            input #p-first name="first_name" maxlength="100" value=(u.first_name) autocomplete="given-name";
+            label for="p-last" { "Last name" }
+            input #p-last name="last_name" maxlength="100" value=(u.last_name) autocomplete="family-name";
+            label for="p-handle" { "Handle" }
+            input #p-handle name="handle" required maxlength="100" value=(u.handle);
+            button type="submit" { "Save profile" }
+        }
+        h2 { "Email address" }
+        p { "Now " strong { (u.email) } ". A new address takes effect when you follow the link we send to it." }
+        form method="post" action="/my/email" {
+            (csrf_field(&csrf))
+            label for="e-new" { "New email" }
+            input #e-new name="email" type="email" required autocomplete="email";
+            label for="e-password" { "Current password" }
+            input #e-password name="password" type="password" required autocomplete="current-password";
+            button type="submit" { "Send the confirmation link" }
+        }
+    };
+    page(StatusCode::OK, "Profile", body)
 }
 
 /// `POST /my/profile`
@@ -67,11 +75,14 @@ pub async fn request_email(State(app): State<App>, SignedIn(p): SignedIn, f: Fie
         Ok(()) => page(
             StatusCode::OK,
             "Check your inbox",
-            &format!(
-                "<h1>Check your inbox</h1><p role=\"status\">We sent a link to <strong>{}</strong>. \
-                 Your email address changes when you follow it (within an hour).</p><p><a href=\"/my/profile\">Back to your profile</a></p>",
-                html_escape(f.get("email"))
-            ),
+            html! {
+                h1 { "Check your inbox" }
+                p role="status" {
+                    "We sent a link to " strong { (f.get("email")) }
+                    ". Your email address changes when you follow it (within an hour)."
+                }
+                p { a href="/my/profile" { "Back to your profile" } }
+            },
         ),
         Err(e) => super::error_page_back(&e, Some("/my/profile")),
     }
@@ -93,13 +104,14 @@ pub async fn confirm_email_page(
     let mut resp = page(
         StatusCode::OK,
         "Confirm your email address",
-        &format!(
-            "<h1>Confirm your new email address</h1>\
-             <form method=\"post\" action=\"/my/email/confirm\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"token\" value=\"{token}\">\
-             <button type=\"submit\">Use this address</button></form>",
-            token = html_escape(&q.token)
-        ),
+        html! {
+            h1 { "Confirm your new email address" }
+            form method="post" action="/my/email/confirm" {
+                (csrf_field(&csrf))
+                input type="hidden" name="token" value=(q.token);
+                button type="submit" { "Use this address" }
+            }
+        },
     );
     if let Some(c) = cookie {
         resp.headers_mut().append(axum::http::header::SET_COOKIE, c);
@@ -116,10 +128,11 @@ pub async fn confirm_email(State(app): State<App>, f: Fields) -> Response {
         Ok(u) => page(
             StatusCode::OK,
             "Email address changed",
-            &format!(
-                "<h1>Done</h1><p role=\"status\">Your email address is now <strong>{}</strong>; sign in with it from now on.</p><p><a href=\"/\">Continue</a></p>",
-                html_escape(&u.email)
-            ),
+            html! {
+                h1 { "Done" }
+                p role="status" { "Your email address is now " strong { (u.email) } "; sign in with it from now on." }
+                p { a href="/" { "Continue" } }
+            },
         ),
         Err(e) => error_page(&e),
     }

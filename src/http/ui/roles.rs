@@ -8,11 +8,11 @@ use super::{error_page, error_page_back, options, table};
 use crate::app::App;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::{AccountId, RoleId, WorkspaceRole};
-use crate::services::mail::html_escape;
 use crate::services::roles::{self, CreateWorkspaceRole, UpdateWorkspaceRole};
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
 use uuid::Uuid;
 
 /// `GET /account/{a}/roles`
@@ -25,62 +25,51 @@ pub async fn list(
         let shell = Shell::open(&app, &p, account).await?;
         let account_roles =
             crate::services::accounts::list_account_roles(&app, &p, account, None).await?;
-        let ws_roles = roles::filter_roles(
-            &app,
-            &p,
-            account,
-            Default::default(),
-        )
-        .await?;
-        let arows: String = account_roles
+        let ws_roles = roles::filter_roles(&app, &p, account, Default::default()).await?;
+        let arows: Vec<Markup> = account_roles
             .iter()
             .map(|r| {
-                let perms: String = r
-                    .permissions
-                    .iter()
-                    .map(|p| format!("<code>{p}</code> "))
-                    .collect();
-                format!(
-                    "<tr><td>{name}</td><td><details><summary>{n} permissions</summary><p>{perms}</p></details></td></tr>",
-                    name = r.name,
-                    n = r.permissions.len(),
-                )
+                html! { tr {
+                    td { (r.name) }
+                    td { details {
+                        summary { (r.permissions.len()) " permissions" }
+                        p { @for perm in &r.permissions { code { (perm) } " " } }
+                    } }
+                } }
             })
             .collect();
         let name_of = |id: Option<RoleId>| {
             id.and_then(|id| ws_roles.iter().find(|r| r.id == id))
                 .map_or("—".to_string(), |r| r.name.clone())
         };
-        let wrows: String = ws_roles
+        let wrows: Vec<Markup> = ws_roles
             .iter()
             .map(|r| {
-                format!(
-                    "<tr><td><a href=\"{url}\">{name}</a></td><td>{kind}</td><td>{desc}</td><td>{inh}</td><td>{n}</td></tr>",
-                    url = shell.url(&format!("/role/{}", r.id)),
-                    name = html_escape(&r.name),
-                    kind = if r.is_system_role { "built-in" } else { "custom" },
-                    desc = html_escape(&r.description),
-                    inh = html_escape(&name_of(r.inherited_role_id)),
-                    n = r.scopes.len(),
-                )
+                html! { tr {
+                    td { a href=(shell.url(&format!("/role/{}", r.id))) { (r.name) } }
+                    td { (if r.is_system_role { "built-in" } else { "custom" }) }
+                    td { (r.description) }
+                    td { (name_of(r.inherited_role_id)) }
+                    td { (r.scopes.len()) }
+                } }
             })
             .collect();
-        let new = if shell.can(P::CreateWorkspaceRole) {
-            format!("<p><a href=\"{}\">New custom workspace role</a></p>", shell.url("/roles/new"))
-        } else {
-            String::new()
-        };
-        let body = format!(
-            "<h1>Roles</h1><h2>Account roles</h2>{a}<h2>Workspace roles</h2>{w}{new}",
-            a = table("Account roles", &["Role", "Permissions"], &arows, "No account roles."),
-            w = table(
+        let body = html! {
+            h1 { "Roles" }
+            h2 { "Account roles" }
+            (table("Account roles", &["Role", "Permissions"], &arows, "No account roles."))
+            h2 { "Workspace roles" }
+            (table(
                 "Workspace roles",
                 &["Role", "Kind", "Description", "Inherits", "Scopes"],
                 &wrows,
                 "No workspace roles."
-            ),
-        );
-        Ok(shell.render(Section::Roles, "Roles", &body))
+            ))
+            @if shell.can(P::CreateWorkspaceRole) {
+                p { a href=(shell.url("/roles/new")) { "New custom workspace role" } }
+            }
+        };
+        Ok(shell.render(Section::Roles, "Roles", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
@@ -113,26 +102,7 @@ async fn editor(
             groups.push(s.feature_group);
         }
     }
-    let disabled = if editable { "" } else { " disabled" };
-    let picker: String = groups
-        .iter()
-        .map(|g| {
-            let boxes: String = catalogue
-                .iter()
-                .filter(|s| s.feature_group == *g)
-                .map(|s| {
-                    format!(
-                        "<span class=\"check\"><input type=\"checkbox\" id=\"scope-{n}\" name=\"scopes\" value=\"{n}\"{c}{disabled}>\
-                         <label for=\"scope-{n}\">{t} <code class=\"muted small\">{n}</code></label></span>",
-                        n = s.name,
-                        t = html_escape(s.title),
-                        c = if held.contains(&s.name) { " checked" } else { "" },
-                    )
-                })
-                .collect();
-            format!("<fieldset><legend>{}</legend>{boxes}</fieldset>", html_escape(g))
-        })
-        .collect();
+    let disabled = !editable;
     let builtins: Vec<(String, &str)> = crate::domain::role::BuiltinWorkspaceRole::ALL
         .iter()
         .map(|b| (RoleId(b.id()).to_string(), b.name()))
@@ -154,40 +124,57 @@ async fn editor(
         .as_ref()
         .map(|r| r.description.clone())
         .unwrap_or_default();
-    let note = match &current {
-        Some(r) if r.is_system_role => "<p class=\"notice\">A built-in role: read-only. Create a custom role that inherits from it to extend it.</p>",
-        _ if !editable => "<p class=\"notice\">You may look but not change this role.</p>",
-        _ => "",
+    let builtin = current.as_ref().is_some_and(|r| r.is_system_role);
+    let body = html! {
+        p { a href=(shell.url("/roles")) { "Roles" } }
+        h1 { (title) }
+        @if builtin {
+            p.notice { "A built-in role: read-only. Create a custom role that inherits from it to extend it." }
+        } @else if !editable {
+            p.notice { "You may look but not change this role." }
+        }
+        form method="post" action=(action) {
+            (shell.csrf_input())
+            div.row {
+                div {
+                    label for="role-name" { "Name" }
+                    input #role-name name="name" required maxlength="100" value=(name) disabled[disabled];
+                }
+                div {
+                    label for="role-inherits" { "Inherits every scope of" }
+                    select #role-inherits name="inherited_role_id" disabled[disabled] {
+                        option value="" { "nothing" }
+                        (options(builtins, &inherited))
+                    }
+                }
+            }
+            label for="role-desc" { "Description" }
+            input #role-desc name="description" maxlength="1000" value=(desc) disabled[disabled];
+            h2 { "Scopes" }
+            div.picker { @for g in &groups {
+                fieldset {
+                    legend { (g) }
+                    @for s in catalogue.iter().filter(|s| s.feature_group == *g) {
+                        @let id = format!("scope-{}", s.name);
+                        span.check {
+                            input type="checkbox" id=(id) name="scopes" value=(s.name) checked[held.contains(&s.name)] disabled[disabled];
+                            label for=(id) { (s.title) " " code.muted.small { (s.name) } }
+                        }
+                    }
+                }
+            } }
+            @if editable { button type="submit" { "Save role" } }
+        }
+        @if let Some(r) = current.as_ref().filter(|r| !r.is_system_role && shell.can(P::DeleteWorkspaceRole)) {
+            (shell.button(
+                &shell.url(&format!("/role/{}/delete", r.id)),
+                "Delete role",
+                &format!("Delete role {}", r.name),
+                Some("Delete this role? It cannot be deleted while anyone holds it."),
+            ))
+        }
     };
-    let submit = if editable {
-        "<button type=\"submit\">Save role</button>"
-    } else {
-        ""
-    };
-    let delete = match &current {
-        Some(r) if !r.is_system_role && shell.can(P::DeleteWorkspaceRole) => shell.button(
-            &shell.url(&format!("/role/{}/delete", r.id)),
-            "Delete role",
-            &format!("Delete role {}", r.name),
-            Some("Delete this role? It cannot be deleted while anyone holds it."),
-        ),
-        _ => String::new(),
-    };
-    let body = format!(
-        "<p><a href=\"{roles}\">Roles</a></p><h1>{title}</h1>{note}\
-         <form method=\"post\" action=\"{action}\">{csrf}<div class=\"row\">\
-         <div><label for=\"role-name\">Name</label><input id=\"role-name\" name=\"name\" required maxlength=\"100\" value=\"{name}\"{disabled}></div>\
-         <div><label for=\"role-inherits\">Inherits every scope of</label><select id=\"role-inherits\" name=\"inherited_role_id\"{disabled}><option value=\"\">nothing</option>{inh}</select></div></div>\
-         <label for=\"role-desc\">Description</label><input id=\"role-desc\" name=\"description\" maxlength=\"1000\" value=\"{desc}\"{disabled}>\
-         <h2>Scopes</h2><div class=\"picker\">{picker}</div>{submit}</form>{delete}",
-        roles = shell.url("/roles"),
-        title = html_escape(&title),
-        csrf = shell.csrf_input(),
-        name = html_escape(&name),
-        desc = html_escape(&desc),
-        inh = options(builtins, &inherited),
-    );
-    Ok(shell.render(Section::Roles, &title, &body))
+    Ok(shell.render(Section::Roles, &title, body))
 }
 
 /// `GET /account/{a}/roles/new`

@@ -5,7 +5,10 @@
 use super::form::{done, Fields};
 use super::session::SignedIn;
 use super::shell::{Section, Shell};
-use super::{error_page, error_page_back, expiry_cell, options, table, COPY_SCRIPT};
+use super::{
+    days_from_now, days_input, error_page, error_page_back, expiry_cell, name_input, options,
+    shown_key, table,
+};
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::role::AccountPermission as P;
@@ -13,7 +16,6 @@ use crate::domain::scope::Scope;
 use crate::domain::Grantee;
 use crate::domain::{AccountId, ApiKeyId, RoleId, WorkspaceId};
 use crate::services::grants;
-use crate::services::mail::html_escape;
 use crate::services::service_accounts::{
     self, CreateServiceAccount, RotateKey, ServiceAccountView, UpdateServiceAccount,
 };
@@ -21,32 +23,8 @@ use crate::services::{Error, Result};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
 use uuid::Uuid;
-
-/// The notice showing a new key once.
-fn shown_key(what: &str, key: &str) -> String {
-    format!(
-        "<section class=\"notice\" role=\"status\"><h2>{what}</h2>\
-         <p>Copy the key now: it is not shown again.</p><p><code id=\"new-key\">{key}</code> \
-         <button type=\"button\" data-copy=\"new-key\" hidden>Copy</button></p>\
-         <p class=\"muted\">Use it with <code>prefect cloud login --key …</code> or as <code>PREFECT_API_KEY</code>.</p></section>{COPY_SCRIPT}",
-        what = html_escape(what),
-        key = html_escape(key),
-    )
-}
-
-/// "Expires after N days" (empty = never) as an instant.
-fn days_from_now(app: &App, v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-    match v {
-        None => Ok(None),
-        Some(d) => match d.parse::<i64>() {
-            Ok(n) if (1..=3650).contains(&n) => Ok(Some(app.now() + chrono::Duration::days(n))),
-            _ => Err(Error::validation(
-                "key expiry must be a whole number of days from 1 to 3650",
-            )),
-        },
-    }
-}
 
 fn no_store(mut resp: Response) -> Response {
     resp.headers_mut()
@@ -70,42 +48,37 @@ pub async fn list(
         )
         .await?;
         let now = app.now();
-        let rows: String = all
+        let rows: Vec<Markup> = all
             .iter()
             .map(|b| {
-                format!(
-                    "<tr><td><a href=\"{url}\">{name}</a></td><td>{role}</td>{exp}<td>{created}</td></tr>",
-                    url = shell.url(&format!("/service-account/{}", b.id)),
-                    name = html_escape(&b.name),
-                    role = b.account_role_name,
-                    exp = expiry_cell(b.api_key.as_ref().and_then(|k| k.expiration), now),
-                    created = b.created.format("%Y-%m-%d"),
-                )
+                html! { tr {
+                    td { a href=(shell.url(&format!("/service-account/{}", b.id))) { (b.name) } }
+                    td { (b.account_role_name) }
+                    (expiry_cell(b.api_key.as_ref().and_then(|k| k.expiration), now))
+                    td { (b.created.format("%Y-%m-%d")) }
+                } }
             })
             .collect();
-        let list = table(
-            "Service accounts",
-            &["Name", "Account role", "Key expires", "Created"],
-            &rows,
-            "No service accounts yet.",
-        );
-        let create = if shell.can(P::CreateBot) {
-            format!(
-                "<h2>New service account</h2><form method=\"post\" action=\"{action}\">{csrf}<div class=\"row\">\
-                 <div><label for=\"sa-name\">Name</label><input id=\"sa-name\" name=\"name\" required maxlength=\"100\"></div>\
-                 <div><label for=\"sa-days\">Key expires after (days; empty = never)</label><input id=\"sa-days\" name=\"days\" type=\"number\" min=\"1\" max=\"3650\"></div>\
-                 <div><button type=\"submit\">Create service account</button></div></div></form>",
-                action = shell.url("/service-accounts"),
-                csrf = shell.csrf_input(),
-            )
-        } else {
-            String::new()
+        let body = html! {
+            h1 { "Service accounts" }
+            p.muted {
+                "Keys for workers, CI and deployments that act without a person. "
+                "A service account is a Member of the account; give it a role in the workspaces it works in."
+            }
+            (table("Service accounts", &["Name", "Account role", "Key expires", "Created"], &rows, "No service accounts yet."))
+            @if shell.can(P::CreateBot) {
+                h2 { "New service account" }
+                form method="post" action=(shell.url("/service-accounts")) {
+                    (shell.csrf_input())
+                    div.row {
+                        div { (name_input("sa-name", None)) }
+                        div { (days_input("sa-days", "Key expires after (days; empty = never)", None)) }
+                        div { button type="submit" { "Create service account" } }
+                    }
+                }
+            }
         };
-        let body = format!(
-            "<h1>Service accounts</h1><p class=\"muted\">Keys for workers, CI and deployments that act without a person. \
-             A service account is a Member of the account; give it a role in the workspaces it works in.</p>{list}{create}"
-        );
-        Ok(shell.render(Section::ServiceAccounts, "Service accounts", &body))
+        Ok(shell.render(Section::ServiceAccounts, "Service accounts", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
@@ -159,7 +132,7 @@ async fn render(
     p: &Principal,
     account: AccountId,
     id: Uuid,
-    notice: Option<String>,
+    notice: Option<Markup>,
 ) -> Result<Response> {
     let shell = Shell::open(app, p, account).await?;
     let b: ServiceAccountView =
@@ -171,54 +144,30 @@ async fn render(
     let now = app.now();
     let base = shell.url(&format!("/service-account/{id}"));
     let may_update = shell.can(P::UpdateBot);
-    let key_rows: String = keys
+    let key_rows: Vec<Markup> = keys
         .active_key
         .iter()
         .map(|k| (k, "active"))
         .chain(keys.rotating_keys.iter().map(|k| (k, "rotating out")))
         .map(|(k, state)| {
-            let revoke = if state != "active" && may_update {
-                shell.button(
-                    &format!("{base}/keys/{}/revoke", k.id),
-                    "Revoke now",
-                    &format!("Revoke key {}", k.name),
-                    Some("Revoke this key now? Anything still using it stops working."),
-                )
-            } else {
-                String::new()
-            };
-            format!(
-                "<tr><td>{name}</td><td><code>{masked}</code></td><td>{state}</td>{exp}<td>{revoke}</td></tr>",
-                name = html_escape(&k.name),
-                masked = html_escape(k.masked_key.as_deref().unwrap_or("")),
-                exp = expiry_cell(k.expiration, now),
-            )
+            html! { tr {
+                td { (k.name) }
+                td { code { (k.masked_key.as_deref().unwrap_or("")) } }
+                td { (state) }
+                (expiry_cell(k.expiration, now))
+                td {
+                    @if state != "active" && may_update {
+                        (shell.button(
+                            &format!("{base}/keys/{}/revoke", k.id),
+                            "Revoke now",
+                            &format!("Revoke key {}", k.name),
+                            Some("Revoke this key now? Anything still using it stops working."),
+                        ))
+                    }
+                }
+            } }
         })
         .collect();
-    let keys_table = table(
-        "Keys",
-        &[
-            "Name",
-            "Key",
-            "State",
-            "Expires",
-            "<span class=\"muted\">Actions</span>",
-        ],
-        &key_rows,
-        "No usable key: rotate to issue one.",
-    );
-    let rotate = if may_update {
-        format!(
-            "<h2>Rotate key</h2><form method=\"post\" action=\"{base}/rotate\">{csrf}<div class=\"row\">\
-             <div><label for=\"rot-days\">New key expires after (days; empty = never)</label><input id=\"rot-days\" name=\"days\" type=\"number\" min=\"1\" max=\"3650\"></div>\
-             <div><label for=\"rot-overlap\">The current key keeps working for</label><select id=\"rot-overlap\" name=\"overlap\">\
-             <option value=\"0\">no time: it stops now</option><option value=\"3600\">1 hour</option><option value=\"86400\" selected>24 hours</option><option value=\"172800\">48 hours</option></select></div>\
-             <div><button type=\"submit\">Rotate key</button></div></div></form>",
-            csrf = shell.csrf_input(),
-        )
-    } else {
-        String::new()
-    };
     let workspaces = shell.workspaces(app, p).await?;
     let ws_name = |w: WorkspaceId| {
         workspaces
@@ -233,97 +182,105 @@ async fn render(
             .map_or("unknown role", |(_, n)| n.as_str())
             .to_string()
     };
-    let grant_rows: String = grants
+    let grant_rows: Vec<Markup> = grants
         .iter()
         .map(|g| {
-            let remove = if shell.may(g.workspace_id, Scope::ManageWorkspaceServiceAccounts) {
-                shell.button(
-                    &format!("{base}/access/{}/remove?id={}", g.workspace_id, g.id),
-                    "Remove",
-                    &format!("Remove access to {}", ws_name(g.workspace_id)),
-                    Some("Remove this service account's access to the workspace?"),
-                )
-            } else {
-                String::new()
-            };
-            format!(
-                "<tr><td><a href=\"{url}\">{ws}</a></td><td>{role}</td>{exp}<td>{remove}</td></tr>",
-                url = shell.url(&format!("/workspace/{}/access", g.workspace_id)),
-                ws = html_escape(&ws_name(g.workspace_id)),
-                role = html_escape(&role_name(g.workspace_role_id)),
-                exp = expiry_cell(g.expires_at, now),
-            )
+            html! { tr {
+                td { a href=(shell.url(&format!("/workspace/{}/access", g.workspace_id))) { (ws_name(g.workspace_id)) } }
+                td { (role_name(g.workspace_role_id)) }
+                (expiry_cell(g.expires_at, now))
+                td {
+                    @if shell.may(g.workspace_id, Scope::ManageWorkspaceServiceAccounts) {
+                        (shell.button(
+                            &format!("{base}/access/{}/remove?id={}", g.workspace_id, g.id),
+                            "Remove",
+                            &format!("Remove access to {}", ws_name(g.workspace_id)),
+                            Some("Remove this service account's access to the workspace?"),
+                        ))
+                    }
+                }
+            } }
         })
         .collect();
-    let grants_table = table(
-        "Workspace access",
-        &[
-            "Workspace",
-            "Role",
-            "Expires",
-            "<span class=\"muted\">Actions</span>",
-        ],
-        &grant_rows,
-        "No workspace role yet.",
-    );
     let grantable: Vec<(String, &str)> = workspaces
         .iter()
         .filter(|w| shell.may(w.id, Scope::ManageWorkspaceServiceAccounts))
         .map(|w| (w.id.to_string(), w.name.as_str()))
         .collect();
-    let grant = if grantable.is_empty() {
-        String::new()
+    let account_roles = if may_update {
+        crate::services::accounts::list_account_roles(app, p, account, None).await?
     } else {
-        format!(
-            "<form method=\"post\" action=\"{base}/access\">{csrf}<div class=\"row\">\
-             <div><label for=\"sa-ws\">Workspace</label><select id=\"sa-ws\" name=\"workspace\">{ws}</select></div>\
-             <div><label for=\"sa-role\">Role</label><select id=\"sa-role\" name=\"role\">{roles}</select></div>\
-             <div><label for=\"sa-exp\">Expires (UTC, optional)</label><input id=\"sa-exp\" name=\"expires_at\" type=\"datetime-local\"></div>\
-             <div><button type=\"submit\">Grant</button></div></div></form>",
-            csrf = shell.csrf_input(),
-            ws = options(grantable, ""),
-            roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role()),
-        )
+        Vec::new()
     };
-    let details = if may_update {
-        let account_roles =
-            crate::services::accounts::list_account_roles(app, p, account, None).await?;
-        format!(
-            "<h2>Details</h2><form method=\"post\" action=\"{base}\">{csrf}<div class=\"row\">\
-             <div><label for=\"sa-name\">Name</label><input id=\"sa-name\" name=\"name\" required maxlength=\"100\" value=\"{name}\"></div>\
-             <div><label for=\"sa-arole\">Account role</label><select id=\"sa-arole\" name=\"account_role_id\">{opts}</select></div>\
-             <div><button type=\"submit\">Save</button></div></div></form>",
-            csrf = shell.csrf_input(),
-            name = html_escape(&b.name),
-            opts = options(
-                account_roles.iter().map(|r| (r.id.to_string(), r.name)),
-                &b.account_role_id.to_string()
-            ),
-        )
-    } else {
-        format!("<p>Account role: {}</p>", b.account_role_name)
-    };
-    let delete = if shell.can(P::DeleteBot) {
-        format!(
-            "<h2>Danger zone</h2>{}",
-            shell.button(
+    let body = html! {
+        p { a href=(shell.url("/service-accounts")) { "Service accounts" } }
+        h1 { (b.name) }
+        @if let Some(n) = notice { (n) }
+        (table("Keys", &["Name", "Key", "State", "Expires", "Actions"], &key_rows, "No usable key: rotate to issue one."))
+        @if may_update {
+            h2 { "Rotate key" }
+            form method="post" action={ (base) "/rotate" } {
+                (shell.csrf_input())
+                div.row {
+                    div { (days_input("rot-days", "New key expires after (days; empty = never)", None)) }
+                    div {
+                        label for="rot-overlap" { "The current key keeps working for" }
+                        select #rot-overlap name="overlap" {
+                            option value="0" { "no time: it stops now" }
+                            option value="3600" { "1 hour" }
+                            option value="86400" selected { "24 hours" }
+                            option value="172800" { "48 hours" }
+                        }
+                    }
+                    div { button type="submit" { "Rotate key" } }
+                }
+            }
+        }
+        h2 { "Workspace access" }
+        (table("Workspace access", &["Workspace", "Role", "Expires", "Actions"], &grant_rows, "No workspace role yet."))
+        @if !grantable.is_empty() {
+            form method="post" action={ (base) "/access" } {
+                (shell.csrf_input())
+                div.row {
+                    div { label for="sa-ws" { "Workspace" } select #sa-ws name="workspace" { (options(grantable, "")) } }
+                    div {
+                        label for="sa-role" { "Role" }
+                        select #sa-role name="role" { (options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role())) }
+                    }
+                    div { label for="sa-exp" { "Expires (UTC, optional)" } input #sa-exp name="expires_at" type="datetime-local"; }
+                    div { button type="submit" { "Grant" } }
+                }
+            }
+        }
+        @if may_update {
+            h2 { "Details" }
+            form method="post" action=(base) {
+                (shell.csrf_input())
+                div.row {
+                    div { (name_input("sa-name", Some(&b.name))) }
+                    div {
+                        label for="sa-arole" { "Account role" }
+                        select #sa-arole name="account_role_id" {
+                            (options(account_roles.iter().map(|r| (r.id.to_string(), r.name)), &b.account_role_id.to_string()))
+                        }
+                    }
+                    div { button type="submit" { "Save" } }
+                }
+            }
+        } @else {
+            p { "Account role: " (b.account_role_name) }
+        }
+        @if shell.can(P::DeleteBot) {
+            h2 { "Danger zone" }
+            (shell.button(
                 &format!("{base}/delete"),
                 "Delete service account",
                 &format!("Delete service account {}", b.name),
                 Some("Delete this service account? Its keys stop working at once."),
-            )
-        )
-    } else {
-        String::new()
+            ))
+        }
     };
-    let body = format!(
-        "<p><a href=\"{list}\">Service accounts</a></p><h1>{name}</h1>{notice}{keys_table}{rotate}\
-         <h2>Workspace access</h2>{grants_table}{grant}{details}{delete}",
-        list = shell.url("/service-accounts"),
-        name = html_escape(&b.name),
-        notice = notice.unwrap_or_default(),
-    );
-    Ok(shell.render(Section::ServiceAccounts, &b.name, &body))
+    Ok(shell.render(Section::ServiceAccounts, &b.name, body))
 }
 
 /// `GET /account/{a}/service-account/{id}`

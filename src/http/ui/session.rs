@@ -1,15 +1,15 @@
 //! Sign-in and sign-out pages, and the signed-in user of a dashboard page.
 
 use super::form::Form;
-use super::{csrf_ok, error_page, new_csrf, page};
+use super::{csrf_field, csrf_ok, error_page, new_csrf, page};
 use crate::app::App;
 use crate::authz::Principal;
 use crate::http::extract::{session_cookie, ClientIp};
-use crate::services::mail::html_escape;
 use crate::services::{auth, Error};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
 use serde::Deserialize;
 
 /// A signed-in dashboard user; pages without a session redirect to the sign-in page and come
@@ -90,30 +90,28 @@ pub struct NextQuery {
 
 fn form(app: &App, headers: &HeaderMap, next: &str, email: &str, error: Option<&str>) -> Response {
     let (csrf, cookie) = new_csrf(app, headers);
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", html_escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>Sign in to Atrium</h1>{error}\
-         <form method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
-         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"username\" value=\"{email}\">\
-         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
-         <button type=\"submit\">Sign in</button></form>{signup}",
-        signup = if app.config.signup_policy == crate::config::SignupPolicy::Open {
-            "<p class=\"muted\">New here? <a href=\"/signup\">Create a user</a></p>"
-        } else {
-            ""
-        },
-        next = html_escape(next),
-        email = html_escape(email),
-    );
-    let status = if error.is_empty() {
+    let body = html! {
+        h1 { "Sign in to Atrium" }
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        form method="post" action="/login" {
+            (csrf_field(&csrf))
+            input type="hidden" name="next" value=(next);
+            label for="email" { "Email" }
+            input #email name="email" type="email" required autocomplete="username" value=(email);
+            label for="password" { "Password" }
+            input #password name="password" type="password" required autocomplete="current-password";
+            button type="submit" { "Sign in" }
+        }
+        @if app.config.signup_policy == crate::config::SignupPolicy::Open {
+            p.muted { "New here? " a href="/signup" { "Create a user" } }
+        }
+    };
+    let status = if error.is_none() {
         StatusCode::OK
     } else {
         StatusCode::UNAUTHORIZED
     };
-    let mut resp = page(status, "Sign in", &body);
+    let mut resp = page(status, "Sign in", body);
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }

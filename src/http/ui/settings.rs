@@ -10,10 +10,10 @@ use crate::domain::role::AccountPermission as P;
 use crate::domain::AccountId;
 use crate::services::accounts::{self, UpdateAccount};
 use crate::services::ip_allowlist;
-use crate::services::mail::html_escape;
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use maud::{html, Markup};
 use serde_json::{Map, Value};
 
 /// The on/off settings of the reference shown on the page, with what each means.
@@ -39,51 +39,59 @@ pub async fn show(
         let a = &shell.a;
         let plan = crate::services::plans::read_plan(&app, &p, account).await?;
         let editable = shell.can(P::UpdateAccount);
-        let disabled = if editable { "" } else { " disabled" };
-        let field = |id: &str, label: &str, value: &str, extra: &str| {
-            format!(
-                "<div><label for=\"s-{id}\">{label}</label><input id=\"s-{id}\" name=\"{id}\" value=\"{v}\"{extra}{disabled}></div>",
-                v = html_escape(value)
-            )
+        let disabled = !editable;
+        // A labelled text field of the account form.
+        let field = |id: &str, label: &str, value: &str, kind: &str, required: bool, maxlength: Option<u32>| {
+            html! { div {
+                label for={ "s-" (id) } { (label) }
+                input id={ "s-" (id) } name=(id) type=(kind) value=(value) required[required] maxlength=[maxlength] disabled[disabled];
+            } }
         };
-        let toggles: String = TOGGLES
-            .iter()
-            .map(|(k, label)| {
-                let on = a.settings.get(*k).and_then(Value::as_bool).unwrap_or(false);
-                format!(
-                    "<span class=\"check\"><input type=\"checkbox\" id=\"t-{k}\" name=\"{k}\"{c}{disabled}><label for=\"t-{k}\">{label}</label></span>",
-                    c = if on { " checked" } else { "" },
-                )
-            })
-            .collect();
         let retention = a
             .settings
             .get("run_retention_days")
             .and_then(Value::as_i64)
             .map(|d| d.to_string())
             .unwrap_or_default();
-        let submit = if editable { "<button type=\"submit\">Save settings</button>" } else { "" };
-        let body = format!(
-            "<h1>Settings</h1><form method=\"post\" action=\"{action}\">{csrf}\
-             <h2>Account</h2><div class=\"row\">{name}{handle}</div><div class=\"row\">{location}{link}{email}</div>\
-             <h2>Features</h2><fieldset><legend>Account settings returned to Prefect clients</legend>{toggles}</fieldset>\
-             <p class=\"muted small\">These are the account settings of Prefect Cloud: Atrium stores them and returns them to the \
-             <code>prefect</code> client and UI, which decide what they change.</p>\
-             <h2>Flow-run retention</h2><label for=\"s-retention\">Delete finished flow runs after (days; empty = the plan's {plan_days})</label>\
-             <input id=\"s-retention\" name=\"run_retention_days\" type=\"number\" min=\"1\" max=\"{plan_days}\" value=\"{retention}\"{disabled}>\
-             <p class=\"muted small\">Atrium's retention job deletes them from each workspace's Prefect server. It can only shorten the plan's retention.</p>\
-             {submit}</form>",
-            action = shell.url("/settings"),
-            csrf = shell.csrf_input(),
-            name = field("name", "Name", &a.name, " required maxlength=\"100\""),
-            handle = field("handle", "Handle", &a.handle, " required maxlength=\"100\""),
-            location = field("location", "Location", a.location.as_deref().unwrap_or(""), " maxlength=\"200\""),
-            link = field("link", "Link", a.link.as_deref().unwrap_or(""), " type=\"url\" maxlength=\"500\""),
-            email = field("billing_email", "Billing email", a.billing_email.as_deref().unwrap_or(""), " type=\"email\""),
-            plan_days = plan.run_retention_days,
-        );
-        let allowlist = ip_allowlist_section(&app, &p, &shell).await?;
-        Ok(shell.render(Section::Settings, "Settings", &format!("{body}{allowlist}")))
+        let body = html! {
+            h1 { "Settings" }
+            form method="post" action=(shell.url("/settings")) {
+                (shell.csrf_input())
+                h2 { "Account" }
+                div.row {
+                    (field("name", "Name", &a.name, "text", true, Some(100)))
+                    (field("handle", "Handle", &a.handle, "text", true, Some(100)))
+                }
+                div.row {
+                    (field("location", "Location", a.location.as_deref().unwrap_or(""), "text", false, Some(200)))
+                    (field("link", "Link", a.link.as_deref().unwrap_or(""), "url", false, Some(500)))
+                    (field("billing_email", "Billing email", a.billing_email.as_deref().unwrap_or(""), "email", false, None))
+                }
+                h2 { "Features" }
+                fieldset {
+                    legend { "Account settings returned to Prefect clients" }
+                    @for (k, label) in TOGGLES {
+                        span.check {
+                            input type="checkbox" id={ "t-" (k) } name=(k) checked[a.settings.get(*k).and_then(Value::as_bool).unwrap_or(false)] disabled[disabled];
+                            label for={ "t-" (k) } { (label) }
+                        }
+                    }
+                }
+                p.muted.small {
+                    "These are the account settings of Prefect Cloud: Atrium stores them and returns them to the "
+                    code { "prefect" } " client and UI, which decide what they change."
+                }
+                h2 { "Flow-run retention" }
+                label for="s-retention" { "Delete finished flow runs after (days; empty = the plan's " (plan.run_retention_days) ")" }
+                input #s-retention name="run_retention_days" type="number" min="1" max=(plan.run_retention_days) value=(retention) disabled[disabled];
+                p.muted.small {
+                    "Atrium's retention job deletes them from each workspace's Prefect server. It can only shorten the plan's retention."
+                }
+                @if editable { button type="submit" { "Save settings" } }
+            }
+            (ip_allowlist_section(&app, &p, &shell).await?)
+        };
+        Ok(shell.render(Section::Settings, "Settings", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
@@ -95,69 +103,62 @@ async fn ip_allowlist_section(
     app: &App,
     p: &crate::authz::Principal,
     shell: &Shell,
-) -> Result<String> {
+) -> Result<Markup> {
     let a = &shell.a;
     if !a.settings.contains_key("enforce_ip_allowlist") || !shell.can(P::ReadIpAllowlist) {
-        return Ok(
-            "<h2>IP allowlist</h2><p class=\"muted\">Not included in this account's plan.</p>"
-                .into(),
-        );
+        return Ok(html! {
+            h2 { "IP allowlist" }
+            p.muted { "Not included in this account's plan." }
+        });
     }
     let list = ip_allowlist::read(app, p, shell.account).await?;
     let mine = ip_allowlist::my_access(app, p, shell.account).await?;
     let editable = shell.can(P::UpdateIpAllowlist) && shell.can(P::UpdateAccount);
-    let disabled = if editable { "" } else { " disabled" };
+    let disabled = !editable;
     let row = |i: usize, net: &str, on: bool, desc: &str| {
-        format!(
-            "<tr><td><label class=\"sr-only\" for=\"ip-net-{i}\">Network {n}</label><input id=\"ip-net-{i}\" name=\"net_{i}\" value=\"{net}\" placeholder=\"203.0.113.0/24\"{disabled}></td>\
-             <td><label class=\"sr-only\" for=\"ip-desc-{i}\">Description {n}</label><input id=\"ip-desc-{i}\" name=\"desc_{i}\" value=\"{desc}\" maxlength=\"200\"{disabled}></td>\
-             <td><input type=\"checkbox\" id=\"ip-on-{i}\" name=\"on_{i}\"{c}{disabled} aria-label=\"Entry {n} enabled\"></td></tr>",
-            n = i + 1,
-            net = html_escape(net),
-            desc = html_escape(desc),
-            c = if on { " checked" } else { "" },
-        )
+        let n = i + 1;
+        html! { tr {
+            td {
+                label.sr-only for={ "ip-net-" (i) } { "Network " (n) }
+                input id={ "ip-net-" (i) } name={ "net_" (i) } value=(net) placeholder="203.0.113.0/24" disabled[disabled];
+            }
+            td {
+                label.sr-only for={ "ip-desc-" (i) } { "Description " (n) }
+                input id={ "ip-desc-" (i) } name={ "desc_" (i) } value=(desc) maxlength="200" disabled[disabled];
+            }
+            td { input type="checkbox" id={ "ip-on-" (i) } name={ "on_" (i) } checked[on] disabled[disabled] aria-label={ "Entry " (n) " enabled" }; }
+        } }
     };
-    let mut rows: String = list
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            row(
-                i,
-                &e.ip_network,
-                e.enabled,
-                e.description.as_deref().unwrap_or(""),
-            )
-        })
-        .collect();
-    if editable {
-        rows += &row(list.entries.len(), "", true, "");
-    }
     let enforced = a
         .settings
         .get("enforce_ip_allowlist")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let submit = if editable {
-        "<button type=\"submit\">Save allowlist</button>"
-    } else {
-        ""
-    };
-    Ok(format!(
-        "<h2>IP allowlist</h2><p class=\"{cls}\" role=\"status\">{detail}.</p>\
-         <form method=\"post\" action=\"{action}\">{csrf}<input type=\"hidden\" name=\"count\" value=\"{count}\">\
-         <table><caption>Networks allowed to reach this account (empty a network to remove its entry)</caption>\
-         <thead><tr><th scope=\"col\">Network (CIDR)</th><th scope=\"col\">Description</th><th scope=\"col\">Enabled</th></tr></thead><tbody>{rows}</tbody></table>\
-         <span class=\"check\"><input type=\"checkbox\" id=\"ip-enforce\" name=\"enforce\"{enf}{disabled}><label for=\"ip-enforce\">Enforce: refuse every request to this account \
-         (API, Prefect gateway, dashboard) from an address outside the enabled entries</label></span>{submit}</form>",
-        cls = if mine.allowed { "muted" } else { "error" },
-        detail = html_escape(&mine.detail),
-        action = shell.url("/settings/ip-allowlist"),
-        csrf = shell.csrf_input(),
-        count = list.entries.len() + usize::from(editable),
-        enf = if enforced { " checked" } else { "" },
-    ))
+    Ok(html! {
+        h2 { "IP allowlist" }
+        p.muted[mine.allowed].error[!mine.allowed] role="status" { (mine.detail) "." }
+        form method="post" action=(shell.url("/settings/ip-allowlist")) {
+            (shell.csrf_input())
+            input type="hidden" name="count" value=(list.entries.len() + usize::from(editable));
+            table {
+                caption { "Networks allowed to reach this account (empty a network to remove its entry)" }
+                thead { tr { th scope="col" { "Network (CIDR)" } th scope="col" { "Description" } th scope="col" { "Enabled" } } }
+                tbody {
+                    @for (i, e) in list.entries.iter().enumerate() {
+                        (row(i, &e.ip_network, e.enabled, e.description.as_deref().unwrap_or("")))
+                    }
+                    @if editable { (row(list.entries.len(), "", true, "")) }
+                }
+            }
+            span.check {
+                input type="checkbox" #ip-enforce name="enforce" checked[enforced] disabled[disabled];
+                label for="ip-enforce" {
+                    "Enforce: refuse every request to this account (API, Prefect gateway, dashboard) from an address outside the enabled entries"
+                }
+            }
+            @if editable { button type="submit" { "Save allowlist" } }
+        }
+    })
 }
 
 /// `POST /account/{a}/settings/ip-allowlist`: the whole list and the enforcement switch.
@@ -253,17 +254,27 @@ pub async fn sso(
         )
         .trim_start_matches("in ")
         .to_string();
-        let body = format!(
-            "<h1>Single sign-on</h1><p>SSO: <span class=\"badge off\">{sso}</span> · directory sync (SCIM): <span class=\"badge off\">{scim}</span></p>\
-             <h2>How members sign in today</h2><ul>\
-             <li>In the browser with their email address and password (at least 8 characters, stored only as an Argon2id hash); a session lasts {expiry}.</li>\
-             <li>New members join through an emailed invitation link.</li>\
-             <li>The <code>prefect</code> CLI and other clients use personal or service-account API keys (<code>prefect cloud login</code>).</li></ul>\
-             <p class=\"muted\">Identity-provider settings (OIDC, SAML) and SCIM provisioning will appear here when Atrium supports them.</p>",
-            sso = html_escape(a.sso_state),
-            scim = html_escape(a.scim_state),
-        );
-        Ok(shell.render(Section::Sso, "SSO", &body))
+        let body = html! {
+            h1 { "Single sign-on" }
+            p {
+                "SSO: " span.badge.off { (a.sso_state) }
+                " · directory sync (SCIM): " span.badge.off { (a.scim_state) }
+            }
+            h2 { "How members sign in today" }
+            ul {
+                li {
+                    "In the browser with their email address and password (at least 8 characters, stored only as an Argon2id hash); a session lasts "
+                    (expiry) "."
+                }
+                li { "New members join through an emailed invitation link." }
+                li {
+                    "The " code { "prefect" } " CLI and other clients use personal or service-account API keys ("
+                    code { "prefect cloud login" } ")."
+                }
+            }
+            p.muted { "Identity-provider settings (OIDC, SAML) and SCIM provisioning will appear here when Atrium supports them." }
+        };
+        Ok(shell.render(Section::Sso, "SSO", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))

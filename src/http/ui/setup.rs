@@ -1,13 +1,14 @@
 //! The first-run page (`/setup?token=…`).
 
 use super::form::Form;
-use super::{error_page, new_csrf, page};
+use super::{csrf_field, error_page, new_csrf, page};
 use crate::app::App;
 use crate::services::setup::{self, FirstRun};
 use crate::services::Error;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -31,21 +32,28 @@ pub async fn show(
         Err(e) => return error_page(&e),
     }
     let (csrf, cookie) = new_csrf(&app, &headers);
-    let token = crate::services::mail::html_escape(&q.token);
-    let body = format!(
-        "<h1>Set up Atrium</h1><p>Create the first user (a site admin) and your first account.</p>\
-         <form method=\"post\" action=\"/setup\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <label for=\"email\">Your email</label><input id=\"email\" name=\"email\" type=\"email\" required autocomplete=\"email\">\
-         <label for=\"password\">Password (8 characters or more)</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" minlength=\"8\" required autocomplete=\"new-password\">\
-         <label for=\"account_name\">Account name</label><input id=\"account_name\" name=\"account_name\" required placeholder=\"Acme\">\
-         <label for=\"account_handle\">Account handle</label>\
-         <input id=\"account_handle\" name=\"account_handle\" required pattern=\"[a-z0-9-]+\" placeholder=\"acme\">\
-         <p class=\"muted\">Lowercase letters, digits and dashes; it appears in <code>prefect cloud login --workspace handle/workspace</code>.</p>\
-         <button type=\"submit\">Create</button></form>"
-    );
-    let mut resp = page(StatusCode::OK, "Set up", &body);
+    let body = html! {
+        h1 { "Set up Atrium" }
+        p { "Create the first user (a site admin) and your first account." }
+        form method="post" action="/setup" {
+            input type="hidden" name="token" value=(q.token);
+            (csrf_field(&csrf))
+            label for="email" { "Your email" }
+            input #email name="email" type="email" required autocomplete="email";
+            label for="password" { "Password (8 characters or more)" }
+            input #password name="password" type="password" minlength="8" required autocomplete="new-password";
+            label for="account_name" { "Account name" }
+            input #account_name name="account_name" required placeholder="Acme";
+            label for="account_handle" { "Account handle" }
+            input #account_handle name="account_handle" required pattern="[a-z0-9-]+" placeholder="acme";
+            p.muted {
+                "Lowercase letters, digits and dashes; it appears in "
+                code { "prefect cloud login --workspace handle/workspace" } "."
+            }
+            button type="submit" { "Create" }
+        }
+    };
+    let mut resp = page(StatusCode::OK, "Set up", body);
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }

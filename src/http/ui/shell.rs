@@ -1,16 +1,16 @@
 //! The frame of every account page: the account switcher, the section navigation (only the
 //! sections the signed-in user may read) and the page's CSRF token.
 
-use super::{document, session_csrf};
+use super::{csrf_field, document, session_csrf};
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::scope::{Scope, ScopeSet};
 use crate::domain::AccountId;
-use crate::services::mail::html_escape;
 use crate::services::Result;
 use axum::http::StatusCode;
 use axum::response::Response;
+use maud::{html, Markup, PreEscaped};
 
 /// The sections of an account, in navigation order.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -99,7 +99,7 @@ pub struct Shell {
     /// The page's CSRF token (every form on it carries it).
     pub csrf: String,
     who: String,
-    switcher: String,
+    switcher: Markup,
 }
 
 impl Shell {
@@ -112,21 +112,11 @@ impl Shell {
             .iter()
             .find(|m| m.account_id == account)
             .map_or("Site admin", |m| m.account_role_name);
-        let switcher: String = mine
-            .iter()
-            .map(|m| {
-                let current = if m.account_id == account {
-                    " aria-current=\"page\""
-                } else {
-                    ""
-                };
-                format!(
-                    "<li><a href=\"/account/{id}\"{current}>{name}</a></li>",
-                    id = m.account_id,
-                    name = html_escape(&m.account_name)
-                )
-            })
-            .collect();
+        let switcher = html! {
+            @for m in &mine {
+                li { a href={ "/account/" (m.account_id) } aria-current=[(m.account_id == account).then_some("page")] { (m.account_name) } }
+            }
+        };
         let csrf = session_csrf(app, p);
         Ok(Shell {
             account,
@@ -234,25 +224,19 @@ impl Shell {
     }
 
     /// The hidden CSRF field for a form on this page.
-    pub fn csrf_input(&self) -> String {
-        format!(
-            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-            self.csrf
-        )
+    pub fn csrf_input(&self) -> Markup {
+        csrf_field(&self.csrf)
     }
 
     /// A one-button form posting to `action` (delete, revoke, resend…); `confirm` asks first
     /// (a script-free page posts directly and the action's own page states what it does).
-    pub fn button(&self, action: &str, label: &str, aria: &str, confirm: Option<&str>) -> String {
-        let confirm = confirm
-            .map(|c| format!(" data-confirm=\"{}\"", html_escape(c)))
-            .unwrap_or_default();
-        format!(
-            "<form method=\"post\" action=\"{action}\" class=\"inline\"{confirm}>{csrf}\
-             <button class=\"secondary\" type=\"submit\" aria-label=\"{aria}\">{label}</button></form>",
-            csrf = self.csrf_input(),
-            aria = html_escape(aria),
-        )
+    pub fn button(&self, action: &str, label: &str, aria: &str, confirm: Option<&str>) -> Markup {
+        html! {
+            form.inline method="post" action=(action) data-confirm=[confirm] {
+                (self.csrf_input())
+                button.secondary type="submit" aria-label=(aria) { (label) }
+            }
+        }
     }
 
     /// `/account/{id}` followed by `rest`.
@@ -261,39 +245,37 @@ impl Shell {
     }
 
     /// The whole page, with `section` marked current in the navigation.
-    pub fn render(self, section: Section, title: &str, body: &str) -> Response {
-        let nav: String = Section::ALL
-            .iter()
-            .filter(|s| self.can(s.needs()))
-            .map(|s| {
-                let current = if *s == section {
-                    " aria-current=\"page\""
-                } else {
-                    ""
-                };
-                format!(
-                    "<li><a href=\"/account/{a}{path}\"{current}>{t}</a></li>",
-                    a = self.account,
-                    path = s.path(),
-                    t = s.title()
-                )
-            })
-            .collect();
-        let html = format!(
-            "<div class=\"shell\"><aside><details class=\"switcher\"><summary><span class=\"muted\">Account</span><br>{name}</summary>\
-             <nav aria-label=\"Accounts\"><ul class=\"plain\">{switcher}<li><a href=\"/\">All accounts</a></li></ul></nav></details>\
-             <nav aria-label=\"Account sections\" class=\"side\"><ul class=\"plain\">{nav}</ul></nav>\
-             <p class=\"muted small\">{who}<br>{role}</p>\
-             <nav aria-label=\"You\" class=\"side\"><ul class=\"plain\"><li><a href=\"/my/profile\">Profile</a></li><li><a href=\"/me/api-keys\">API keys</a></li></ul></nav>\
-             <form method=\"post\" action=\"/logout\">{csrf}<button class=\"secondary\" type=\"submit\">Sign out</button></form></aside>\
-             <main class=\"wide\">{body}</main></div>{CONFIRM_SCRIPT}",
-            name = html_escape(&self.a.name),
-            switcher = self.switcher,
-            who = html_escape(&self.who),
-            role = self.role,
-            csrf = self.csrf_input(),
-        );
-        document(StatusCode::OK, &format!("{title} · {}", self.a.name), &html)
+    pub fn render(self, section: Section, title: &str, body: Markup) -> Response {
+        let html = html! {
+            div.shell {
+                aside {
+                    details.switcher {
+                        summary { span.muted { "Account" } br; (self.a.name) }
+                        nav aria-label="Accounts" { ul.plain {
+                            (self.switcher)
+                            li { a href="/" { "All accounts" } }
+                        } }
+                    }
+                    nav.side aria-label="Account sections" { ul.plain {
+                        @for s in Section::ALL.iter().filter(|s| self.can(s.needs())) {
+                            li { a href={ "/account/" (self.account) (s.path()) } aria-current=[(*s == section).then_some("page")] { (s.title()) } }
+                        }
+                    } }
+                    p.muted.small { (self.who) br; (self.role) }
+                    nav.side aria-label="You" { ul.plain {
+                        li { a href="/my/profile" { "Profile" } }
+                        li { a href="/me/api-keys" { "API keys" } }
+                    } }
+                    form method="post" action="/logout" {
+                        (self.csrf_input())
+                        button.secondary type="submit" { "Sign out" }
+                    }
+                }
+                main.wide { (body) }
+            }
+            (CONFIRM_SCRIPT)
+        };
+        document(StatusCode::OK, &format!("{title} · {}", self.a.name), html)
     }
 }
 
@@ -314,4 +296,4 @@ pub fn least_role() -> String {
 
 /// Asks before destructive forms marked `data-confirm` are sent; without script they post
 /// directly (the button's label says what it does).
-const CONFIRM_SCRIPT: &str = "<script>document.querySelectorAll('form[data-confirm]').forEach(function(f){f.addEventListener('submit',function(e){if(!window.confirm(f.dataset.confirm)){e.preventDefault();}});});</script>";
+const CONFIRM_SCRIPT: PreEscaped<&str> = PreEscaped("<script>document.querySelectorAll('form[data-confirm]').forEach(function(f){f.addEventListener('submit',function(e){if(!window.confirm(f.dataset.confirm)){e.preventDefault();}});});</script>");

@@ -2,7 +2,7 @@
 //! the page says so; invitees sign up through their invitation link instead.
 
 use super::form::Fields;
-use super::{error_page_back, new_csrf, page};
+use super::{csrf_field, error_page_back, new_csrf, page};
 use crate::app::App;
 use crate::config::SignupPolicy;
 use crate::http::extract::ClientIp;
@@ -10,6 +10,7 @@ use crate::services::auth::{self, Signup};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
 
 /// `GET /signup`
 pub async fn show(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
@@ -17,23 +18,34 @@ pub async fn show(State(app): State<App>, headers: axum::http::HeaderMap) -> Res
         return page(
             StatusCode::OK,
             "Sign up",
-            "<h1>Sign-up is by invitation</h1><p>This server admits new users through invitations. \
-             Ask an account Owner or Admin to invite you; the email holds your link.</p>\
-             <p><a href=\"/login\">Sign in</a></p>",
+            html! {
+                h1 { "Sign-up is by invitation" }
+                p {
+                    "This server admits new users through invitations. "
+                    "Ask an account Owner or Admin to invite you; the email holds your link."
+                }
+                p { a href="/login" { "Sign in" } }
+            },
         );
     }
     let (csrf, cookie) = new_csrf(&app, &headers);
-    let body = format!(
-        "<h1>Create your Atrium user</h1><form method=\"post\" action=\"/signup\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <label for=\"su-email\">Email</label><input id=\"su-email\" name=\"email\" type=\"email\" required autocomplete=\"email\">\
-         <label for=\"su-first\">First name</label><input id=\"su-first\" name=\"first_name\" autocomplete=\"given-name\">\
-         <label for=\"su-last\">Last name</label><input id=\"su-last\" name=\"last_name\" autocomplete=\"family-name\">\
-         <label for=\"su-password\">Password (8 characters or more)</label>\
-         <input id=\"su-password\" name=\"password\" type=\"password\" minlength=\"8\" required autocomplete=\"new-password\">\
-         <button type=\"submit\">Create user</button></form><p class=\"muted\">Already registered? <a href=\"/login\">Sign in</a></p>"
-    );
-    let mut resp = page(StatusCode::OK, "Sign up", &body);
+    let body = html! {
+        h1 { "Create your Atrium user" }
+        form method="post" action="/signup" {
+            (csrf_field(&csrf))
+            label for="su-email" { "Email" }
+            input #su-email name="email" type="email" required autocomplete="email";
+            label for="su-first" { "First name" }
+            input #su-first name="first_name" autocomplete="given-name";
+            label for="su-last" { "Last name" }
+            input #su-last name="last_name" autocomplete="family-name";
+            label for="su-password" { "Password (8 characters or more)" }
+            input #su-password name="password" type="password" minlength="8" required autocomplete="new-password";
+            button type="submit" { "Create user" }
+        }
+        p.muted { "Already registered? " a href="/login" { "Sign in" } }
+    };
+    let mut resp = page(StatusCode::OK, "Sign up", body);
     if let Some(c) = cookie {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }

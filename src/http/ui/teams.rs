@@ -4,18 +4,18 @@
 use super::form::{done, input, Fields};
 use super::session::SignedIn;
 use super::shell::{Section, Shell};
-use super::{error_page, error_page_back, expiry_cell, options, table};
+use super::{error_page, error_page_back, expiry_cell, name_input, options, table};
 use crate::app::App;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::scope::Scope;
 use crate::domain::Grantee;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
 use crate::services::grants;
-use crate::services::mail::html_escape;
 use crate::services::teams::{self, TeamInput};
 use crate::services::{Error, Result};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -34,41 +34,34 @@ pub async fn list(
             Default::default(),
         )
         .await?;
-        let rows: String = all
+        let rows: Vec<Markup> = all
             .iter()
             .map(|t| {
-                format!(
-                    "<tr><td><a href=\"{url}\">{name}</a></td><td>{desc}</td><td>{members}</td><td>{ws}</td></tr>",
-                    url = shell.url(&format!("/team/{}", t.id)),
-                    name = html_escape(&t.name),
-                    desc = html_escape(&t.description),
-                    members = t.memberships.len(),
-                    ws = t.workspaces.len(),
-                )
+                html! { tr {
+                    td { a href=(shell.url(&format!("/team/{}", t.id))) { (t.name) } }
+                    td { (t.description) }
+                    td { (t.memberships.len()) }
+                    td { (t.workspaces.len()) }
+                } }
             })
             .collect();
-        let list = table(
-            "Teams",
-            &["Name", "Description", "Members", "Workspaces"],
-            &rows,
-            "No teams yet.",
-        );
-        let create = if shell.can(P::CreateTeam) {
-            format!(
-                "<h2>New team</h2><form method=\"post\" action=\"{action}\">{csrf}<div class=\"row\">\
-                 <div><label for=\"team-name\">Name</label><input id=\"team-name\" name=\"name\" required maxlength=\"100\"></div>\
-                 <div><label for=\"team-desc\">Description</label><input id=\"team-desc\" name=\"description\" maxlength=\"1000\"></div>\
-                 <div><button type=\"submit\">Create team</button></div></div></form>",
-                action = shell.url("/teams"),
-                csrf = shell.csrf_input(),
-            )
-        } else {
-            String::new()
+        let body = html! {
+            h1 { "Teams" }
+            p.muted { "Give a group of members and service accounts one role in a workspace." }
+            (table("Teams", &["Name", "Description", "Members", "Workspaces"], &rows, "No teams yet."))
+            @if shell.can(P::CreateTeam) {
+                h2 { "New team" }
+                form method="post" action=(shell.url("/teams")) {
+                    (shell.csrf_input())
+                    div.row {
+                        div { (name_input("team-name", None)) }
+                        div { label for="team-desc" { "Description" } input #team-desc name="description" maxlength="1000"; }
+                        div { button type="submit" { "Create team" } }
+                    }
+                }
+            }
         };
-        let body = format!(
-            "<h1>Teams</h1><p class=\"muted\">Give a group of members and service accounts one role in a workspace.</p>{list}{create}"
-        );
-        Ok(shell.render(Section::Teams, "Teams", &body))
+        Ok(shell.render(Section::Teams, "Teams", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
@@ -104,35 +97,28 @@ pub async fn show(
         let now = app.now();
         let base = shell.url(&format!("/team/{}", t.id));
         let may_update = shell.can(P::UpdateTeam);
-        let member_rows: String = t
+        let member_rows: Vec<Markup> = t
             .memberships
             .iter()
             .map(|m| {
                 let who = m.email.as_deref().unwrap_or(&m.name);
-                let remove = if may_update {
-                    shell.button(
-                        &format!("{base}/members/{}/remove", m.id),
-                        "Remove",
-                        &format!("Remove {who} from the team"),
-                        Some(&format!("Remove {who} from the team?")),
-                    )
-                } else {
-                    String::new()
-                };
-                format!(
-                    "<tr><td>{name}</td><td>{kind}</td>{exp}<td>{remove}</td></tr>",
-                    name = html_escape(who),
-                    kind = if m.kind == "user" { "User" } else { "Service account" },
-                    exp = expiry_cell(m.expires_at, now),
-                )
+                html! { tr {
+                    td { (who) }
+                    td { (if m.kind == "user" { "User" } else { "Service account" }) }
+                    (expiry_cell(m.expires_at, now))
+                    td {
+                        @if may_update {
+                            (shell.button(
+                                &format!("{base}/members/{}/remove", m.id),
+                                "Remove",
+                                &format!("Remove {who} from the team"),
+                                Some(&format!("Remove {who} from the team?")),
+                            ))
+                        }
+                    }
+                } }
             })
             .collect();
-        let members = table(
-            "Members",
-            &["Who", "Kind", "Membership expires", "<span class=\"muted\">Actions</span>"],
-            &member_rows,
-            "No members.",
-        );
         let add_member = if may_update {
             let users = shell.members(&app, &p).await?;
             let bots = shell.bots(&app, &p).await?;
@@ -141,45 +127,42 @@ pub async fn show(
                 .map(|u| (format!("user:{}", u.user_id), u.email.clone()))
                 .chain(bots.iter().map(|b| (format!("service_account:{}", b.id), format!("{} (service account)", b.name))))
                 .collect();
-            format!(
-                "<form method=\"post\" action=\"{base}/members\">{csrf}<div class=\"row\">\
-                 <div><label for=\"tm-who\">Add member</label><select id=\"tm-who\" name=\"member\" required>{opts}</select></div>\
-                 <div><label for=\"tm-exp\">Membership expires (UTC, optional)</label><input id=\"tm-exp\" name=\"expires_at\" type=\"datetime-local\"></div>\
-                 <div><button type=\"submit\">Add</button></div></div></form>",
-                csrf = shell.csrf_input(),
-                opts = options(choices.iter().map(|(v, l)| (v.clone(), l.as_str())), ""),
-            )
+            html! {
+                form method="post" action={ (base) "/members" } {
+                    (shell.csrf_input())
+                    div.row {
+                        div {
+                            label for="tm-who" { "Add member" }
+                            select #tm-who name="member" required { (options(choices.iter().map(|(v, l)| (v.clone(), l.as_str())), "")) }
+                        }
+                        div { label for="tm-exp" { "Membership expires (UTC, optional)" } input #tm-exp name="expires_at" type="datetime-local"; }
+                        div { button type="submit" { "Add" } }
+                    }
+                }
+            }
         } else {
-            String::new()
+            html! {}
         };
-        let ws_rows: String = t
+        let ws_rows: Vec<Markup> = t
             .workspaces
             .iter()
             .map(|w| {
-                let remove = if shell.may(w.workspace_id, Scope::ManageWorkspaceTeams) {
-                    shell.button(
-                        &format!("{base}/access/{}/remove", w.workspace_id),
-                        "Remove",
-                        &format!("Remove the team's role in {}", w.workspace_handle),
-                        Some("Remove this team's role in the workspace?"),
-                    )
-                } else {
-                    String::new()
-                };
-                format!(
-                    "<tr><td><a href=\"{url}\">{h}</a></td><td>{r}</td><td>{remove}</td></tr>",
-                    url = shell.url(&format!("/workspace/{}/access", w.workspace_id)),
-                    h = html_escape(&w.workspace_handle),
-                    r = html_escape(&w.workspace_role_name),
-                )
+                html! { tr {
+                    td { a href=(shell.url(&format!("/workspace/{}/access", w.workspace_id))) { (w.workspace_handle) } }
+                    td { (w.workspace_role_name) }
+                    td {
+                        @if shell.may(w.workspace_id, Scope::ManageWorkspaceTeams) {
+                            (shell.button(
+                                &format!("{base}/access/{}/remove", w.workspace_id),
+                                "Remove",
+                                &format!("Remove the team's role in {}", w.workspace_handle),
+                                Some("Remove this team's role in the workspace?"),
+                            ))
+                        }
+                    }
+                } }
             })
             .collect();
-        let workspaces_table = table(
-            "Workspaces",
-            &["Workspace", "Role", "<span class=\"muted\">Actions</span>"],
-            &ws_rows,
-            "This team has no workspace role yet.",
-        );
         let all_ws = shell.workspaces(&app, &p).await?;
         let grantable: Vec<(String, &str)> = all_ws
             .iter()
@@ -187,48 +170,50 @@ pub async fn show(
             .map(|w| (w.id.to_string(), w.name.as_str()))
             .collect();
         let grant = if grantable.is_empty() {
-            String::new()
+            html! {}
         } else {
             let roles = shell.workspace_roles(&app, &p).await?;
-            format!(
-                "<form method=\"post\" action=\"{base}/access\">{csrf}<div class=\"row\">\
-                 <div><label for=\"team-ws\">Workspace</label><select id=\"team-ws\" name=\"workspace\">{ws}</select></div>\
-                 <div><label for=\"team-role\">Role</label><select id=\"team-role\" name=\"role\">{roles}</select></div>\
-                 <div><button type=\"submit\">Grant to team</button></div></div></form>",
-                csrf = shell.csrf_input(),
-                ws = options(grantable, ""),
-                roles = options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role()),
-            )
+            html! {
+                form method="post" action={ (base) "/access" } {
+                    (shell.csrf_input())
+                    div.row {
+                        div { label for="team-ws" { "Workspace" } select #team-ws name="workspace" { (options(grantable, "")) } }
+                        div {
+                            label for="team-role" { "Role" }
+                            select #team-role name="role" { (options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), &super::shell::least_role())) }
+                        }
+                        div { button type="submit" { "Grant to team" } }
+                    }
+                }
+            }
         };
-        let edit = if may_update {
-            format!(
-                "<h2>Details</h2><form method=\"post\" action=\"{base}\">{csrf}<div class=\"row\">\
-                 <div><label for=\"team-name\">Name</label><input id=\"team-name\" name=\"name\" required maxlength=\"100\" value=\"{name}\"></div>\
-                 <div><label for=\"team-desc\">Description</label><input id=\"team-desc\" name=\"description\" maxlength=\"1000\" value=\"{desc}\"></div>\
-                 <div><button type=\"submit\">Save</button></div></div></form>",
-                csrf = shell.csrf_input(),
-                name = html_escape(&t.name),
-                desc = html_escape(&t.description),
-            )
-        } else {
-            String::new()
+        let body = html! {
+            p { a href=(shell.url("/teams")) { "Teams" } }
+            h1 { "Team " (t.name) }
+            p.muted { (t.description) }
+            h2 { "Members" }
+            (table("Members", &["Who", "Kind", "Membership expires", "Actions"], &member_rows, "No members."))
+            (add_member)
+            h2 { "Workspaces" }
+            (table("Workspaces", &["Workspace", "Role", "Actions"], &ws_rows, "This team has no workspace role yet."))
+            (grant)
+            @if may_update {
+                h2 { "Details" }
+                form method="post" action=(base) {
+                    (shell.csrf_input())
+                    div.row {
+                        div { (name_input("team-name", Some(&t.name))) }
+                        div { label for="team-desc" { "Description" } input #team-desc name="description" maxlength="1000" value=(t.description); }
+                        div { button type="submit" { "Save" } }
+                    }
+                }
+            }
+            @if shell.can(P::DeleteTeam) {
+                h2 { "Danger zone" }
+                (shell.button(&format!("{base}/delete"), "Delete team", &format!("Delete team {}", t.name), Some("Delete this team? Its workspace roles stop counting for its members at once.")))
+            }
         };
-        let delete = if shell.can(P::DeleteTeam) {
-            format!(
-                "<h2>Danger zone</h2>{}",
-                shell.button(&format!("{base}/delete"), "Delete team", &format!("Delete team {}", t.name), Some("Delete this team? Its workspace roles stop counting for its members at once."))
-            )
-        } else {
-            String::new()
-        };
-        let body = format!(
-            "<p><a href=\"{list}\">Teams</a></p><h1>Team {name}</h1><p class=\"muted\">{desc}</p>\
-             <h2>Members</h2>{members}{add_member}<h2>Workspaces</h2>{workspaces_table}{grant}{edit}{delete}",
-            list = shell.url("/teams"),
-            name = html_escape(&t.name),
-            desc = html_escape(&t.description),
-        );
-        Ok(shell.render(Section::Teams, &format!("Team {}", t.name), &body))
+        Ok(shell.render(Section::Teams, &format!("Team {}", t.name), body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))

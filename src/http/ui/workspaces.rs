@@ -5,16 +5,16 @@
 use super::form::{done, Fields};
 use super::session::SignedIn;
 use super::shell::{Section, Shell};
-use super::{error_page, error_page_back, options, table};
+use super::{error_page, error_page_back, handle_input, name_input, options, table};
 use crate::app::App;
 use crate::domain::role::AccountPermission as P;
 use crate::domain::scope::Scope;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
-use crate::services::mail::html_escape;
 use crate::services::workspaces::{self as ws, CreateWorkspace, UpdateWorkspace};
 use crate::services::{Error, Result};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -24,14 +24,13 @@ pub(super) fn role_select(
     name: &str,
     selected: &str,
     none: Option<&str>,
-) -> String {
-    let none = none
-        .map(|n| format!("<option value=\"\">{}</option>", html_escape(n)))
-        .unwrap_or_default();
-    format!(
-        "<select id=\"{id}\" name=\"{name}\">{none}{}</select>",
-        options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), selected)
-    )
+) -> Markup {
+    html! {
+        select id=(id) name=(name) {
+            @if let Some(n) = none { option value="" { (n) } }
+            (options(roles.iter().map(|(v, l)| (v.clone(), l.as_str())), selected))
+        }
+    }
 }
 
 pub(super) fn role_id(v: Option<&str>) -> Result<Option<RoleId>> {
@@ -57,42 +56,42 @@ pub async fn list(
             id.and_then(|id| roles.iter().find(|(r, _)| *r == id.to_string()))
                 .map_or("none (grants only)".to_string(), |(_, n)| n.clone())
         };
-        let rows: String = all
+        let rows: Vec<Markup> = all
             .iter()
             .map(|w| {
-                format!(
-                    "<tr><td><a href=\"{url}\">{name}</a></td><td>{handle}</td><td>{desc}</td><td>{def}</td></tr>",
-                    url = shell.url(&format!("/workspace/{}", w.id)),
-                    name = html_escape(&w.name),
-                    handle = html_escape(&w.handle),
-                    desc = html_escape(&w.description),
-                    def = html_escape(&role_name(w.default_workspace_role_id)),
-                )
+                html! { tr {
+                    td { a href=(shell.url(&format!("/workspace/{}", w.id))) { (w.name) } }
+                    td { (w.handle) }
+                    td { (w.description) }
+                    td { (role_name(w.default_workspace_role_id)) }
+                } }
             })
             .collect();
-        let list = table(
-            "Workspaces you can see",
-            &["Name", "Handle", "Description", "Default access"],
-            &rows,
-            "No workspace you can see yet.",
-        );
-        let create = if shell.can(P::CreateWorkspace) {
-            format!(
-                "<h2>New workspace</h2><form method=\"post\" action=\"{action}\">{csrf}<div class=\"row\">\
-                 <div><label for=\"ws-name\">Name</label><input id=\"ws-name\" name=\"name\" required maxlength=\"100\"></div>\
-                 <div><label for=\"ws-handle\">Handle</label><input id=\"ws-handle\" name=\"handle\" required maxlength=\"100\" pattern=\"[a-z0-9-]+\" title=\"lowercase letters, digits and dashes\"></div></div>\
-                 <label for=\"ws-desc\">Description</label><input id=\"ws-desc\" name=\"description\" maxlength=\"1000\">\
-                 <label for=\"ws-default\">Default access for all account members</label>{select}\
-                 <button type=\"submit\">Create workspace</button></form>",
-                action = shell.url("/workspaces"),
-                csrf = shell.csrf_input(),
-                select = role_select(&roles, "ws-default", "default_workspace_role_id", "", Some("None: only people granted a role")),
-            )
-        } else {
-            String::new()
+        let body = html! {
+            h1 { "Workspaces" }
+            (table(
+                "Workspaces you can see",
+                &["Name", "Handle", "Description", "Default access"],
+                &rows,
+                "No workspace you can see yet.",
+            ))
+            @if shell.can(P::CreateWorkspace) {
+                h2 { "New workspace" }
+                form method="post" action=(shell.url("/workspaces")) {
+                    (shell.csrf_input())
+                    div.row {
+                        div { (name_input("ws-name", None)) }
+                        div { (handle_input("ws-handle")) }
+                    }
+                    label for="ws-desc" { "Description" }
+                    input #ws-desc name="description" maxlength="1000";
+                    label for="ws-default" { "Default access for all account members" }
+                    (role_select(&roles, "ws-default", "default_workspace_role_id", "", Some("None: only people granted a role")))
+                    button type="submit" { "Create workspace" }
+                }
+            }
         };
-        let body = format!("<h1>Workspaces</h1>{list}{create}");
-        Ok(shell.render(Section::Workspaces, "Workspaces", &body))
+        Ok(shell.render(Section::Workspaces, "Workspaces", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
@@ -168,56 +167,47 @@ pub async fn show(
             .iter()
             .find(|(id, _)| *id == default)
             .map_or("none — only people granted a role", |(_, n)| n.as_str());
-        let edit = if may_edit {
-            format!(
-                "<h2>Details</h2><form method=\"post\" action=\"{base}\">{csrf}<div class=\"row\">\
-                 <div><label for=\"ws-name\">Name</label><input id=\"ws-name\" name=\"name\" required maxlength=\"100\" value=\"{name}\"></div>\
-                 <div><label for=\"ws-handle\">Handle</label><input id=\"ws-handle\" name=\"handle\" required maxlength=\"100\" value=\"{handle}\"></div></div>\
-                 <label for=\"ws-desc\">Description</label><input id=\"ws-desc\" name=\"description\" maxlength=\"1000\" value=\"{desc}\">\
-                 <button type=\"submit\">Save details</button></form>",
-                csrf = shell.csrf_input(),
-                name = html_escape(&w.name),
-                handle = html_escape(&w.handle),
-                desc = html_escape(&w.description),
-            )
-        } else {
-            String::new()
+        let body = html! {
+            p { a href=(shell.url("/workspaces")) { "Workspaces" } }
+            h1 { (w.name) }
+            p.muted { (w.handle) " · " (w.description) }
+            @if q.prefect_link.is_some() {
+                p.notice role="status" {
+                    "That link points into Prefect's own UI (flow runs, deployments, work pools…). "
+                    "Atrium manages who may reach this workspace; its flows and runs are shown by the Prefect server the workspace is bound to."
+                }
+            }
+            @if sees_access { p { a href={ (base) "/access" } { "Who has access" } } }
+            h2 { "Default access" }
+            @if may_set_default && may_edit {
+                form method="post" action={ (base) "/default-access" } {
+                    (shell.csrf_input())
+                    label for="ws-default" { "Default access for all account members" }
+                    (role_select(&roles, "ws-default", "default_workspace_role_id", &default, Some("None: only people granted a role")))
+                    button type="submit" { "Save default access" }
+                }
+            } @else {
+                p { "Default access for all account members: " strong { (default_name) } }
+            }
+            @if may_edit {
+                h2 { "Details" }
+                form method="post" action=(base) {
+                    (shell.csrf_input())
+                    div.row {
+                        div { label for="ws-name" { "Name" } input #ws-name name="name" required maxlength="100" value=(w.name); }
+                        div { label for="ws-handle" { "Handle" } input #ws-handle name="handle" required maxlength="100" value=(w.handle); }
+                    }
+                    label for="ws-desc" { "Description" }
+                    input #ws-desc name="description" maxlength="1000" value=(w.description);
+                    button type="submit" { "Save details" }
+                }
+            }
+            @if shell.can(P::DeleteWorkspace) {
+                h2 { "Danger zone" }
+                p { a href={ (base) "/delete" } { "Delete this workspace…" } }
+            }
         };
-        let default_form = if may_set_default && may_edit {
-            format!(
-                "<form method=\"post\" action=\"{base}/default-access\">{csrf}\
-                 <label for=\"ws-default\">Default access for all account members</label>{select}\
-                 <button type=\"submit\">Save default access</button></form>",
-                csrf = shell.csrf_input(),
-                select = role_select(&roles, "ws-default", "default_workspace_role_id", &default, Some("None: only people granted a role")),
-            )
-        } else {
-            format!("<p>Default access for all account members: <strong>{}</strong></p>", html_escape(default_name))
-        };
-        let links = if sees_access {
-            format!("<p><a href=\"{base}/access\">Who has access</a></p>")
-        } else {
-            String::new()
-        };
-        let delete = if shell.can(P::DeleteWorkspace) {
-            format!("<h2>Danger zone</h2><p><a href=\"{base}/delete\">Delete this workspace…</a></p>")
-        } else {
-            String::new()
-        };
-        let notice = if q.prefect_link.is_some() {
-            "<p class=\"notice\" role=\"status\">That link points into Prefect's own UI (flow runs, deployments, work pools…). \
-             Atrium manages who may reach this workspace; its flows and runs are shown by the Prefect server the workspace is bound to.</p>"
-        } else {
-            ""
-        };
-        let body = format!(
-            "<p><a href=\"{list}\">Workspaces</a></p><h1>{name}</h1><p class=\"muted\">{handle} · {desc}</p>{notice}{links}<h2>Default access</h2>{default_form}{edit}{delete}",
-            list = shell.url("/workspaces"),
-            name = html_escape(&w.name),
-            handle = html_escape(&w.handle),
-            desc = html_escape(&w.description),
-        );
-        Ok(shell.render(Section::Workspaces, &w.name, &body))
+        Ok(shell.render(Section::Workspaces, &w.name, body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
@@ -271,20 +261,21 @@ pub async fn confirm_delete(
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
         let w = ws::read_workspace(&app, &p, account, workspace).await?;
-        let body = format!(
-            "<h1>Delete {name}?</h1><p class=\"error\">This removes the workspace, every grant on it and its binding to a Prefect server. \
-             The Prefect server's own data is not touched. This cannot be undone.</p>\
-             <form method=\"post\" action=\"{action}\">{csrf}\
-             <label for=\"confirm\">Type the workspace handle <code>{handle}</code> to confirm</label>\
-             <input id=\"confirm\" name=\"confirm\" required autocomplete=\"off\">\
-             <button type=\"submit\">Delete workspace</button></form><p><a href=\"{back}\">Cancel</a></p>",
-            name = html_escape(&w.name),
-            handle = html_escape(&w.handle),
-            action = shell.url(&format!("/workspace/{}/delete", w.id)),
-            back = shell.url(&format!("/workspace/{}", w.id)),
-            csrf = shell.csrf_input(),
-        );
-        Ok(shell.render(Section::Workspaces, &format!("Delete {}", w.name), &body))
+        let body = html! {
+            h1 { "Delete " (w.name) "?" }
+            p.error {
+                "This removes the workspace, every grant on it and its binding to a Prefect server. "
+                "The Prefect server's own data is not touched. This cannot be undone."
+            }
+            form method="post" action=(shell.url(&format!("/workspace/{}/delete", w.id))) {
+                (shell.csrf_input())
+                label for="confirm" { "Type the workspace handle " code { (w.handle) } " to confirm" }
+                input #confirm name="confirm" required autocomplete="off";
+                button type="submit" { "Delete workspace" }
+            }
+            p { a href=(shell.url(&format!("/workspace/{}", w.id))) { "Cancel" } }
+        };
+        Ok(shell.render(Section::Workspaces, &format!("Delete {}", w.name), body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
