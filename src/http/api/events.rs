@@ -121,7 +121,7 @@ async fn audit_or_gateway(
     let audit_only = audit::asks_for_audit_only(&bytes, token);
     if !audit_only && gateway::bound(app, w.account_id, w.workspace_id) {
         let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-        return Err(crate::http::gateway::handle(State(app.clone()), req).await);
+        return Err(crate::http::gateway::hand_over(app.clone(), req).await);
     }
     Ok((parts, bytes))
 }

@@ -4,6 +4,7 @@
 //! keep-alive pool (one per upstream authority). Websockets are relayed by [`ws`].
 
 pub mod fast;
+pub mod split;
 pub mod ws;
 
 use crate::app::App;
@@ -130,15 +131,36 @@ fn unauthenticated() -> Error {
     Error::Unauthenticated("not authenticated: send Authorization: Bearer <API key>".into())
 }
 
-/// The router's fallback: gateway calls, or a JSON 404.
+/// The router's fallback: gateway calls, or a JSON 404. A path of Atrium's own that no route
+/// took (a method it does not serve went to the method fallback already) is never forwarded.
 pub async fn handle(State(app): State<App>, req: Request) -> Response {
-    let raw = req
-        .extensions()
+    let raw = raw_uri(&req);
+    match gateway::target(raw.path()) {
+        Some(t) if !split::atrium_serves(t.rest) => relay(app, t, &raw, req).await,
+        _ => Error::NotFound("not found".into()).into_response(),
+    }
+}
+
+/// Hands a call that reached one of Atrium's own workspace routes to the upstream: the routes
+/// Atrium shares with Prefect (`events/filter`, `events/filter/next`, `events/count-by/…`) serve
+/// audit queries themselves and pass Prefect's event queries on through here.
+pub async fn hand_over(app: App, req: Request) -> Response {
+    let raw = raw_uri(&req);
+    match gateway::target(raw.path()) {
+        Some(t) => relay(app, t, &raw, req).await,
+        None => Error::NotFound("not found".into()).into_response(),
+    }
+}
+
+/// The URI as the client sent it (before the router's trailing-slash normalization).
+fn raw_uri(req: &Request) -> Uri {
+    req.extensions()
         .get::<RawUri>()
-        .map_or_else(|| req.uri().clone(), |r| r.0.clone());
-    let Some(t) = gateway::target(raw.path()) else {
-        return Error::NotFound("not found".into()).into_response();
-    };
+        .map_or_else(|| req.uri().clone(), |r| r.0.clone())
+}
+
+/// Forwards a gateway call (HTTP or websocket) on the general server.
+async fn relay(app: App, t: gateway::Target<'_>, raw: &Uri, req: Request) -> Response {
     let is_ws = req
         .headers()
         .get(header::UPGRADE)
@@ -152,7 +174,7 @@ pub async fn handle(State(app): State<App>, req: Request) -> Response {
     } else {
         (
             RouteClass::Gateway,
-            forward(&app, &t, &raw, req)
+            forward(&app, &t, raw, req)
                 .await
                 .unwrap_or_else(IntoResponse::into_response),
         )

@@ -32,30 +32,9 @@ pub struct Head {
     pub(super) close: bool,
 }
 
-/// The first path segments below a workspace that Atrium serves itself (`user_access`,
-/// `upstream`, `events`…), from the OpenAPI document: calls there take the general server, so
-/// the router decides between Atrium's routes and the gateway exactly as it always does.
-pub(super) fn atrium_segments() -> &'static [String] {
-    static SEGMENTS: OnceLock<Vec<String>> = OnceLock::new();
-    SEGMENTS.get_or_init(|| {
-        let prefix = "/api/accounts/{account_id}/workspaces/{workspace_id}/";
-        let mut v: Vec<String> = crate::http::openapi()
-            .paths
-            .paths
-            .keys()
-            .filter_map(|p| p.strip_prefix(prefix))
-            .filter_map(|rest| rest.split('/').next())
-            .map(str::to_string)
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    })
-}
-
-/// Builds what the fast path needs before the first connection (the route split above).
+/// Builds what the fast path needs before the first connection (the route split).
 pub fn prepare() {
-    atrium_segments();
+    crate::http::gateway::split::prepare();
 }
 
 /// Reads a request head from `buf` and decides which server takes it.
@@ -90,8 +69,8 @@ pub(super) fn head_of(req: &httparse::Request<'_, '_>) -> Option<(Parts, u64, bo
     }
     let path = req.path?;
     let t = gateway::target(path.split('?').next().unwrap_or(path))?;
-    let first = t.rest.split('/').next().unwrap_or("");
-    if first.is_empty() || atrium_segments().iter().any(|s| s == first) {
+    // Atrium's own paths are served by the router, on the general server.
+    if t.rest.is_empty() || crate::http::gateway::split::atrium_serves(t.rest) {
         return None;
     }
     let mut headers = HeaderMap::with_capacity(req.headers.len());

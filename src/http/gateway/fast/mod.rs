@@ -27,7 +27,6 @@ use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, Met
 use axum::response::IntoResponse;
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
