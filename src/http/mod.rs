@@ -149,12 +149,9 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(service_accounts::read_keys))
         .routes(routes!(service_accounts::delete_key))
         .routes(routes!(service_accounts::membership_by_bot))
-        .routes(routes!(service_accounts::upsert_access))
-        .routes(routes!(service_accounts::filter_access))
-        .routes(routes!(
-            service_accounts::read_access,
-            service_accounts::delete_access
-        ))
+        .routes(routes!(access::upsert_bot_access))
+        .routes(routes!(access::filter_bot_access))
+        .routes(routes!(access::read_bot_access, access::delete_bot_access))
         .routes(routes!(teams::create_team))
         .routes(routes!(
             teams::read_team,
@@ -164,9 +161,9 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(teams::filter_teams))
         .routes(routes!(teams::add_members))
         .routes(routes!(teams::remove_member))
-        .routes(routes!(teams::upsert_team_access))
-        .routes(routes!(teams::filter_team_access))
-        .routes(routes!(teams::delete_team_access))
+        .routes(routes!(access::upsert_team_access))
+        .routes(routes!(access::filter_team_access))
+        .routes(routes!(access::delete_team_access))
         .routes(routes!(teams::list_access))
         .routes(routes!(teams::explain))
         .routes(routes!(teams::what_if))

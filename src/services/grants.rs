@@ -66,14 +66,14 @@ macro_rules! grant_body {
 }
 
 /// One grant to make: (subject, role, expiry).
-type Wanted = (Uuid, RoleId, Option<chrono::DateTime<chrono::Utc>>);
+pub type Wanted = (Uuid, RoleId, Option<chrono::DateTime<chrono::Utc>>);
 
 grant_body!(UserAccessInput, UserAccessUpsert, user_id: UserId, 0, |u: UserId| u.0);
 grant_body!(ServiceAccountAccessInput, ServiceAccountAccessUpsert, bot_id: ServiceAccountId, 1, |b: ServiceAccountId| b.0);
 grant_body!(TeamAccessInput, TeamAccessUpsert, team_id: TeamId, 1, |t: TeamId| t.0);
 
 /// What differs between the kinds of workspace grant.
-pub(crate) struct GrantKind {
+pub struct GrantKind {
     /// Whose grants these are (the store's table).
     pub grantee: Grantee,
     /// The scope needed to grant and revoke.
@@ -93,38 +93,45 @@ pub(crate) struct GrantKind {
     pub principals: bool,
 }
 
-pub(crate) const USER_GRANTS: GrantKind = GrantKind {
-    grantee: Grantee::User,
-    scope: Scope::ManageWorkspaceUsers,
-    see: Scope::SeeWorkspaceUsers,
-    features: &[Feature::WorkspaceRbac],
-    noun: "user",
-    field: "user_id",
-    min: 0,
-    principals: true,
-};
+impl GrantKind {
+    /// A kind: grantee, the scopes to manage and to see, plan features, noun, audit field,
+    /// fewest grants per request, whether the subjects are principals.
+    #[allow(clippy::too_many_arguments)] // a table row, read next to the field docs above
+    const fn new(
+        grantee: Grantee,
+        scope: Scope,
+        see: Scope,
+        features: &'static [Feature],
+        noun: &'static str,
+        field: &'static str,
+        min: usize,
+        principals: bool,
+    ) -> GrantKind {
+        GrantKind {
+            grantee,
+            scope,
+            see,
+            features,
+            noun,
+            field,
+            min,
+            principals,
+        }
+    }
+}
 
-pub(crate) const BOT_GRANTS: GrantKind = GrantKind {
-    grantee: Grantee::ServiceAccount,
-    scope: Scope::ManageWorkspaceServiceAccounts,
-    see: Scope::SeeWorkspaceServiceAccounts,
-    features: &[Feature::ServiceAccounts, Feature::WorkspaceRbac],
-    noun: "service account",
-    field: "bot_id",
-    min: 1,
-    principals: true,
-};
-
-pub(crate) const TEAM_GRANTS: GrantKind = GrantKind {
-    grantee: Grantee::Team,
-    scope: Scope::ManageWorkspaceTeams,
-    see: Scope::SeeWorkspaceUsers,
-    features: &[Feature::Teams, Feature::WorkspaceRbac],
-    noun: "team",
-    field: "team_id",
-    min: 1,
-    principals: false,
-};
+#[rustfmt::skip]
+pub(crate) const USER_GRANTS: GrantKind = GrantKind::new(Grantee::User,
+    Scope::ManageWorkspaceUsers, Scope::SeeWorkspaceUsers,
+    &[Feature::WorkspaceRbac], "user", "user_id", 0, true);
+#[rustfmt::skip]
+pub(crate) const BOT_GRANTS: GrantKind = GrantKind::new(Grantee::ServiceAccount,
+    Scope::ManageWorkspaceServiceAccounts, Scope::SeeWorkspaceServiceAccounts,
+    &[Feature::ServiceAccounts, Feature::WorkspaceRbac], "service account", "bot_id", 1, true);
+#[rustfmt::skip]
+pub(crate) const TEAM_GRANTS: GrantKind = GrantKind::new(Grantee::Team,
+    Scope::ManageWorkspaceTeams, Scope::SeeWorkspaceUsers,
+    &[Feature::Teams, Feature::WorkspaceRbac], "team", "team_id", 1, false);
 
 /// The checks every workspace-grant upsert starts with — user, service-account and team grants
 /// alike: the caller holds the kind's scope in the workspace, the plan has its features, the
@@ -310,12 +317,12 @@ pub(crate) async fn revoke_grant(
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let (id, subject, role, name) = match (kind.grantee, grant) {
         (Grantee::User, GrantRef::Id(id)) => {
-            store::grants::find_user_access(&mut tx, account, workspace, id)
+            store::grants::find_view(&mut tx, &store::grants::USER_VIEW, account, workspace, id)
                 .await?
                 .map(|g| (id, g.user_id.0, g.workspace_role_id, Some(g.email)))
         }
         (Grantee::ServiceAccount, GrantRef::Id(id)) => {
-            store::grants::find_bot_access(&mut tx, account, workspace, id)
+            store::grants::find_view(&mut tx, &store::grants::BOT_VIEW, account, workspace, id)
                 .await?
                 .map(|g| (id, g.bot_id, g.workspace_role_id, Some(g.bot_name)))
         }
@@ -368,23 +375,6 @@ pub(crate) async fn revoke_grant(
     tx.commit().await
 }
 
-pub async fn upsert_user_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    body: UserAccessUpsert,
-) -> Result<Vec<UserAccess>> {
-    let wanted = body.wanted();
-    let ids = upsert_grants(app, p, account, workspace, &USER_GRANTS, &wanted).await?;
-    let mut c = app.store.reader().await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        out.extend(store::grants::find_user_access(&mut c, account, workspace, id).await?);
-    }
-    Ok(out)
-}
-
 /// `users` part of the filter body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -392,58 +382,32 @@ pub struct AccessUserFields {
     pub id: Option<AnyOf<UserId>>,
 }
 
-/// `POST …/user_access/filter` body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FilterUserAccess {
-    #[schema(minimum = 0)]
-    pub limit: Option<i64>,
-    #[schema(minimum = 0)]
-    pub offset: Option<i64>,
-    pub users: Option<AccessUserFields>,
-    #[schema(value_type = Option<Object>)]
-    pub workspace_accesses: Option<serde_json::Map<String, serde_json::Value>>,
-    pub sort: Option<String>,
+/// Defines a `…/filter` body of user or service-account grants in Prefect's shape: a page, the
+/// subjects by id under `$field`, and the fields Prefect sends that Atrium accepts and ignores.
+macro_rules! access_filter {
+    ($name:ident, $field:ident: $fields:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Default, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[schema(minimum = 0)]
+            pub limit: Option<i64>,
+            #[schema(minimum = 0)]
+            pub offset: Option<i64>,
+            pub $field: Option<$fields>,
+            #[schema(value_type = Option<Object>)]
+            pub workspace_accesses: Option<serde_json::Map<String, serde_json::Value>>,
+            pub sort: Option<String>,
+        }
+    };
 }
 
-pub async fn filter_user_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    f: FilterUserAccess,
-) -> Result<Vec<UserAccess>> {
-    let (mut c, limit, offset) = seeing(
-        app,
-        p,
-        account,
-        workspace,
-        &USER_GRANTS,
-        (f.limit, f.offset),
-    )
-    .await?;
-    let ids = any_ids(
-        f.users
-            .and_then(|u| u.id)
-            .as_ref()
-            .map(|i| i.any_.as_slice()),
-    );
-    let ids = ids.as_deref();
-    Ok(store::grants::find_user_accesses(&mut c, account, workspace, ids, limit, offset).await?)
-}
-
-pub async fn read_user_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    id: AccessId,
-) -> Result<UserAccess> {
-    let (mut c, ..) = seeing(app, p, account, workspace, &USER_GRANTS, (None, None)).await?;
-    store::grants::find_user_access(&mut c, account, workspace, id)
-        .await?
-        .ok_or_else(|| Error::not_found("workspace access"))
-}
+access_filter!(FilterUserAccess, users: AccessUserFields, "`POST …/user_access/filter` body.");
+access_filter!(
+    FilterServiceAccountAccess,
+    bots: AccessServiceAccountFields,
+    "`POST …/bot_access/filter` body."
+);
 
 /// One line of a workspace's access page.
 #[derive(Debug, Clone, Serialize)]
@@ -494,95 +458,45 @@ pub async fn workspace_access_lines(
             .unwrap_or_else(|| "unknown role".into())
     };
     let now = app.now();
-    let line = |kind,
-                grant_id: AccessId,
-                id: uuid::Uuid,
-                name: String,
-                role: RoleId,
-                expires_at: Option<chrono::DateTime<chrono::Utc>>| AccessLine {
-        kind,
-        id,
-        name,
-        grant_id,
-        role_id: role,
-        role: role_name(role),
-        expired: expires_at.is_some_and(|t| t <= now),
-        expires_at,
-    };
-    let mut lines: Vec<AccessLine> = filter_user_access(
-        app,
-        p,
-        account,
-        workspace,
-        FilterUserAccess {
-            limit: Some(200),
-            ..Default::default()
-        },
-    )
-    .await?
-    .into_iter()
-    .map(|g| {
-        line(
-            "user",
-            g.id,
-            g.user_id.0,
-            g.email,
-            g.workspace_role_id,
-            g.expires_at,
-        )
-    })
-    .collect();
+    let mut parts = lines_of::<Users>(app, p, account, workspace).await?;
     if held.contains(Scope::SeeWorkspaceServiceAccounts) {
-        lines.extend(
-            filter_bot_access(
-                app,
-                p,
-                account,
-                workspace,
-                FilterServiceAccountAccess {
-                    limit: Some(200),
-                    ..Default::default()
-                },
-            )
-            .await?
-            .into_iter()
-            .map(|g| {
-                line(
-                    "service_account",
-                    g.id,
-                    g.bot_id,
-                    g.bot_name,
-                    g.workspace_role_id,
-                    g.expires_at,
-                )
-            }),
-        );
+        parts.extend(lines_of::<ServiceAccounts>(app, p, account, workspace).await?);
     }
-    lines.extend(
-        filter_team_access(
-            app,
-            p,
-            account,
-            workspace,
-            FilterTeamAccess {
-                limit: Some(200),
-                offset: None,
-            },
-        )
-        .await?
+    parts.extend(lines_of::<Teams>(app, p, account, workspace).await?);
+    Ok(parts
         .into_iter()
-        .map(|g| {
-            line(
-                "team",
-                g.id,
-                g.team_id,
-                g.team_name,
-                g.workspace_role_id,
-                g.expires_at,
-            )
-        }),
-    );
-    Ok(lines)
+        .map(|l| AccessLine {
+            kind: l.kind,
+            id: l.subject,
+            name: l.name,
+            grant_id: l.grant,
+            role_id: l.role,
+            role: role_name(l.role),
+            expired: l.expires_at.is_some_and(|t| t <= now),
+            expires_at: l.expires_at,
+        })
+        .collect())
+}
+
+/// A grant of any kind as one line of the access page, before role names are looked up.
+pub struct LineParts {
+    kind: &'static str,
+    grant: AccessId,
+    subject: Uuid,
+    name: String,
+    role: RoleId,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The first 200 grants of a kind as access-page lines (the kind's `see` scope).
+async fn lines_of<K: GrantApi>(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<Vec<LineParts>> {
+    let rows = page_of::<K>(app, p, account, workspace, (Some(200), None), None).await?;
+    Ok(rows.into_iter().map(K::line).collect())
 }
 
 /// The [`GrantKind`] of a grantee.
@@ -674,61 +588,11 @@ pub async fn revoke(
 
 // ---- service-account grants (the API's `bot_access`) ----
 
-pub async fn upsert_bot_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    body: ServiceAccountAccessUpsert,
-) -> Result<Vec<ServiceAccountAccess>> {
-    let wanted = body.wanted();
-    let ids = upsert_grants(app, p, account, workspace, &BOT_GRANTS, &wanted).await?;
-    let mut c = app.store.reader().await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        out.extend(store::grants::find_bot_access(&mut c, account, workspace, id).await?);
-    }
-    Ok(out)
-}
-
 /// `bots` part of the bot-access filter.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessServiceAccountFields {
     pub id: Option<crate::services::input::AnyOfUuid>,
-}
-
-/// `POST …/bot_access/filter` body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FilterServiceAccountAccess {
-    #[schema(minimum = 0)]
-    pub limit: Option<i64>,
-    #[schema(minimum = 0)]
-    pub offset: Option<i64>,
-    pub bots: Option<AccessServiceAccountFields>,
-    #[schema(value_type = Option<Object>)]
-    pub workspace_accesses: Option<serde_json::Map<String, serde_json::Value>>,
-    pub sort: Option<String>,
-}
-
-pub async fn filter_bot_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    f: FilterServiceAccountAccess,
-) -> Result<Vec<ServiceAccountAccess>> {
-    let (mut c, limit, offset) =
-        seeing(app, p, account, workspace, &BOT_GRANTS, (f.limit, f.offset)).await?;
-    let ids = any_ids(
-        f.bots
-            .and_then(|b| b.id)
-            .as_ref()
-            .map(|i| i.any_.as_slice()),
-    );
-    let ids = ids.as_deref();
-    Ok(store::grants::find_bot_accesses(&mut c, account, workspace, ids, limit, offset).await?)
 }
 
 /// A service account's workspace grants, limited to the workspaces where the caller may see
@@ -753,40 +617,7 @@ pub async fn bot_access_of(
         .collect())
 }
 
-pub async fn read_bot_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    id: AccessId,
-) -> Result<ServiceAccountAccess> {
-    let (mut c, ..) = seeing(app, p, account, workspace, &BOT_GRANTS, (None, None)).await?;
-    store::grants::find_bot_access(&mut c, account, workspace, id)
-        .await?
-        .ok_or_else(|| Error::not_found("workspace access"))
-}
-
 // ---- team grants ----
-
-pub async fn upsert_team_access(
-    app: &App,
-    p: &Principal,
-    account: AccountId,
-    workspace: WorkspaceId,
-    body: TeamAccessUpsert,
-) -> Result<Vec<TeamAccess>> {
-    let wanted = body.wanted();
-    upsert_grants(app, p, account, workspace, &TEAM_GRANTS, &wanted).await?;
-    let seen: std::collections::HashSet<Uuid> = wanted.iter().map(|(t, _, _)| *t).collect();
-    let mut c = app.store.reader().await?;
-    Ok(
-        store::grants::find_team_accesses(&mut c, account, workspace, i64::MAX, 0)
-            .await?
-            .into_iter()
-            .filter(|a| seen.contains(&a.team_id))
-            .collect(),
-    )
-}
 
 /// `POST …/team_access/filter` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -798,23 +629,149 @@ pub struct FilterTeamAccess {
     pub offset: Option<i64>,
 }
 
-pub async fn filter_team_access(
+// ---- the three kinds as the API shows them ----
+
+/// A kind of workspace grant as the Prefect-compatible API shows it: its upsert and filter
+/// bodies and its rows. Everything else about the kind is its [`GrantKind`].
+pub trait GrantApi {
+    const KIND: &'static GrantKind;
+    type Upsert;
+    type Filter;
+    type View;
+    const VIEW: store::grants::View<Self::View>;
+    /// The grants an upsert asks for.
+    fn wanted(body: Self::Upsert) -> Vec<Wanted>;
+    /// A filter's limit, offset and the subjects it names, if any.
+    fn page(f: Self::Filter) -> (Option<i64>, Option<i64>, Option<Vec<String>>);
+    /// The subject of a row.
+    fn subject(v: &Self::View) -> Uuid;
+    /// A row as a line of the access page.
+    fn line(v: Self::View) -> LineParts;
+}
+
+/// User grants (`…/user_access`).
+pub struct Users;
+/// Service-account grants (`…/bot_access`).
+pub struct ServiceAccounts;
+/// Team grants (`…/team_access`).
+pub struct Teams;
+
+/// A kind's [`GrantApi`]: its types, its store view, how its filter names subjects and a row its
+/// subject.
+macro_rules! grant_api {
+    ($api:ident, $kind:ident, $upsert:ident, $filter:ident, $view:ident, $store_view:ident,
+     |$f:ident| $page:expr, |$v:ident| $subject:expr, |$g:ident| $label:literal, $name:expr) => {
+        impl GrantApi for $api {
+            const KIND: &'static GrantKind = &$kind;
+            type Upsert = $upsert;
+            type Filter = $filter;
+            type View = $view;
+            const VIEW: store::grants::View<$view> = store::grants::$store_view;
+            fn wanted(body: $upsert) -> Vec<Wanted> {
+                body.wanted()
+            }
+            fn page($f: $filter) -> (Option<i64>, Option<i64>, Option<Vec<String>>) {
+                $page
+            }
+            fn subject($v: &$view) -> Uuid {
+                $subject
+            }
+            fn line($g: $view) -> LineParts {
+                LineParts {
+                    kind: $label,
+                    grant: $g.id,
+                    subject: Self::subject(&$g),
+                    role: $g.workspace_role_id,
+                    expires_at: $g.expires_at,
+                    name: $name,
+                }
+            }
+        }
+    };
+}
+
+grant_api! { Users, USER_GRANTS, UserAccessUpsert, FilterUserAccess, UserAccess, USER_VIEW,
+|f| (f.limit, f.offset, any_ids(f.users.and_then(|u| u.id).as_ref().map(|i| i.any_.as_slice()))),
+|v| v.user_id.0, |g| "user", g.email }
+grant_api! { ServiceAccounts, BOT_GRANTS, ServiceAccountAccessUpsert, FilterServiceAccountAccess,
+ServiceAccountAccess, BOT_VIEW,
+|f| (f.limit, f.offset, any_ids(f.bots.and_then(|b| b.id).as_ref().map(|i| i.any_.as_slice()))),
+|v| v.bot_id, |g| "service_account", g.bot_name }
+grant_api! { Teams, TEAM_GRANTS, TeamAccessUpsert, FilterTeamAccess, TeamAccess, TEAM_VIEW,
+|f| (f.limit, f.offset, None), |v| v.team_id, |g| "team", g.team_name }
+
+/// Grants (or changes) workspace roles of one kind, all or nothing; answers the grants made, in
+/// the order asked.
+pub async fn upsert_access<K: GrantApi>(
     app: &App,
     p: &Principal,
     account: AccountId,
     workspace: WorkspaceId,
-    f: FilterTeamAccess,
-) -> Result<Vec<TeamAccess>> {
-    let (mut c, limit, offset) = seeing(
-        app,
-        p,
+    body: K::Upsert,
+) -> Result<Vec<K::View>> {
+    let wanted = K::wanted(body);
+    upsert_grants(app, p, account, workspace, K::KIND, &wanted).await?;
+    let subjects: Vec<String> = wanted.iter().map(|(s, ..)| s.to_string()).collect();
+    let mut c = app.store.reader().await?;
+    let mut made = store::grants::find_views(
+        &mut c,
+        &K::VIEW,
         account,
         workspace,
-        &TEAM_GRANTS,
-        (f.limit, f.offset),
+        Some(&subjects),
+        i64::MAX,
+        0,
     )
     .await?;
-    Ok(store::grants::find_team_accesses(&mut c, account, workspace, limit, offset).await?)
+    made.sort_by_key(|v| wanted.iter().position(|(s, ..)| *s == K::subject(v)));
+    Ok(made)
+}
+
+/// A page of a workspace's grants of one kind (the kind's `see` scope).
+pub async fn filter_access<K: GrantApi>(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    f: K::Filter,
+) -> Result<Vec<K::View>> {
+    let (limit, offset, subjects) = K::page(f);
+    page_of::<K>(app, p, account, workspace, (limit, offset), subjects).await
+}
+
+async fn page_of<K: GrantApi>(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    page: (Option<i64>, Option<i64>),
+    subjects: Option<Vec<String>>,
+) -> Result<Vec<K::View>> {
+    let (mut c, limit, offset) = seeing(app, p, account, workspace, K::KIND, page).await?;
+    Ok(store::grants::find_views(
+        &mut c,
+        &K::VIEW,
+        account,
+        workspace,
+        subjects.as_deref(),
+        limit,
+        offset,
+    )
+    .await?)
+}
+
+/// One grant of a kind by its id (the kind's `see` scope).
+pub async fn read_access<K: GrantApi>(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    id: AccessId,
+) -> Result<K::View> {
+    let (mut c, ..) = seeing(app, p, account, workspace, K::KIND, (None, None)).await?;
+    store::grants::find_view(&mut c, &K::VIEW, account, workspace, id)
+        .await?
+        .ok_or_else(|| Error::not_found("workspace access"))
 }
 
 // ---- explain and the access list ----

@@ -138,55 +138,6 @@ pub async fn delete(
     Ok(r.rows_affected() > 0)
 }
 
-pub async fn find_user_access(
-    c: &mut Conn,
-    account: AccountId,
-    workspace: WorkspaceId,
-    id: AccessId,
-) -> Result<Option<UserAccess>, Error> {
-    sqlx::query(&format!(
-        "{USER_SELECT} WHERE g.account_id = $1 AND g.workspace_id = $2 AND g.id = $3"
-    ))
-    .bind(account.to_string())
-    .bind(workspace.to_string())
-    .bind(id.to_string())
-    .fetch_optional(&mut *c)
-    .await?
-    .map(|r| user_access_from(&r))
-    .transpose()
-}
-
-pub async fn find_user_accesses(
-    c: &mut Conn,
-    account: AccountId,
-    workspace: WorkspaceId,
-    user_ids: Option<&[String]>,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<UserAccess>, Error> {
-    let mut q = Sql::new(USER_SELECT);
-    q.push(
-        " WHERE g.account_id = ? AND g.workspace_id = ?",
-        [
-            Arg::Text(account.to_string()),
-            Arg::Text(workspace.to_string()),
-        ],
-    );
-    if let Some(ids) = user_ids {
-        q.and_in("g.user_id", ids);
-    }
-    q.push(
-        " ORDER BY u.email_lower, g.id LIMIT ? OFFSET ?",
-        [Arg::Int(limit), Arg::Int(offset)],
-    );
-    q.query()
-        .fetch_all(&mut *c)
-        .await?
-        .iter()
-        .map(user_access_from)
-        .collect()
-}
-
 /// One grant as the permission index needs it.
 pub struct GrantRow {
     pub workspace_id: WorkspaceId,
@@ -245,24 +196,6 @@ fn bot_access_from(r: &AnyRow) -> Result<ServiceAccountAccess, Error> {
     })
 }
 
-pub async fn find_bot_access(
-    c: &mut Conn,
-    account: AccountId,
-    workspace: WorkspaceId,
-    id: AccessId,
-) -> Result<Option<ServiceAccountAccess>, Error> {
-    sqlx::query(&format!(
-        "{BOT_SELECT} WHERE g.account_id = $1 AND g.workspace_id = $2 AND g.id = $3"
-    ))
-    .bind(account.to_string())
-    .bind(workspace.to_string())
-    .bind(id.to_string())
-    .fetch_optional(&mut *c)
-    .await?
-    .map(|r| bot_access_from(&r))
-    .transpose()
-}
-
 /// Every workspace grant of one bot, by workspace.
 pub async fn find_accesses_of_bot(
     c: &mut Conn,
@@ -279,37 +212,6 @@ pub async fn find_accesses_of_bot(
     .iter()
     .map(bot_access_from)
     .collect()
-}
-
-pub async fn find_bot_accesses(
-    c: &mut Conn,
-    account: AccountId,
-    workspace: WorkspaceId,
-    bots: Option<&[String]>,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<ServiceAccountAccess>, Error> {
-    let mut s = Sql::new(BOT_SELECT);
-    s.push(
-        " WHERE g.account_id = ? AND g.workspace_id = ?",
-        [
-            Arg::Text(account.to_string()),
-            Arg::Text(workspace.to_string()),
-        ],
-    );
-    if let Some(b) = bots {
-        s.and_in("g.bot_id", b);
-    }
-    s.push(
-        " ORDER BY b.name, g.id LIMIT ? OFFSET ?",
-        [Arg::Int(limit), Arg::Int(offset)],
-    );
-    s.query()
-        .fetch_all(&mut *c)
-        .await?
-        .iter()
-        .map(bot_access_from)
-        .collect()
 }
 
 /// Every bot grant of the account, for the permission index: (workspace, bot, role, expiry).
@@ -349,25 +251,6 @@ fn team_access_from(r: &AnyRow) -> Result<TeamAccess, Error> {
         created: time(r.try_get("created")?),
         updated: time(r.try_get("updated")?),
     })
-}
-
-pub async fn find_team_accesses(
-    c: &mut Conn,
-    account: AccountId,
-    workspace: WorkspaceId,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<TeamAccess>, Error> {
-    sqlx::query(&format!("{TEAM_SELECT} WHERE g.account_id = $1 AND g.workspace_id = $2 ORDER BY t.name, g.id LIMIT $3 OFFSET $4"))
-        .bind(account.to_string())
-        .bind(workspace.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *c)
-        .await?
-        .iter()
-        .map(team_access_from)
-        .collect()
 }
 
 /// Every team grant of the account: (workspace, team, role, expiry).
@@ -429,4 +312,90 @@ pub async fn find_accounts_with_expired(c: &mut Conn, now: Time) -> Result<Vec<A
         }
     }
     Ok(out.into_iter().map(AccountId).collect())
+}
+
+// ---- the three kinds as the API shows them ----
+
+/// How one kind's grants are read as the API shows them: its query, its subject column, its
+/// order and its row.
+pub struct View<T> {
+    select: &'static str,
+    subject: &'static str,
+    order: &'static str,
+    from: fn(&AnyRow) -> Result<T, Error>,
+}
+
+pub const USER_VIEW: View<UserAccess> = View {
+    select: USER_SELECT,
+    subject: "g.user_id",
+    order: "u.email_lower, g.id",
+    from: user_access_from,
+};
+
+pub const BOT_VIEW: View<ServiceAccountAccess> = View {
+    select: BOT_SELECT,
+    subject: "g.bot_id",
+    order: "b.name, g.id",
+    from: bot_access_from,
+};
+
+pub const TEAM_VIEW: View<TeamAccess> = View {
+    select: TEAM_SELECT,
+    subject: "g.team_id",
+    order: "t.name, g.id",
+    from: team_access_from,
+};
+
+/// One grant of a workspace by its id.
+pub async fn find_view<T>(
+    c: &mut Conn,
+    v: &View<T>,
+    account: AccountId,
+    workspace: WorkspaceId,
+    id: AccessId,
+) -> Result<Option<T>, Error> {
+    sqlx::query(&format!(
+        "{} WHERE g.account_id = $1 AND g.workspace_id = $2 AND g.id = $3",
+        v.select
+    ))
+    .bind(account.to_string())
+    .bind(workspace.to_string())
+    .bind(id.to_string())
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| (v.from)(&r))
+    .transpose()
+}
+
+/// A page of a workspace's grants, only those of `subjects` when given.
+pub async fn find_views<T>(
+    c: &mut Conn,
+    v: &View<T>,
+    account: AccountId,
+    workspace: WorkspaceId,
+    subjects: Option<&[String]>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<T>, Error> {
+    let mut q = Sql::new(v.select);
+    q.push(
+        " WHERE g.account_id = ? AND g.workspace_id = ?",
+        [
+            Arg::Text(account.to_string()),
+            Arg::Text(workspace.to_string()),
+        ],
+    );
+    if let Some(ids) = subjects {
+        q.and_in(v.subject, ids);
+    }
+    q.push(
+        &format!(" ORDER BY {} LIMIT ? OFFSET ?", v.order),
+        [Arg::Int(limit), Arg::Int(offset)],
+    );
+    q.query()
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(v.from)
+        .collect()
 }

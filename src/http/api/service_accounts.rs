@@ -1,17 +1,15 @@
 //! Service accounts: `/api/accounts/{a}/bots…`, `…/account_memberships/by-bot/{id}` and
 //! `…/workspaces/{w}/bot_access…`.
 
-use super::{AccountPath, AccountWorkspacePath, ErrorBody};
+use super::{AccountPath, ErrorBody};
 use crate::app::App;
-use crate::domain::{AccessId, AccountId, ApiKeyId, Membership, WorkspaceId};
+use crate::domain::{AccountId, ApiKeyId, Membership};
 use crate::http::extract::{Auth, Json, Path};
-use crate::services::grants::{self, FilterServiceAccountAccess, ServiceAccountAccessUpsert};
 use crate::services::service_accounts::{
     self, CreateServiceAccount, FilterServiceAccounts, RotateKey, ServiceAccountKeys,
     ServiceAccountView, UpdateServiceAccount,
 };
 use crate::services::Result;
-use crate::store::grants::ServiceAccountAccess;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json as Out;
@@ -31,14 +29,6 @@ pub struct ServiceAccountKeyPath {
     pub account_id: AccountId,
     pub bot_id: crate::domain::ServiceAccountId,
     pub api_key_id: ApiKeyId,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct ServiceAccountAccessPath {
-    pub account_id: AccountId,
-    pub workspace_id: WorkspaceId,
-    pub access_id: AccessId,
 }
 
 /// Creates a service account; its key is in this response only (`create:bot`, plan feature `service_accounts`).
@@ -175,80 +165,4 @@ pub async fn membership_by_bot(
         b.bot_id.0,
     )
     .await?))
-}
-
-/// Grants service accounts a workspace role (`manage_workspace_service_accounts`).
-#[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access", tag = "access", params(AccountWorkspacePath), request_body = ServiceAccountAccessUpsert,
-    responses((status = 200, body = Vec<ServiceAccountAccess>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn upsert_access(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Path(w): Path<AccountWorkspacePath>,
-    Json(b): Json<ServiceAccountAccessUpsert>,
-) -> Result<Out<Vec<ServiceAccountAccess>>> {
-    Ok(Out(grants::upsert_bot_access(
-        &app,
-        &p,
-        w.account_id,
-        w.workspace_id,
-        b,
-    )
-    .await?))
-}
-
-/// Lists service-account grants (`see_workspace_service_accounts`).
-#[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/filter", tag = "access", params(AccountWorkspacePath), request_body = FilterServiceAccountAccess,
-    responses((status = 200, body = Vec<ServiceAccountAccess>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn filter_access(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Path(w): Path<AccountWorkspacePath>,
-    Json(f): Json<FilterServiceAccountAccess>,
-) -> Result<Out<Vec<ServiceAccountAccess>>> {
-    Ok(Out(grants::filter_bot_access(
-        &app,
-        &p,
-        w.account_id,
-        w.workspace_id,
-        f,
-    )
-    .await?))
-}
-
-/// One service-account grant (`see_workspace_service_accounts`).
-#[utoipa::path(get, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/{access_id}", tag = "access", params(ServiceAccountAccessPath),
-    responses((status = 200, body = ServiceAccountAccess), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn read_access(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Path(a): Path<ServiceAccountAccessPath>,
-) -> Result<Out<ServiceAccountAccess>> {
-    Ok(Out(grants::read_bot_access(
-        &app,
-        &p,
-        a.account_id,
-        a.workspace_id,
-        a.access_id,
-    )
-    .await?))
-}
-
-/// Revokes a service-account grant (`manage_workspace_service_accounts`).
-#[utoipa::path(delete, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/bot_access/{access_id}", tag = "access", params(ServiceAccountAccessPath),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete_access(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Path(a): Path<ServiceAccountAccessPath>,
-) -> Result<StatusCode> {
-    grants::revoke(
-        &app,
-        &p,
-        a.account_id,
-        a.workspace_id,
-        crate::domain::Grantee::ServiceAccount,
-        a.access_id.0,
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -5,10 +5,9 @@ use super::{AccountPath, AccountWorkspacePath, ErrorBody};
 use crate::app::App;
 use crate::domain::{AccountId, WorkspaceId};
 use crate::http::extract::{Auth, Json, Path, Query};
-use crate::services::grants::{self, AccessActor, Explanation, FilterTeamAccess, TeamAccessUpsert};
+use crate::services::grants::{self, AccessActor, Explanation};
 use crate::services::teams::{self, AddMembers, FilterTeams, TeamInput, TeamView};
 use crate::services::Result;
-use crate::store::grants::TeamAccess;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json as Out;
@@ -148,64 +147,6 @@ pub async fn remove_member(
     Path(m): Path<TeamMemberPath>,
 ) -> Result<StatusCode> {
     teams::remove_member(&app, &p, m.account_id, m.team_id.0, m.actor_id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Grants teams a workspace role (`manage_workspace_teams`).
-#[utoipa::path(put, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access", tag = "access", params(AccountWorkspacePath), request_body = TeamAccessUpsert,
-    responses((status = 200, body = Vec<TeamAccess>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn upsert_team_access(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Path(w): Path<AccountWorkspacePath>,
-    Json(b): Json<TeamAccessUpsert>,
-) -> Result<Out<Vec<TeamAccess>>> {
-    Ok(Out(grants::upsert_team_access(
-        &app,
-        &p,
-        w.account_id,
-        w.workspace_id,
-        b,
-    )
-    .await?))
-}
-
-/// Lists team grants (`see_workspace_users`).
-#[utoipa::path(post, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access/filter", tag = "access", params(AccountWorkspacePath), request_body = FilterTeamAccess,
-    responses((status = 200, body = Vec<TeamAccess>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn filter_team_access(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Path(w): Path<AccountWorkspacePath>,
-    Json(f): Json<FilterTeamAccess>,
-) -> Result<Out<Vec<TeamAccess>>> {
-    Ok(Out(grants::filter_team_access(
-        &app,
-        &p,
-        w.account_id,
-        w.workspace_id,
-        f,
-    )
-    .await?))
-}
-
-/// Removes a team's grant, keyed by team id (`manage_workspace_teams`).
-#[utoipa::path(delete, path = "/api/accounts/{account_id}/workspaces/{workspace_id}/team_access/{team_id}", tag = "access", params(TeamAccessPath),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete_team_access(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Path(a): Path<TeamAccessPath>,
-) -> Result<StatusCode> {
-    grants::revoke(
-        &app,
-        &p,
-        a.account_id,
-        a.workspace_id,
-        crate::domain::Grantee::Team,
-        a.team_id.0,
-    )
-    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
