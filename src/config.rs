@@ -62,6 +62,9 @@ pub struct Config {
     /// Networks (and ports) account Owners and Admins may bind workspace upstreams to. Empty:
     /// only site admins and the CLI bind upstreams. See `domain::upstream_policy`.
     pub upstream_networks: Vec<crate::domain::upstream_policy::UpstreamNetwork>,
+    /// The DNS server that domain verification asks (`ATRIUM_DNS_RESOLVER=host:port`), for tests
+    /// only; `None`: the system resolver.
+    pub dns_resolver: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:4300";
@@ -87,6 +90,7 @@ impl Default for Config {
             invitation_ttl_seconds: 7 * 24 * 3600,
             trusted_proxies: Vec::new(),
             upstream_networks: Vec::new(),
+            dns_resolver: None,
         }
     }
 }
@@ -275,6 +279,13 @@ impl Config {
             c.trusted_proxies = parse_list("trusted_proxies", &list, |n| {
                 crate::domain::ipnet::IpNetwork::parse(n)
             })?;
+        }
+        if let Ok(v) = std::env::var("ATRIUM_DNS_RESOLVER") {
+            c.dns_resolver = Some(v.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "ATRIUM_DNS_RESOLVER must be an address and port, such as 127.0.0.1:5353"
+                )
+            })?);
         }
         if let Some(list) = o.upstream_networks.clone().or(file.upstream_networks) {
             c.upstream_networks = parse_list("upstream_networks", &list, |n| {

@@ -164,6 +164,16 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(access::upsert_team_access))
         .routes(routes!(access::filter_team_access))
         .routes(routes!(access::delete_team_access))
+        .routes(routes!(sso::create_provider, sso::list_providers))
+        .routes(routes!(
+            sso::read_provider,
+            sso::update_provider,
+            sso::delete_provider
+        ))
+        .routes(routes!(sso::set_group_mappings, sso::group_mappings))
+        .routes(routes!(sso::add_domain, sso::list_domains))
+        .routes(routes!(sso::delete_domain))
+        .routes(routes!(sso::verify_domain))
         .routes(routes!(teams::list_access))
         .routes(routes!(teams::explain))
         .routes(routes!(teams::what_if))

@@ -21,6 +21,7 @@ pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
         tokio::spawn(audit_retention(app.clone())),
         tokio::spawn(outbox(app.clone())),
         tokio::spawn(sweep_expired(app.clone())),
+        tokio::spawn(reverify_domains(app.clone())),
         tokio::spawn(run_retention(app.clone())),
         tokio::spawn(prune_upstream_pool(app.clone())),
     ];
@@ -107,6 +108,24 @@ async fn sweep_expired(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "removed expired grants and team memberships"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired grants failed"),
+        }
+    }
+}
+
+/// Hourly: checks every verified SSO domain's DNS record again; one missing for longer than the
+/// grace period un-verifies its domain.
+async fn reverify_domains(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match crate::services::sso::reverify_domains(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                domains = n,
+                "SSO domains un-verified: their DNS record is gone"
+            ),
+            Err(e) => tracing::warn!(error = %e, "re-verifying SSO domains failed"),
         }
     }
 }

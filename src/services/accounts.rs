@@ -27,6 +27,14 @@ const SETTINGS: &[(&str, SettingKind)] = &[
     ("default_result_storage", SettingKind::ObjectOrNull),
     // Shortens the plan's flow-run retention for this account (never lengthens it).
     ("run_retention_days", SettingKind::DaysOrNull),
+    // Single sign-on (plan feature `sso`, docs/sso.md): members whose email is in one of the
+    // account's verified domains sign in only through its IdP (Owners keep a password
+    // break-glass), and the account role of members created at sign-in.
+    ("require_sso", SettingKind::Bool(false)),
+    (
+        "sso_default_account_role_id",
+        SettingKind::AccountRoleOrNull,
+    ),
 ];
 
 #[derive(Clone, Copy)]
@@ -35,6 +43,8 @@ enum SettingKind {
     ReadOnlyList,
     ObjectOrNull,
     DaysOrNull,
+    /// The id of the built-in Member or Admin account role, or null.
+    AccountRoleOrNull,
 }
 
 /// A partial settings object as clients send it: the keys they may change, each with its type
@@ -65,6 +75,13 @@ impl utoipa::PartialSchema for SettingsPatch {
                     .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
                     .minimum(Some(1))
                     .maximum(Some(3650)),
+                SettingKind::AccountRoleOrNull => ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .enum_values(Some([
+                        Value::from(AccountRole::Member.id().to_string()),
+                        Value::from(AccountRole::Admin.id().to_string()),
+                        Value::Null,
+                    ])),
             };
             o = o.property(*key, Schema::Object(s.build()));
         }
@@ -82,7 +99,9 @@ pub fn effective_settings(stored: &Map<String, Value>) -> Map<String, Value> {
             let default = match kind {
                 SettingKind::Bool(b) => Value::Bool(*b),
                 SettingKind::ReadOnlyList => Value::Array(vec![]),
-                SettingKind::ObjectOrNull | SettingKind::DaysOrNull => Value::Null,
+                SettingKind::ObjectOrNull
+                | SettingKind::DaysOrNull
+                | SettingKind::AccountRoleOrNull => Value::Null,
             };
             (k.to_string(), stored.get(*k).cloned().unwrap_or(default))
         })
@@ -109,6 +128,10 @@ fn account_view(app: &App, row: AccountRow) -> Account {
         .contains(crate::domain::plan::Feature::IpAllowlist)
     {
         settings.remove("enforce_ip_allowlist");
+    }
+    if !e.features.contains(crate::domain::plan::Feature::Sso) {
+        settings.remove("require_sso");
+        settings.remove("sso_default_account_role_id");
     }
     Account {
         id: row.id,
@@ -340,6 +363,24 @@ fn merge_settings(stored: &mut Map<String, Value>, patch: Map<String, Value>) ->
                     "setting {k:?} must be a whole number of days from 1 to 3650, or null"
                 )))
             }
+            SettingKind::AccountRoleOrNull
+                if val.is_null()
+                    || val
+                        .as_str()
+                        .and_then(|v| v.parse::<uuid::Uuid>().ok())
+                        .and_then(crate::domain::role::AccountRole::from_id)
+                        .is_some_and(|r| {
+                            matches!(
+                                r,
+                                crate::domain::role::AccountRole::Member
+                                    | crate::domain::role::AccountRole::Admin
+                            )
+                        }) => {}
+            SettingKind::AccountRoleOrNull => {
+                return Err(Error::validation(format!(
+                    "setting {k:?} must be the id of the Member or Admin account role, or null"
+                )))
+            }
         }
     }
     stored.extend(patch);
@@ -365,8 +406,21 @@ pub async fn update_account(
         && u.link.is_none()
         && u.billing_email.is_none()
         && u.auth_expiration_seconds.is_none();
+    let sso_keys = u.settings.as_ref().is_some_and(|s| {
+        s.contains_key("require_sso") || s.contains_key("sso_default_account_role_id")
+    });
     apply_patch(&mut row, u)?;
     crate::services::ip_allowlist::check_enforcement(app, p, &before.settings, &row)?;
+    let requires =
+        |s: &Map<String, Value>| s.get("require_sso").and_then(Value::as_bool) == Some(true);
+    let sso_turned_on = requires(&row.settings) && !requires(&before.settings);
+    if sso_keys {
+        crate::services::authorize(app, p, id, P::AdministrateSso).await?;
+        crate::services::plans::require_feature(app, id, crate::domain::plan::Feature::Sso)?;
+    }
+    if sso_turned_on {
+        crate::services::sso::on_require_sso(&mut tx, id).await?;
+    }
     store::accounts::update_account(&mut tx.access(id), &row, app.now())
         .await
         .map_err(|e| unique_or(e, format!("account handle {:?} is taken", row.handle)))?;

@@ -168,6 +168,11 @@ pub async fn create_user(app: &App, s: Signup, site_admin: bool) -> Result<User>
     Ok(user)
 }
 
+/// A free handle derived from `base` (a numeric suffix until one is free).
+pub(crate) async fn free_handle(c: &mut store::Conn, base: String) -> Result<String> {
+    unique_handle(c, base, false).await
+}
+
 /// A chosen handle must be free; a derived one gets a numeric suffix until it is.
 async fn unique_handle(c: &mut store::Conn, base: String, chosen: bool) -> Result<String> {
     for n in 0..100 {
@@ -367,6 +372,20 @@ pub async fn login(
     };
     app.throttle.release(&address_key);
     app.throttle.clear(&pair_key);
+    crate::services::sso::check_password_sign_in(app, &user, ip).await?;
+    start_session(app, &user, ip, user_agent, "password").await
+}
+
+/// A new session for `user` (signed in by password, or by an account's identity provider):
+/// lives the server's session lifetime, bounded by the `auth_expiration_seconds` of the accounts
+/// they belong to; audited as `logged-in` with how.
+pub async fn start_session(
+    app: &App,
+    user: &User,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    how: &str,
+) -> Result<NewSession> {
     let now = app.now();
     let id = random_base62(43);
     let mut ttl = chrono::Duration::seconds(app.config.session_ttl_seconds);
@@ -402,14 +421,16 @@ pub async fn login(
         &mut tx,
         Some(&me),
         SYSTEM_CHAIN,
-        NewEvent::new("user", "logged-in", user.id.0).name(user.email.clone()),
+        NewEvent::new("user", "logged-in", user.id.0)
+            .name(user.email.clone())
+            .payload(json!({"with": how})),
     )
     .await?;
     tx.commit().await?;
     Ok(NewSession {
         id,
         expires_at,
-        user,
+        user: user.clone(),
     })
 }
 

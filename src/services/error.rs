@@ -23,7 +23,8 @@ pub enum Error {
     /// A request the service cannot read unambiguously (it refuses rather than guess).
     #[error("{0}")]
     Malformed(String),
-    /// A workspace's Prefect server refused or broke the connection, or answered nonsense.
+    /// A server Atrium calls for the user — a workspace's Prefect server, an identity provider, a
+    /// DNS server — refused or broke the connection, or answered nonsense.
     #[error("{0}")]
     UpstreamFailed(String),
     /// The workspace has no Prefect server connected.

@@ -22,6 +22,7 @@ pub mod retention;
 pub mod roles;
 pub mod service_accounts;
 pub mod setup;
+pub mod sso;
 pub mod teams;
 pub mod unit;
 pub mod upstreams;

@@ -331,6 +331,7 @@ pub async fn create_api_key(
     k: CreateApiKey,
 ) -> Result<ApiKeyCreated> {
     require_self(p, user, false)?;
+    crate::services::sso::check_personal_key(app, p).await?;
     issue_api_key(app, Some(p), user, &k.name, k.expiration).await
 }
 

@@ -10,6 +10,7 @@ pub mod dialect;
 pub mod error;
 pub mod grants;
 pub mod service_accounts;
+pub mod sso;
 
 pub use error::Error;
 pub mod invitations;

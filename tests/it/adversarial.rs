@@ -267,6 +267,41 @@ const PRINCIPAL_OPS: &[(&str, &str)] = &[
 
 /// Every other mutating route, and why it does not act on another principal.
 const NOT_PRINCIPAL_OPS: &[(&str, &str, &str)] = &[
+    (
+        "POST",
+        "/api/accounts/{}/sso/providers",
+        "account configuration (administrate:sso)",
+    ),
+    (
+        "PATCH",
+        "/api/accounts/{}/sso/providers/{}",
+        "account configuration (administrate:sso)",
+    ),
+    (
+        "DELETE",
+        "/api/accounts/{}/sso/providers/{}",
+        "account configuration (administrate:sso)",
+    ),
+    (
+        "PUT",
+        "/api/accounts/{}/sso/providers/{}/group_mappings",
+        "maps IdP groups to teams; team membership is not an operation on a principal",
+    ),
+    (
+        "POST",
+        "/api/accounts/{}/sso/domains",
+        "account configuration (administrate:sso)",
+    ),
+    (
+        "DELETE",
+        "/api/accounts/{}/sso/domains/{}",
+        "account configuration (administrate:sso)",
+    ),
+    (
+        "POST",
+        "/api/accounts/{}/sso/domains/{}/verify",
+        "account configuration (administrate:sso)",
+    ),
     ("POST", "/api/auth/signup", "creates the caller"),
     ("POST", "/api/auth/login", "the caller's own session"),
     ("POST", "/api/auth/logout", "the caller's own session"),

@@ -233,6 +233,34 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
         ),
         // Evaluates a change without applying it.
         ("POST /api/accounts/{}/access/what_if", None),
+        (
+            "POST /api/accounts/{}/sso/providers",
+            Some("prefect-cloud.sso-provider.created"),
+        ),
+        (
+            "PATCH /api/accounts/{}/sso/providers/{}",
+            Some("prefect-cloud.sso-provider.updated"),
+        ),
+        (
+            "DELETE /api/accounts/{}/sso/providers/{}",
+            Some("prefect-cloud.sso-provider.deleted"),
+        ),
+        (
+            "PUT /api/accounts/{}/sso/providers/{}/group_mappings",
+            Some("prefect-cloud.sso-provider.group-mappings-set"),
+        ),
+        (
+            "POST /api/accounts/{}/sso/domains",
+            Some("prefect-cloud.sso-domain.added"),
+        ),
+        (
+            "DELETE /api/accounts/{}/sso/domains/{}",
+            Some("prefect-cloud.sso-domain.deleted"),
+        ),
+        (
+            "POST /api/accounts/{}/sso/domains/{}/verify",
+            Some("prefect-cloud.sso-domain.verified"),
+        ),
     ];
     table
         .iter()

@@ -27,4 +27,5 @@ mod processes;
 mod schemathesis;
 mod service_accounts;
 mod setup;
+mod sso;
 mod teams;

@@ -215,6 +215,10 @@ pub(crate) fn fill(template: &str, w: &World) -> String {
         .replace("{bot_access_id}", &w.bot_access)
         .replace("{team_id}", &w.team)
         .replace("{spare_upstream}", &loopback(2, w.n))
+        // No identity provider or domain exists in the world (a provider needs a live IdP): an
+        // authorized caller gets 404, everyone else is refused before the lookup.
+        .replace("{provider_id}", "7a1c0c55-0000-4000-8000-00000000e1d0")
+        .replace("{domain_id}", "7a1c0c55-0000-4000-8000-00000000d0e1")
 }
 
 /// A cell's body with the world's ids filled in.
@@ -528,6 +532,18 @@ pub(crate) fn table() -> Vec<Cell> {
             Some(json!({})),
             [401, 404, 200, 200, 200, 200],
         ),
+        // Single sign-on configuration: read:sso (Admins and Owners), administrate:sso.
+        c(M::GET, "/api/accounts/{account_id}/sso/providers", None, [401, 404, 403, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/sso/providers", Some(json!({"kind": "saml", "name": "x"})), [401, 404, 403, 403, 422, 422]),
+        c(M::GET, "/api/accounts/{account_id}/sso/providers/{provider_id}", None, [401, 404, 403, 403, 404, 404]),
+        c(M::PATCH, "/api/accounts/{account_id}/sso/providers/{provider_id}", Some(json!({"enabled": false})), [401, 404, 403, 403, 404, 404]),
+        c(M::DELETE, "/api/accounts/{account_id}/sso/providers/{provider_id}", None, [401, 404, 403, 403, 404, 404]),
+        c(M::GET, "/api/accounts/{account_id}/sso/providers/{provider_id}/group_mappings", None, [401, 404, 403, 403, 404, 404]),
+        c(M::PUT, "/api/accounts/{account_id}/sso/providers/{provider_id}/group_mappings", Some(json!([])), [401, 404, 403, 403, 404, 404]),
+        c(M::GET, "/api/accounts/{account_id}/sso/domains", None, [401, 404, 403, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/sso/domains", Some(json!({"domain": "matrix.test"})), [401, 404, 403, 403, 201, 201]),
+        c(M::DELETE, "/api/accounts/{account_id}/sso/domains/{domain_id}", None, [401, 404, 403, 403, 404, 404]),
+        c(M::POST, "/api/accounts/{account_id}/sso/domains/{domain_id}/verify", None, [401, 404, 403, 403, 404, 404]),
         c(
             M::GET,
             "/api/accounts/{account_id}/workspace_roles/{role_id}",

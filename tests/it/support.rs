@@ -919,7 +919,7 @@ pub fn assert_no_surprises(db: &Db, surprises: &[String]) {
 }
 
 /// A response body as JSON (`Null` when empty, a string when it is not JSON).
-fn json_or_text(bytes: &[u8]) -> Value {
+pub fn json_or_text(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         Value::Null
     } else {

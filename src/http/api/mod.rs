@@ -12,6 +12,7 @@ pub mod memberships;
 pub mod plans;
 pub mod roles;
 pub mod service_accounts;
+pub mod sso;
 pub mod teams;
 pub mod users;
 pub mod workspaces;

@@ -20,6 +20,8 @@ pub mod settings;
 pub mod setup;
 pub mod shell;
 pub mod signup;
+pub mod sso;
+pub mod sso_page;
 pub mod teams;
 pub mod workspaces;
 

@@ -99,9 +99,11 @@ fn form(app: &App, headers: &HeaderMap, next: &str, email: &str, error: Option<&
             label for="email" { "Email" }
             input #email name="email" type="email" required autocomplete="username" value=(email);
             label for="password" { "Password" }
-            input #password name="password" type="password" required autocomplete="current-password";
+            input #password name="password" type="password" autocomplete="current-password";
+            p.muted.small { "Your organization uses single sign-on? Leave the password empty." }
             button type="submit" { "Sign in" }
         }
+        p.muted { a href={ "/auth/sso?next=" (encode(next)) } { "Sign in with single sign-on" } }
         @if app.config.signup_policy == crate::config::SignupPolicy::Open {
             p.muted { "New here? " a href="/signup" { "Create a user" } }
         }
@@ -160,6 +162,32 @@ pub async fn submit(
             &f.email,
             Some("The form expired; please sign in again."),
         );
+    }
+    // Email first: without a password, a user of a domain that signs in with single sign-on is
+    // sent to their account's identity provider.
+    if f.password.is_empty() {
+        let sso = format!(
+            "/auth/sso?email={}&next={}",
+            encode(f.email.trim()),
+            encode(&next)
+        );
+        return match crate::services::sso::begin_login(
+            &app,
+            crate::services::sso::Realm::Email(f.email.trim()),
+            &next,
+        )
+        .await
+        {
+            Ok(url) => Redirect::to(&url).into_response(),
+            Err(Error::NotFound(_)) => form(
+                &app,
+                &headers,
+                &next,
+                &f.email,
+                Some("Enter your password (no single sign-on is set up for this address)."),
+            ),
+            Err(e) => super::error_page_back(&e, Some(&sso)),
+        };
     }
     let ua = headers
         .get(header::USER_AGENT)

@@ -1,0 +1,336 @@
+//! The SSO page of an account: its identity providers, its email domains (with the DNS record to
+//! publish and a verify button), the "require SSO" switch and the role of members created at
+//! sign-in — each change through the same service as the API (docs/sso.md).
+
+use super::form::{done, Fields};
+use super::session::SignedIn;
+use super::shell::{Section, Shell};
+use super::{error_page, options, table};
+use crate::app::App;
+use crate::domain::role::{AccountPermission as P, AccountRole};
+use crate::domain::AccountId;
+use crate::services::sso::{self, AddDomain, CreateProvider, ProviderKind, UpdateProvider};
+use crate::services::Result;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use maud::{html, Markup};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// `GET /account/{a}/sso`
+pub async fn show(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+) -> Response {
+    let r: Result<Response> = async {
+        let shell = Shell::open(&app, &p, account).await?;
+        let expiry = super::relative(
+            app.now() + chrono::Duration::seconds(app.config.session_ttl_seconds),
+            app.now(),
+        )
+        .trim_start_matches("in ")
+        .to_string();
+        let has_feature = shell.a.settings.contains_key("require_sso");
+        let config = if has_feature && shell.can(P::ReadSso) {
+            configuration(&app, &p, &shell).await?
+        } else if has_feature {
+            html! { p.muted { "Single sign-on is configured by the account's Owners and Admins." } }
+        } else {
+            html! { p.muted { "Single sign-on is not included in this account's plan." } }
+        };
+        let body = html! {
+            h1 { "Single sign-on" }
+            (config)
+            h2 { "How members sign in" }
+            ul {
+                li {
+                    "With their email address and password (stored only as an Argon2id hash), unless the account requires single sign-on for their domain; a session lasts "
+                    (expiry) "."
+                }
+                li { "Through the account's identity provider, from " a href="/auth/sso" { "Sign in with single sign-on" } " (OpenID Connect)." }
+                li { "New members join through an emailed invitation link, or at their first single sign-on." }
+                li {
+                    "The " code { "prefect" } " CLI and other clients use personal or service-account API keys ("
+                    code { "prefect cloud login" } ")."
+                }
+            }
+            p.muted { "Directory sync (SCIM) and SAML 2.0 providers are not available yet. See docs/sso.md." }
+        };
+        Ok(shell.render(Section::Sso, "SSO", body))
+    }
+    .await;
+    r.unwrap_or_else(|e| error_page(&e))
+}
+
+/// Providers, domains and settings, with the forms an `administrate:sso` holder may use.
+async fn configuration(app: &App, p: &crate::authz::Principal, shell: &Shell) -> Result<Markup> {
+    let account = shell.account;
+    let admin = shell.can(P::AdministrateSso);
+    let providers = sso::list_providers(app, p, account).await?;
+    let domains = sso::list_domains(app, p, account).await?;
+    let base = shell.url("/sso");
+    let provider_rows: Vec<Markup> = providers
+        .iter()
+        .map(|v| {
+            html! { tr {
+                td { (v.name) }
+                td { code { (v.issuer) } }
+                td { code { (v.client_id) } }
+                td { @if v.enabled { span.badge { "enabled" } } @else { span.badge.off { "disabled" } } }
+                td {
+                    @if admin {
+                        (shell.button(
+                            &format!("{base}/providers/{}/enabled?to={}", v.id, !v.enabled),
+                            if v.enabled { "Disable" } else { "Enable" },
+                            &format!("{} {}", if v.enabled { "Disable" } else { "Enable" }, v.name),
+                            v.enabled.then_some("Disable this provider? Sign-ins through it stop at once."),
+                        ))
+                        (shell.button(
+                            &format!("{base}/providers/{}/delete", v.id),
+                            "Remove",
+                            &format!("Remove {}", v.name),
+                            Some("Remove this identity provider?"),
+                        ))
+                    }
+                }
+            } }
+        })
+        .collect();
+    let domain_rows: Vec<Markup> = domains
+        .iter()
+        .map(|d| {
+            html! { tr {
+                td { (d.domain) }
+                td { code { (d.txt_name) } br; code.small { (d.txt_value) } }
+                td {
+                    @if let Some(since) = d.failing_since {
+                        span.badge.off { "record missing since " (since.format("%Y-%m-%d %H:%M UTC")) }
+                    } @else if d.verified {
+                        span.badge { "verified" }
+                    } @else {
+                        span.badge.off { "not verified" }
+                    }
+                }
+                td {
+                    @if admin {
+                        (shell.button(&format!("{base}/domains/{}/verify", d.id), "Verify now", &format!("Verify {}", d.domain), None))
+                        (shell.button(
+                            &format!("{base}/domains/{}/delete", d.id),
+                            "Remove",
+                            &format!("Remove {}", d.domain),
+                            Some("Remove this domain? Its members sign in with passwords again."),
+                        ))
+                    }
+                }
+            } }
+        })
+        .collect();
+    let settings = &shell.a.settings;
+    let required = settings.get("require_sso").and_then(Value::as_bool) == Some(true);
+    let default_role = settings
+        .get("sso_default_account_role_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let member = AccountRole::Member.id().to_string();
+    let admin_role = AccountRole::Admin.id().to_string();
+    let roles = [(member.clone(), "Member"), (admin_role, "Admin")];
+    let redirect = format!(
+        "{}{}",
+        app.config.public_url.trim_end_matches('/'),
+        sso::OIDC_CALLBACK_PATH
+    );
+    Ok(html! {
+        p {
+            "Single sign-on: "
+            @if providers.iter().any(|v| v.enabled) && domains.iter().any(|d| d.verified) {
+                span.badge { "on" }
+            } @else {
+                span.badge.off { "not set up" }
+            }
+            @if required { " · " span.badge { "required for verified domains" } }
+        }
+        h2 { "Identity providers" }
+        (table("Identity providers (OpenID Connect)", &["Name", "Issuer", "Client id", "State", "Actions"], &provider_rows, "No identity provider yet."))
+        @if admin {
+            details {
+                summary { "Add an OpenID Connect provider" }
+                p.muted { "Register this redirect URI at the identity provider: " code { (redirect) } }
+                form method="post" action={ (base) "/providers" } {
+                    (shell.csrf_input())
+                    div.row {
+                        div { label for="sso-name" { "Name" } input #sso-name name="name" required maxlength="100" placeholder="Okta"; }
+                        div { label for="sso-issuer" { "Issuer URL" } input #sso-issuer name="issuer" type="url" required placeholder="https://acme.okta.com"; }
+                    }
+                    div.row {
+                        div { label for="sso-client" { "Client id" } input #sso-client name="client_id" required; }
+                        div { label for="sso-secret" { "Client secret" } input #sso-secret name="client_secret" type="password" autocomplete="off"; }
+                    }
+                    div.row {
+                        div { label for="sso-scopes" { "Extra scopes (space-separated)" } input #sso-scopes name="scopes" placeholder="groups"; }
+                        div { label for="sso-groups" { "Groups claim (optional)" } input #sso-groups name="groups_claim" placeholder="groups"; }
+                    }
+                    button type="submit" { "Add provider" }
+                }
+            }
+        }
+        h2 { "Email domains" }
+        p.muted { "An identity provider signs in only addresses in domains verified here. Publish the TXT record, then verify." }
+        (table("Email domains", &["Domain", "DNS TXT record", "State", "Actions"], &domain_rows, "No domain yet."))
+        @if admin {
+            form method="post" action={ (base) "/domains" } {
+                (shell.csrf_input())
+                div.row {
+                    div { label for="sso-domain" { "Domain" } input #sso-domain name="domain" required placeholder="acme.com"; }
+                    div { button type="submit" { "Add domain" } }
+                }
+            }
+            h2 { "Sign-in rules" }
+            form method="post" action={ (base) "/settings" } {
+                (shell.csrf_input())
+                span.check {
+                    input type="checkbox" #sso-required name="require_sso" checked[required];
+                    label for="sso-required" {
+                        "Require single sign-on: members whose address is in a verified domain cannot sign in with a password "
+                        "(Owners keep a password for emergencies, audited) and their current sessions end"
+                    }
+                }
+                label for="sso-role" { "Account role of members created at their first sign-in" }
+                select #sso-role name="sso_default_account_role_id" {
+                    (options(roles.iter().map(|(v, l)| (v.clone(), *l)), if default_role.is_empty() { member.as_str() } else { default_role.as_str() }))
+                }
+                button type="submit" { "Save sign-in rules" }
+            }
+        }
+    })
+}
+
+fn back(account: AccountId) -> String {
+    format!("/account/{account}/sso")
+}
+
+/// `POST /account/{a}/sso/providers`
+pub async fn add_provider(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+    f: Fields,
+) -> Response {
+    let c = CreateProvider {
+        kind: ProviderKind::Oidc,
+        name: f.get("name").to_string(),
+        issuer: f.opt("issuer").map(str::to_string),
+        client_id: f.opt("client_id").map(str::to_string),
+        client_secret: f.opt("client_secret").map(str::to_string),
+        scopes: f
+            .opt("scopes")
+            .map(|s| s.split_whitespace().map(str::to_string).collect()),
+        email_claim: None,
+        name_claim: None,
+        groups_claim: f.opt("groups_claim").map(str::to_string),
+        enabled: None,
+        metadata_xml: None,
+        metadata_url: None,
+        groups_attribute: None,
+    };
+    done(
+        &back(account),
+        sso::create_provider(&app, &p, account, c).await,
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct EnabledQuery {
+    pub to: bool,
+}
+
+/// `POST /account/{a}/sso/providers/{id}/enabled?to=true|false`
+pub async fn set_enabled(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, Uuid)>,
+    axum::extract::Query(q): axum::extract::Query<EnabledQuery>,
+    _f: Fields,
+) -> Response {
+    let u = UpdateProvider {
+        enabled: Some(q.to),
+        ..Default::default()
+    };
+    done(
+        &back(account),
+        sso::update_provider(&app, &p, account, id, u).await,
+    )
+}
+
+/// `POST /account/{a}/sso/providers/{id}/delete`
+pub async fn delete_provider(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, Uuid)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        sso::delete_provider(&app, &p, account, id).await,
+    )
+}
+
+/// `POST /account/{a}/sso/domains`
+pub async fn add_domain(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+    f: Fields,
+) -> Response {
+    let d = AddDomain {
+        domain: f.get("domain").to_string(),
+    };
+    done(&back(account), sso::add_domain(&app, &p, account, d).await)
+}
+
+/// `POST /account/{a}/sso/domains/{id}/verify`
+pub async fn verify_domain(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, Uuid)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        sso::verify_domain(&app, &p, account, id).await,
+    )
+}
+
+/// `POST /account/{a}/sso/domains/{id}/delete`
+pub async fn delete_domain(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, Uuid)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        sso::delete_domain(&app, &p, account, id).await,
+    )
+}
+
+/// `POST /account/{a}/sso/settings`: "require SSO" and the role of members made at sign-in.
+pub async fn save_settings(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+    f: Fields,
+) -> Response {
+    let mut settings = Map::new();
+    settings.insert("require_sso".into(), Value::Bool(f.checked("require_sso")));
+    let role = match f.opt("sso_default_account_role_id") {
+        None => Value::Null,
+        Some(v) => Value::from(v),
+    };
+    settings.insert("sso_default_account_role_id".into(), role);
+    done(
+        &back(account),
+        crate::services::accounts::update_settings(&app, &p, account, settings).await,
+    )
+}

@@ -1,0 +1,659 @@
+//! Single sign-on against a real OpenID provider (panva's certified `oidc-provider`, npm) and a
+//! real authoritative DNS server (`dnslib`): domain verification, home-realm discovery by email,
+//! the code flow with PKCE, just-in-time members, IdP groups → teams, and the refusals (replayed
+//! answers, addresses outside the account's verified domains).
+
+use crate::support::*;
+use axum::http::{Method as M, StatusCode as S};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+
+/// A child process stopped when the test ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_for_tcp(port: u16, what: &str) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The IdP, the DNS server and the Python that plays the browser at the IdP; `None` (a failure
+/// under `ATRIUM_TEST_REQUIRE_ALL=1`) when Node's IdP packages or the Python tools are missing.
+struct Idps {
+    python: String,
+    issuer: String,
+    dns_port: u16,
+    records: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _procs: Vec<Proc>,
+}
+
+fn idp_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
+}
+
+impl Idps {
+    fn start(redirect_uri: &str, accounts: Value) -> Option<Idps> {
+        let Ok(python) = std::env::var("ATRIUM_TEST_PYTHON") else {
+            missing("the SSO tools (ATRIUM_TEST_PYTHON with httpx and dnslib)");
+            return None;
+        };
+        let tools = Command::new(&python)
+            .args(["-c", "import dnslib, httpx"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !tools {
+            missing("the SSO tools (dnslib and httpx in ATRIUM_TEST_PYTHON)");
+            return None;
+        }
+        if !idp_dir().join("node_modules/oidc-provider").exists() {
+            missing("the test identity provider (npm ci in tests/idp)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let records = dir.path().join("records.json");
+        std::fs::write(&records, "{}").expect("records");
+        let dns_port = free_port();
+        let dns = Command::new(&python)
+            .arg(idp_dir().join("dns.py"))
+            .arg(dns_port.to_string())
+            .arg(&records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dns.py");
+        let port = free_port();
+        let op = Command::new("node")
+            .arg(idp_dir().join("oidc-op.mjs"))
+            .env("PORT", port.to_string())
+            .env("REDIRECT_URI", redirect_uri)
+            .env("ACCOUNTS", accounts.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start oidc-op.mjs");
+        let procs = vec![Proc(dns), Proc(op)];
+        wait_for_tcp(port, "the OpenID provider");
+        wait_for_tcp(dns_port, "the DNS server");
+        Some(Idps {
+            python,
+            issuer: format!("http://127.0.0.1:{port}"),
+            dns_port,
+            records,
+            _dir: dir,
+            _procs: procs,
+        })
+    }
+
+    /// Publishes TXT records (replacing all).
+    fn publish(&self, records: Value) {
+        std::fs::write(&self.records, records.to_string()).expect("records");
+    }
+
+    /// Signs in at the IdP as `login` from `authorize_url`; answers the callback path and query.
+    fn sign_in(&self, authorize_url: &str, login: &str, callback: &str) -> String {
+        let out = Command::new(&self.python)
+            .arg(idp_dir().join("oidc_login.py"))
+            .args([authorize_url, login, callback])
+            .output()
+            .expect("oidc_login.py");
+        assert!(
+            out.status.success(),
+            "the IdP sign-in failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        url.strip_prefix(callback.trim_end_matches("/auth/oidc/callback"))
+            .expect("a callback URL")
+            .to_string()
+    }
+}
+
+/// `GET /api/me` with a session cookie (`name=value`).
+async fn me_with(t: &TestApp, cookie: &str) -> (S, Value) {
+    let req = axum::http::Request::builder()
+        .uri("/api/me")
+        .header("cookie", cookie)
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let (s, _, b) = t.send(req).await;
+    (s, json_or_text(&b))
+}
+
+/// A team's members as the API lists them.
+async fn team_members(t: &TestApp, path: &str, key: Option<&str>) -> Vec<Value> {
+    let (_, v) = t.call(M::GET, path, key, None).await;
+    v["memberships"].as_array().cloned().unwrap_or_default()
+}
+
+/// A GET through the router: status, headers and body as text.
+async fn get(t: &TestApp, path: &str) -> (S, axum::http::HeaderMap, String) {
+    let (s, h, b) = t.raw(M::GET, path, None, None, "text/plain").await;
+    (s, h, String::from_utf8_lossy(&b).into_owned())
+}
+
+#[tokio::test]
+async fn oidc_sign_in_verifies_the_domain_creates_the_member_and_follows_idp_groups() {
+    let redirect = format!(
+        "{}/auth/oidc/callback",
+        atrium::config::Config::default().public_url
+    );
+    let Some(idp) = Idps::start(
+        &redirect,
+        json!({
+            "alice": {"email": "alice@acme.test", "email_verified": true, "name": "Alice Liddell", "groups": ["admins", "staff"]},
+            "alice-left": {"email": "alice@acme.test", "email_verified": true, "name": "Alice Liddell", "groups": ["staff"]},
+            "bob": {"email": "bob@elsewhere.test", "email_verified": true, "name": "Bob", "groups": ["admins"]},
+            "carol": {"email": "carol@acme.test", "email_verified": false, "name": "Carol"},
+        }),
+    ) else {
+        return;
+    };
+    let (idp, redirect) = (&idp, redirect.as_str());
+    each_db(|t| async move {
+        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
+        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
+        // The IdP signs with the real time; Atrium's clock starts in the past in tests.
+        t.clock.advance(chrono::Utc::now() - t.app.now());
+        idp.publish(json!({}));
+        let owner = t.user("owner@acme.test").await;
+        let a = t.account(&owner, "acme").await;
+        let key = Some(owner.key.as_str());
+        let (s, team) = t
+            .call(M::POST, &format!("/api/accounts/{a}/teams/"), key, Some(json!({"name": "Admins"})))
+            .await;
+        assert_eq!(s, S::CREATED, "{team}");
+        let team_id = team["id"].as_str().expect("team id").to_string();
+
+        // The provider: discovery answered, the secret never shown again.
+        let (s, p) = t
+            .call(
+                M::POST,
+                &format!("/api/accounts/{a}/sso/providers"),
+                key,
+                Some(json!({"kind": "oidc", "name": "Acme IdP", "issuer": idp.issuer,
+                            "client_id": "atrium", "client_secret": "atrium-secret", "groups_claim": "groups", "scopes": ["groups"]})),
+            )
+            .await;
+        assert_eq!(s, S::CREATED, "{p}");
+        assert_eq!(p["redirect_uri"], redirect);
+        assert!(p.get("client_secret").is_none() && p["has_client_secret"] == true, "{p}");
+        let provider = p["id"].as_str().expect("provider id").to_string();
+        let (s, v) = t
+            .call(
+                M::POST,
+                &format!("/api/accounts/{a}/sso/providers"),
+                key,
+                Some(json!({"kind": "oidc", "name": "Nowhere", "issuer": "http://127.0.0.1:9",
+                            "client_id": "x"})),
+            )
+            .await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY, "an issuer without discovery is refused: {v}");
+        let (s, v) = t
+            .call(
+                M::PUT,
+                &format!("/api/accounts/{a}/sso/providers/{provider}/group_mappings"),
+                key,
+                Some(json!([{"group": "admins", "team_id": team_id}])),
+            )
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+
+        // The domain: refused until the TXT record is published, then verified.
+        let (s, d) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/domains"), key, Some(json!({"domain": "Acme.test"})))
+            .await;
+        assert_eq!(s, S::CREATED, "{d}");
+        assert_eq!(d["domain"], "acme.test");
+        assert_eq!(d["txt_name"], "_atrium-challenge.acme.test");
+        assert_eq!(d["verified"], false);
+        let verify = format!("/api/accounts/{a}/sso/domains/{}/verify", d["id"].as_str().expect("id"));
+        // Before verification the email finds no account to sign in with.
+        let (s, _, body) = get(&t, "/auth/sso?email=alice@acme.test").await;
+        assert_eq!(s, S::NOT_FOUND, "{body:.300}");
+        let (s, v) = t.call(M::POST, &verify, key, None).await;
+        assert_eq!(s, S::CONFLICT, "{v}");
+        assert!(v["detail"].as_str().unwrap_or("").contains("no TXT record"), "{v}");
+        idp.publish(json!({"_atrium-challenge.acme.test.": ["atrium-domain-verification=wrong"]}));
+        let (s, v) = t.call(M::POST, &verify, key, None).await;
+        assert_eq!(s, S::CONFLICT, "{v}");
+        assert!(v["detail"].as_str().unwrap_or("").contains("wrong"), "names what it saw: {v}");
+        idp.publish(json!({"_atrium-challenge.acme.test.": [d["txt_value"]]}));
+        let (s, v) = t.call(M::POST, &verify, key, None).await;
+        assert_eq!((s, &v["verified"]), (S::OK, &json!(true)), "{v}");
+
+        // The sign-in form, email first: no password, and the address's domain sends to the IdP.
+        let (_, h, html) = crate::dashboard::get_page(&t, "/login?next=/", "").await;
+        let (s, h, _) = form(&t, "/login", &csrf_cookie(&h),
+            &[("csrf", &hidden(&html, "csrf")), ("email", "alice@acme.test"), ("password", ""), ("next", "/")]).await;
+        assert!(s.is_redirection() && h["location"].to_str().unwrap_or("").starts_with(&idp.issuer), "{s} {h:?}");
+        // Email first → the account's IdP → back, signed in as a new member in the mapped team.
+        let (s, h, body) = get(&t, "/auth/sso?email=alice@acme.test&next=/account/x").await;
+        assert!(s.is_redirection(), "{s} {body:.300}");
+        let authorize = h["location"].to_str().expect("location").to_string();
+        assert!(authorize.starts_with(&idp.issuer), "{authorize}");
+        assert!(authorize.contains("code_challenge_method=S256") && authorize.contains("nonce="), "{authorize}");
+        let callback = idp.sign_in(&authorize, "alice", redirect);
+        let (s, h, body) = get(&t, &callback).await;
+        assert!(s.is_redirection(), "{s} {}", body.split("role=\"alert\">").nth(1).unwrap_or(&body));
+        assert_eq!(h["location"], "/account/x");
+        let session = cookie_of(&h, "atrium_session");
+        let (s, me) = me_with(&t, &session).await;
+        assert_eq!(s, S::OK, "{me}");
+        assert_eq!((me["email"].as_str(), me["first_name"].as_str(), me["last_name"].as_str()),
+                   (Some("alice@acme.test"), Some("Alice"), Some("Liddell")));
+        let alice_id = me["id"].as_str().expect("id").to_string();
+        let (s, m) = t
+            .call(M::GET, &format!("/api/accounts/{a}/account_memberships/by-user/{alice_id}"), key, None)
+            .await;
+        assert_eq!(s, S::OK, "a member was created just in time: {m}");
+        assert_eq!(m["account_role_name"], "Member");
+        let team_path = format!("/api/accounts/{a}/teams/{team_id}");
+        assert!(team_members(&t, &team_path, key).await.iter().any(|m| m["member_id"] == alice_id.as_str()),
+                "the admins group put Alice in the Admins team: {:?}", team_members(&t, &team_path, key).await);
+
+        // The same answer twice: the second is refused.
+        let (s, _, body) = get(&t, &callback).await;
+        assert_eq!(s, S::FORBIDDEN, "a replayed answer: {body:.300}");
+
+        // Leaving the IdP group leaves the team at the next sign-in.
+        let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+        let callback = idp.sign_in(h["location"].to_str().expect("location"), "alice-left", redirect);
+        let (s, _, body) = get(&t, &callback).await;
+        assert!(s.is_redirection(), "{s} {body:.300}");
+        assert!(team_members(&t, &team_path, key).await.iter().all(|m| m["member_id"] != alice_id.as_str()),
+                "out of the group, out of the team: {:?}", team_members(&t, &team_path, key).await);
+
+        // An address outside the verified domains, and an unverified address: refused, nothing
+        // created.
+        for (login, why) in [("bob", "not in a domain this account has verified"), ("carol", "has not verified")] {
+            let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+            let callback = idp.sign_in(h["location"].to_str().expect("location"), login, redirect);
+            let (s, h, body) = get(&t, &callback).await;
+            assert_eq!(s, S::FORBIDDEN, "{login}: {body:.300}");
+            assert!(body.contains(why), "{login}: {body:.500}");
+            assert!(h.get("set-cookie").is_none_or(|c| !c.to_str().unwrap_or("").contains("atrium_session=")), "{login}");
+        }
+        let (_, listed) = t
+            .call(M::POST, &format!("/api/accounts/{a}/account_memberships/filter"), key, Some(json!({})))
+            .await;
+        let emails: Vec<&str> = listed.as_array().expect("members").iter().filter_map(|m| m["email"].as_str()).collect();
+        assert_eq!(emails.len(), 2, "the owner and Alice only: {emails:?}");
+
+        // Every step is in the audit log.
+        let (_, events) = t
+            .call(M::POST, &format!("/api/accounts/{a}/events/filter"), key,
+                  Some(json!({"filter": {"event": {"prefix": ["prefect-cloud.sso"]}}, "limit": 50})))
+            .await;
+        let names: Vec<&str> = events["events"].as_array().expect("events").iter().filter_map(|e| e["event"].as_str()).collect();
+        for want in ["prefect-cloud.sso-provider.created", "prefect-cloud.sso-domain.verified",
+                     "prefect-cloud.sso.login-succeeded", "prefect-cloud.sso.groups-synced", "prefect-cloud.sso.login-refused"] {
+            assert!(names.contains(&want), "{want} in {names:?}");
+        }
+    })
+    .await;
+}
+
+/// A user with a password, added to `account` with `role` (the owner's key makes the change).
+async fn member_with_password(
+    t: &TestApp,
+    account: atrium::domain::AccountId,
+    owner: &TestUser,
+    email: &str,
+    role: atrium::domain::role::AccountRole,
+) -> atrium::domain::UserId {
+    let id = t.user_with_password(email).await;
+    let u = TestUser {
+        id,
+        key: owner.key.clone(),
+        key_id: owner.key_id,
+    };
+    t.add_member(account, owner, &u, role).await;
+    id
+}
+
+#[tokio::test]
+async fn require_sso_ends_password_sign_in_for_the_domain_owners_break_glass_and_a_lost_record_unverifies(
+) {
+    use atrium::domain::role::AccountRole;
+    let Some(idp) = Idps::start("http://127.0.0.1:9/unused", json!({})) else {
+        return;
+    };
+    let idp = &idp;
+    each_db(|t| async move {
+        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
+        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
+        let root = t.user("root@elsewhere.test").await;
+        let a = t.account(&root, "acme").await;
+        let key = Some(root.key.as_str());
+        let olga = member_with_password(&t, a, &root, "olga@acme.test", AccountRole::Owner).await;
+        let dana = member_with_password(&t, a, &root, "dana@acme.test", AccountRole::Member).await;
+        let (_, d) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/domains"), key, Some(json!({"domain": "acme.test"})))
+            .await;
+        idp.publish(json!({"_atrium-challenge.acme.test.": [d["txt_value"]]}));
+        let (s, v) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/domains/{}/verify", d["id"].as_str().expect("id")), key, None)
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+
+        // Before the switch, Dana signs in with her password and holds a session.
+        let (s, h) = crate::dashboard::sign_in(&t, "dana@acme.test", "a-long-password", "/").await;
+        assert!(s.is_redirection(), "{s}");
+        let dana_session = cookie_of(&h, "atrium_session");
+        assert_eq!(me_with(&t, &dana_session).await.0, S::OK);
+
+        // Only with administrate:sso and the plan's feature; only Member or Admin as the default.
+        let settings = format!("/api/accounts/{a}/settings");
+        let owner_role = AccountRole::Owner.id().to_string();
+        let (s, v) = t
+            .call(M::PATCH, &settings, key, Some(json!({"sso_default_account_role_id": owner_role})))
+            .await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY, "members made at sign-in are never Owners: {v}");
+        let (s, v) = t.call(M::PATCH, &settings, key, Some(json!({"require_sso": true}))).await;
+        assert_eq!(s, S::NO_CONTENT, "{v}");
+        let (_, v) = t.call(M::GET, &settings, key, None).await;
+        assert_eq!(v["require_sso"], true, "{v}");
+
+        // Dana's session ended; her password no longer signs her in; her key makes no keys.
+        assert_eq!(me_with(&t, &dana_session).await.0, S::UNAUTHORIZED, "the session ended at once");
+        let (s, h) = crate::dashboard::sign_in(&t, "dana@acme.test", "a-long-password", "/").await;
+        assert_eq!(s, S::FORBIDDEN, "password refused");
+        assert!(h.get("set-cookie").is_none_or(|c| !c.to_str().unwrap_or("").starts_with("atrium_session=")));
+        let dana_key = atrium::services::users::issue_api_key(&t.app, None, dana, "laptop", None)
+            .await
+            .expect("key");
+        let (s, v) = t
+            .call(M::POST, "/api/me/api_keys", Some(&dana_key.key), Some(json!({"name": "another"})))
+            .await;
+        assert_eq!(s, S::FORBIDDEN, "a key cannot make keys when SSO is required: {v}");
+        assert!(v["detail"].as_str().unwrap_or("").contains("single sign-on"), "{v}");
+
+        // Olga, an Owner, keeps the password path: allowed and audited as break-glass.
+        let (s, h) = crate::dashboard::sign_in(&t, "olga@acme.test", "a-long-password", "/").await;
+        assert!(s.is_redirection(), "the Owner's break-glass: {s}");
+        assert_eq!(me_with(&t, &cookie_of(&h, "atrium_session")).await.0, S::OK);
+        let (_, events) = t
+            .call(M::POST, &format!("/api/accounts/{a}/events/filter"), key,
+                  Some(json!({"filter": {"event": {"prefix": ["prefect-cloud.sso"]}}, "limit": 50})))
+            .await;
+        let seen = |name: &str| {
+            events["events"].as_array().expect("events").iter().any(|e| e["event"] == name)
+        };
+        assert!(seen("prefect-cloud.sso.break-glass") && seen("prefect-cloud.sso.password-refused"), "{events}");
+        let _ = olga;
+
+        // The record disappears: the domain stays verified through the grace period, then lapses
+        // (audited), and with it the requirement.
+        idp.publish(json!({}));
+        assert_eq!(atrium::services::sso::reverify_domains(&t.app).await.expect("reverify"), 0);
+        let (_, v) = t.call(M::GET, &format!("/api/accounts/{a}/sso/domains"), key, None).await;
+        assert_eq!((v[0]["verified"].clone(), v[0]["failing_since"].is_string()), (json!(true), true), "{v}");
+        t.clock.advance(chrono::Duration::seconds(atrium::services::sso::DOMAIN_GRACE_SECONDS + 1));
+        assert_eq!(atrium::services::sso::reverify_domains(&t.app).await.expect("reverify"), 1);
+        let (_, v) = t.call(M::GET, &format!("/api/accounts/{a}/sso/domains"), key, None).await;
+        assert_eq!(v[0]["verified"], false, "{v}");
+        let (s, _) = crate::dashboard::sign_in(&t, "dana@acme.test", "a-long-password", "/").await;
+        assert!(s.is_redirection(), "no verified domain, no requirement: {s}");
+        let (_, events) = t
+            .call(M::POST, &format!("/api/accounts/{a}/events/filter"), key,
+                  Some(json!({"filter": {"event": {"prefix": ["prefect-cloud.sso-domain"]}}, "limit": 50})))
+            .await;
+        assert!(events["events"].as_array().expect("events").iter().any(|e| e["event"] == "prefect-cloud.sso-domain.unverified"), "{events}");
+    })
+    .await;
+}
+
+/// A change an attacker holding the browser makes to the IdP's answer.
+type Forge = Box<dyn Fn(&str) -> String>;
+
+/// The `Location` of a raw HTTP answer.
+fn location_of(raw: &str) -> String {
+    raw.lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Location in {raw:.400}"))
+}
+
+/// Replaces (or adds) one query parameter of a URL path.
+fn with_param(path: &str, name: &str, value: &str) -> String {
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k != name)
+        .collect();
+    pairs.push((name.to_string(), value.to_string()));
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    format!("{base}?{q}")
+}
+
+#[tokio::test]
+async fn forged_and_broken_oidc_answers_are_all_refused_and_create_nothing() {
+    let Some(idp) = Idps::start("http://127.0.0.1:9/unused", json!({})) else {
+        return;
+    };
+    let mock_port = free_port();
+    let _mock = Proc(
+        Command::new("node")
+            .arg(idp_dir().join("mock-op.mjs"))
+            .env("PORT", mock_port.to_string())
+            .env("EMAIL", "alice@example.test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mock-op.mjs"),
+    );
+    wait_for_tcp(mock_port, "the forging OpenID provider");
+    let mode = |m: &str| {
+        let out = http(mock_port, "POST", &format!("/__mode/{m}"), "", "");
+        assert!(out.contains(&format!("mode={m}")), "{out}");
+    };
+    let idp = &idp;
+    let mode = &mode;
+    each_db(|t| async move {
+        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
+        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
+        t.clock.advance(chrono::Utc::now() - t.app.now());
+        let root = t.user("root@elsewhere.test").await;
+        let a = t.account(&root, "acme").await;
+        let key = Some(root.key.as_str());
+        let (s, p) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/providers"), key,
+                  Some(json!({"kind": "oidc", "name": "Mock", "issuer": format!("http://127.0.0.1:{mock_port}"), "client_id": "atrium"})))
+            .await;
+        assert_eq!(s, S::CREATED, "{p}");
+        let (_, d) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/domains"), key, Some(json!({"domain": "example.test"})))
+            .await;
+        idp.publish(json!({"_atrium-challenge.example.test.": [d["txt_value"]]}));
+        let (s, v) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/domains/{}/verify", d["id"].as_str().expect("id")), key, None)
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        let users_before = count_users(&t).await;
+        let mut refused = Vec::new();
+        let mut accepted = Vec::new();
+        let token_modes = [
+            "bad_nonce", "no_nonce", "wrong_aud", "extra_aud", "wrong_iss", "expired", "iat_future",
+            "nbf_future", "email_unverified", "no_email", "other_domain", "alg_none", "foreign_key",
+            "unknown_kid", "hs256_public_key", "tampered_payload", "no_id_token",
+        ];
+        for m in token_modes {
+            mode(m);
+            let cb = idp_answer(&t, mock_port).await;
+            let (s, h, body) = get(&t, &cb).await;
+            let signed_in = h.get_all("set-cookie").iter().any(|c| c.to_str().unwrap_or("").starts_with("atrium_session="));
+            if s == S::FORBIDDEN && !signed_in && body.contains("single sign-on refused") {
+                refused.push(m.to_string());
+            } else {
+                accepted.push(format!("{m}: {s} {}", body.split("role=\"alert\">").nth(1).unwrap_or(&body)));
+            }
+        }
+        // Answers tampered on the way back (the browser is the attacker's).
+        mode("ok");
+        let forged_answers: Vec<(&str, Forge)> = vec![
+            ("state mismatch", Box::new(|cb: &str| with_param(cb, "state", "forged-state"))),
+            ("state missing", Box::new(|cb: &str| {
+                let (base, q) = cb.split_once('?').unwrap_or((cb, ""));
+                let kept: Vec<&str> = q.split('&').filter(|kv| !kv.starts_with("state=")).collect();
+                format!("{base}?{}", kept.join("&"))
+            })),
+            ("RFC 9207 iss of another issuer", Box::new(|cb: &str| with_param(cb, "iss", "http://evil.example"))),
+            ("code missing", Box::new(|cb: &str| {
+                let (base, q) = cb.split_once('?').unwrap_or((cb, ""));
+                let kept: Vec<&str> = q.split('&').filter(|kv| !kv.starts_with("code=")).collect();
+                format!("{base}?{}", kept.join("&"))
+            })),
+            ("IdP error", Box::new(|cb: &str| with_param(cb, "error", "access_denied"))),
+        ];
+        for (name, forge) in &forged_answers {
+            let cb = idp_answer(&t, mock_port).await;
+            let (s, h, body) = get(&t, &forge(&cb)).await;
+            let signed_in = h.get_all("set-cookie").iter().any(|c| c.to_str().unwrap_or("").starts_with("atrium_session="));
+            if s == S::FORBIDDEN && !signed_in {
+                refused.push(name.to_string());
+            } else {
+                accepted.push(format!("{name}: {s} {body:.200}"));
+            }
+        }
+        // A code from one sign-in under the state of another (its nonce is not this one's).
+        let first = idp_answer(&t, mock_port).await;
+        let second = idp_answer(&t, mock_port).await;
+        let code = form_urlencoded::parse(first.split_once('?').expect("query").1.as_bytes())
+            .find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).expect("code");
+        let (s, _, body) = get(&t, &with_param(&second, "code", &code)).await;
+        if s == S::FORBIDDEN { refused.push("code of another sign-in".into()) } else { accepted.push(format!("code swap: {s} {body:.200}")) }
+        // The control: the same IdP answering properly signs in, once.
+        let cb = idp_answer(&t, mock_port).await;
+        let (s, _, body) = get(&t, &cb).await;
+        assert!(s.is_redirection(), "the honest answer signs in: {s} {}", body.split("role=\"alert\">").nth(1).unwrap_or(&body));
+        let (s, _, _) = get(&t, &cb).await;
+        if s == S::FORBIDDEN { refused.push("replayed answer".into()) } else { accepted.push(format!("replay: {s}")) }
+
+        assert!(accepted.is_empty(), "forged or broken answers accepted: {accepted:#?}");
+        assert!(refused.len() >= 15, "the corpus: {refused:?}");
+        eprintln!("{:?}: {} broken OIDC answers refused: {refused:?}", t.db, refused.len());
+        assert_eq!(count_users(&t).await, users_before + 1, "only the honest sign-in created a user");
+        let (_, events) = t
+            .call(M::POST, &format!("/api/accounts/{a}/events/filter"), key,
+                  Some(json!({"filter": {"event": {"prefix": ["prefect-cloud.sso.login-refused"]}}, "limit": 100})))
+            .await;
+        let logged = events["events"].as_array().expect("events").len();
+        // Answers whose state names no sign-in (forged, missing, replayed) cannot name the account
+        // either: those three are in the installation's log; every other refusal is in the account's.
+        assert_eq!(logged, refused.len() - 3, "refusals are audited");
+    })
+    .await;
+}
+
+/// Starts a sign-in at Atrium and lets the mock IdP answer: the callback path and query.
+async fn idp_answer(t: &TestApp, mock_port: u16) -> String {
+    let (_, h, body) = get(t, "/auth/sso?account=acme").await;
+    let authorize = h
+        .get("location")
+        .unwrap_or_else(|| panic!("no redirect to the IdP: {body:.300}"))
+        .to_str()
+        .expect("location")
+        .to_string();
+    let path = authorize
+        .trim_start_matches(&format!("http://127.0.0.1:{mock_port}"))
+        .to_string();
+    let back = location_of(&http(mock_port, "GET", &path, "", ""));
+    let public = atrium::config::Config::default().public_url;
+    back.trim_start_matches(public.as_str()).to_string()
+}
+
+async fn count_users(t: &TestApp) -> i64 {
+    let mut c = t.app.store.reader().await.expect("reader");
+    atrium::store::users::count_users(&mut c)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn the_sso_page_adds_verifies_and_removes_a_domain_and_saves_the_rules_from_forms() {
+    use crate::dashboard::get_page;
+    use atrium::domain::role::AccountRole;
+    let Some(idp) = Idps::start("http://127.0.0.1:9/unused", json!({})) else {
+        return;
+    };
+    let idp = &idp;
+    each_db(|t| async move {
+        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
+        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
+        idp.publish(json!({}));
+        let root = t.user("root@elsewhere.test").await;
+        let a = t.account(&root, "acme").await;
+        member_with_password(&t, a, &root, "olga@acme.test", AccountRole::Owner).await;
+        member_with_password(&t, a, &root, "dana@acme.test", AccountRole::Member).await;
+        let (_, h) = crate::dashboard::sign_in(&t, "olga@acme.test", "a-long-password", "/").await;
+        let olga = cookie_of(&h, "atrium_session");
+        let page = format!("/account/{a}/sso");
+        let (s, _, html) = get_page(&t, &page, &olga).await;
+        assert_eq!(s, S::OK);
+        assert!(html.contains("No identity provider yet.") && html.contains("/auth/oidc/callback"), "{html:.2000}");
+        let csrf = hidden(&html, "csrf");
+
+        let (s, h, _) = form(&t, &format!("{page}/domains"), &olga, &[("csrf", &csrf), ("domain", "acme.test")]).await;
+        assert!(s.is_redirection(), "{s}");
+        assert_eq!(h["location"], page.as_str());
+        let (_, _, html) = get_page(&t, &page, &olga).await;
+        assert!(html.contains("_atrium-challenge.acme.test") && html.contains("not verified"), "{html:.3000}");
+        let value = html
+            .split("atrium-domain-verification=")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .expect("the TXT value on the page");
+        idp.publish(json!({"_atrium-challenge.acme.test.": [format!("atrium-domain-verification={value}")]}));
+        let id = html.split(&format!("{page}/domains/")).nth(1).and_then(|r| r.split('/').next()).expect("domain id");
+        let (s, _, _) = form(&t, &format!("{page}/domains/{id}/verify"), &olga, &[("csrf", &csrf)]).await;
+        assert!(s.is_redirection(), "{s}");
+        let (_, _, html) = get_page(&t, &page, &olga).await;
+        assert!(html.contains(">verified<"), "{html:.3000}");
+
+        // The rules: required, and new members join as Admins.
+        let admin_role = AccountRole::Admin.id().to_string();
+        let (s, _, _) = form(&t, &format!("{page}/settings"), &olga,
+            &[("csrf", &csrf), ("require_sso", "on"), ("sso_default_account_role_id", &admin_role)]).await;
+        assert!(s.is_redirection(), "{s}");
+        let (_, v) = t.call(M::GET, &format!("/api/accounts/{a}/settings"), Some(&root.key), None).await;
+        assert_eq!((v["require_sso"].clone(), v["sso_default_account_role_id"].clone()), (json!(true), json!(admin_role)), "{v}");
+        let (s, _) = crate::dashboard::sign_in(&t, "dana@acme.test", "a-long-password", "/").await;
+        assert_eq!(s, S::FORBIDDEN, "the rule holds");
+
+        // Signed out, the page sends to the sign-in page.
+        let (s, h, _) = get_page(&t, &page, "").await;
+        assert!(s.is_redirection() && h["location"].to_str().unwrap_or("").starts_with("/login"), "{s}");
+        // Removing the domain from its form.
+        let (s, _, _) = form(&t, &format!("{page}/domains/{id}/delete"), &olga, &[("csrf", &csrf)]).await;
+        assert!(s.is_redirection(), "{s}");
+        let (_, _, html) = get_page(&t, &page, &olga).await;
+        assert!(html.contains("No domain yet."), "{html:.3000}");
+    })
+    .await;
+}
