@@ -657,3 +657,135 @@ async fn the_sso_page_adds_verifies_and_removes_a_domain_and_saves_the_rules_fro
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team() {
+    let Some(browser) = crate::browser::Browser::launch() else {
+        return;
+    };
+    // Atrium's address is known before the IdP starts: the IdP only sends browsers back to the
+    // redirect URI registered with it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    let redirect = format!("{base}/auth/oidc/callback");
+    let Some(idp) = Idps::start(
+        &redirect,
+        json!({"alice": {"email": "alice@acme.test", "email_verified": true, "name": "Alice Liddell", "groups": ["admins"]}}),
+    ) else {
+        return;
+    };
+    let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
+    let t = TestApp::new(Db::Sqlite)
+        .await
+        .reconfigured(|c| {
+            c.public_url = base.clone();
+            c.dns_resolver = Some(dns);
+        })
+        .await;
+    t.clock.advance(chrono::Utc::now() - t.app.now());
+    let root = t.user("root@elsewhere.test").await;
+    let a = t.account(&root, "acme").await;
+    let key = Some(root.key.as_str());
+    let (_, team) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{a}/teams/"),
+            key,
+            Some(json!({"name": "Admins"})),
+        )
+        .await;
+    let team_id = team["id"].as_str().expect("team").to_string();
+    let (s, p) = t
+        .call(M::POST, &format!("/api/accounts/{a}/sso/providers"), key,
+              Some(json!({"kind": "oidc", "name": "Acme IdP", "issuer": idp.issuer, "client_id": "atrium",
+                          "client_secret": "atrium-secret", "scopes": ["groups"], "groups_claim": "groups"})))
+        .await;
+    assert_eq!(s, S::CREATED, "{p}");
+    assert_eq!(p["redirect_uri"], redirect.as_str());
+    let (s, _) = t
+        .call(
+            M::PUT,
+            &format!(
+                "/api/accounts/{a}/sso/providers/{}/group_mappings",
+                p["id"].as_str().expect("id")
+            ),
+            key,
+            Some(json!([{"group": "admins", "team_id": team_id}])),
+        )
+        .await;
+    assert_eq!(s, S::OK);
+    let (_, d) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{a}/sso/domains"),
+            key,
+            Some(json!({"domain": "acme.test"})),
+        )
+        .await;
+    idp.publish(json!({"_atrium-challenge.acme.test.": [d["txt_value"]]}));
+    let (s, _) = t
+        .call(
+            M::POST,
+            &format!(
+                "/api/accounts/{a}/sso/domains/{}/verify",
+                d["id"].as_str().expect("id")
+            ),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(s, S::OK);
+    t.serve_listener(listener).await;
+
+    // From Atrium's sign-in page, email first, to the IdP's login form and back, signed in.
+    let mut page = browser.page().await;
+    page.goto(&format!("{base}/login")).await;
+    page.eval(
+        "document.querySelector('#email').value = 'alice@acme.test';\
+         document.querySelector('form[action=\"/login\"] button[type=submit]').click(); true",
+    )
+    .await;
+    page.wait_for(&format!(
+        "location.origin === '{}' && document.querySelector('input[name=login]') !== null",
+        idp.issuer
+    ))
+    .await;
+    page.screenshot("sso-idp-login").await;
+    page.eval(
+        "document.querySelector('input[name=login]').value = 'alice';\
+         document.querySelector('input[name=password]').value = 'anything';\
+         document.querySelector('form').submit(); true",
+    )
+    .await;
+    page.wait_for(&format!(
+        "location.origin === '{base}' && location.pathname === '/' && document.readyState === 'complete'"
+    ))
+    .await;
+    let text = page.text().await;
+    assert!(
+        text.contains("Your accounts") && text.contains("acme"),
+        "{text}"
+    );
+    assert!(
+        text.contains("alice@acme.test"),
+        "signed in as Alice: {text}"
+    );
+    let (_, v) = t
+        .call(
+            M::GET,
+            &format!("/api/accounts/{a}/teams/{team_id}"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["memberships"].as_array().map(Vec::len),
+        Some(1),
+        "Alice joined Admins: {v}"
+    );
+}

@@ -211,6 +211,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        self.serve_listener(listener).await
+    }
+
+    /// Serves this app on a listener bound by the caller (when the address must be known before,
+    /// as the public URL an identity provider sends browsers back to).
+    pub async fn serve_listener(&self, listener: tokio::net::TcpListener) -> u16 {
         let port = listener.local_addr().expect("addr").port();
         let app = self.app.clone();
         tokio::spawn(async move {
