@@ -165,6 +165,7 @@ async fn oidc_sign_in_verifies_the_domain_creates_the_member_and_follows_idp_gro
             "alice-left": {"email": "alice@acme.test", "email_verified": true, "name": "Alice Liddell", "groups": ["staff"]},
             "bob": {"email": "bob@elsewhere.test", "email_verified": true, "name": "Bob", "groups": ["admins"]},
             "carol": {"email": "carol@acme.test", "email_verified": false, "name": "Carol"},
+            "dave": {"email": "dave@acme.test", "email_verified": true, "name": "Dave"},
         }),
     ) else {
         return;
@@ -276,11 +277,21 @@ async fn oidc_sign_in_verifies_the_domain_creates_the_member_and_follows_idp_gro
         let (s, _, body) = get(&t, &callback).await;
         assert_eq!(s, S::FORBIDDEN, "a replayed answer: {body:.300}");
 
-        // Leaving the IdP group leaves the team at the next sign-in.
+        // Leaving the IdP group leaves the team at the next sign-in; the session obeys the
+        // account's auth_expiration_seconds.
+        let (s, v) = t
+            .call(M::PATCH, &format!("/api/accounts/{a}"), key, Some(json!({"auth_expiration_seconds": 3600})))
+            .await;
+        assert_eq!(s, S::NO_CONTENT, "{v}");
         let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
         let callback = idp.sign_in(h["location"].to_str().expect("location"), "alice-left", redirect);
-        let (s, _, body) = get(&t, &callback).await;
+        let (s, h, body) = get(&t, &callback).await;
         assert!(s.is_redirection(), "{s} {body:.300}");
+        let cookie = h.get_all("set-cookie").iter().filter_map(|c| c.to_str().ok())
+            .find(|c| c.starts_with("atrium_session=")).expect("session cookie").to_string();
+        let max_age: i64 = cookie.split("Max-Age=").nth(1).and_then(|r| r.split(';').next())
+            .and_then(|n| n.parse().ok()).expect("Max-Age");
+        assert!((3500..=3600).contains(&max_age), "the session lives at most the account's bound: {cookie}");
         assert!(team_members(&t, &team_path, key).await.iter().all(|m| m["member_id"] != alice_id.as_str()),
                 "out of the group, out of the team: {:?}", team_members(&t, &team_path, key).await);
 
@@ -299,6 +310,28 @@ async fn oidc_sign_in_verifies_the_domain_creates_the_member_and_follows_idp_gro
             .await;
         let emails: Vec<&str> = listed.as_array().expect("members").iter().filter_map(|m| m["email"].as_str()).collect();
         assert_eq!(emails.len(), 2, "the owner and Alice only: {emails:?}");
+
+        // The Prefect CLI's browser login goes through the IdP and comes back to its page.
+        let (_, h, _) = get(&t, "/auth/sso?email=alice@acme.test&next=/auth/client?callback=http://localhost:5555").await;
+        let callback = idp.sign_in(h["location"].to_str().expect("location"), "alice", redirect);
+        let (s, h, _) = get(&t, &callback).await;
+        assert!(s.is_redirection(), "{s}");
+        assert_eq!(h["location"], "/auth/client?callback=http://localhost:5555");
+
+        // A full plan: a new member is refused with the plan's message, and nothing is created.
+        let admin = t.site_admin("root@site.test").await;
+        let (s, v) = t
+            .call(M::PUT, &format!("/api/admin/accounts/{a}/plan"), Some(&admin.key),
+                  Some(json!({"plan_type": "enterprise", "overrides": {"user_limit": 2}})))
+            .await;
+        assert_eq!(s, S::OK, "{v}");
+        let users_before = count_users(&t).await;
+        let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+        let callback = idp.sign_in(h["location"].to_str().expect("location"), "dave", redirect);
+        let (s, _, body) = get(&t, &callback).await;
+        assert_eq!(s, S::FORBIDDEN, "{body:.300}");
+        assert!(body.contains("seat"), "{}", body.split("role=\"alert\">").nth(1).unwrap_or(&body));
+        assert_eq!(count_users(&t).await, users_before, "no user was created for Dave");
 
         // Every step is in the audit log.
         let (_, events) = t
