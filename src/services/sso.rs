@@ -55,10 +55,14 @@ pub struct CreateProvider {
     pub name_claim: Option<String>,
     pub groups_claim: Option<String>,
     pub enabled: Option<bool>,
-    /// SAML fields, refused for now.
+    /// SAML: the IdP's metadata, uploaded …
     pub metadata_xml: Option<String>,
+    /// … or fetched from this URL when the provider is saved.
     pub metadata_url: Option<String>,
+    /// SAML: the attribute holding the user's groups.
     pub groups_attribute: Option<String>,
+    /// SAML: accept sign-ins the IdP starts (no AuthnRequest from Atrium); off by default.
+    pub idp_initiated: Option<bool>,
 }
 
 /// The protocol of an identity provider.
@@ -82,6 +86,8 @@ pub struct UpdateProvider {
     pub name_claim: Option<String>,
     pub groups_claim: Option<String>,
     pub enabled: Option<bool>,
+    /// SAML only.
+    pub idp_initiated: Option<bool>,
 }
 
 /// An identity provider as the API shows it (never its client secret).
@@ -98,8 +104,15 @@ pub struct ProviderView {
     pub name_claim: String,
     pub groups_claim: String,
     pub enabled: bool,
-    /// The redirect URI to register at the IdP.
+    /// OIDC: the redirect URI to register at the IdP.
     pub redirect_uri: String,
+    /// SAML: Atrium's entity id, assertion consumer service URL and metadata URL, to register at
+    /// the IdP (empty for OIDC).
+    pub entity_id: String,
+    pub acs_url: String,
+    pub metadata_url: String,
+    /// SAML: whether IdP-initiated sign-in is accepted.
+    pub idp_initiated: bool,
     pub created: chrono::DateTime<chrono::Utc>,
     pub updated: chrono::DateTime<chrono::Utc>,
 }
@@ -112,7 +125,19 @@ fn redirect_uri(app: &App) -> String {
 }
 
 fn view(app: &App, r: store::sso::ProviderRow) -> ProviderView {
+    let saml = r.kind == "saml";
+    let sp = |f: fn(&App, AccountId) -> String| {
+        if saml {
+            f(app, r.account_id)
+        } else {
+            String::new()
+        }
+    };
     ProviderView {
+        entity_id: sp(sp_entity_id),
+        acs_url: sp(acs_url),
+        metadata_url: sp(sp_entity_id),
+        idp_initiated: r.idp_initiated,
         id: r.id,
         kind: r.kind,
         name: r.name,
@@ -187,11 +212,13 @@ pub async fn create_provider(
     crate::services::authorize(app, p, account, P::AdministrateSso).await?;
     crate::services::plans::require_feature(app, account, Feature::Sso)?;
     if c.kind == ProviderKind::Saml {
-        return Err(Error::validation(
-            "kind: SAML 2.0 providers are not available in this version of Atrium; configure the IdP's OpenID Connect application instead",
-        ));
+        return create_saml(app, p, account, c).await;
     }
-    if c.metadata_xml.is_some() || c.metadata_url.is_some() || c.groups_attribute.is_some() {
+    if c.metadata_xml.is_some()
+        || c.metadata_url.is_some()
+        || c.groups_attribute.is_some()
+        || c.idp_initiated.is_some()
+    {
         return Err(Error::validation(
             "metadata_xml, metadata_url and groups_attribute belong to SAML providers",
         ));
@@ -223,6 +250,9 @@ pub async fn create_provider(
         enabled: c.enabled.unwrap_or(true),
         created: now,
         updated: now,
+        metadata_xml: String::new(),
+        metadata_url: String::new(),
+        idp_initiated: false,
     };
     let payload = json!({"kind": row.kind, "issuer": row.issuer, "client_id": row.client_id});
     save(app, p, row, "created", payload).await
@@ -314,6 +344,13 @@ pub async fn update_provider(
     if let Some(e) = u.enabled {
         row.enabled = e;
         changed.push("enabled");
+    }
+    if let Some(i) = u.idp_initiated {
+        if row.kind != "saml" {
+            return Err(Error::validation("idp_initiated: SAML providers only"));
+        }
+        row.idp_initiated = i;
+        changed.push("idp_initiated");
     }
     row.updated = app.now();
     save(app, p, row, "updated", json!({"changed": changed})).await
@@ -755,7 +792,7 @@ async fn realm_provider(app: &App, realm: Realm<'_>) -> Result<store::sso::Provi
     store::sso::find_providers(&mut c, account)
         .await?
         .into_iter()
-        .find(|p| p.enabled && p.kind == "oidc")
+        .find(|p| p.enabled)
         .ok_or_else(|| {
             Error::NotFound(
                 "this account has no identity provider enabled for single sign-on".into(),
@@ -798,6 +835,9 @@ fn client_of(
 /// to send the browser to.
 pub async fn begin_login(app: &App, realm: Realm<'_>, next: &str) -> Result<String> {
     let provider = realm_provider(app, realm).await?;
+    if provider.kind == "saml" {
+        return begin_saml(app, &provider, next).await;
+    }
     let issuer = issuer_url(&provider.issuer)?;
     let meta = discover(&issuer).await.map_err(unavailable)?;
     let client = client_of(app, &provider, meta)?;
@@ -991,6 +1031,21 @@ pub async fn finish_login(
         .map_err(|e| deny("id-token", format!("the ID token does not verify: {e}")))?;
     let identity =
         read_identity(&provider, &id_token.to_string(), now).map_err(|m| deny("claims", m))?;
+    let session = complete(app, &provider, &identity, ip, user_agent).await?;
+    Ok((session, attempt.next))
+}
+
+/// The end of every sign-in through an IdP, whatever the protocol: the address must be in a
+/// domain the provider's account verified; then the member is admitted and a session started.
+async fn complete(
+    app: &App,
+    provider: &store::sso::ProviderRow,
+    identity: &Identity,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<crate::services::auth::NewSession> {
+    let account = provider.account_id;
+    let deny = |reason: &'static str, msg: String| refused(app, Some(account), reason, msg);
     let domain = identity
         .email
         .rsplit_once('@')
@@ -1011,9 +1066,8 @@ pub async fn finish_login(
             ),
         ));
     }
-    let user = admit(app, &provider, &identity).await?;
-    let session = crate::services::auth::start_session(app, &user, ip, user_agent, "sso").await?;
-    Ok((session, attempt.next))
+    let user = admit(app, provider, identity).await?;
+    crate::services::auth::start_session(app, &user, ip, user_agent, "sso").await
 }
 
 /// The email, name and groups of a verified ID token, by the provider's claim names. The token's
@@ -1232,6 +1286,88 @@ async fn default_role(app: &App, c: &mut store::Conn, account: AccountId) -> Res
         Some(r @ (AccountRole::Member | AccountRole::Admin)) => r,
         _ => AccountRole::Member,
     })
+}
+
+// ---- SAML 2.0 ----
+
+/// Atrium's SAML entity id for an account, which is also the URL of its SP metadata.
+pub fn sp_entity_id(app: &App, account: AccountId) -> String {
+    format!(
+        "{}/auth/saml/{account}/metadata",
+        app.config.public_url.trim_end_matches('/')
+    )
+}
+
+/// Atrium's assertion consumer service for an account (HTTP-POST binding).
+pub fn acs_url(app: &App, account: AccountId) -> String {
+    format!(
+        "{}/auth/saml/{account}/acs",
+        app.config.public_url.trim_end_matches('/')
+    )
+}
+
+/// What the IdP posted to the assertion consumer service.
+#[derive(Debug, Deserialize)]
+pub struct AcsPost {
+    #[serde(rename = "SAMLResponse")]
+    pub saml_response: String,
+    #[serde(rename = "RelayState")]
+    pub relay_state: Option<String>,
+}
+
+// The SAML code needs libxmlsec1 at build time (samael): it is the `saml` cargo feature, so that a
+// machine with only the Rust toolchain still builds and tests the rest.
+#[cfg(feature = "saml")]
+mod saml;
+#[cfg(feature = "saml")]
+use saml::{begin_saml, create_saml};
+#[cfg(feature = "saml")]
+pub use saml::{finish_saml, sp_metadata};
+
+#[cfg(not(feature = "saml"))]
+fn no_saml() -> Error {
+    Error::validation(
+        "kind: this build of Atrium has no SAML 2.0 support (build it with `--features saml`, which needs libxmlsec1); use the IdP's OpenID Connect application instead",
+    )
+}
+
+#[cfg(not(feature = "saml"))]
+async fn create_saml(
+    _app: &App,
+    _p: &Principal,
+    _account: AccountId,
+    _c: CreateProvider,
+) -> Result<ProviderView> {
+    Err(no_saml())
+}
+
+#[cfg(not(feature = "saml"))]
+async fn begin_saml(
+    _app: &App,
+    _provider: &store::sso::ProviderRow,
+    _next: &str,
+) -> Result<String> {
+    Err(no_saml())
+}
+
+/// Without SAML support, the ACS refuses every post.
+#[cfg(not(feature = "saml"))]
+pub async fn finish_saml(
+    _app: &App,
+    _account: AccountId,
+    _post: AcsPost,
+    _ip: Option<&str>,
+    _user_agent: Option<&str>,
+) -> Result<(crate::services::auth::NewSession, String)> {
+    Err(no_saml())
+}
+
+/// Without SAML support, there is no SP metadata.
+#[cfg(not(feature = "saml"))]
+pub fn sp_metadata(_app: &App, _account: AccountId) -> Result<String> {
+    Err(Error::NotFound(
+        "this build of Atrium has no SAML 2.0 support".into(),
+    ))
 }
 
 // ---- enforcement ----

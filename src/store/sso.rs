@@ -24,11 +24,15 @@ pub struct ProviderRow {
     pub enabled: bool,
     pub created: Time,
     pub updated: Time,
+    /// SAML: the IdP's metadata XML, the URL it came from (if any), IdP-initiated sign-in allowed.
+    pub metadata_xml: String,
+    pub metadata_url: String,
+    pub idp_initiated: bool,
 }
 
 const PROVIDER_COLS: &str =
     "id, account_id, kind, name, issuer, client_id, client_secret_enc, scopes, \
-     email_claim, name_claim, groups_claim, enabled, created, updated";
+     email_claim, name_claim, groups_claim, enabled, created, updated, metadata_xml, metadata_url, idp_initiated";
 
 fn provider_from(r: &AnyRow) -> Result<ProviderRow, Error> {
     Ok(ProviderRow {
@@ -46,15 +50,19 @@ fn provider_from(r: &AnyRow) -> Result<ProviderRow, Error> {
         enabled: r.try_get::<i64, _>("enabled")? != 0,
         created: time(r.try_get("created")?),
         updated: time(r.try_get("updated")?),
+        metadata_xml: r.try_get("metadata_xml")?,
+        metadata_url: r.try_get("metadata_url")?,
+        idp_initiated: r.try_get::<i64, _>("idp_initiated")? != 0,
     })
 }
 
 /// Inserts or replaces (same id) a provider.
 pub async fn save_provider(c: &mut Conn, p: &ProviderRow) -> Result<(), Error> {
     sqlx::query(&format!(
-        "INSERT INTO sso_providers ({PROVIDER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+        "INSERT INTO sso_providers ({PROVIDER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (id) DO UPDATE SET name = $4, issuer = $5, client_id = $6, client_secret_enc = $7, scopes = $8, \
-         email_claim = $9, name_claim = $10, groups_claim = $11, enabled = $12, updated = $14"
+         email_claim = $9, name_claim = $10, groups_claim = $11, enabled = $12, updated = $14, \
+         metadata_xml = $15, metadata_url = $16, idp_initiated = $17"
     ))
     .bind(p.id.to_string())
     .bind(p.account_id.to_string())
@@ -70,6 +78,9 @@ pub async fn save_provider(c: &mut Conn, p: &ProviderRow) -> Result<(), Error> {
     .bind(i64::from(p.enabled))
     .bind(micros(p.created))
     .bind(micros(p.updated))
+    .bind(&p.metadata_xml)
+    .bind(&p.metadata_url)
+    .bind(i64::from(p.idp_initiated))
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -379,4 +390,28 @@ pub async fn end_member_sessions_in_domain(
     .execute(&mut *c)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// Remembers an assertion id as used; `false` when it was used before (a replay).
+pub async fn use_assertion(
+    c: &mut Conn,
+    provider: Uuid,
+    id: &str,
+    expires_at: Time,
+    now: Time,
+) -> Result<bool, Error> {
+    sqlx::query("DELETE FROM sso_assertions WHERE expires_at <= $1")
+        .bind(micros(now))
+        .execute(&mut *c)
+        .await?;
+    let r = sqlx::query(
+        "INSERT INTO sso_assertions (provider_id, assertion_id, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (provider_id, assertion_id) DO NOTHING",
+    )
+    .bind(provider.to_string())
+    .bind(id)
+    .bind(micros(expires_at))
+    .execute(&mut *c)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }

@@ -105,6 +105,16 @@ impl Idps {
         })
     }
 
+    /// `t` asking this DNS server, on the real time (IdPs sign with it; tests start in the past).
+    async fn app(&self, t: TestApp) -> TestApp {
+        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", self.dns_port)
+            .parse()
+            .expect("addr");
+        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
+        t.clock.advance(chrono::Utc::now() - t.app.now());
+        t
+    }
+
     /// Publishes TXT records (replacing all).
     fn publish(&self, records: Value) {
         std::fs::write(&self.records, records.to_string()).expect("records");
@@ -172,8 +182,7 @@ async fn oidc_sign_in_verifies_the_domain_creates_the_member_and_follows_idp_gro
     };
     let (idp, redirect) = (&idp, redirect.as_str());
     each_db(|t| async move {
-        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
-        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
+        let t = idp.app(t).await;
         // The IdP signs with the real time; Atrium's clock starts in the past in tests.
         t.clock.advance(chrono::Utc::now() - t.app.now());
         idp.publish(json!({}));
@@ -374,8 +383,7 @@ async fn require_sso_ends_password_sign_in_for_the_domain_owners_break_glass_and
     };
     let idp = &idp;
     each_db(|t| async move {
-        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
-        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
+        let t = idp.app(t).await;
         let root = t.user("root@elsewhere.test").await;
         let a = t.account(&root, "acme").await;
         let key = Some(root.key.as_str());
@@ -509,9 +517,7 @@ async fn forged_and_broken_oidc_answers_are_all_refused_and_create_nothing() {
     let idp = &idp;
     let mode = &mode;
     each_db(|t| async move {
-        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
-        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
-        t.clock.advance(chrono::Utc::now() - t.app.now());
+        let t = idp.app(t).await;
         let root = t.user("root@elsewhere.test").await;
         let a = t.account(&root, "acme").await;
         let key = Some(root.key.as_str());
@@ -637,8 +643,7 @@ async fn the_sso_page_adds_verifies_and_removes_a_domain_and_saves_the_rules_fro
     };
     let idp = &idp;
     each_db(|t| async move {
-        let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
-        let t = t.reconfigured(|c| c.dns_resolver = Some(dns)).await;
+        let t = idp.app(t).await;
         idp.publish(json!({}));
         let root = t.user("root@elsewhere.test").await;
         let a = t.account(&root, "acme").await;
@@ -821,4 +826,249 @@ async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team()
         Some(1),
         "Alice joined Admins: {v}"
     );
+}
+
+#[cfg(feature = "saml")]
+/// The npm `saml-idp` for one account (its ACS and audience are the account's), with a fresh
+/// signing key made by openssl.
+struct SamlIdp {
+    port: u16,
+    _dir: tempfile::TempDir,
+    _proc: Proc,
+}
+
+#[cfg(feature = "saml")]
+impl SamlIdp {
+    fn start(acs: &str, audience: &str) -> SamlIdp {
+        let dir = tempfile::tempdir().expect("dir");
+        let (key, cert) = (
+            dir.path().join("idp-key.pem"),
+            dir.path().join("idp-cert.pem"),
+        );
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=Test IdP",
+                "-days",
+                "30",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "openssl made the IdP's key");
+        let port = free_port();
+        let child = Command::new("node")
+            .current_dir(idp_dir())
+            .arg("node_modules/saml-idp/bin/run.js")
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--acsUrl",
+                acs,
+                "--audience",
+                audience,
+                "--issuer",
+                "urn:example:idp",
+                "--cert",
+            ])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start saml-idp");
+        let proc = Proc(child);
+        wait_for_tcp(port, "the SAML IdP");
+        SamlIdp {
+            port,
+            _dir: dir,
+            _proc: proc,
+        }
+    }
+
+    /// Signs in at the IdP from Atrium's redirect; answers (ACS URL, SAMLResponse, RelayState).
+    fn sign_in(&self, python: &str, sso_url: &str, attributes: Value) -> (String, String, String) {
+        let out = Command::new(python)
+            .arg(idp_dir().join("saml_login.py"))
+            .arg(sso_url)
+            .arg(attributes.to_string())
+            .output()
+            .expect("saml_login.py");
+        assert!(
+            out.status.success(),
+            "the SAML IdP sign-in failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        (s("acs"), s("SAMLResponse"), s("RelayState"))
+    }
+}
+
+#[cfg(feature = "saml")]
+/// Posts a SAML response to the account's ACS (as the IdP's auto-submitting page would).
+async fn post_acs(
+    t: &TestApp,
+    account: atrium::domain::AccountId,
+    response: &str,
+    relay: &str,
+) -> (S, axum::http::HeaderMap, String) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("SAMLResponse", response)
+        .append_pair("RelayState", relay)
+        .finish();
+    let (s, h, b) = t
+        .raw(
+            M::POST,
+            &format!("/auth/saml/{account}/acs"),
+            None,
+            Some(body.into_bytes()),
+            "application/x-www-form-urlencoded",
+        )
+        .await;
+    (s, h, String::from_utf8_lossy(&b).into_owned())
+}
+
+#[cfg(feature = "saml")]
+fn alert(body: &str) -> &str {
+    body.split("role=\"alert\">").nth(1).unwrap_or(body)
+}
+
+#[cfg(feature = "saml")]
+#[tokio::test]
+async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it_must() {
+    use base64::Engine;
+    let Some(idp) = Idps::start("http://127.0.0.1:9/unused", json!({})) else {
+        return;
+    };
+    let idp = &idp;
+    each_db(|t| async move {
+        let t = idp.app(t).await;
+        let root = t.user("root@elsewhere.test").await;
+        let a = t.account(&root, "acme").await;
+        let key = Some(root.key.as_str());
+        let entity = atrium::services::sso::sp_entity_id(&t.app, a);
+        let acs = atrium::services::sso::acs_url(&t.app, a);
+        let saml = SamlIdp::start(&acs, &entity);
+        let metadata_url = format!("http://127.0.0.1:{}/metadata", saml.port);
+
+        // Atrium's SP metadata is public at its entity id.
+        let (s, _, md) = get(&t, entity.trim_start_matches(&atrium::config::Config::default().public_url)).await;
+        assert_eq!(s, S::OK);
+        assert!(md.contains(&format!("entityID=\"{entity}\"")) && md.contains(&acs), "{md}");
+
+        // Metadata without a signing certificate is refused when saved.
+        let fetched = http(saml.port, "GET", "/metadata", "", "");
+        let fetched = fetched.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        let start = fetched.find("<KeyDescriptor").expect("a KeyDescriptor");
+        let end = fetched.find("</KeyDescriptor>").expect("its end") + "</KeyDescriptor>".len();
+        let unsigned = format!("{}{}", &fetched[..start], &fetched[end..]);
+        let (s, v) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/providers"), key,
+                  Some(json!({"kind": "saml", "name": "Unsigned", "metadata_xml": unsigned})))
+            .await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(v["detail"].as_str().unwrap_or("").contains("no signing certificate"), "{v}");
+
+        let (s, team) = t
+            .call(M::POST, &format!("/api/accounts/{a}/teams/"), key, Some(json!({"name": "Admins"})))
+            .await;
+        assert_eq!(s, S::CREATED);
+        let team_id = team["id"].as_str().expect("team").to_string();
+        let (s, p) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/providers"), key,
+                  Some(json!({"kind": "saml", "name": "Acme SAML", "metadata_url": metadata_url, "groups_attribute": "groups"})))
+            .await;
+        assert_eq!(s, S::CREATED, "{p}");
+        assert_eq!((p["entity_id"].as_str(), p["acs_url"].as_str(), p["issuer"].as_str()),
+                   (Some(entity.as_str()), Some(acs.as_str()), Some("urn:example:idp")), "{p}");
+        let (s, _) = t
+            .call(M::PUT, &format!("/api/accounts/{a}/sso/providers/{}/group_mappings", p["id"].as_str().expect("id")), key,
+                  Some(json!([{"group": "admins", "team_id": team_id}])))
+            .await;
+        assert_eq!(s, S::OK);
+        let (_, d) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/domains"), key, Some(json!({"domain": "acme.test"})))
+            .await;
+        idp.publish(json!({"_atrium-challenge.acme.test.": [d["txt_value"]]}));
+        let (s, _) = t
+            .call(M::POST, &format!("/api/accounts/{a}/sso/domains/{}/verify", d["id"].as_str().expect("id")), key, None)
+            .await;
+        assert_eq!(s, S::OK);
+
+        let alice = json!({"userName": "alice@acme.test", "email": "alice@acme.test", "firstName": "Alice", "lastName": "Liddell", "groups": "admins"});
+        // SP-initiated: Atrium's AuthnRequest (128-bit id) → the IdP → a signed response → in.
+        let (_, h, _) = get(&t, "/auth/sso?email=alice@acme.test&next=/").await;
+        let sso = h["location"].to_str().expect("location").to_string();
+        assert!(sso.starts_with(&format!("http://127.0.0.1:{}/", saml.port)) && sso.contains("SAMLRequest="), "{sso}");
+        let (to, response, relay) = saml.sign_in(&idp.python, &sso, alice.clone());
+        assert_eq!(to, acs);
+        let (s, h, body) = post_acs(&t, a, &response, &relay).await;
+        assert!(s.is_redirection(), "{s} {}", alert(&body));
+        let session = cookie_of(&h, "atrium_session");
+        let (s, me) = me_with(&t, &session).await;
+        assert_eq!((s, me["email"].as_str()), (S::OK, Some("alice@acme.test")), "{me}");
+        let (_, v) = t.call(M::GET, &format!("/api/accounts/{a}/teams/{team_id}"), key, None).await;
+        assert_eq!(v["memberships"].as_array().map(Vec::len), Some(1), "the admins group mapped Alice into Admins: {v}");
+
+        // Refused: the same response again (its RelayState is spent), the same response without
+        // RelayState (IdP-initiated sign-in is off), and a response changed after signing.
+        let mut refused = Vec::new();
+        let (s, _, body) = post_acs(&t, a, &response, &relay).await;
+        assert_eq!(s, S::FORBIDDEN, "replay: {}", alert(&body));
+        refused.push("replayed response");
+        let (s, _, body) = post_acs(&t, a, &response, "").await;
+        assert_eq!(s, S::FORBIDDEN, "IdP-initiated while off: {}", alert(&body));
+        assert!(body.contains("not accepted by this account"), "{}", alert(&body));
+        refused.push("IdP-initiated when disabled");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decode = |r: &str| String::from_utf8(b64.decode(r).expect("base64")).expect("utf8");
+        let cases: Vec<(&str, Forge)> = vec![
+            ("NameID changed after signing", Box::new(|x: &str| x.replacen("alice@acme.test", "mallory@acme.test", 1))),
+            ("signatures stripped", Box::new(|x: &str| {
+                let mut out = x.to_string();
+                while let (Some(s), Some(e)) = (out.find("<Signature"), out.find("</Signature>")) {
+                    out.replace_range(s..e + "</Signature>".len(), "");
+                }
+                out
+            })),
+            ("a DOCTYPE with an entity", Box::new(|x: &str| format!("<!DOCTYPE r [<!ENTITY e \"x\">]>{x}"))),
+            ("an encrypted assertion", Box::new(|x: &str| x.replacen("<saml:Assertion", "<saml:EncryptedAssertion/><saml:Assertion", 1))),
+            ("groups changed after signing", Box::new(|x: &str| x.replacen(">admins<", ">owners<", 1))),
+        ];
+        for (name, forge) in &cases {
+            let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+            let (_, response, relay) = saml.sign_in(&idp.python, h["location"].to_str().expect("location"), alice.clone());
+            let forged = b64.encode(forge(&decode(&response)));
+            assert_ne!(forged, response, "{name}: the forgery changed something");
+            let (s, h, body) = post_acs(&t, a, &forged, &relay).await;
+            let signed_in = h.get_all("set-cookie").iter().any(|c| c.to_str().unwrap_or("").starts_with("atrium_session="));
+            assert!(s == S::FORBIDDEN && !signed_in, "{name}: {s} {}", alert(&body));
+            refused.push(name);
+        }
+        // A response for another account's ACS (its audience and destination are this account's).
+        let other = t.account(&root, "other").await;
+        let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+        let (_, response, relay) = saml.sign_in(&idp.python, h["location"].to_str().expect("location"), alice.clone());
+        let (s, _, body) = post_acs(&t, other, &response, &relay).await;
+        assert_eq!(s, S::FORBIDDEN, "another account's ACS: {}", alert(&body));
+        refused.push("posted to another account's ACS");
+        eprintln!("{:?}: SAML refusals: {refused:?}", t.db);
+        assert_eq!(count_users(&t).await, 2, "root and Alice only");
+    })
+    .await;
 }

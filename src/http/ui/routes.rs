@@ -30,6 +30,12 @@ fn site() -> Vec<(&'static str, &'static str, Handler)> {
         ("POST", "/signup", post(signup::submit)),
         ("GET", "/auth/sso", get(sso::start)),
         ("GET", "/auth/oidc/callback", get(sso::oidc_callback)),
+        (
+            "GET",
+            "/auth/saml/{account_id}/metadata",
+            get(sso::saml_metadata),
+        ),
+        ("POST", "/auth/saml/{account_id}/acs", post(sso::saml_acs)),
         ("GET", "/auth/client", get(cli_login::show)),
         ("POST", "/auth/client", post(cli_login::submit)),
         ("GET", "/me/api-keys", get(keys::list)),

@@ -75,3 +75,41 @@ pub async fn oidc_callback(
         Err(e) => error_page(&e),
     }
 }
+
+/// `GET /auth/saml/{account_id}/metadata`: Atrium's SAML service-provider metadata for the
+/// account (its entity id is this URL; the ACS is `…/acs`).
+pub async fn saml_metadata(
+    State(app): State<App>,
+    axum::extract::Path(account): axum::extract::Path<crate::domain::AccountId>,
+) -> Response {
+    match sso::sp_metadata(&app, account) {
+        Ok(xml) => (
+            [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+            xml,
+        )
+            .into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// `POST /auth/saml/{account_id}/acs`: the IdP's answer (HTTP-POST binding). Cross-site by design:
+/// what protects it is the signature, the single-use RelayState and InResponseTo, not a CSRF
+/// token.
+pub async fn saml_acs(
+    State(app): State<App>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    axum::extract::Path(account): axum::extract::Path<crate::domain::AccountId>,
+    super::form::Form(post): super::form::Form<sso::AcsPost>,
+) -> Response {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    match sso::finish_saml(&app, account, post, ip.as_deref(), ua).await {
+        Ok((session, next)) => {
+            let resp = Redirect::to(safe_next(Some(&next))).into_response();
+            with_session(&app, resp, &session)
+        }
+        Err(e) => error_page(&e),
+    }
+}

@@ -233,6 +233,7 @@ pub async fn add_provider(
         metadata_xml: None,
         metadata_url: None,
         groups_attribute: None,
+        idp_initiated: None,
     };
     done(
         &back(account),
