@@ -1060,6 +1060,59 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
             assert!(s == S::FORBIDDEN && !signed_in, "{name}: {s} {}", alert(&body));
             refused.push(name);
         }
+        // Comment injection (the Duo 2018 family): a user of a look-alike domain at the IdP, and
+        // a comment that would cut the signed NameID short for a parser that reads only the first
+        // text node. Canonicalization drops comments, so the signature still verifies: what
+        // counts is that the whole address is read.
+        let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+        let look_alike = json!({"userName": "alice@acme.test.evil.test", "email": "alice@acme.test.evil.test"});
+        let (_, response, relay) = saml.sign_in(&idp.python, h["location"].to_str().expect("location"), look_alike);
+        let injected = b64.encode(decode(&response).replace("alice@acme.test.evil.test", "alice@acme.test<!---->.evil.test"));
+        let (s, h, body) = post_acs(&t, a, &injected, &relay).await;
+        let signed_in = h.get_all("set-cookie").iter().any(|c| c.to_str().unwrap_or("").starts_with("atrium_session="));
+        assert!(s == S::FORBIDDEN && !signed_in, "comment injection: {s} {}", alert(&body));
+        assert!(!alert(&body).contains("alice@acme.test is") , "{}", alert(&body));
+        refused.push("comment injection in NameID");
+        // Signature wrapping: an unsigned assertion for Mallory placed before, or around, the
+        // signed one. Whatever is accepted must be the signed identity, never Mallory.
+        for (name, wrap) in [
+            ("XSW: unsigned assertion first", 0),
+            ("XSW: signed assertion wrapped in an unsigned one", 1),
+        ] {
+            let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+            let (_, response, relay) = saml.sign_in(&idp.python, h["location"].to_str().expect("location"), alice.clone());
+            let xml = decode(&response);
+            let start = xml.find("<saml:Assertion").or_else(|| xml.find("<Assertion")).expect("assertion");
+            let end_tag = if xml.contains("</saml:Assertion>") { "</saml:Assertion>" } else { "</Assertion>" };
+            let end = xml.find(end_tag).expect("assertion end") + end_tag.len();
+            let genuine = &xml[start..end];
+            let mut evil = genuine.replace("alice@acme.test", "mallory@acme.test");
+            // Unsigned, with its own id.
+            while let (Some(s), Some(e)) = (evil.find("<ds:Signature"), evil.find("</ds:Signature>")) {
+                evil.replace_range(s..e + "</ds:Signature>".len(), "");
+            }
+            while let (Some(s), Some(e)) = (evil.find("<Signature"), evil.find("</Signature>")) {
+                evil.replace_range(s..e + "</Signature>".len(), "");
+            }
+            let evil = evil.replacen(" ID=\"", " ID=\"evil-", 1);
+            let forged = if wrap == 0 {
+                format!("{}{evil}{}", &xml[..start], &xml[start..])
+            } else {
+                let open_end = evil.find('>').expect("open tag") + 1;
+                let close = evil.rfind("</").expect("close tag");
+                format!("{}{}{genuine}{}{}", &xml[..start], &evil[..open_end], &evil[close..], &xml[end..])
+            };
+            let (s, h, body) = post_acs(&t, a, &b64.encode(forged), &relay).await;
+            if s == S::FORBIDDEN {
+                refused.push(name);
+            } else {
+                let session = cookie_of(&h, "atrium_session");
+                let (_, me) = me_with(&t, &session).await;
+                assert_eq!(me["email"], "alice@acme.test", "{name}: signed in as someone else: {me} {}", alert(&body));
+                eprintln!("{name}: the signed assertion was used, the wrapper ignored");
+                refused.push(name);
+            }
+        }
         // A response for another account's ACS (its audience and destination are this account's).
         let other = t.account(&root, "other").await;
         let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
