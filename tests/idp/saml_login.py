@@ -14,6 +14,19 @@ import httpx
 
 url, attributes = sys.argv[1], json.loads(sys.argv[2])
 with httpx.Client(follow_redirects=True, timeout=10) as c:
+    if url.startswith("idp-initiated:"):
+        # The IdP starts the sign-in itself: no AuthnRequest, so no InResponseTo.
+        base = url[len("idp-initiated:"):]
+        r = c.post(urllib.parse.urljoin(base, "/signin"), data=attributes)
+        action = re.search(r"<form[^>]*action=[\"']([^\"']+)[\"']", r.text)
+        fields = dict(
+            (n, html.unescape(v))
+            for n, v in re.findall(r"name=[\"'](SAMLResponse|RelayState)[\"'][^>]*value=[\"']([^\"']*)[\"']", r.text)
+        )
+        if not action or "SAMLResponse" not in fields:
+            sys.exit(f"no SAML response page: {r.status_code} {r.text[:800]}")
+        print(json.dumps({"acs": html.unescape(action.group(1)), **fields}))
+        sys.exit(0)
     r = c.get(url)
     m = re.search(r"name=[\"']_authnRequest[\"'][^>]*value=[\"']([^\"']*)[\"']", r.text) or \
         re.search(r"value=[\"']([^\"']*)[\"'][^>]*name=[\"']_authnRequest[\"']", r.text)

@@ -833,60 +833,57 @@ async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team()
 /// signing key made by openssl.
 struct SamlIdp {
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: std::sync::Arc<tempfile::TempDir>,
     _proc: Proc,
 }
 
 #[cfg(feature = "saml")]
 impl SamlIdp {
     fn start(acs: &str, audience: &str) -> SamlIdp {
-        let dir = tempfile::tempdir().expect("dir");
-        let (key, cert) = (
-            dir.path().join("idp-key.pem"),
-            dir.path().join("idp-cert.pem"),
-        );
+        let dir = std::sync::Arc::new(tempfile::tempdir().expect("dir"));
         let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=Test IdP",
-                "-days",
-                "30",
-                "-keyout",
-            ])
-            .arg(&key)
+            .args(["req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes"])
+            .args(["-subj", "/CN=Test IdP", "-days", "30", "-keyout"])
+            .arg(dir.path().join("idp-key.pem"))
             .arg("-out")
-            .arg(&cert)
+            .arg(dir.path().join("idp-cert.pem"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "openssl made the IdP's key");
+        Self::run(dir, acs, audience, &[])
+    }
+
+    /// Another process of the same IdP (same issuer, same signing key) with other settings.
+    fn twin(&self, acs: &str, audience: &str, extra: &[&str]) -> SamlIdp {
+        Self::run(self.dir.clone(), acs, audience, extra)
+    }
+
+    fn run(
+        dir: std::sync::Arc<tempfile::TempDir>,
+        acs: &str,
+        audience: &str,
+        extra: &[&str],
+    ) -> SamlIdp {
         let port = free_port();
         let child = Command::new("node")
             .current_dir(idp_dir())
             .arg("node_modules/saml-idp/bin/run.js")
+            .args(extra)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
                 "--acsUrl",
                 acs,
                 "--audience",
                 audience,
                 "--issuer",
                 "urn:example:idp",
-                "--cert",
             ])
-            .arg(&cert)
+            .arg("--cert")
+            .arg(dir.path().join("idp-cert.pem"))
             .arg("--key")
-            .arg(&key)
+            .arg(dir.path().join("idp-key.pem"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -895,7 +892,7 @@ impl SamlIdp {
         wait_for_tcp(port, "the SAML IdP");
         SamlIdp {
             port,
-            _dir: dir,
+            dir,
             _proc: proc,
         }
     }
@@ -1113,6 +1110,54 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
                 refused.push(name);
             }
         }
+        // Answers that name the wrong request, audience or destination, and broken posts.
+        let sso_of = |h: &axum::http::HeaderMap| h["location"].to_str().expect("location").to_string();
+        let (_, h1, _) = get(&t, "/auth/sso?account=acme").await;
+        let (_, h2, _) = get(&t, "/auth/sso?account=acme").await;
+        let (_, response1, _) = saml.sign_in(&idp.python, &sso_of(&h1), alice.clone());
+        let (_, _, relay2) = saml.sign_in(&idp.python, &sso_of(&h2), alice.clone());
+        let (s, _, body) = post_acs(&t, a, &response1, &relay2).await;
+        assert_eq!(s, S::FORBIDDEN, "InResponseTo of another request: {}", alert(&body));
+        refused.push("InResponseTo of another sign-in");
+        for (name, twin) in [
+            ("audience of another service provider", saml.twin(&acs, "urn:someone-else", &[])),
+            ("destination of another service provider", saml.twin("http://127.0.0.1:9/elsewhere/acs", &entity, &["--disableRequestAcsUrl"])),
+        ] {
+            let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+            let url = sso_of(&h).replace(&format!(":{}/", saml.port), &format!(":{}/", twin.port));
+            let (_, response, relay) = twin.sign_in(&idp.python, &url, alice.clone());
+            let (s, _, body) = post_acs(&t, a, &response, &relay).await;
+            assert_eq!(s, S::FORBIDDEN, "{name}: {}", alert(&body));
+            refused.push(name);
+        }
+        for (name, response) in [("not base64", "%%%".to_string()), ("not XML", b64.encode("<not-xml")), ("empty", String::new())] {
+            let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+            let relay = form_urlencoded::parse(sso_of(&h).split_once('?').expect("query").1.as_bytes())
+                .find(|(k, _)| k == "RelayState").map(|(_, v)| v.into_owned()).expect("relay");
+            let (s, _, body) = post_acs(&t, a, &response, &relay).await;
+            assert_eq!(s, S::FORBIDDEN, "{name}: {}", alert(&body));
+            refused.push(name);
+        }
+        // A disabled provider answers nothing.
+        let provider_path = format!("/api/accounts/{a}/sso/providers/{}", p["id"].as_str().expect("id"));
+        let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+        let (_, response, relay) = saml.sign_in(&idp.python, &sso_of(&h), alice.clone());
+        assert_eq!(t.call(M::PATCH, &provider_path, key, Some(json!({"enabled": false}))).await.0, S::OK);
+        let (s, _, b) = post_acs(&t, a, &response, &relay).await;
+        assert_eq!(s, S::FORBIDDEN, "a disabled provider: {}", alert(&b));
+        refused.push("provider disabled meanwhile");
+        // IdP-initiated sign-in, once the provider allows it: accepted, and only once.
+        let (s, v) = t.call(M::PATCH, &provider_path, key, Some(json!({"enabled": true, "idp_initiated": true}))).await;
+        assert_eq!(s, S::OK, "{v}");
+        let (_, response, _) = saml.sign_in(&idp.python, &format!("idp-initiated:http://127.0.0.1:{}", saml.port), alice.clone());
+        let (s, h, body) = post_acs(&t, a, &response, "").await;
+        assert!(s.is_redirection(), "IdP-initiated, allowed: {s} {}", alert(&body));
+        assert_eq!(me_with(&t, &cookie_of(&h, "atrium_session")).await.1["email"], "alice@acme.test");
+        let (s, _, body) = post_acs(&t, a, &response, "").await;
+        assert_eq!(s, S::FORBIDDEN, "the same IdP-initiated assertion again: {}", alert(&body));
+        assert!(alert(&body).contains("already used"), "{}", alert(&body));
+        refused.push("IdP-initiated assertion replayed");
+
         // A response for another account's ACS (its audience and destination are this account's).
         let other = t.account(&root, "other").await;
         let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
