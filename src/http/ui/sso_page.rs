@@ -75,8 +75,15 @@ async fn configuration(app: &App, p: &crate::authz::Principal, shell: &Shell) ->
         .map(|v| {
             html! { tr {
                 td { (v.name) }
+                td { (if v.kind == "saml" { "SAML 2.0" } else { "OpenID Connect" }) }
                 td { code { (v.issuer) } }
-                td { code { (v.client_id) } }
+                td {
+                    @if v.kind == "saml" {
+                        "entity id " code { (v.entity_id) } br; "ACS " code { (v.acs_url) }
+                    } @else {
+                        "client id " code { (v.client_id) }
+                    }
+                }
                 td { @if v.enabled { span.badge { "enabled" } } @else { span.badge.off { "disabled" } } }
                 td {
                     @if admin {
@@ -136,6 +143,8 @@ async fn configuration(app: &App, p: &crate::authz::Principal, shell: &Shell) ->
     let member = AccountRole::Member.id().to_string();
     let admin_role = AccountRole::Admin.id().to_string();
     let roles = [(member.clone(), "Member"), (admin_role, "Admin")];
+    let saml_entity = sso::sp_entity_id(app, account);
+    let saml_acs = sso::acs_url(app, account);
     let redirect = format!(
         "{}{}",
         app.config.public_url.trim_end_matches('/'),
@@ -152,7 +161,7 @@ async fn configuration(app: &App, p: &crate::authz::Principal, shell: &Shell) ->
             @if required { " · " span.badge { "required for verified domains" } }
         }
         h2 { "Identity providers" }
-        (table("Identity providers (OpenID Connect)", &["Name", "Issuer", "Client id", "State", "Actions"], &provider_rows, "No identity provider yet."))
+        (table("Identity providers", &["Name", "Protocol", "Issuer", "Registered as", "State", "Actions"], &provider_rows, "No identity provider yet."))
         @if admin {
             details {
                 summary { "Add an OpenID Connect provider" }
@@ -172,6 +181,33 @@ async fn configuration(app: &App, p: &crate::authz::Principal, shell: &Shell) ->
                         div { label for="sso-groups" { "Groups claim (optional)" } input #sso-groups name="groups_claim" placeholder="groups"; }
                     }
                     button type="submit" { "Add provider" }
+                }
+            }
+            details {
+                summary { "Add a SAML 2.0 provider" }
+                p.muted {
+                    "Register at the identity provider: entity id (audience) " code { (saml_entity) }
+                    ", assertion consumer service (HTTP-POST) " code { (saml_acs) }
+                    ", NameID format email address. The IdP's metadata must carry its signing certificate."
+                }
+                form method="post" action={ (base) "/providers/saml" } {
+                    (shell.csrf_input())
+                    div.row {
+                        div { label for="saml-name" { "Name" } input #saml-name name="name" required maxlength="100" placeholder="Okta SAML"; }
+                        div { label for="saml-url" { "IdP metadata URL" } input #saml-url name="metadata_url" type="url" placeholder="https://…/metadata"; }
+                    }
+                    label for="saml-xml" { "or the IdP metadata XML" }
+                    textarea #saml-xml name="metadata_xml" rows="4" {}
+                    div.row {
+                        div { label for="saml-groups" { "Groups attribute (optional)" } input #saml-groups name="groups_attribute" placeholder="groups"; }
+                        div {
+                            span.check {
+                                input type="checkbox" #saml-idp-initiated name="idp_initiated";
+                                label for="saml-idp-initiated" { "Accept sign-ins started at the IdP" }
+                            }
+                        }
+                    }
+                    button type="submit" { "Add SAML provider" }
                 }
             }
         }
@@ -234,6 +270,35 @@ pub async fn add_provider(
         metadata_url: None,
         groups_attribute: None,
         idp_initiated: None,
+    };
+    done(
+        &back(account),
+        sso::create_provider(&app, &p, account, c).await,
+    )
+}
+
+/// `POST /account/{a}/sso/providers/saml`
+pub async fn add_saml_provider(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+    f: Fields,
+) -> Response {
+    let c = CreateProvider {
+        kind: ProviderKind::Saml,
+        name: f.get("name").to_string(),
+        issuer: None,
+        client_id: None,
+        client_secret: None,
+        scopes: None,
+        email_claim: None,
+        name_claim: None,
+        groups_claim: None,
+        enabled: None,
+        metadata_xml: f.opt("metadata_xml").map(str::to_string),
+        metadata_url: f.opt("metadata_url").map(str::to_string),
+        groups_attribute: f.opt("groups_attribute").map(str::to_string),
+        idp_initiated: Some(f.checked("idp_initiated")),
     };
     done(
         &back(account),
