@@ -659,8 +659,8 @@ async fn the_sso_page_adds_verifies_and_removes_a_domain_and_saves_the_rules_fro
         // The SAML form shows what to register at the IdP; metadata that is not an IdP's is
         // refused with the reason (or, in a build without the saml feature, with that).
         assert!(html.contains("Add a SAML 2.0 provider") && html.contains(&format!("/auth/saml/{a}/acs")), "{html:.3000}");
-        let (s, _, body) = form(&t, &format!("{page}/providers/saml"), &olga,
-            &[("csrf", &csrf), ("name", "Bad"), ("metadata_xml", "<not-metadata/>")]).await;
+        let (s, _, body) = form(&t, &format!("{page}/providers"), &olga,
+            &[("csrf", &csrf), ("kind", "saml"), ("name", "Bad"), ("metadata_xml", "<not-metadata/>")]).await;
         let why = body.split("role=\"alert\">").nth(1).unwrap_or(&body);
         assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{why}");
         assert!(why.contains("no SAML 2.0 support") || why.starts_with("metadata:"), "{why}");

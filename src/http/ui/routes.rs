@@ -206,11 +206,6 @@ fn account() -> Vec<(&'static str, &'static str, Handler)> {
         ("POST", "/sso/providers", post(sso_page::add_provider)),
         (
             "POST",
-            "/sso/providers/saml",
-            post(sso_page::add_saml_provider),
-        ),
-        (
-            "POST",
             "/sso/providers/{provider_id}/enabled",
             post(sso_page::set_enabled),
         ),

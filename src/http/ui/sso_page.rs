@@ -168,6 +168,7 @@ async fn configuration(app: &App, p: &crate::authz::Principal, shell: &Shell) ->
                 p.muted { "Register this redirect URI at the identity provider: " code { (redirect) } }
                 form method="post" action={ (base) "/providers" } {
                     (shell.csrf_input())
+                    input type="hidden" name="kind" value="oidc";
                     div.row {
                         div { label for="sso-name" { "Name" } input #sso-name name="name" required maxlength="100" placeholder="Okta"; }
                         div { label for="sso-issuer" { "Issuer URL" } input #sso-issuer name="issuer" type="url" required placeholder="https://acme.okta.com"; }
@@ -190,8 +191,9 @@ async fn configuration(app: &App, p: &crate::authz::Principal, shell: &Shell) ->
                     ", assertion consumer service (HTTP-POST) " code { (saml_acs) }
                     ", NameID format email address. The IdP's metadata must carry its signing certificate."
                 }
-                form method="post" action={ (base) "/providers/saml" } {
+                form method="post" action={ (base) "/providers" } {
                     (shell.csrf_input())
+                    input type="hidden" name="kind" value="saml";
                     div.row {
                         div { label for="saml-name" { "Name" } input #saml-name name="name" required maxlength="100" placeholder="Okta SAML"; }
                         div { label for="saml-url" { "IdP metadata URL" } input #saml-url name="metadata_url" type="url" placeholder="https://…/metadata"; }
@@ -246,59 +248,37 @@ fn back(account: AccountId) -> String {
     format!("/account/{account}/sso")
 }
 
-/// `POST /account/{a}/sso/providers`
+/// `POST /account/{a}/sso/providers`: an OpenID Connect or SAML provider from its form (the
+/// form's hidden `kind` says which; fields a form does not have are absent, as in the API).
 pub async fn add_provider(
     State(app): State<App>,
     SignedIn(p): SignedIn,
     Path(account): Path<AccountId>,
     f: Fields,
 ) -> Response {
+    let kind = if f.get("kind") == "saml" {
+        ProviderKind::Saml
+    } else {
+        ProviderKind::Oidc
+    };
+    let text = |k: &str| f.opt(k).map(str::to_string);
     let c = CreateProvider {
-        kind: ProviderKind::Oidc,
+        kind,
         name: f.get("name").to_string(),
-        issuer: f.opt("issuer").map(str::to_string),
-        client_id: f.opt("client_id").map(str::to_string),
-        client_secret: f.opt("client_secret").map(str::to_string),
+        issuer: text("issuer"),
+        client_id: text("client_id"),
+        client_secret: text("client_secret"),
         scopes: f
             .opt("scopes")
             .map(|s| s.split_whitespace().map(str::to_string).collect()),
         email_claim: None,
         name_claim: None,
-        groups_claim: f.opt("groups_claim").map(str::to_string),
+        groups_claim: text("groups_claim"),
         enabled: None,
-        metadata_xml: None,
-        metadata_url: None,
-        groups_attribute: None,
-        idp_initiated: None,
-    };
-    done(
-        &back(account),
-        sso::create_provider(&app, &p, account, c).await,
-    )
-}
-
-/// `POST /account/{a}/sso/providers/saml`
-pub async fn add_saml_provider(
-    State(app): State<App>,
-    SignedIn(p): SignedIn,
-    Path(account): Path<AccountId>,
-    f: Fields,
-) -> Response {
-    let c = CreateProvider {
-        kind: ProviderKind::Saml,
-        name: f.get("name").to_string(),
-        issuer: None,
-        client_id: None,
-        client_secret: None,
-        scopes: None,
-        email_claim: None,
-        name_claim: None,
-        groups_claim: None,
-        enabled: None,
-        metadata_xml: f.opt("metadata_xml").map(str::to_string),
-        metadata_url: f.opt("metadata_url").map(str::to_string),
-        groups_attribute: f.opt("groups_attribute").map(str::to_string),
-        idp_initiated: Some(f.checked("idp_initiated")),
+        metadata_xml: text("metadata_xml"),
+        metadata_url: text("metadata_url"),
+        groups_attribute: text("groups_attribute"),
+        idp_initiated: (kind == ProviderKind::Saml).then(|| f.checked("idp_initiated")),
     };
     done(
         &back(account),
