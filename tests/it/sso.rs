@@ -1166,6 +1166,58 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
         assert!(alert(&body).contains("already used"), "{}", alert(&body));
         refused.push("IdP-initiated assertion replayed");
 
+        // Re-signed answers (xmlsec1): with the IdP's own key after a change only a signer could
+        // make, or with another key. The first, unchanged, must be accepted — it shows that
+        // re-signing itself yields valid answers, so the refusals below come from the change.
+        if let Some(resign) = Resigner::find(&saml) {
+            let attacker = Resigner::attacker_key();
+            let cases: Vec<(&str, Forge, bool)> = vec![
+                ("re-signed unchanged (control)", Box::new(|x: &str| x.to_string()), true),
+                ("RSA-SHA1 signature by the IdP's key", Box::new(|x: &str| {
+                    x.replace("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", "http://www.w3.org/2000/09/xmldsig#rsa-sha1")
+                        .replace("http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2000/09/xmldsig#sha1")
+                }), true),
+                ("expired (NotOnOrAfter in the past), signed by the IdP's key", Box::new(|x: &str| {
+                    let mut out = x.to_string();
+                    for attr in ["NotOnOrAfter=\""] {
+                        let mut from = 0;
+                        while let Some(i) = out[from..].find(attr) {
+                            let s = from + i + attr.len();
+                            let e = s + out[s..].find('"').expect("attribute end");
+                            out.replace_range(s..e, "2001-01-01T00:00:00Z");
+                            from = e;
+                        }
+                    }
+                    out
+                }), true),
+                ("not yet valid (NotBefore in the future), signed by the IdP's key", Box::new(|x: &str| {
+                    let attr = "NotBefore=\"";
+                    let mut out = x.to_string();
+                    if let Some(i) = out.find(attr) {
+                        let s = i + attr.len();
+                        let e = s + out[s..].find('"').expect("attribute end");
+                        out.replace_range(s..e, "2099-01-01T00:00:00Z");
+                    }
+                    out
+                }), true),
+                ("another issuer, signed by the IdP's key", Box::new(|x: &str| x.replace(">urn:example:idp<", ">urn:evil:idp<")), true),
+                ("Mallory, re-signed with an attacker's key", Box::new(|x: &str| x.replace("alice@acme.test", "mallory@acme.test")), false),
+            ];
+            for (name, change, own_key) in &cases {
+                let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+                let (_, response, relay) = saml.sign_in(&idp.python, h["location"].to_str().expect("location"), alice.clone());
+                let signed = if *own_key { resign.sign(&decode(&response), change) } else { attacker.sign(&decode(&response), change) };
+                let (s, h, body) = post_acs(&t, a, &b64.encode(signed), &relay).await;
+                let signed_in = h.get_all("set-cookie").iter().any(|c| c.to_str().unwrap_or("").starts_with("atrium_session="));
+                if name.ends_with("(control)") {
+                    assert!(s.is_redirection() && signed_in, "{name}: {s} {}", alert(&body));
+                } else {
+                    assert!(s == S::FORBIDDEN && !signed_in, "{name}: {s} {}", alert(&body));
+                    refused.push(name);
+                }
+            }
+        }
+
         // A response for another account's ACS (its audience and destination are this account's).
         let other = t.account(&root, "other").await;
         let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
@@ -1177,4 +1229,89 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
         assert_eq!(count_users(&t).await, 2, "root and Alice only");
     })
     .await;
+}
+
+/// Re-signs SAML responses with xmlsec1 (the Response's enveloped signature; the Assertion's own
+/// signature is dropped first, as IdPs that sign only the Response do).
+#[cfg(feature = "saml")]
+struct Resigner {
+    key: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+#[cfg(feature = "saml")]
+impl Resigner {
+    /// The IdP's own key; `None` (a failure under `ATRIUM_TEST_REQUIRE_ALL=1`) without xmlsec1.
+    fn find(idp: &SamlIdp) -> Option<Resigner> {
+        let found = Command::new("xmlsec1")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            missing("xmlsec1 (to re-sign forged SAML responses)");
+            return None;
+        }
+        Some(Resigner {
+            key: idp.dir.path().join("idp-key.pem"),
+            cert: idp.dir.path().join("idp-cert.pem"),
+            _dir: None,
+        })
+    }
+
+    /// A key and certificate of the attacker's own.
+    fn attacker_key() -> Resigner {
+        let dir = tempfile::tempdir().expect("dir");
+        let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes"])
+            .args(["-subj", "/CN=Test IdP", "-days", "30", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "openssl made the attacker's key");
+        Resigner {
+            key,
+            cert,
+            _dir: Some(dir),
+        }
+    }
+
+    fn sign(&self, xml: &str, change: &Forge) -> String {
+        let first = xml
+            .find("<Signature xmlns")
+            .expect("the Response's signature");
+        let mut xml = xml.to_string();
+        if let Some(i) = xml[first + 1..].find("<Signature xmlns") {
+            let s = first + 1 + i;
+            let e = s + xml[s..].find("</Signature>").expect("end") + "</Signature>".len();
+            xml.replace_range(s..e, "");
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let (input, output) = (dir.path().join("in.xml"), dir.path().join("out.xml"));
+        std::fs::write(&input, change(&xml)).expect("write");
+        let out = Command::new("xmlsec1")
+            .arg("--sign")
+            .arg("--privkey-pem")
+            .arg(format!("{},{}", self.key.display(), self.cert.display()))
+            .args([
+                "--id-attr:ID",
+                "urn:oasis:names:tc:SAML:2.0:protocol:Response",
+                "--output",
+            ])
+            .arg(&output)
+            .arg(&input)
+            .output()
+            .expect("xmlsec1");
+        assert!(
+            output.exists(),
+            "xmlsec1 signed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&output).expect("read")
+    }
 }
