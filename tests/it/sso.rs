@@ -1166,6 +1166,69 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
         assert!(alert(&body).contains("already used"), "{}", alert(&body));
         refused.push("IdP-initiated assertion replayed");
 
+        // More of the signature-wrapping family: where the unsigned assertion for Mallory goes,
+        // and where the signed one for Alice hides.
+        {
+            let assertion_bounds = |xml: &str| {
+                let start = xml.find("<saml:Assertion").expect("assertion");
+                let end = xml.find("</saml:Assertion>").expect("assertion end") + "</saml:Assertion>".len();
+                (start, end)
+            };
+            let evil_of = |genuine: &str, same_id: bool| {
+                let mut evil = genuine.replace("alice@acme.test", "mallory@acme.test");
+                while let (Some(s), Some(e)) = (evil.find("<Signature xmlns"), evil.find("</Signature>")) {
+                    evil.replace_range(s..e + "</Signature>".len(), "");
+                }
+                if same_id { evil } else { evil.replacen(" ID=\"", " ID=\"evil-", 1) }
+            };
+            let shapes: Vec<(&str, Forge)> = vec![
+                ("XSW: duplicate assertion id, the unsigned one first", Box::new(move |x: &str| {
+                    let (s, e) = assertion_bounds(x);
+                    format!("{}{}{}", &x[..s], evil_of(&x[s..e], true), &x[s..])
+                })),
+                ("XSW: unsigned assertion after the signed one", Box::new(move |x: &str| {
+                    let (_, e) = assertion_bounds(x);
+                    format!("{}{}{}", &x[..e], evil_of(&x[assertion_bounds(x).0..e], false), &x[e..])
+                })),
+                ("XSW: signed assertion moved into Extensions", Box::new(move |x: &str| {
+                    let (s, e) = assertion_bounds(x);
+                    let genuine = &x[s..e];
+                    let issuer_end = x.find("</saml:Issuer>").expect("issuer") + "</saml:Issuer>".len();
+                    format!("{}<samlp:Extensions>{genuine}</samlp:Extensions>{}{}", &x[..issuer_end], &x[issuer_end..s].to_string(), evil_of(genuine, false) + &x[e..])
+                })),
+                ("XSW: signed assertion inside the unsigned one's Signature Object", Box::new(move |x: &str| {
+                    let (s, e) = assertion_bounds(x);
+                    let genuine = &x[s..e];
+                    let evil = evil_of(genuine, false);
+                    let at = evil.find("<saml:Subject").expect("subject");
+                    let wrapped = format!("{}<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\"><Object>{genuine}</Object></Signature>{}", &evil[..at], &evil[at..]);
+                    format!("{}{wrapped}{}", &x[..s], &x[e..])
+                })),
+                ("XSW: the signed response wrapped in an unsigned one", Box::new(move |x: &str| {
+                    let (s, e) = assertion_bounds(x);
+                    let evil = evil_of(&x[s..e], false);
+                    let open_end = x.find('>').expect("root") + 1;
+                    let root_open = x[..open_end].replacen(" ID=\"", " ID=\"evil-", 1);
+                    format!("{root_open}<samlp:Extensions>{x}</samlp:Extensions>{evil}</samlp:Response>")
+                })),
+            ];
+            for (name, forge) in &shapes {
+                let (_, h, _) = get(&t, "/auth/sso?account=acme").await;
+                let (_, response, relay) = saml.sign_in(&idp.python, h["location"].to_str().expect("location"), alice.clone());
+                let forged = forge(&decode(&response));
+                let (s, h, body) = post_acs(&t, a, &b64.encode(forged), &relay).await;
+                if s == S::FORBIDDEN {
+                    refused.push(name);
+                } else {
+                    assert!(s.is_redirection(), "{name}: {s} {}", alert(&body));
+                    let (_, me) = me_with(&t, &cookie_of(&h, "atrium_session")).await;
+                    assert_eq!(me["email"], "alice@acme.test", "{name}: signed in as someone else: {me}");
+                    eprintln!("{name}: the signed assertion was used, the wrapper ignored");
+                    refused.push(name);
+                }
+            }
+        }
+
         // Re-signed answers (xmlsec1): with the IdP's own key after a change only a signer could
         // make, or with another key. The first, unchanged, must be accepted — it shows that
         // re-signing itself yields valid answers, so the refusals below come from the change.
