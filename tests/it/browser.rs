@@ -133,6 +133,13 @@ pub struct Page {
 impl Page {
     /// One CDP command; events arriving meanwhile are skipped.
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        let v = self.command(method, params).await;
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    /// One CDP command's whole answer (its `result` or its `error`).
+    async fn command(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         self.ws
@@ -152,8 +159,7 @@ impl Page {
             let Message::Text(text) = msg else { continue };
             let v: Value = serde_json::from_str(text.as_str()).expect("json");
             if v["id"] == id {
-                assert!(v.get("error").is_none(), "{method}: {v}");
-                return v["result"].clone();
+                return v;
             }
         }
     }
@@ -174,13 +180,19 @@ impl Page {
     pub async fn wait_for(&mut self, js: &str) {
         let start = Instant::now();
         loop {
-            let r = self
-                .call(
+            let v = self
+                .command(
                     "Runtime.evaluate",
                     json!({"expression": js, "returnByValue": true}),
                 )
                 .await;
-            if r["result"]["value"] == true {
+            // A page that navigates while the expression runs answers with an error: the wait
+            // goes on on the next page.
+            let navigating = v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("navigated or closed") || m.contains("context"));
+            assert!(v.get("error").is_none() || navigating, "{js}: {v}");
+            if v["result"]["result"]["value"] == true {
                 return;
             }
             assert!(
