@@ -34,6 +34,20 @@ impl Principal {
         self.bot_account.is_some()
     }
 
+    /// Someone not signed in (a failed sign-in), from `ip` with `user_agent`: the actor of the
+    /// refusals recorded before anyone is known.
+    pub fn anonymous(ip: Option<&str>, user_agent: Option<&str>) -> Principal {
+        Principal {
+            user_id: UserId(uuid::Uuid::nil()),
+            name: "anonymous".into(),
+            site_admin: false,
+            credential: Credential::Cli,
+            ip: ip.map(str::to_string),
+            user_agent: user_agent.map(str::to_string),
+            bot_account: None,
+        }
+    }
+
     /// An operator acting through the CLI on the server's machine, as `user`.
     pub fn cli(user_id: UserId, name: String) -> Principal {
         Principal {

@@ -357,15 +357,7 @@ pub async fn login(
             let mut e = NewEvent::new("user", "login-failed", subject)
                 .payload(json!({"email": email.to_lowercase()}));
             e.resource_name = who.map(|u| u.email);
-            let client = Principal {
-                user_id: crate::domain::UserId(uuid::Uuid::nil()),
-                name: "anonymous".into(),
-                site_admin: false,
-                credential: Credential::Cli,
-                ip: ip.map(str::to_string),
-                user_agent: user_agent.map(str::to_string),
-                bot_account: None,
-            };
+            let client = Principal::anonymous(ip, user_agent);
             audit::record_refusal(app, &client, SYSTEM_CHAIN, e);
             return Err(Error::Unauthenticated(BAD_LOGIN.into()));
         }

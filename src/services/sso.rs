@@ -17,8 +17,8 @@ use crate::services::{Error, Result};
 use crate::store;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -899,15 +899,7 @@ pub struct Callback {
 
 /// A refused sign-in: the user sees the message; the audit log gets the reason class.
 fn refused(app: &App, account: Option<AccountId>, reason: &'static str, msg: String) -> Error {
-    let who = Principal {
-        user_id: UserId(Uuid::nil()),
-        name: "anonymous".into(),
-        site_admin: false,
-        credential: Credential::Cli,
-        ip: None,
-        user_agent: None,
-        bot_account: None,
-    };
+    let who = Principal::anonymous(None, None);
     audit::record_refusal(
         app,
         &who,
@@ -1009,7 +1001,6 @@ pub async fn finish_login(
         .request_async(&back_channel)
         .await
         .map_err(|e| deny("token", format!("the code was not accepted: {e}")))?;
-    let _ = token.access_token();
     let id_token = token
         .extra_fields()
         .id_token()
@@ -1194,7 +1185,7 @@ async fn admit(
                     Error::Conflict(m) => refused(app, Some(account), "seats", m),
                     other => other,
                 })?;
-            let role = default_role(app, &mut tx, account).await?;
+            let role = default_role(&mut tx, account).await?;
             let mut access = tx.access(account);
             let m = store::memberships::insert_membership(&mut access, account, user.id, role, now)
                 .await?;
@@ -1271,8 +1262,7 @@ async fn admit(
 
 /// The account role of members created by sign-in: the account setting
 /// `sso_default_account_role_id` when set to Member or Admin, else Member.
-async fn default_role(app: &App, c: &mut store::Conn, account: AccountId) -> Result<AccountRole> {
-    let _ = app;
+async fn default_role(c: &mut store::Conn, account: AccountId) -> Result<AccountRole> {
     let row = store::accounts::find_account(c, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;
