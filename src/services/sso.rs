@@ -41,7 +41,7 @@ pub const OIDC_CALLBACK_PATH: &str = "/auth/oidc/callback";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProvider {
-    /// `oidc` (SAML 2.0 is refused in this version).
+    /// `oidc`, or `saml` (in builds with the `saml` cargo feature; others refuse it).
     pub kind: ProviderKind,
     pub name: String,
     /// OIDC issuer URL; its discovery document must answer when the provider is saved.
@@ -86,6 +86,12 @@ pub struct UpdateProvider {
     pub name_claim: Option<String>,
     pub groups_claim: Option<String>,
     pub enabled: Option<bool>,
+    /// SAML: new IdP metadata (a rotated signing certificate, say), uploaded …
+    pub metadata_xml: Option<String>,
+    /// … or fetched again from this URL now; checked as when the provider was added.
+    pub metadata_url: Option<String>,
+    /// SAML: the attribute holding the user's groups ("" for none).
+    pub groups_attribute: Option<String>,
     /// SAML only.
     pub idp_initiated: Option<bool>,
 }
@@ -299,7 +305,43 @@ pub async fn update_provider(
     crate::services::authorize(app, p, account, P::AdministrateSso).await?;
     crate::services::plans::require_feature(app, account, Feature::Sso)?;
     let mut row = provider_row(app, account, id).await?;
+    let saml = row.kind == "saml";
+    let oidc_fields = u.issuer.is_some()
+        || u.client_id.is_some()
+        || u.client_secret.is_some()
+        || u.scopes.is_some()
+        || u.groups_claim.is_some();
+    let saml_fields = u.metadata_xml.is_some()
+        || u.metadata_url.is_some()
+        || u.groups_attribute.is_some()
+        || u.idp_initiated.is_some();
+    if saml && oidc_fields {
+        return Err(Error::validation(
+            "issuer, client_id, client_secret, scopes and groups_claim belong to OIDC providers",
+        ));
+    }
+    if !saml && saml_fields {
+        return Err(Error::validation(
+            "metadata_xml, metadata_url, groups_attribute and idp_initiated belong to SAML providers",
+        ));
+    }
     let mut changed = Vec::new();
+    if u.metadata_xml.is_some() || u.metadata_url.is_some() {
+        let (xml, url, issuer) = idp_metadata(app, account, u.metadata_xml, u.metadata_url).await?;
+        if issuer != row.issuer {
+            changed.push("issuer");
+        }
+        (row.metadata_xml, row.metadata_url, row.issuer) = (xml, url, issuer);
+        changed.push("metadata");
+    }
+    if let Some(g) = u.groups_attribute {
+        row.groups_claim = if g.is_empty() {
+            g
+        } else {
+            claim("groups_attribute", &g)?
+        };
+        changed.push("groups_attribute");
+    }
     if let Some(n) = u.name {
         row.name = validate::name("name", &n).map_err(Error::Validation)?;
         changed.push("name");
@@ -346,9 +388,6 @@ pub async fn update_provider(
         changed.push("enabled");
     }
     if let Some(i) = u.idp_initiated {
-        if row.kind != "saml" {
-            return Err(Error::validation("idp_initiated: SAML providers only"));
-        }
         row.idp_initiated = i;
         changed.push("idp_initiated");
     }
@@ -1310,7 +1349,7 @@ pub struct AcsPost {
 #[cfg(feature = "saml")]
 mod saml;
 #[cfg(feature = "saml")]
-use saml::{begin_saml, create_saml};
+use saml::{begin_saml, create_saml, idp_metadata};
 #[cfg(feature = "saml")]
 pub use saml::{finish_saml, sp_metadata};
 
@@ -1328,6 +1367,16 @@ async fn create_saml(
     _account: AccountId,
     _c: CreateProvider,
 ) -> Result<ProviderView> {
+    Err(no_saml())
+}
+
+#[cfg(not(feature = "saml"))]
+async fn idp_metadata(
+    _app: &App,
+    _account: AccountId,
+    _xml: Option<String>,
+    _url: Option<String>,
+) -> Result<(String, String, String)> {
     Err(no_saml())
 }
 

@@ -23,6 +23,53 @@ fn refuses_dtd(xml: &str) -> bool {
     xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY")
 }
 
+/// SHA-1 anywhere in a response's signatures — as the signature method or as a reference's
+/// digest under an otherwise strong signature. samael's algorithm list covers only the former.
+fn uses_sha1(xml: &str) -> bool {
+    [
+        "http://www.w3.org/2000/09/xmldsig#sha1",
+        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+        "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
+    ]
+    .iter()
+    .any(|alg| xml.contains(alg))
+}
+
+/// What the Web Browser SSO profile requires of a bearer assertion beyond what samael checks:
+/// an AudienceRestriction naming this account's SP (samael accepts an assertion with none), and
+/// for an unsolicited (IdP-initiated) answer no InResponseTo at all — an answer to somebody's
+/// SP-initiated request posted without its RelayState is not unsolicited.
+fn profile_checks(
+    a: &samael::schema::Assertion,
+    entity_id: &str,
+    solicited: bool,
+) -> std::result::Result<(), &'static str> {
+    let restrictions = a
+        .conditions
+        .as_ref()
+        .and_then(|c| c.audience_restrictions.as_ref())
+        .filter(|r| !r.is_empty())
+        .ok_or("the assertion has no audience restriction")?;
+    if !restrictions
+        .iter()
+        .all(|r| r.audience.iter().any(|x| x == entity_id))
+    {
+        return Err("the assertion is addressed to another service provider");
+    }
+    if !solicited {
+        let answers_a_request = a
+            .subject
+            .iter()
+            .flat_map(|s| s.subject_confirmations.iter().flatten())
+            .filter_map(|c| c.subject_confirmation_data.as_ref())
+            .any(|d| d.in_response_to.is_some());
+        if answers_a_request {
+            return Err("this answer belongs to a sign-in started at Atrium; it cannot be used without that sign-in");
+        }
+    }
+    Ok(())
+}
+
 /// The service provider for one IdP's metadata. Metadata without a signing certificate is
 /// refused: samael would verify nothing with it.
 fn service_provider(
@@ -83,6 +130,37 @@ async fn fetch_metadata(url: &str) -> Result<String> {
         .map_err(|_| Error::validation("metadata_url: the metadata is not UTF-8"))
 }
 
+/// IdP metadata given as XML or fetched from its URL, checked as usable: a signing certificate
+/// and a SingleSignOnService with the HTTP-Redirect binding. Answers (XML, URL or "", the IdP's
+/// entity id).
+pub(super) async fn idp_metadata(
+    app: &App,
+    account: AccountId,
+    xml: Option<String>,
+    url: Option<String>,
+) -> Result<(String, String, String)> {
+    let (xml, url) = match (xml, url) {
+        (Some(x), None) => (x, String::new()),
+        (None, Some(u)) => (fetch_metadata(&u).await?, u),
+        _ => {
+            return Err(Error::validation(
+                "metadata_xml or metadata_url: give exactly one",
+            ))
+        }
+    };
+    let sp = service_provider(app, account, &xml, false)?;
+    if sp
+        .sso_binding_location(samael::metadata::HTTP_REDIRECT_BINDING)
+        .is_none()
+    {
+        return Err(Error::validation(
+            "metadata: the IdP offers no SingleSignOnService with the HTTP-Redirect binding",
+        ));
+    }
+    let issuer = sp.idp_metadata.entity_id.clone().unwrap_or_default();
+    Ok((xml, url, issuer))
+}
+
 /// Creates a SAML provider from uploaded or fetched IdP metadata.
 pub(super) async fn create_saml(
     app: &App,
@@ -101,26 +179,8 @@ pub(super) async fn create_saml(
         ));
     }
     let name = validate::name("name", &c.name).map_err(Error::Validation)?;
-    let (xml, url) = match (c.metadata_xml, c.metadata_url) {
-        (Some(x), None) => (x, String::new()),
-        (None, Some(u)) => (fetch_metadata(&u).await?, u),
-        _ => {
-            return Err(Error::validation(
-                "metadata_xml or metadata_url: give exactly one",
-            ))
-        }
-    };
+    let (xml, url, issuer) = idp_metadata(app, account, c.metadata_xml, c.metadata_url).await?;
     let idp_initiated = c.idp_initiated.unwrap_or(false);
-    let sp = service_provider(app, account, &xml, idp_initiated)?;
-    if sp
-        .sso_binding_location(samael::metadata::HTTP_REDIRECT_BINDING)
-        .is_none()
-    {
-        return Err(Error::validation(
-            "metadata: the IdP offers no SingleSignOnService with the HTTP-Redirect binding",
-        ));
-    }
-    let issuer = sp.idp_metadata.entity_id.clone().unwrap_or_default();
     let now = app.now();
     let row = store::sso::ProviderRow {
         id: Uuid::new_v4(),
@@ -240,6 +300,13 @@ pub async fn finish_saml(
             "the SAML response declares a DOCTYPE".into(),
         ));
     }
+    if uses_sha1(&xml) {
+        return Err(deny(
+            "assertion",
+            "the SAML response is signed with SHA-1; configure the IdP to sign with RSA-SHA256"
+                .into(),
+        ));
+    }
     if xml.contains("EncryptedAssertion") {
         return Err(deny(
             "encrypted",
@@ -304,10 +371,27 @@ pub async fn finish_saml(
             (ps, None, "/".to_string())
         }
     };
+    // The posted Response's own Destination, read from the document as posted: samael reads it
+    // from the signed part only after taking the signature off, and so accepts a signed
+    // response without one (SAML bindings §3.5.5.2: a signed message must name its Destination).
+    if let Ok(posted) = xml.parse::<samael::schema::Response>() {
+        let acs = acs_url(app, account);
+        if (posted.signature.is_some() || posted.destination.is_some())
+            && posted.destination.as_deref() != Some(acs.as_str())
+        {
+            return Err(deny(
+                "assertion",
+                "the SAML response does not name this account's ACS as its Destination".into(),
+            ));
+        }
+    }
     let ids: Option<Vec<&str>> = request_id.as_deref().map(|i| vec![i]);
     let mut last = String::new();
     for provider in providers {
-        let sp = service_provider(app, account, &provider.metadata_xml, provider.idp_initiated)?;
+        // A sign-in started here is checked as solicited even where the provider also allows
+        // IdP-initiated ones (samael then skips every InResponseTo check).
+        let solicited = ids.is_some();
+        let sp = service_provider(app, account, &provider.metadata_xml, !solicited)?;
         let assertion = match sp.parse_xml_response(&xml, ids.as_deref()) {
             Ok(a) => a,
             Err(e) => {
@@ -315,6 +399,8 @@ pub async fn finish_saml(
                 continue;
             }
         };
+        profile_checks(&assertion, &sp_entity_id(app, account), solicited)
+            .map_err(|m| deny("assertion", m.to_string()))?;
         let now = app.now();
         let until = assertion
             .conditions
