@@ -1448,6 +1448,155 @@ fn cut(xml: &str, open: &str, close: &str) -> String {
     format!("{}{}", &xml[..s], &xml[e..])
 }
 
+/// The SAML path in a real browser: email first on Atrium's sign-in page → the IdP's login page →
+/// its auto-posting form → Atrium's ACS → signed in, created just in time, in the mapped team.
+#[cfg(feature = "saml")]
+#[tokio::test]
+async fn a_member_signs_in_through_a_saml_idp_in_chromium_and_lands_in_their_team() {
+    let Some(browser) = crate::browser::Browser::launch() else {
+        return;
+    };
+    let Some(idp) = Idps::start("http://127.0.0.1:9/unused", json!({})) else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
+    let t = TestApp::new(Db::Sqlite)
+        .await
+        .reconfigured(|c| {
+            c.public_url = base.clone();
+            c.dns_resolver = Some(dns);
+        })
+        .await;
+    t.clock.advance(chrono::Utc::now() - t.app.now());
+    let root = t.user("root@elsewhere.test").await;
+    let a = t.account(&root, "acme").await;
+    let key = Some(root.key.as_str());
+    let saml = SamlIdp::start(
+        &atrium::services::sso::acs_url(&t.app, a),
+        &atrium::services::sso::sp_entity_id(&t.app, a),
+    );
+    let (_, team) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{a}/teams/"),
+            key,
+            Some(json!({"name": "Admins"})),
+        )
+        .await;
+    let team_id = team["id"].as_str().expect("team").to_string();
+    let (s, p) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{a}/sso/providers"),
+            key,
+            Some(
+                json!({"kind": "saml", "name": "Acme SAML", "groups_attribute": "groups",
+                          "metadata_url": format!("http://127.0.0.1:{}/metadata", saml.port)}),
+            ),
+        )
+        .await;
+    assert_eq!(s, S::CREATED, "{p}");
+    let mappings = format!(
+        "/api/accounts/{a}/sso/providers/{}/group_mappings",
+        p["id"].as_str().expect("id")
+    );
+    let (s, _) = t
+        .call(
+            M::PUT,
+            &mappings,
+            key,
+            Some(json!([{"group": "admins", "team_id": team_id}])),
+        )
+        .await;
+    assert_eq!(s, S::OK);
+    let (_, d) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{a}/sso/domains"),
+            key,
+            Some(json!({"domain": "acme.test"})),
+        )
+        .await;
+    idp.publish(json!({"_atrium-challenge.acme.test.": [d["txt_value"]]}));
+    let verify = format!(
+        "/api/accounts/{a}/sso/domains/{}/verify",
+        d["id"].as_str().expect("id")
+    );
+    assert_eq!(t.call(M::POST, &verify, key, None).await.0, S::OK);
+    t.serve_listener(listener).await;
+
+    let mut page = browser.page().await;
+    page.goto(&format!("{base}/login")).await;
+    page.eval(
+        "document.querySelector('#email').value = 'carol@acme.test';\
+         document.querySelector('form[action=\"/login\"] button[type=submit]').click(); true",
+    )
+    .await;
+    page.wait_for(&format!(
+        "location.origin === 'http://127.0.0.1:{}' && document.querySelector('form[action=\"/signin\"]') !== null",
+        saml.port
+    ))
+    .await;
+    page.screenshot("sso-saml-idp-login").await;
+    page.eval(
+        "for (const [k, v] of [['userName', 'carol@acme.test'], ['email', 'carol@acme.test'],\
+                              ['firstName', 'Carol'], ['lastName', 'Danvers'], ['displayName', ''], ['groups', 'admins']]) {\
+           const i = document.getElementById(k); if (i) i.value = v; }\
+         document.querySelector('form[action=\"/signin\"]').submit(); true",
+    )
+    .await;
+    page.wait_for(&format!(
+        "location.origin === '{base}' && location.pathname === '/' && document.readyState === 'complete'"
+    ))
+    .await;
+    let text = page.text().await;
+    assert!(
+        text.contains("Your accounts") && text.contains("acme"),
+        "{text}"
+    );
+    assert!(
+        text.contains("carol@acme.test"),
+        "signed in as Carol: {text}"
+    );
+    let (_, v) = t
+        .call(
+            M::GET,
+            &format!("/api/accounts/{a}/teams/{team_id}"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["memberships"].as_array().map(Vec::len),
+        Some(1),
+        "Carol joined Admins: {v}"
+    );
+    let (_, members) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{a}/account_memberships/filter"),
+            key,
+            Some(json!({})),
+        )
+        .await;
+    let carol = members
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["email"] == "carol@acme.test"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        carol["first_name"], "Carol",
+        "the profile follows the IdP: {members}"
+    );
+}
+
 /// Re-signs SAML responses with xmlsec1 (the Response's enveloped signature; the Assertion's own
 /// signature is dropped first, as IdPs that sign only the Response do).
 #[cfg(feature = "saml")]
