@@ -1033,6 +1033,9 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
         // Refused: the same response again (its RelayState is spent), the same response without
         // RelayState (IdP-initiated sign-in is off), and a response changed after signing.
         let mut refused = Vec::new();
+        // Signature-wrapping shapes where Atrium read the signed assertion and ignored the
+        // wrapper: safe (Alice signed in, never Mallory), but not counted as refusals.
+        let mut signed_used = Vec::new();
         let (s, _, body) = post_acs(&t, a, &response, &relay).await;
         assert_eq!(s, S::FORBIDDEN, "replay: {}", alert(&body));
         refused.push("replayed response");
@@ -1125,7 +1128,7 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
                 let (_, me) = me_with(&t, &session).await;
                 assert_eq!(me["email"], "alice@acme.test", "{name}: signed in as someone else: {me} {}", alert(&body));
                 eprintln!("{name}: the signed assertion was used, the wrapper ignored");
-                refused.push(name);
+                signed_used.push(name);
             }
         }
         // Answers that name the wrong request, audience or destination, and broken posts.
@@ -1258,7 +1261,7 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
                     let (_, me) = me_with(&t, &cookie_of(&h, "atrium_session")).await;
                     assert_eq!(me["email"], "alice@acme.test", "{name}: signed in as someone else: {me}");
                     eprintln!("{name}: the signed assertion was used, the wrapper ignored");
-                    refused.push(name);
+                    signed_used.push(name);
                 }
             }
         }
@@ -1405,11 +1408,19 @@ async fn saml_sign_in_through_a_real_idp_verifies_signatures_and_refuses_what_it
         let (s, _, body) = post_acs(&t, other, &response, &relay).await;
         assert_eq!(s, S::FORBIDDEN, "another account's ACS: {}", alert(&body));
         refused.push("posted to another account's ACS");
-        eprintln!("{:?}: {} SAML refusals: {refused:?}", t.db, refused.len());
-        // The whole corpus (≥ 40 forged or broken answers) ran when xmlsec1 could re-sign.
+        eprintln!("{:?}: {} SAML refusals: {refused:?}; wrappers ignored: {signed_used:?}", t.db, refused.len());
+        // The whole corpus (≥ 40 forged or broken answers refused) ran when xmlsec1 could re-sign.
         if resigner.is_some() {
-            assert!(refused.len() >= 40, "{} SAML cases", refused.len());
+            assert!(refused.len() >= 40, "{} SAML refusals", refused.len());
         }
+        // Each refusal is in the account's audit log with its reason class, except the answer
+        // posted to the other account's ACS, which is in that account's.
+        let (_, events) = t
+            .call(M::POST, &format!("/api/accounts/{a}/events/filter"), key,
+                  Some(json!({"filter": {"event": {"prefix": ["prefect-cloud.sso.login-refused"]}}, "limit": 200})))
+            .await;
+        let logged = events["events"].as_array().expect("events").len();
+        assert_eq!(logged, refused.len() - 1, "refusals are audited");
         assert_eq!(count_users(&t).await, 2, "root and Alice only");
     })
     .await;
