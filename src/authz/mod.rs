@@ -74,6 +74,12 @@ pub enum Credential {
     },
     /// Operator commands run on the server's machine (`atrium …` CLI).
     Cli,
+    /// An account's SCIM token: it may do SCIM for that account and nothing else (the principal's
+    /// `user_id` holds the token's id).
+    Scim {
+        token_id: Uuid,
+        account: AccountId,
+    },
 }
 
 /// Why a check failed. `NotFound` hides the existence of other tenants' objects.

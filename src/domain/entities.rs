@@ -103,10 +103,13 @@ pub struct Membership {
     pub account_role_name: &'static str,
     pub last_login: Option<chrono::DateTime<chrono::Utc>>,
     pub active: bool,
+    /// The identity provider's id for the member (SCIM `externalId`) when SCIM manages them.
     pub directory_id: Option<String>,
     pub timezone: Option<String>,
     #[schema(value_type = Vec<Object>)]
     pub teams: Vec<Value>,
+    /// Atrium extension: when SCIM last changed this member (`None`: managed by hand).
+    pub idp_synced: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A system account role.

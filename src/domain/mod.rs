@@ -9,6 +9,7 @@ pub mod ids;
 pub mod ipnet;
 pub mod plan;
 pub mod role;
+pub mod scim;
 pub mod scope;
 pub mod upstream_policy;
 pub mod validate;

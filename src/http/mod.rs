@@ -5,6 +5,7 @@ pub mod api;
 pub mod error;
 pub mod extract;
 pub mod gateway;
+pub mod scim;
 pub mod server;
 pub mod ui;
 
@@ -174,6 +175,11 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(sso::add_domain, sso::list_domains))
         .routes(routes!(sso::delete_domain))
         .routes(routes!(sso::verify_domain))
+        .routes(routes!(
+            scim_tokens::create_scim_token,
+            scim_tokens::list_scim_tokens
+        ))
+        .routes(routes!(scim_tokens::delete_scim_token))
         .routes(routes!(teams::list_access))
         .routes(routes!(teams::explain))
         .routes(routes!(teams::what_if))
@@ -424,6 +430,7 @@ pub fn router(app: App) -> Router {
             }),
         )
         .merge(ui::routes::router(&app))
+        .merge(scim::router())
         .route("/metrics", axum::routing::get(metrics))
         .fallback(gateway::handle)
         .method_not_allowed_fallback(|| async {

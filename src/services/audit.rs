@@ -83,6 +83,8 @@ fn actor_of(p: Option<&Principal>) -> AuditActor {
         Some(p) => AuditActor {
             kind: if p.is_bot() {
                 "service_account"
+            } else if matches!(p.credential, crate::authz::Credential::Scim { .. }) {
+                "scim_token"
             } else {
                 "user"
             }

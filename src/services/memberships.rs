@@ -253,7 +253,10 @@ fn membership_event(action: &'static str, m: &Membership) -> NewEvent {
 
 /// Called after a change, inside the transaction that holds the account lock: refuses (and so
 /// rolls back) a change that leaves no active Owner.
-async fn ensure_an_owner_remains(tx: &mut store::Conn, account: AccountId) -> Result<()> {
+pub(crate) async fn ensure_an_owner_remains(
+    tx: &mut store::Conn,
+    account: AccountId,
+) -> Result<()> {
     if store::memberships::count_active_owners(tx, account).await? < 1 {
         return Err(Error::conflict(
             "an account must keep at least one active Owner; make someone else Owner first",

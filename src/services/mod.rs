@@ -20,6 +20,7 @@ pub mod plans;
 pub mod ratelimit;
 pub mod retention;
 pub mod roles;
+pub mod scim;
 pub mod service_accounts;
 pub mod setup;
 pub mod sso;

@@ -496,6 +496,7 @@ pub fn as_membership(b: &ServiceAccountRow) -> Membership {
         directory_id: None,
         timezone: None,
         teams: vec![],
+        idp_synced: None,
     }
 }
 

@@ -1301,7 +1301,7 @@ async fn admit(
 
 /// The account role of members created by sign-in: the account setting
 /// `sso_default_account_role_id` when set to Member or Admin, else Member.
-async fn default_role(c: &mut store::Conn, account: AccountId) -> Result<AccountRole> {
+pub(crate) async fn default_role(c: &mut store::Conn, account: AccountId) -> Result<AccountRole> {
     let row = store::accounts::find_account(c, account)
         .await?
         .ok_or_else(|| Error::not_found("account"))?;

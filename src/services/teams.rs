@@ -51,7 +51,12 @@ pub struct TeamView {
     pub account_id: AccountId,
     pub name: String,
     pub description: String,
+    /// The identity provider's id for the group (SCIM `externalId`) when SCIM manages the team.
     pub workos_directory_group_id: Option<String>,
+    /// Atrium extension: SCIM manages this team (its members change only through the IdP).
+    pub managed_by_idp: bool,
+    /// Atrium extension: when SCIM last changed the team.
+    pub idp_synced: Option<chrono::DateTime<chrono::Utc>>,
     pub memberships: Vec<TeamMemberView>,
     pub workspaces: Vec<TeamWorkspace>,
 }
@@ -122,10 +127,24 @@ async fn view(c: &mut store::Conn, t: TeamRow) -> Result<TeamView> {
         account_id: t.account_id,
         name: t.name,
         description: t.description,
-        workos_directory_group_id: None,
+        workos_directory_group_id: t.scim_synced.and(t.scim_external_id),
+        managed_by_idp: t.scim_synced.is_some(),
+        idp_synced: t.scim_synced,
         memberships,
         workspaces,
     })
+}
+
+/// Refuses a change by hand to the members of a team the identity provider manages (SCIM would
+/// undo it at its next sync, and the IdP is where access is decided).
+fn managed_by_hand(t: &TeamRow) -> Result<()> {
+    if t.scim_synced.is_some() {
+        return Err(Error::Conflict(format!(
+            "the members of team {:?} are managed by your identity provider through SCIM; change the group there",
+            t.name
+        )));
+    }
+    Ok(())
 }
 
 async fn gate(app: &App, p: &Principal, account: AccountId, perm: P) -> Result<()> {
@@ -146,7 +165,8 @@ pub struct TeamInput {
     #[serde(default)]
     #[schema(max_length = 1000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
-    /// Accepted for compatibility (directory sync is not implemented).
+    /// Accepted for compatibility and ignored: teams are linked to IdP groups by SCIM
+    /// (docs/scim.md).
     pub workos_directory_group_id: Option<String>,
 }
 
@@ -166,6 +186,8 @@ pub async fn create_team(
             .map_err(Error::Validation)?,
         created: now,
         updated: now,
+        scim_external_id: None,
+        scim_synced: None,
     };
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
     store::teams::insert_team(&mut tx, &team)
@@ -410,6 +432,7 @@ pub async fn add_members(
     let t = store::teams::find_team(&mut tx, account, crate::domain::TeamId(id))
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
+    managed_by_hand(&t)?;
     for m in &a.members {
         if matches!(m.expires_at, Some(e) if e <= now) {
             return Err(Error::validation("expires_at must be in the future"));
@@ -473,6 +496,7 @@ pub async fn remove_member(
     let t = store::teams::find_team(&mut tx, account, crate::domain::TeamId(id))
         .await?
         .ok_or_else(|| Error::not_found("team"))?;
+    managed_by_hand(&t)?;
     let mut member = who;
     if !store::teams::find_members(&mut tx, account, id)
         .await?

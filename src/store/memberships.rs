@@ -9,6 +9,7 @@ use sqlx::Row;
 
 const SELECT: &str =
     "SELECT m.id, m.account_id, m.user_id, m.role, m.active, m.created, m.updated, \
+     m.scim_external_id, m.scim_synced, \
      u.actor_id, u.handle, u.first_name, u.last_name, u.email, u.last_login \
      FROM account_memberships m JOIN users u ON u.id = m.user_id";
 
@@ -33,9 +34,10 @@ fn membership_from(row: &AnyRow) -> Result<Membership, Error> {
         active: get_bool(row, "active")?,
         created: time(row.try_get("created")?),
         updated: time(row.try_get("updated")?),
-        directory_id: None,
+        directory_id: row.try_get("scim_external_id")?,
         timezone: None,
         teams: Vec::new(),
+        idp_synced: opt_time(row.try_get("scim_synced")?),
     })
 }
 

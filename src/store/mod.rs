@@ -9,6 +9,7 @@ pub mod audit;
 pub mod dialect;
 pub mod error;
 pub mod grants;
+pub mod scim;
 pub mod service_accounts;
 pub mod sso;
 

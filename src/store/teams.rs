@@ -15,6 +15,10 @@ pub struct TeamRow {
     pub description: String,
     pub created: Time,
     pub updated: Time,
+    /// The identity provider's id for the group this team is (SCIM `externalId`).
+    pub scim_external_id: Option<String>,
+    /// When SCIM last changed the team; `Some` = managed by the identity provider.
+    pub scim_synced: Option<Time>,
 }
 
 fn team_from(r: &AnyRow) -> Result<TeamRow, Error> {
@@ -25,31 +29,40 @@ fn team_from(r: &AnyRow) -> Result<TeamRow, Error> {
         description: r.try_get("description")?,
         created: time(r.try_get("created")?),
         updated: time(r.try_get("updated")?),
+        scim_external_id: r.try_get("scim_external_id")?,
+        scim_synced: opt_time(r.try_get("scim_synced")?),
     })
 }
 
-const COLS: &str = "id, account_id, name, description, created, updated";
+const COLS: &str =
+    "id, account_id, name, description, created, updated, scim_external_id, scim_synced";
 
 pub async fn insert_team(c: &mut Conn, t: &TeamRow) -> Result<(), Error> {
-    sqlx::query("INSERT INTO teams (id, account_id, name, description, created, updated) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(t.id.to_string())
-        .bind(t.account_id.to_string())
-        .bind(&t.name)
-        .bind(&t.description)
-        .bind(micros(t.created))
-        .bind(micros(t.updated))
-        .execute(&mut *c)
-        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO teams ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(t.id.to_string())
+    .bind(t.account_id.to_string())
+    .bind(&t.name)
+    .bind(&t.description)
+    .bind(micros(t.created))
+    .bind(micros(t.updated))
+    .bind(t.scim_external_id.clone())
+    .bind(t.scim_synced.map(micros))
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 
 pub async fn update_team(c: &mut Conn, t: &TeamRow) -> Result<(), Error> {
-    sqlx::query("UPDATE teams SET name = $3, description = $4, updated = $5 WHERE account_id = $1 AND id = $2")
+    sqlx::query("UPDATE teams SET name = $3, description = $4, updated = $5, scim_external_id = $6, scim_synced = $7 WHERE account_id = $1 AND id = $2")
         .bind(t.account_id.to_string())
         .bind(t.id.to_string())
         .bind(&t.name)
         .bind(&t.description)
         .bind(micros(t.updated))
+        .bind(t.scim_external_id.clone())
+        .bind(t.scim_synced.map(micros))
         .execute(&mut *c)
         .await?;
     Ok(())

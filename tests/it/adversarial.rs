@@ -302,6 +302,16 @@ const NOT_PRINCIPAL_OPS: &[(&str, &str, &str)] = &[
         "/api/accounts/{}/sso/domains/{}/verify",
         "account configuration (administrate:sso)",
     ),
+    (
+        "POST",
+        "/api/accounts/{}/scim_tokens",
+        "account configuration (administrate:sso); the token acts only through SCIM, whose changes to members are refused or admitted by the seat, last-owner and domain rules (tests/it/scim.rs)",
+    ),
+    (
+        "DELETE",
+        "/api/accounts/{}/scim_tokens/{}",
+        "account configuration (administrate:sso)",
+    ),
     ("POST", "/api/auth/signup", "creates the caller"),
     ("POST", "/api/auth/login", "the caller's own session"),
     ("POST", "/api/auth/logout", "the caller's own session"),

@@ -261,6 +261,14 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
             "POST /api/accounts/{}/sso/domains/{}/verify",
             Some("prefect-cloud.sso-domain.verified"),
         ),
+        (
+            "POST /api/accounts/{}/scim_tokens",
+            Some("prefect-cloud.scim-token.created"),
+        ),
+        (
+            "DELETE /api/accounts/{}/scim_tokens/{}",
+            Some("prefect-cloud.scim-token.deleted"),
+        ),
     ];
     table
         .iter()

@@ -25,6 +25,7 @@ mod prefect_cli;
 mod prefect_gateway;
 mod processes;
 mod schemathesis;
+mod scim;
 mod service_accounts;
 mod setup;
 mod sso;

@@ -219,6 +219,7 @@ pub(crate) fn fill(template: &str, w: &World) -> String {
         // authorized caller gets 404, everyone else is refused before the lookup.
         .replace("{provider_id}", "7a1c0c55-0000-4000-8000-00000000e1d0")
         .replace("{domain_id}", "7a1c0c55-0000-4000-8000-00000000d0e1")
+        .replace("{token_id}", "7a1c0c55-0000-4000-8000-0000000005c1")
 }
 
 /// A cell's body with the world's ids filled in.
@@ -544,6 +545,10 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::POST, "/api/accounts/{account_id}/sso/domains", Some(json!({"domain": "matrix.test"})), [401, 404, 403, 403, 201, 201]),
         c(M::DELETE, "/api/accounts/{account_id}/sso/domains/{domain_id}", None, [401, 404, 403, 403, 404, 404]),
         c(M::POST, "/api/accounts/{account_id}/sso/domains/{domain_id}/verify", None, [401, 404, 403, 403, 404, 404]),
+        // SCIM tokens: read:sso to list, administrate:sso to create and revoke.
+        c(M::GET, "/api/accounts/{account_id}/scim_tokens", None, [401, 404, 403, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/scim_tokens", Some(json!({"name": "matrix"})), [401, 404, 403, 403, 201, 201]),
+        c(M::DELETE, "/api/accounts/{account_id}/scim_tokens/{token_id}", None, [401, 404, 403, 403, 404, 404]),
         c(
             M::GET,
             "/api/accounts/{account_id}/workspace_roles/{role_id}",

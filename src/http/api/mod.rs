@@ -11,6 +11,7 @@ pub mod me;
 pub mod memberships;
 pub mod plans;
 pub mod roles;
+pub mod scim_tokens;
 pub mod service_accounts;
 pub mod sso;
 pub mod teams;

@@ -66,6 +66,11 @@ pub async fn list(
                     td { (m.last_login.map_or("never".to_string(), |t| relative(t, now))) }
                     td {
                         @if m.active { span.badge { "active" } } @else { span.badge.off { "deactivated" } }
+                        @if let Some(synced) = m.idp_synced {
+                            " " span.badge title={ "Provisioned by your identity provider (SCIM); last synced " (synced.format("%Y-%m-%d %H:%M UTC")) } {
+                                "IdP · " (relative(synced, now))
+                            }
+                        }
                     }
                     td {
                         @if may_role && other {

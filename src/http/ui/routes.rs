@@ -228,6 +228,16 @@ fn account() -> Vec<(&'static str, &'static str, Handler)> {
         ("POST", "/sso/settings", post(sso_page::save_settings)),
         (
             "POST",
+            "/sso/scim_tokens",
+            post(sso_page::create_scim_token),
+        ),
+        (
+            "POST",
+            "/sso/scim_tokens/{token_id}/delete",
+            post(sso_page::delete_scim_token),
+        ),
+        (
+            "POST",
             "/settings/ip-allowlist",
             post(settings::save_ip_allowlist),
         ),

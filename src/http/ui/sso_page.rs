@@ -1,6 +1,7 @@
 //! The SSO page of an account: its identity providers, its email domains (with the DNS record to
 //! publish and a verify button), the "require SSO" switch and the role of members created at
-//! sign-in — each change through the same service as the API (docs/sso.md).
+//! sign-in, and directory sync (SCIM tokens) — each change through the same service as the API
+//! (docs/sso.md, docs/scim.md).
 
 use super::form::{done, Fields};
 use super::session::SignedIn;
@@ -9,6 +10,7 @@ use super::{error_page, options, table};
 use crate::app::App;
 use crate::domain::role::{AccountPermission as P, AccountRole};
 use crate::domain::AccountId;
+use crate::services::scim::{self, CreateScimToken, ScimTokenCreated};
 use crate::services::sso::{self, AddDomain, CreateProvider, ProviderKind, UpdateProvider};
 use crate::services::Result;
 use axum::extract::{Path, State};
@@ -23,6 +25,17 @@ pub async fn show(
     SignedIn(p): SignedIn,
     Path(account): Path<AccountId>,
 ) -> Response {
+    render(&app, &p, account, None).await
+}
+
+/// The SSO page, with a SCIM token just created shown once.
+async fn render(
+    app: &App,
+    p: &crate::authz::Principal,
+    account: AccountId,
+    created: Option<ScimTokenCreated>,
+) -> Response {
+    let (app, p) = (app.clone(), p.clone());
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
         let expiry = super::relative(
@@ -39,28 +52,147 @@ pub async fn show(
         } else {
             html! { p.muted { "Single sign-on is not included in this account's plan." } }
         };
+        let has_scim = shell.a.features.contains(&"scim");
+        let directory = if has_scim && shell.can(P::ReadSso) {
+            scim_section(&app, &p, &shell, created.as_ref()).await?
+        } else if has_scim {
+            html! {}
+        } else {
+            html! { h2 { "Directory sync (SCIM)" } p.muted { "SCIM provisioning is not included in this account's plan." } }
+        };
         let body = html! {
             h1 { "Single sign-on" }
             (config)
+            (directory)
             h2 { "How members sign in" }
             ul {
                 li {
                     "With their email address and password (stored only as an Argon2id hash), unless the account requires single sign-on for their domain; a session lasts "
                     (expiry) "."
                 }
-                li { "Through the account's identity provider, from " a href="/auth/sso" { "Sign in with single sign-on" } " (OpenID Connect)." }
-                li { "New members join through an emailed invitation link, or at their first single sign-on." }
+                li { "Through the account's identity provider, from " a href="/auth/sso" { "Sign in with single sign-on" } " (OpenID Connect or SAML 2.0)." }
+                li { "New members join through an emailed invitation link, at their first single sign-on, or when the identity provider provisions them (SCIM)." }
                 li {
                     "The " code { "prefect" } " CLI and other clients use personal or service-account API keys ("
                     code { "prefect cloud login" } ")."
                 }
             }
-            p.muted { "Directory sync (SCIM) and SAML 2.0 providers are not available yet. See docs/sso.md." }
+            p.muted { "See docs/sso.md and docs/scim.md." }
         };
         Ok(shell.render(Section::Sso, "SSO", body))
     }
     .await;
     r.unwrap_or_else(|e| error_page(&e))
+}
+
+/// Directory sync: the SCIM base URL, the tokens with their last use, and (for
+/// `administrate:sso`) the forms to create and revoke them. A new token is shown once.
+async fn scim_section(
+    app: &App,
+    p: &crate::authz::Principal,
+    shell: &Shell,
+    created: Option<&ScimTokenCreated>,
+) -> Result<Markup> {
+    let account = shell.account;
+    let admin = shell.can(P::AdministrateSso);
+    let tokens = scim::list_tokens(app, p, account).await?;
+    let now = app.now();
+    let base = shell.url("/sso");
+    let rows: Vec<Markup> = tokens
+        .iter()
+        .map(|t| {
+            html! { tr {
+                td { (t.name) }
+                td { code { (t.masked) } }
+                td { (t.created_by) }
+                (super::expiry_cell(t.expires_at, now))
+                td { (t.last_used.map_or("never".to_string(), |u| super::relative(u, now))) }
+                td {
+                    @if admin {
+                        (shell.button(
+                            &format!("{base}/scim_tokens/{}/delete", t.id),
+                            "Revoke",
+                            &format!("Revoke SCIM token {}", t.name),
+                            Some("Revoke this token? The identity provider's next request is refused."),
+                        ))
+                    }
+                }
+            } }
+        })
+        .collect();
+    Ok(html! {
+        h2 { "Directory sync (SCIM)" }
+        p {
+            "SCIM base URL for your identity provider: "
+            code #scim-base { (scim::base_url(app, account)) }
+        }
+        @if let Some(c) = created {
+            section.notice role="status" {
+                h2 { "SCIM token “" (c.name) "” created" }
+                p { "Copy the token now: it is not shown again. Give it to your identity provider as the bearer token, with the base URL above." }
+                p { code #new-key { (c.token) } }
+            }
+        }
+        (table("SCIM tokens", &["Name", "Token", "Created by", "Expires", "Last used", "Actions"], &rows, "No SCIM token yet."))
+        @if admin {
+            form method="post" action={ (base) "/scim_tokens" } {
+                (shell.csrf_input())
+                div.row {
+                    div { (super::name_input("scim-name", None)) }
+                    div { (super::days_input("scim-days", "Expires after (days; empty = never)", None)) }
+                    div { button type="submit" { "Create SCIM token" } }
+                }
+            }
+        }
+    })
+}
+
+/// `POST /account/{a}/sso/scim_tokens`: creates a SCIM token and shows it once.
+pub async fn create_scim_token(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path(account): Path<AccountId>,
+    f: Fields,
+) -> Response {
+    let made = async {
+        let expires_at = super::days_from_now(&app, f.opt("days"))?;
+        scim::create_token(
+            &app,
+            &p,
+            account,
+            CreateScimToken {
+                name: f.get("name").to_string(),
+                expires_at,
+            },
+        )
+        .await
+    }
+    .await;
+    match made {
+        Ok(c) => {
+            let mut resp = render(&app, &p, account, Some(c)).await;
+            // The page holds a secret: never cache it.
+            resp.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            resp
+        }
+        Err(e) => super::error_page_back(&e, Some(&back(account))),
+    }
+}
+
+/// `POST /account/{a}/sso/scim_tokens/{id}/delete`
+pub async fn delete_scim_token(
+    State(app): State<App>,
+    SignedIn(p): SignedIn,
+    Path((account, id)): Path<(AccountId, Uuid)>,
+    _f: Fields,
+) -> Response {
+    done(
+        &back(account),
+        scim::delete_token(&app, &p, account, id).await,
+    )
 }
 
 /// Providers, domains and settings, with the forms an `administrate:sso` holder may use.

@@ -38,7 +38,10 @@ pub async fn list(
             .iter()
             .map(|t| {
                 html! { tr {
-                    td { a href=(shell.url(&format!("/team/{}", t.id))) { (t.name) } }
+                    td {
+                        a href=(shell.url(&format!("/team/{}", t.id))) { (t.name) }
+                        @if t.managed_by_idp { " " span.muted { "(IdP)" } }
+                    }
                     td { (t.description) }
                     td { (t.memberships.len()) }
                     td { (t.workspaces.len()) }
@@ -96,7 +99,9 @@ pub async fn show(
         let t = teams::read_team(&app, &p, account, crate::domain::TeamId(team)).await?;
         let now = app.now();
         let base = shell.url(&format!("/team/{}", t.id));
+        // Members of a team the IdP manages (SCIM) change only at the IdP.
         let may_update = shell.can(P::UpdateTeam);
+        let may_edit_members = may_update && !t.managed_by_idp;
         let member_rows: Vec<Markup> = t
             .memberships
             .iter()
@@ -107,7 +112,7 @@ pub async fn show(
                     td { (if m.kind == "user" { "User" } else { "Service account" }) }
                     (expiry_cell(m.expires_at, now))
                     td {
-                        @if may_update {
+                        @if may_edit_members {
                             (shell.button(
                                 &format!("{base}/members/{}/remove", m.id),
                                 "Remove",
@@ -119,7 +124,7 @@ pub async fn show(
                 } }
             })
             .collect();
-        let add_member = if may_update {
+        let add_member = if may_edit_members {
             let users = shell.members(&app, &p).await?;
             let bots = shell.bots(&app, &p).await?;
             let choices: Vec<(String, String)> = users
@@ -191,6 +196,12 @@ pub async fn show(
             p { a href=(shell.url("/teams")) { "Teams" } }
             h1 { "Team " (t.name) }
             p.muted { (t.description) }
+            @if let Some(synced) = t.idp_synced {
+                p.notice {
+                    "Managed by your identity provider through SCIM (last synced "
+                    (synced.format("%Y-%m-%d %H:%M UTC")) "): its members change at the IdP, not here."
+                }
+            }
             h2 { "Members" }
             (table("Members", &["Who", "Kind", "Membership expires", "Actions"], &member_rows, "No members."))
             (add_member)

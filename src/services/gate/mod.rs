@@ -142,6 +142,17 @@ pub fn listed(app: &App, p: &Principal, account: AccountId) -> Option<Access> {
     admitted(app, p, account).then_some(a)
 }
 
+/// A SCIM call: the caller's SCIM token must be this account's (else 404, as for any tenant
+/// mismatch) and the call must come from the account's allowlist when one is enforced.
+pub fn scim(app: &App, p: &Principal, account: AccountId) -> Result<()> {
+    match &p.credential {
+        crate::authz::Credential::Scim { account: a, .. } if *a == account => {
+            allowlist(app, p, account)
+        }
+        _ => Err(Denied::NotFound.into()),
+    }
+}
+
 /// Requires an account permission (tenant → allowlist → permission); a refusal is audited.
 pub async fn authorize(
     app: &App,
