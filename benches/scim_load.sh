@@ -9,7 +9,7 @@
 # PostgreSQL at 127.0.0.1:5432 (trust auth) for the second run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-USERS="${1:-10000}"; GROUPS="${2:-500}"; MEMBERS="${3:-20}"; CONC="${4:-8}"
+USERS="${1:-10000}"; NGROUPS="${2:-500}"; MEMBERS="${3:-20}"; CONC="${4:-8}"
 PY="${ATRIUM_BENCH_PYTHON:-$PWD/.venv/bin/python}"
 cargo build --release --bin atrium 2>&1 | tail -1
 BIN=$PWD/target/release/atrium
@@ -31,7 +31,7 @@ run_atrium() {  # $1: label, $2: database URL, $3: port
   token=$(curl -sf -X POST -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
     "127.0.0.1:$3/api/accounts/$account/scim_tokens" -d '{"name":"load"}' | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   echo "== Atrium on $1"
-  "$PY" benches/scim_load.py "http://127.0.0.1:$3/scim/v2/$account" "$token" "$USERS" "$GROUPS" "$MEMBERS" "$CONC" \
+  "$PY" benches/scim_load.py "http://127.0.0.1:$3/scim/v2/$account" "$token" "$USERS" "$NGROUPS" "$MEMBERS" "$CONC" \
     --visibility "http://127.0.0.1:$3" "$key" "$account" "$ws"
 }
 
@@ -42,4 +42,4 @@ run_atrium PostgreSQL "postgres://postgres@127.0.0.1:5432/atrium_scim_bench" 461
 echo "== scim2-server (in memory)"
 "$(dirname "$PY")/scim2-server" --port 4613 --bearer-token s3cret >/dev/null 2>&1 & PIDS+=($!)
 for _ in $(seq 1 100); do curl -sf -H 'Authorization: Bearer s3cret' 127.0.0.1:4613/v2/ServiceProviderConfig >/dev/null && break; sleep 0.1; done
-"$PY" benches/scim_load.py "http://127.0.0.1:4613/v2" s3cret "$USERS" "$GROUPS" "$MEMBERS" "$CONC"
+"$PY" benches/scim_load.py "http://127.0.0.1:4613/v2" s3cret "$USERS" "$NGROUPS" "$MEMBERS" "$CONC"

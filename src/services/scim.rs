@@ -171,7 +171,8 @@ async fn manage(app: &App, p: &Principal, account: AccountId, perm: P) -> Result
     crate::services::plans::require_feature(app, account, Feature::Scim)
 }
 
-/// Creates a SCIM token (`administrate:sso`, plan feature `scim`); the token is shown once.
+/// Creates a SCIM token (an Owner with `administrate:sso`, plan feature `scim`); the token is
+/// shown once.
 pub async fn create_token(
     app: &App,
     p: &Principal,
@@ -179,6 +180,15 @@ pub async fn create_token(
     c: CreateScimToken,
 ) -> Result<ScimTokenCreated> {
     manage(app, p, account, P::AdministrateSso).await?;
+    // A token can deactivate and remove members of any role (but the last active Owner): an
+    // Admin making one would act above their own role, so only Owners (and operators) may.
+    let role = crate::services::gate::member(app, p, account).await?.role();
+    if role != crate::domain::role::AccountRole::Owner && !p.site_admin {
+        return Err(Error::Forbidden(
+            "only Owners create SCIM tokens: a token can deactivate and remove members of any role"
+                .into(),
+        ));
+    }
     let name = validate::name("name", &c.name).map_err(Error::Validation)?;
     let now = app.now();
     if c.expires_at.is_some_and(|e| e <= now) {

@@ -41,7 +41,7 @@ impl<'a> Unit<'a> {
             e
         })?;
         for account in changed.0 {
-            index::reload_account(self.app, account).await?;
+            index::reload_after_commit(self.app, account).await?;
         }
         Ok(())
     }

@@ -305,7 +305,7 @@ const NOT_PRINCIPAL_OPS: &[(&str, &str, &str)] = &[
     (
         "POST",
         "/api/accounts/{}/scim_tokens",
-        "account configuration (administrate:sso); the token acts only through SCIM, whose changes to members are refused or admitted by the seat, last-owner and domain rules (tests/it/scim.rs)",
+        "account configuration, Owners only: the token acts on members of every role through SCIM, under the seat, last-owner and domain rules (tests/it/scim.rs checks an Admin is refused)",
     ),
     (
         "DELETE",

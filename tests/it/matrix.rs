@@ -545,9 +545,10 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::POST, "/api/accounts/{account_id}/sso/domains", Some(json!({"domain": "matrix.test"})), [401, 404, 403, 403, 201, 201]),
         c(M::DELETE, "/api/accounts/{account_id}/sso/domains/{domain_id}", None, [401, 404, 403, 403, 404, 404]),
         c(M::POST, "/api/accounts/{account_id}/sso/domains/{domain_id}/verify", None, [401, 404, 403, 403, 404, 404]),
-        // SCIM tokens: read:sso to list, administrate:sso to create and revoke.
+        // SCIM tokens: read:sso to list, administrate:sso to revoke, an Owner to create (a token
+        // acts on members of every role).
         c(M::GET, "/api/accounts/{account_id}/scim_tokens", None, [401, 404, 403, 403, 200, 200]),
-        c(M::POST, "/api/accounts/{account_id}/scim_tokens", Some(json!({"name": "matrix"})), [401, 404, 403, 403, 201, 201]),
+        c(M::POST, "/api/accounts/{account_id}/scim_tokens", Some(json!({"name": "matrix"})), [401, 404, 403, 403, 403, 201]),
         c(M::DELETE, "/api/accounts/{account_id}/scim_tokens/{token_id}", None, [401, 404, 403, 403, 404, 404]),
         c(
             M::GET,

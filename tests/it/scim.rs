@@ -388,7 +388,35 @@ async fn a_scim_token_does_scim_for_its_own_account_and_nothing_else() {
             scim(&t, M::GET, &users, &token, None).await.0,
             S::UNAUTHORIZED
         );
-        // Expired tokens are refused; an Admin's token list needs read:sso, a Member has none.
+        // An Admin lists and revokes tokens but cannot make one: a token acts on Owners too, and
+        // would let an Admin deactivate or remove them (the escalation the gate forbids elsewhere).
+        let admin = t.user("admin@elsewhere.test").await;
+        t.add_member(a, &root, &admin, atrium::domain::role::AccountRole::Admin)
+            .await;
+        let (s, v) = t
+            .call(
+                M::POST,
+                &format!("/api/accounts/{a}/scim_tokens"),
+                Some(&admin.key),
+                Some(json!({"name": "mine"})),
+            )
+            .await;
+        assert!(
+            s == S::FORBIDDEN && v["detail"].as_str().unwrap_or("").contains("only Owners"),
+            "{s} {v}"
+        );
+        assert_eq!(
+            t.call(
+                M::GET,
+                &format!("/api/accounts/{a}/scim_tokens"),
+                Some(&admin.key),
+                None
+            )
+            .await
+            .0,
+            S::OK
+        );
+        // Expired tokens are refused; a Member can neither list nor create.
         let (s, v) = t
             .call(
                 M::POST,
@@ -660,4 +688,104 @@ fn html_id(html: &str, prefix: &str) -> String {
         .and_then(|r| r.split('/').next())
         .expect("an id")
         .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivation_through_one_server_reaches_another_on_the_same_postgresql() {
+    if std::env::var("ATRIUM_TEST_POSTGRES_URL").is_err() {
+        missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)");
+        return;
+    }
+    let a = TestApp::new(Db::Postgres).await;
+    let b = a.peer().await;
+    let listener = atrium::jobs::spawn_listener(&b.app).expect("listener on PostgreSQL");
+    let root = a.user("root@elsewhere.test").await;
+    let acct = a.account(&root, "acme").await;
+    let (token, base) = scim_token(&a, acct, &root.key).await;
+    let (alice, key, _) = provisioned(&a, &base, &token, "alice@acme.test").await;
+    let probe = format!("/api/accounts/{acct}");
+    // b learns of Alice's membership, then of her deactivation made through a (no sweep runs in b).
+    let until = |want: S| {
+        let (b, probe, key) = (&b, probe.clone(), key.clone());
+        async move {
+            for i in 0..200 {
+                if b.call(M::GET, &probe, Some(&key), None).await.0 == want {
+                    return Some(i);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            None
+        }
+    };
+    assert!(until(S::OK).await.is_some(), "b never saw the new member");
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    assert_eq!(
+        scim(
+            &a,
+            M::PATCH,
+            &format!("{base}/Users/{alice}"),
+            &token,
+            Some(patch)
+        )
+        .await
+        .0,
+        S::OK
+    );
+    assert_eq!(
+        a.call(M::GET, &probe, Some(&key), None).await.0,
+        S::NOT_FOUND,
+        "refused at once where it was made"
+    );
+    let waited = until(S::NOT_FOUND).await;
+    listener.abort();
+    let waited = waited.expect("the deactivation never reached the other server");
+    eprintln!("the other server refused Alice after {waited} polls of 25 ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_of_many_concurrent_provisionings_is_in_the_index_when_it_answers() {
+    // One index rebuild serves the commits announced before it starts (a burst of SCIM writes
+    // costs a rebuild per batch): no answer may come before a rebuild that includes its write.
+    each_db(|t| async move {
+        let root = t.user("root@elsewhere.test").await;
+        let a = t.account(&root, "acme").await;
+        let (token, base) = scim_token(&t, a, &root.key).await;
+        let t = std::sync::Arc::new(t);
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let (t, token, base) = (t.clone(), token.clone(), base.clone());
+            tasks.push(tokio::spawn(async move {
+                let email = format!("burst{i}@acme.test");
+                let (s, _, v) = scim(
+                    &t,
+                    M::POST,
+                    &format!("{base}/Users"),
+                    &token,
+                    Some(json!({
+                        "schemas": [atrium::services::scim::USER_SCHEMA], "userName": email,
+                    })),
+                )
+                .await;
+                assert_eq!(s, S::CREATED, "{v}");
+                let id =
+                    atrium::domain::UserId(v["id"].as_str().expect("id").parse().expect("uuid"));
+                let key = atrium::services::users::issue_api_key(&t.app, None, id, "k", None)
+                    .await
+                    .expect("key")
+                    .key;
+                t.call(M::GET, &format!("/api/accounts/{a}"), Some(&key), None)
+                    .await
+                    .0
+            }));
+        }
+        for task in tasks {
+            assert_eq!(
+                task.await.expect("join"),
+                S::OK,
+                "a member missing from the index after their 201"
+            );
+        }
+    })
+    .await;
 }

@@ -21,8 +21,8 @@ pub struct TokenPath {
     pub token_id: Uuid,
 }
 
-/// Creates a SCIM token (`administrate:sso`, plan feature `scim`). The token is in this answer
-/// only; `base_url` is what to give the identity provider.
+/// Creates a SCIM token (Owners, plan feature `scim`). The token is in this answer only;
+/// `base_url` is what to give the identity provider.
 #[utoipa::path(post, path = "/api/accounts/{account_id}/scim_tokens", tag = "scim", params(AccountPath), request_body = CreateScimToken,
     responses((status = 201, body = ScimTokenCreated), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create_scim_token(

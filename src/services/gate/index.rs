@@ -29,6 +29,37 @@ fn forget(app: &App, account: AccountId) {
     app.upstreams.remove(account);
 }
 
+/// The reloads of one account's snapshot after commits: how many commits were announced, and
+/// up to which the snapshot is known to include.
+#[derive(Default)]
+pub struct Reloads {
+    announced: std::sync::atomic::AtomicU64,
+    included: std::sync::atomic::AtomicU64,
+    running: tokio::sync::Mutex<()>,
+}
+
+/// After a commit that changed `account`'s access: returns once the snapshot includes it. One
+/// rebuild serves every commit announced before it started, so a burst of writes to one account
+/// (an identity provider provisioning thousands of members) costs a rebuild per batch, not per
+/// write, and no commit returns before a rebuild that read the database after it.
+pub async fn reload_after_commit(app: &App, account: AccountId) -> Result<()> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let r = {
+        let mut map = app.gate.reloads.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(account).or_default().clone()
+    };
+    let ticket = r.announced.fetch_add(1, SeqCst) + 1;
+    let _one_at_a_time = r.running.lock().await;
+    if r.included.load(SeqCst) >= ticket {
+        return Ok(());
+    }
+    // Every commit announced so far finished before announcing: the rows read next include it.
+    let start = r.announced.load(SeqCst);
+    reload_account(app, account).await?;
+    r.included.fetch_max(start, SeqCst);
+    Ok(())
+}
+
 /// Rebuilds one account's snapshot from the database (or drops it if the account is gone).
 pub async fn reload_account(app: &App, account: AccountId) -> Result<()> {
     let Some((rows, row)) = load_rows(app, account).await? else {

@@ -31,6 +31,8 @@ use std::sync::Arc;
 pub struct Gate {
     #[allow(clippy::disallowed_types)] // the one owner of the index
     index: crate::authz::Index,
+    /// Per account, the reloads after commits in flight (see `index::reload_after_commit`).
+    reloads: std::sync::Mutex<rustc_hash::FxHashMap<AccountId, Arc<index::Reloads>>>,
 }
 
 impl Gate {
