@@ -174,6 +174,18 @@ pub struct SnapshotRows {
     pub team_grants: Vec<(WorkspaceId, Uuid, RoleId, ScopeSet, Option<i64>)>,
 }
 
+/// One user's access rows, re-read after a change that touched only them.
+#[derive(Debug, Clone)]
+pub struct MemberRows {
+    pub user: Uuid,
+    /// Their membership (role, active), `None` when they are no longer a member.
+    pub member: Option<(AccountRole, bool)>,
+    /// (team, expiry µs or None)
+    pub teams: Vec<(Uuid, Option<i64>)>,
+    /// (workspace, role, closed scopes, expiry µs or None)
+    pub grants: Vec<(WorkspaceId, RoleId, ScopeSet, Option<i64>)>,
+}
+
 static VERSION: AtomicU64 = AtomicU64::new(1);
 
 impl AccountSnapshot {
@@ -229,6 +241,51 @@ impl AccountSnapshot {
                 .entry(member)
                 .or_default()
                 .push((team, expires.unwrap_or(i64::MAX)));
+        }
+        s
+    }
+
+    /// This snapshot with the rows of some users replaced, at `db_version`: what a rebuild from
+    /// the database would give when only those users' rows changed since this one was read.
+    pub fn with_members(&self, db_version: i64, rows: &[MemberRows]) -> AccountSnapshot {
+        let mut s = self.clone();
+        s.version = VERSION.fetch_add(1, Ordering::Relaxed);
+        s.db_version = db_version;
+        for r in rows {
+            match r.member {
+                Some((role, active)) => {
+                    s.members.insert(r.user, MemberEntry { role, active });
+                }
+                None => {
+                    s.members.remove(&r.user);
+                }
+            }
+            if r.teams.is_empty() {
+                s.member_teams.remove(&r.user);
+            } else {
+                s.member_teams.insert(
+                    r.user,
+                    r.teams
+                        .iter()
+                        .map(|(t, e)| (*t, e.unwrap_or(i64::MAX)))
+                        .collect(),
+                );
+            }
+            for w in s.workspaces.values_mut() {
+                w.grants.remove(&r.user);
+            }
+            for (ws, role_id, scopes, expires) in &r.grants {
+                if let Some(w) = s.workspaces.get_mut(&ws.0) {
+                    w.grants.insert(
+                        r.user,
+                        GrantEntry {
+                            role_id: *role_id,
+                            scopes: *scopes,
+                            expires_at_us: expires.unwrap_or(i64::MAX),
+                        },
+                    );
+                }
+            }
         }
         s
     }
@@ -372,6 +429,30 @@ impl Index {
             m.insert(account.0, Arc::new(ArcSwap::new(snapshot.clone())));
             m
         });
+    }
+
+    /// Installs `make(current)` only while the installed snapshot is still at `expected` access
+    /// version (a change read from it must not land on a newer one); false when it was not.
+    pub fn put_if(
+        &self,
+        account: AccountId,
+        expected: i64,
+        make: impl Fn(&AccountSnapshot) -> AccountSnapshot,
+    ) -> bool {
+        let Some(slot) = self.accounts.load().get(&account.0).cloned() else {
+            return false;
+        };
+        let mut swapped = false;
+        slot.rcu(|current| {
+            if current.db_version == expected {
+                swapped = true;
+                Arc::new(make(current))
+            } else {
+                swapped = false;
+                current.clone()
+            }
+        });
+        swapped
     }
 
     /// Forgets a deleted account.

@@ -984,6 +984,7 @@ async fn create_user(app: &App, p: &Principal, account: AccountId, body: Value) 
     let row = store::scim::find_user(&mut tx, account, user.id)
         .await?
         .ok_or_else(|| ScimError::new(500, None, "the new member vanished"))?;
+    tx.only_members(account, vec![user.id.0]);
     tx.commit().await?;
     Ok(user_json(app, account, &row))
 }
@@ -1113,6 +1114,7 @@ async fn apply_user(
     let row = store::scim::find_user(&mut tx, account, id)
         .await?
         .ok_or_else(|| ScimError::not_found("User"))?;
+    tx.only_members(account, vec![id.0]);
     tx.commit().await?;
     Ok(user_json(app, account, &row))
 }
@@ -1132,6 +1134,7 @@ async fn delete_user(app: &App, p: &Principal, account: AccountId, id: &str) -> 
     audit::record(app, &mut tx, Some(p), account.0, user_event("deleted", m.id.0, &m.email, json!({
         "user_id": id, "email": m.email, "account_role_name": m.account_role_name, "via": "scim",
     }))).await?;
+    tx.only_members(account, vec![id.0]);
     tx.commit().await?;
     Ok(())
 }
@@ -1334,6 +1337,8 @@ async fn apply_group(
             left.push(m.0);
         }
     }
+    // Only these users' team memberships changed (a new or renamed team has no grant yet).
+    tx.only_members(account, joined.iter().chain(left.iter()).copied().collect());
     let action = if created { "created" } else { "updated" };
     let mut payload = json!({"via": "scim", "externalId": t.scim_external_id});
     if !ignored.is_empty() {

@@ -40,10 +40,17 @@ impl<'a> Unit<'a> {
             tracing::warn!(error = %e, "committing a write transaction failed");
             e
         })?;
-        for account in changed.0 {
-            index::reload_after_commit(self.app, account).await?;
+        for c in changed.0 {
+            index::reload_after_commit(self.app, c).await?;
         }
         Ok(())
+    }
+}
+
+impl Unit<'_> {
+    /// See `store::Write::only_members`.
+    pub fn only_members(&mut self, account: AccountId, users: Vec<uuid::Uuid>) {
+        self.w.only_members(account, users);
     }
 }
 

@@ -170,12 +170,15 @@ pub async fn bump_access_version(
     c: &mut Conn,
     engine: super::Engine,
     id: AccountId,
-) -> Result<(), Error> {
+) -> Result<i64, Error> {
     sqlx::query("UPDATE accounts SET access_version = access_version + 1 WHERE id = $1")
         .bind(id.to_string())
         .execute(&mut *c)
         .await?;
-    notify_access(c, engine, id).await
+    notify_access(c, engine, id).await?;
+    // The version this transaction gave the account (its writers hold the account lock, or the
+    // single SQLite writer, until commit).
+    Ok(find_access_version(c, id).await?.unwrap_or(0))
 }
 
 /// Announces an access change to the other processes (PostgreSQL; delivered at commit).

@@ -161,6 +161,32 @@ pub async fn find_user_grants(c: &mut Conn, account: AccountId) -> Result<Vec<Gr
     )
 }
 
+/// One user's direct grants in the account (for the permission index).
+pub async fn find_grants_of_user(
+    c: &mut Conn,
+    account: AccountId,
+    user: UserId,
+) -> Result<Vec<GrantRow>, Error> {
+    sqlx::query(
+        "SELECT workspace_id, workspace_role_id, expires_at FROM workspace_user_access \
+         WHERE account_id = $1 AND user_id = $2",
+    )
+    .bind(account.to_string())
+    .bind(user.to_string())
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(GrantRow {
+            workspace_id: crate::domain::WorkspaceId(super::get_uuid(r, "workspace_id")?),
+            user_id: user,
+            role_id: crate::domain::RoleId(super::get_uuid(r, "workspace_role_id")?),
+            expires_at: super::opt_time(r.try_get("expires_at")?),
+        })
+    })
+    .collect()
+}
+
 // ---- service-account grants ----
 
 /// A bot's grant on a workspace.

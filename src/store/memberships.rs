@@ -217,6 +217,23 @@ pub async fn find_member_roles(
         .collect()
 }
 
+/// One user's membership role and state in the account, for the permission index.
+pub async fn find_member_role(
+    c: &mut Conn,
+    account: AccountId,
+    user: UserId,
+) -> Result<Option<(AccountRole, bool)>, Error> {
+    sqlx::query(
+        "SELECT user_id, role, active FROM account_memberships WHERE account_id = $1 AND user_id = $2",
+    )
+    .bind(account.to_string())
+    .bind(user.to_string())
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| Ok((role_of(&r)?, get_bool(&r, "active")?)))
+    .transpose()
+}
+
 /// One account a user belongs to, with the account's names.
 pub struct UserAccountRow {
     pub membership_id: MembershipId,

@@ -138,6 +138,7 @@ impl Store {
             tx: self.write.begin().await?,
             engine: self.engine,
             changed: Vec::new(),
+            members_only: Vec::new(),
         })
     }
 
@@ -187,6 +188,9 @@ pub struct Write {
     tx: Tx,
     engine: Engine,
     changed: Vec<crate::domain::AccountId>,
+    /// Accounts whose access change touched only these users' rows (their membership, team
+    /// memberships and direct grants) — see [`Write::only_members`].
+    members_only: Vec<(crate::domain::AccountId, Vec<uuid::Uuid>)>,
 }
 
 impl std::ops::Deref for Write {
@@ -215,14 +219,36 @@ impl Write {
         AccessTx(&mut self.tx)
     }
 
+    /// Declares that, for `account`, this transaction changes access rows of `users` only (their
+    /// membership, team memberships and direct grants), so the index may re-read just those. A
+    /// change of anything else in the same transaction must not be declared so.
+    pub fn only_members(&mut self, account: crate::domain::AccountId, users: Vec<uuid::Uuid>) {
+        self.members_only.push((account, users));
+    }
+
     /// Bumps the access version of every account whose access data changed, then commits.
     pub async fn commit(mut self) -> Result<Changed, Error> {
         self.changed.sort();
+        let mut out = Vec::with_capacity(self.changed.len());
         for a in &self.changed {
-            accounts::bump_access_version(&mut self.tx, self.engine, *a).await?;
+            let version = accounts::bump_access_version(&mut self.tx, self.engine, *a).await?;
+            let users = self
+                .members_only
+                .iter()
+                .filter(|(x, _)| x == a)
+                .map(|(_, u)| u.clone())
+                .reduce(|mut all, more| {
+                    all.extend(more);
+                    all
+                });
+            out.push(ChangedAccount {
+                account: *a,
+                version,
+                only_members: users,
+            });
         }
         self.tx.commit().await?;
-        Ok(Changed(self.changed))
+        Ok(Changed(out))
     }
 }
 
@@ -244,7 +270,15 @@ impl std::ops::DerefMut for AccessTx<'_> {
 
 /// The accounts whose access data a committed transaction changed.
 #[must_use = "the permission index of these accounts must be refreshed (services::unit does)"]
-pub struct Changed(pub Vec<crate::domain::AccountId>);
+pub struct Changed(pub Vec<ChangedAccount>);
+
+/// One account a committed transaction changed: the access version it gave the account, and the
+/// users whose rows alone changed when the transaction declared so.
+pub struct ChangedAccount {
+    pub account: crate::domain::AccountId,
+    pub version: i64,
+    pub only_members: Option<Vec<uuid::Uuid>>,
+}
 
 fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
     let path = url

@@ -256,6 +256,22 @@ pub async fn find_members(
         .collect()
 }
 
+/// The team memberships of one user or service account in the account.
+pub async fn find_teams_of_member(
+    c: &mut Conn,
+    account: AccountId,
+    member: Uuid,
+) -> Result<Vec<TeamMemberRow>, Error> {
+    sqlx::query("SELECT team_id, member_id, member_type, expires_at FROM team_members WHERE account_id = $1 AND member_id = $2")
+        .bind(account.to_string())
+        .bind(member.to_string())
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(member_from)
+        .collect()
+}
+
 /// Every team membership of the account (for the permission index).
 pub async fn find_account_members(
     c: &mut Conn,

@@ -165,6 +165,13 @@ async fn okta_and_entra_requests_from_their_documentation_are_understood() {
         let (token, base) = scim_token(&t, a, &root.key).await;
         let mut saved = std::collections::HashMap::new();
         let steps = corpus["steps"].as_array().expect("steps");
+        let rebuilds = || {
+            t.app
+                .metrics
+                .index_rebuilds
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let rebuilds_before = rebuilds();
         for step in steps {
             let name = step["name"].as_str().expect("name");
             let method: M = step["method"]
@@ -204,6 +211,20 @@ async fn okta_and_entra_requests_from_their_documentation_are_understood() {
             }
         }
         eprintln!("{:?}: {} IdP requests replayed", t.db, steps.len());
+        // Member and group changes patch the index instead of rebuilding it (only the group's
+        // deletion, which takes its grants, rebuilds), and what they patch equals a rebuild.
+        let rebuilt = rebuilds() - rebuilds_before;
+        assert!(
+            rebuilt <= 2,
+            "{rebuilt} full rebuilds for {} requests",
+            steps.len()
+        );
+        assert!(
+            atrium::services::gate::index::matches_database(&t.app, a)
+                .await
+                .expect("compare"),
+            "the patched permission index drifted from the database"
+        );
     })
     .await;
 }
@@ -786,6 +807,12 @@ async fn each_of_many_concurrent_provisionings_is_in_the_index_when_it_answers()
                 "a member missing from the index after their 201"
             );
         }
+        assert!(
+            atrium::services::gate::index::matches_database(&t.app, a)
+                .await
+                .expect("compare"),
+            "the patched permission index drifted from the database"
+        );
     })
     .await;
 }

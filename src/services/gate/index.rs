@@ -36,28 +36,196 @@ pub struct Reloads {
     announced: std::sync::atomic::AtomicU64,
     included: std::sync::atomic::AtomicU64,
     running: tokio::sync::Mutex<()>,
+    /// Committed versions of this process not yet known to be in the snapshot, with the users
+    /// each changed alone (`None`: something else changed).
+    pending: std::sync::Mutex<std::collections::BTreeMap<i64, Option<Vec<uuid::Uuid>>>>,
 }
 
 /// After a commit that changed `account`'s access: returns once the snapshot includes it. One
 /// rebuild serves every commit announced before it started, so a burst of writes to one account
 /// (an identity provider provisioning thousands of members) costs a rebuild per batch, not per
 /// write, and no commit returns before a rebuild that read the database after it.
-pub async fn reload_after_commit(app: &App, account: AccountId) -> Result<()> {
+///
+/// When every commit between the snapshot and this one is this process's and declared that it
+/// changed only some users' rows (`store::Write::only_members`), just those rows are re-read and
+/// patched in (`AccountSnapshot::with_members`): O(users) instead of O(account), which is what
+/// lets an identity provider provision thousands of members without the index rebuild
+/// dominating. Anything else — another process's change, a role edit — rebuilds.
+pub async fn reload_after_commit(app: &App, c: store::ChangedAccount) -> Result<()> {
     use std::sync::atomic::Ordering::SeqCst;
+    let account = c.account;
     let r = {
         let mut map = app.gate.reloads.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(account).or_default().clone()
     };
+    r.pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(c.version, c.only_members.clone());
     let ticket = r.announced.fetch_add(1, SeqCst) + 1;
     let _one_at_a_time = r.running.lock().await;
     if r.included.load(SeqCst) >= ticket {
         return Ok(());
+    }
+    // A rebuild or patch that read the database after this commit is installed already.
+    let held = app.gate.index.snapshot(&account.0).map(|s| s.db_version);
+    if held.is_some_and(|h| h >= c.version) {
+        return Ok(());
+    }
+    // The commits between the snapshot and this one, if all are this process's and each changed
+    // only some users' rows: those users' rows re-read once and patched in.
+    if let Some(held) = held {
+        let (users, top) = {
+            let mut pending = r.pending.lock().unwrap_or_else(|p| p.into_inner());
+            *pending = pending.split_off(&(held + 1));
+            let mut users = Vec::new();
+            let mut top = held;
+            for (v, only) in pending.iter() {
+                match only {
+                    Some(u) if *v == top + 1 => {
+                        users.extend(u.iter().copied());
+                        top = *v;
+                    }
+                    _ => break,
+                }
+            }
+            (users, top)
+        };
+        if top >= c.version && patch_members(app, account, held, top, &users).await? {
+            return Ok(());
+        }
     }
     // Every commit announced so far finished before announcing: the rows read next include it.
     let start = r.announced.load(SeqCst);
     reload_account(app, account).await?;
     r.included.fetch_max(start, SeqCst);
     Ok(())
+}
+
+/// Re-reads `users`' rows and patches them into the snapshot at version `from`, making it
+/// `to` (the commits between changed only those users' rows). False when the snapshot is no
+/// longer at `from`: the caller rebuilds.
+async fn patch_members(
+    app: &App,
+    account: AccountId,
+    from: i64,
+    to: i64,
+    users: &[uuid::Uuid],
+) -> Result<bool> {
+    let mut users = users.to_vec();
+    users.sort();
+    users.dedup();
+    let mut c = app.store.reader().await?;
+    let mut custom = None;
+    let mut rows = Vec::with_capacity(users.len());
+    for u in &users {
+        let user = crate::domain::UserId(*u);
+        let grants = store::grants::find_grants_of_user(&mut c, account, user).await?;
+        if !grants.is_empty() && custom.is_none() {
+            custom = Some(custom_scopes(&mut c, account).await?);
+        }
+        let empty = FxHashMap::default();
+        let roles = custom.as_ref().unwrap_or(&empty);
+        rows.push(crate::authz::MemberRows {
+            user: *u,
+            member: store::memberships::find_member_role(&mut c, account, user).await?,
+            teams: store::teams::find_teams_of_member(&mut c, account, *u)
+                .await?
+                .into_iter()
+                .map(|m| (m.team_id, m.expires_at.map(|t| t.timestamp_micros())))
+                .collect(),
+            grants: grants
+                .iter()
+                .filter_map(|g| {
+                    role_scopes(g.role_id, roles).map(|s| {
+                        (
+                            g.workspace_id,
+                            g.role_id,
+                            s,
+                            g.expires_at.map(|t| t.timestamp_micros()),
+                        )
+                    })
+                })
+                .collect(),
+        });
+    }
+    Ok(app
+        .gate
+        .index
+        .put_if(account, from, |current| current.with_members(to, &rows)))
+}
+
+/// Whether the installed snapshot holds what a rebuild from the database would give now — the
+/// check that patched snapshots never drift from rebuilt ones (tests, diagnostics).
+pub async fn matches_database(app: &App, account: AccountId) -> Result<bool> {
+    let Some((rows, _)) = load_rows(app, account).await? else {
+        return Ok(false);
+    };
+    let fresh = AccountSnapshot::build(rows);
+    let Some(held) = app.gate.index.snapshot(&account.0) else {
+        return Ok(false);
+    };
+    Ok(canonical(&fresh) == canonical(&held))
+}
+
+/// A snapshot's access data in a fixed order (its maps iterate in any order).
+fn canonical(s: &AccountSnapshot) -> String {
+    use std::collections::BTreeMap;
+    let members: BTreeMap<_, _> = s
+        .members
+        .iter()
+        .map(|(k, v)| (*k, format!("{v:?}")))
+        .collect();
+    let teams: BTreeMap<_, _> = s
+        .member_teams
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| {
+            let mut v = v.clone();
+            v.sort();
+            (*k, v)
+        })
+        .collect();
+    let workspaces: BTreeMap<_, _> = s
+        .workspaces
+        .iter()
+        .map(|(k, w)| {
+            let grants: BTreeMap<_, _> = w
+                .grants
+                .iter()
+                .map(|(u, g)| (*u, format!("{g:?}")))
+                .collect();
+            let team_grants: BTreeMap<_, _> = w
+                .team_grants
+                .iter()
+                .map(|(t, g)| (*t, format!("{g:?}")))
+                .collect();
+            (
+                *k,
+                format!("{:?} {grants:?} {team_grants:?}", w.default_role),
+            )
+        })
+        .collect();
+    format!(
+        "{} {:?} {members:?} {teams:?} {workspaces:?}",
+        s.db_version, s.plan
+    )
+}
+
+/// The closed scopes of the account's custom roles.
+async fn custom_scopes(
+    c: &mut store::Conn,
+    account: AccountId,
+) -> Result<FxHashMap<uuid::Uuid, ScopeSet>> {
+    Ok(store::roles::find_roles(c, account, None)
+        .await?
+        .iter()
+        .map(|r| {
+            let own =
+                ScopeSet::parse_names(r.scopes.iter().map(String::as_str)).unwrap_or_default();
+            (r.id.0, custom_role_scopes(own, r.inherited_role_id))
+        })
+        .collect())
 }
 
 /// Rebuilds one account's snapshot from the database (or drops it if the account is gone).
@@ -108,15 +276,7 @@ pub async fn load_rows(
             .into_iter()
             .map(|(id, role)| (crate::domain::UserId(id), role, true)),
     );
-    let roles = store::roles::find_roles(&mut c, account, None).await?;
-    let custom: FxHashMap<_, _> = roles
-        .iter()
-        .map(|r| {
-            let own =
-                ScopeSet::parse_names(r.scopes.iter().map(String::as_str)).unwrap_or_default();
-            (r.id.0, custom_role_scopes(own, r.inherited_role_id))
-        })
-        .collect();
+    let custom = custom_scopes(&mut c, account).await?;
     let workspaces = store::workspaces::find_all_workspaces(&mut c, account).await?;
     let mut grants = store::grants::find_user_grants(&mut c, account).await?;
     grants.extend(
