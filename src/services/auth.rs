@@ -168,9 +168,41 @@ pub async fn create_user(app: &App, s: Signup, site_admin: bool) -> Result<User>
     Ok(user)
 }
 
-/// A free handle derived from `base` (a numeric suffix until one is free).
-pub(crate) async fn free_handle(c: &mut store::Conn, base: String) -> Result<String> {
-    unique_handle(c, base, false).await
+/// A user without a password — they sign in through an identity provider (or set one with a
+/// reset) — made inside `c` by an identity provider (`via`: `sso`, `scim`), with a free handle
+/// derived from the address; answers the user and the `user.created` audit event to record
+/// (`extra` fields join its payload).
+pub(crate) async fn insert_passwordless_user(
+    c: &mut store::Conn,
+    email: &str,
+    first_name: &str,
+    last_name: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    via: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<(crate::domain::User, NewEvent)> {
+    let handle = unique_handle(c, crate::domain::validate::handle_from_email(email), false).await?;
+    let u = store::users::insert_user(
+        c,
+        store::users::NewUser {
+            email,
+            handle: &handle,
+            first_name,
+            last_name,
+            password_hash: None,
+            site_admin: false,
+        },
+        now,
+    )
+    .await
+    .map_err(|e| crate::services::error::unique_or(e, "a user with this email exists"))?;
+    let mut payload = extra;
+    payload.insert("email".into(), json!(u.email));
+    payload.insert("via".into(), json!(via));
+    let e = NewEvent::new("user", "created", u.id.0)
+        .name(u.email.clone())
+        .payload(serde_json::Value::Object(payload));
+    Ok((u, e))
 }
 
 /// A chosen handle must be free; a derived one gets a numeric suffix until it is.

@@ -205,17 +205,7 @@ pub async fn delete_membership(
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
     require_outranks(app, p, account, m.user_id.0, PrincipalOp::Remove)?;
-    store::memberships::delete_membership(&mut tx.access(account), account, id).await?;
-    store::teams::delete_member_everywhere(&mut tx.access(account), account, m.user_id.0).await?;
-    ensure_an_owner_remains(&mut tx, account).await?;
-    audit::record(
-        app,
-        &mut tx,
-        Some(p),
-        account.0,
-        membership_event("deleted", &m),
-    )
-    .await?;
+    remove_in(app, &mut tx, p, account, &m, None).await?;
     tx.commit().await
 }
 
@@ -231,24 +221,81 @@ pub async fn leave_account(app: &App, p: &Principal, account: AccountId) -> Resu
     let m = store::memberships::find_membership_by_user(&mut tx, account, p.user_id)
         .await?
         .ok_or_else(|| Error::not_found("membership"))?;
-    store::memberships::delete_membership(&mut tx.access(account), account, m.id).await?;
-    store::teams::delete_member_everywhere(&mut tx.access(account), account, m.user_id.0).await?;
-    ensure_an_owner_remains(&mut tx, account).await?;
-    audit::record(
-        app,
-        &mut tx,
-        Some(p),
-        account.0,
-        membership_event("deleted", &m),
-    )
-    .await?;
+    remove_in(app, &mut tx, p, account, &m, None).await?;
     tx.commit().await
 }
 
-fn membership_event(action: &'static str, m: &Membership) -> NewEvent {
+/// Removes a membership inside `tx` (the caller authorized it): the member's team memberships go
+/// with it, and the change is refused — rolled back — if no active Owner would remain. Audited
+/// as `deleted`, with `via` when another channel than the API made it (SCIM).
+pub(crate) async fn remove_in(
+    app: &App,
+    tx: &mut crate::services::unit::Unit<'_>,
+    p: &Principal,
+    account: AccountId,
+    m: &Membership,
+    via: Option<&str>,
+) -> Result<()> {
+    store::memberships::delete_membership(&mut tx.access(account), account, m.id).await?;
+    store::teams::delete_member_everywhere(&mut tx.access(account), account, m.user_id.0).await?;
+    ensure_an_owner_remains(tx, account).await?;
+    audit::record(
+        app,
+        tx,
+        Some(p),
+        account.0,
+        membership_event("deleted", m, via),
+    )
+    .await
+}
+
+/// Deactivates or reactivates one membership inside `tx` (the caller authorized it and checks
+/// that an active Owner remains): reactivation needs a free seat. Audited with the states before
+/// and after, and `via` when another channel than the API made it.
+pub(crate) async fn set_active_in(
+    app: &App,
+    tx: &mut crate::services::unit::Unit<'_>,
+    p: &Principal,
+    account: AccountId,
+    m: &Membership,
+    active: bool,
+    via: Option<&str>,
+) -> Result<()> {
+    if m.active == active {
+        return Ok(());
+    }
+    if active {
+        crate::services::plans::ensure_seat(app, tx, account, true).await?;
+    }
+    store::memberships::update_membership_active(
+        &mut tx.access(account),
+        account,
+        m.id,
+        active,
+        app.now(),
+    )
+    .await?;
+    let mut payload =
+        json!({"user_id": m.user_id, "before": {"active": m.active}, "after": {"active": active}});
+    if let Some(via) = via {
+        payload["via"] = json!(via);
+    }
+    let action = if active { "reactivated" } else { "deactivated" };
+    let e = NewEvent::new("account-membership", action, m.id.0)
+        .name(m.email.clone())
+        .payload(payload);
+    audit::record(app, tx, Some(p), account.0, e).await
+}
+
+fn membership_event(action: &'static str, m: &Membership, via: Option<&str>) -> NewEvent {
+    let mut payload =
+        json!({"user_id": m.user_id, "email": m.email, "account_role_name": m.account_role_name});
+    if let Some(via) = via {
+        payload["via"] = json!(via);
+    }
     NewEvent::new("account-membership", action, m.id.0)
         .name(m.email.clone())
-        .payload(json!({"user_id": m.user_id, "email": m.email, "account_role_name": m.account_role_name}))
+        .payload(payload)
 }
 
 /// Called after a change, inside the transaction that holds the account lock: refuses (and so
@@ -305,7 +352,7 @@ pub async fn add_member(
         &mut tx,
         Some(p),
         account.0,
-        membership_event("created", &m),
+        membership_event("created", &m, None),
     )
     .await?;
     tx.commit().await?;
@@ -342,7 +389,6 @@ pub async fn set_active(
     if ids.is_empty() || ids.len() > 200 {
         return Err(Error::validation("give between 1 and 200 membership ids"));
     }
-    let now = app.now();
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
     let mut seen = std::collections::HashSet::new();
     for id in ids {
@@ -353,30 +399,7 @@ pub async fn set_active(
             .await?
             .ok_or_else(|| Error::not_found("membership"))?;
         require_outranks(app, p, account, m.user_id.0, PrincipalOp::SetActive)?;
-        if m.active == active {
-            continue;
-        }
-        if active {
-            crate::services::plans::ensure_seat(app, &mut tx, account, true).await?;
-        }
-        store::memberships::update_membership_active(
-            &mut tx.access(account),
-            account,
-            *id,
-            active,
-            now,
-        )
-        .await?;
-        audit::record(
-            app,
-            &mut tx,
-            Some(p),
-            account.0,
-            NewEvent::new("account-membership", if active { "reactivated" } else { "deactivated" }, id.0)
-                .name(m.email.clone())
-                .payload(json!({"user_id": m.user_id, "before": {"active": m.active}, "after": {"active": active}})),
-        )
-        .await?;
+        set_active_in(app, &mut tx, p, account, &m, active, None).await?;
     }
     ensure_an_owner_remains(&mut tx, account).await?;
     tx.commit().await

@@ -456,14 +456,14 @@ fn group_json(
     app: &App,
     account: AccountId,
     t: &store::teams::TeamRow,
-    members: &[(UserId, String)],
+    members: &[UserId],
 ) -> Value {
     let base = base_url(app, account);
     let mut v = json!({
         "schemas": [GROUP_SCHEMA],
         "id": t.id.0,
         "displayName": t.name,
-        "members": members.iter().map(|(id, _)| json!({
+        "members": members.iter().map(|id| json!({
             "value": id.0, "type": "User", "$ref": format!("{base}/Users/{}", id.0),
         })).collect::<Vec<_>>(),
         "meta": meta(app, account, Kind::Group, t.id.0, t.created, t.updated),
@@ -663,16 +663,18 @@ async fn list_users(app: &App, p: &Principal, account: AccountId, q: &ListQuery)
         .as_deref()
         .and_then(|f| parse_filter(f).ok())
         .and_then(|f| user_name_eq(&f).map(str::to_string));
-    let mut c = app.store.reader().await?;
-    let rows = match fast {
-        Some(name) => store::scim::find_user_by_name(&mut c, account, &name)
-            .await?
-            .into_iter()
-            .collect(),
-        None => store::scim::find_users(&mut c, account).await?,
+    let all = {
+        let mut c = app.store.reader().await?;
+        match fast {
+            Some(name) => store::scim::find_user_by_name(&mut c, account, &name)
+                .await?
+                .map(|u| user_json(app, account, &u))
+                .into_iter()
+                .collect(),
+            None => all_users(app, &mut c, account).await?,
+        }
     };
-    drop(c);
-    list_response(rows.iter().map(|u| user_json(app, account, u)).collect(), q)
+    list_response(all, q)
 }
 
 /// `POST /.search`: Users and Groups together.
@@ -683,17 +685,12 @@ pub async fn search_all(
     q: &ListQuery,
 ) -> SResult<Value> {
     crate::services::gate::scim(app, p, account)?;
-    let mut c = app.store.reader().await?;
-    let mut all: Vec<Value> = store::scim::find_users(&mut c, account)
-        .await?
-        .iter()
-        .map(|u| user_json(app, account, u))
-        .collect();
-    for t in store::teams::find_teams(&mut c, account, &Default::default(), i64::MAX, 0).await? {
-        let members = group_members(&mut c, account, t.id).await?;
-        all.push(group_json(app, account, &t, &members));
-    }
-    drop(c);
+    let all = {
+        let mut c = app.store.reader().await?;
+        let mut all = all_users(app, &mut c, account).await?;
+        all.extend(all_groups(app, &mut c, account).await?);
+        all
+    };
     list_response(all, q)
 }
 
@@ -918,28 +915,17 @@ async fn create_user(app: &App, p: &Principal, account: AccountId, body: Value) 
             existing
         }
         None => {
-            let handle =
-                crate::services::auth::free_handle(&mut tx, validate::handle_from_email(&u.email))
-                    .await?;
-            let created = store::users::insert_user(
+            let (created, e) = crate::services::auth::insert_passwordless_user(
                 &mut tx,
-                store::users::NewUser {
-                    email: &u.email,
-                    handle: &handle,
-                    first_name: &u.first_name,
-                    last_name: &u.last_name,
-                    password_hash: None,
-                    site_admin: false,
-                },
+                &u.email,
+                &u.first_name,
+                &u.last_name,
                 now,
+                "scim",
+                Map::new(),
             )
-            .await
-            .map_err(|e| crate::services::error::unique_or(e, "a user with this email exists"))?;
-            events.push(
-                NewEvent::new("user", "created", created.id.0)
-                    .name(created.email.clone())
-                    .payload(json!({"email": created.email, "via": "scim"})),
-            );
+            .await?;
+            events.push(e);
             created
         }
     };
@@ -1057,22 +1043,17 @@ async fn apply_user(
         let m = store::memberships::find_membership_by_user(&mut tx, account, id)
             .await?
             .ok_or_else(|| ScimError::not_found("User"))?;
-        if active {
-            crate::services::plans::ensure_seat(app, &mut tx, account, true).await?;
-        }
-        store::memberships::update_membership_active(
-            &mut tx.access(account),
+        crate::services::memberships::set_active_in(
+            app,
+            &mut tx,
+            p,
             account,
-            m.id,
+            &m,
             active,
-            now,
+            Some("scim"),
         )
         .await?;
         crate::services::memberships::ensure_an_owner_remains(&mut tx, account).await?;
-        audit::record(app, &mut tx, Some(p), account.0, user_event(
-            if active { "reactivated" } else { "deactivated" }, m.id.0, &before.email,
-            json!({"user_id": id, "before": {"active": before.active}, "after": {"active": active}, "via": "scim"}),
-        )).await?;
     }
     let attrs = Value::Object(u.attrs.clone()).to_string();
     if u.user_name != before.user_name
@@ -1128,12 +1109,7 @@ async fn delete_user(app: &App, p: &Principal, account: AccountId, id: &str) -> 
     let m = store::memberships::find_membership_by_user(&mut tx, account, id)
         .await?
         .ok_or_else(|| ScimError::not_found("User"))?;
-    store::memberships::delete_membership(&mut tx.access(account), account, m.id).await?;
-    store::teams::delete_member_everywhere(&mut tx.access(account), account, id.0).await?;
-    crate::services::memberships::ensure_an_owner_remains(&mut tx, account).await?;
-    audit::record(app, &mut tx, Some(p), account.0, user_event("deleted", m.id.0, &m.email, json!({
-        "user_id": id, "email": m.email, "account_role_name": m.account_role_name, "via": "scim",
-    }))).await?;
+    crate::services::memberships::remove_in(app, &mut tx, p, account, &m, Some("scim")).await?;
     tx.only_members(account, vec![id.0]);
     tx.commit().await?;
     Ok(())
@@ -1145,18 +1121,46 @@ async fn group_members(
     c: &mut store::Conn,
     account: AccountId,
     team: TeamId,
-) -> Result<Vec<(UserId, String)>> {
-    let mut out = Vec::new();
-    for m in store::teams::find_members(c, account, team.0).await? {
-        if m.member_type != "user" {
-            continue;
-        }
-        if let Some(u) = store::users::find_user_by_id(c, UserId(m.member_id)).await? {
-            out.push((u.id, u.email));
+) -> Result<Vec<UserId>> {
+    let mut out: Vec<UserId> = store::teams::find_members(c, account, team.0)
+        .await?
+        .into_iter()
+        .filter(|m| m.member_type == "user")
+        .map(|m| UserId(m.member_id))
+        .collect();
+    out.sort_by_key(|u| u.0);
+    Ok(out)
+}
+
+/// Every member of the account as a User.
+async fn all_users(app: &App, c: &mut store::Conn, account: AccountId) -> Result<Vec<Value>> {
+    Ok(store::scim::find_users(c, account)
+        .await?
+        .iter()
+        .map(|u| user_json(app, account, u))
+        .collect())
+}
+
+/// Every team of the account as a Group, with its user members (two queries in all).
+async fn all_groups(app: &App, c: &mut store::Conn, account: AccountId) -> Result<Vec<Value>> {
+    let teams = store::teams::find_teams(c, account, &Default::default(), i64::MAX, 0).await?;
+    let mut members: std::collections::HashMap<Uuid, Vec<UserId>> = Default::default();
+    for m in store::teams::find_account_members(c, account).await? {
+        if m.member_type == "user" {
+            members
+                .entry(m.team_id)
+                .or_default()
+                .push(UserId(m.member_id));
         }
     }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(out)
+    Ok(teams
+        .iter()
+        .map(|t| {
+            let mut ms = members.remove(&t.id.0).unwrap_or_default();
+            ms.sort_by_key(|u| u.0);
+            group_json(app, account, t, &ms)
+        })
+        .collect())
 }
 
 /// `GET /Groups`.
@@ -1167,36 +1171,10 @@ async fn list_groups(
     q: &ListQuery,
 ) -> SResult<Value> {
     crate::services::gate::scim(app, p, account)?;
-    let mut c = app.store.reader().await?;
-    let teams = store::teams::find_teams(&mut c, account, &Default::default(), i64::MAX, 0).await?;
-    let wants_members = {
-        let a = q.attributes.as_deref().map(str::to_ascii_lowercase);
-        let e = q
-            .excluded_attributes
-            .as_deref()
-            .map(str::to_ascii_lowercase);
-        a.is_none_or(|a| a.contains("members"))
-            && !e.is_some_and(|e| e.split(',').any(|x| x.trim() == "members"))
-            || q.filter
-                .as_deref()
-                .is_some_and(|f| f.to_ascii_lowercase().contains("members"))
+    let all = {
+        let mut c = app.store.reader().await?;
+        all_groups(app, &mut c, account).await?
     };
-    let mut all = Vec::with_capacity(teams.len());
-    for t in &teams {
-        let members = if wants_members {
-            group_members(&mut c, account, t.id).await?
-        } else {
-            Vec::new()
-        };
-        let mut g = group_json(app, account, t, &members);
-        if !wants_members {
-            if let Value::Object(o) = &mut g {
-                o.remove("members");
-            }
-        }
-        all.push(g);
-    }
-    drop(c);
     list_response(all, q)
 }
 
@@ -1240,10 +1218,11 @@ fn group_input(v: &Value) -> SResult<GroupInput> {
             if items.len() > 10_000 {
                 return Err(ScimError::bad("invalidValue", "members: at most 10,000"));
             }
+            let mut seen = std::collections::HashSet::new();
             for item in items {
                 let value = string_attr(item, "value", 100)?
                     .ok_or_else(|| ScimError::bad("invalidValue", "members: each needs a value"))?;
-                if !members.contains(&value) {
+                if seen.insert(value.clone()) {
                     members.push(value);
                 }
             }
@@ -1274,6 +1253,7 @@ async fn apply_group(
     // the user; RFC 7644 does not require refusing it), and listed in the audit record.
     let mut ignored = Vec::new();
     let mut wanted: Vec<UserId> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for m in &g.members {
         let member = match m.parse::<Uuid>() {
             Ok(id) => store::memberships::find_membership_by_user(tx, account, UserId(id))
@@ -1282,7 +1262,7 @@ async fn apply_group(
             Err(_) => None,
         };
         match member {
-            Some(id) if !wanted.contains(&id) => wanted.push(id),
+            Some(id) if seen.insert(id.0) => wanted.push(id),
             Some(_) => {}
             None => ignored.push(m.clone()),
         }
@@ -1307,15 +1287,11 @@ async fn apply_group(
             })
             .map_err(uniqueness)?;
     }
-    let current: Vec<UserId> = store::teams::find_members(tx, account, t.id.0)
-        .await?
-        .into_iter()
-        .filter(|m| m.member_type == "user")
-        .map(|m| UserId(m.member_id))
-        .collect();
+    let current = group_members(tx, account, t.id).await?;
+    let current_set: std::collections::HashSet<Uuid> = current.iter().map(|u| u.0).collect();
     let (mut joined, mut left) = (Vec::new(), Vec::new());
     for m in &wanted {
-        if !current.contains(m) {
+        if !current_set.contains(&m.0) {
             store::teams::upsert_member(
                 &mut tx.access(account),
                 account,
@@ -1332,7 +1308,7 @@ async fn apply_group(
         }
     }
     for m in &current {
-        if !wanted.contains(m) {
+        if !seen.contains(&m.0) {
             store::teams::delete_member(&mut tx.access(account), account, t.id.0, m.0).await?;
             left.push(m.0);
         }

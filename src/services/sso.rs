@@ -1182,28 +1182,13 @@ async fn admit(
                     Error::Conflict(m) => refused(app, Some(account), "seats", m),
                     other => other,
                 })?;
-            let handle =
-                crate::services::auth::free_handle(&mut tx, validate::handle_from_email(&id.email))
-                    .await?;
-            let u = store::users::insert_user(
-                &mut tx,
-                store::users::NewUser {
-                    email: &id.email,
-                    handle: &handle,
-                    first_name: &first,
-                    last_name: &last,
-                    password_hash: None,
-                    site_admin: false,
-                },
-                now,
+            let mut extra = serde_json::Map::new();
+            extra.insert("provider".into(), json!(provider.id));
+            let (u, e) = crate::services::auth::insert_passwordless_user(
+                &mut tx, &id.email, &first, &last, now, "sso", extra,
             )
-            .await
-            .map_err(|e| crate::services::error::unique_or(e, "a user with this email exists"))?;
-            events.push(
-                NewEvent::new("user", "created", u.id.0)
-                    .name(u.email.clone())
-                    .payload(json!({"email": u.email, "via": "sso", "provider": provider.id})),
-            );
+            .await?;
+            events.push(e);
             u
         }
     };

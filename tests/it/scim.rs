@@ -591,6 +591,13 @@ async fn an_idp_cannot_pull_in_or_rename_people_who_are_not_its_own() {
             "schemas": [atrium::services::scim::GROUP_SCHEMA], "displayName": "Ops", "members": [{"value": bob.id.0}],
         }))).await;
         assert_eq!((s, g["members"].as_array().map(Vec::len)), (S::CREATED, Some(0)), "{g}");
+        // The account's last active Owner can be neither deactivated nor removed through SCIM.
+        let owner = format!("{base}/Users/{}", root.id.0);
+        let off = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                         "Operations": [{"op": "replace", "path": "active", "value": false}]});
+        assert_eq!(scim(&t, M::PATCH, &owner, &token, Some(off)).await.0, S::CONFLICT);
+        assert_eq!(scim(&t, M::DELETE, &owner, &token, None).await.0, S::CONFLICT);
+        assert_eq!(t.call(M::GET, &format!("/api/accounts/{a}"), Some(&root.key), None).await.0, S::OK);
     })
     .await;
 }

@@ -704,27 +704,19 @@ async fn the_sso_page_adds_verifies_and_removes_a_domain_and_saves_the_rules_fro
     .await;
 }
 
-#[tokio::test]
-async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team() {
-    let Some(browser) = crate::browser::Browser::launch() else {
-        return;
-    };
-    // Atrium's address is known before the IdP starts: the IdP only sends browsers back to the
-    // redirect URI registered with it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!(
+/// Atrium's base URL on `listener`: known before the app serves, since an IdP only sends
+/// browsers back to the address registered with it.
+fn base_of(listener: &tokio::net::TcpListener) -> String {
+    format!(
         "http://127.0.0.1:{}",
         listener.local_addr().expect("addr").port()
-    );
-    let redirect = format!("{base}/auth/oidc/callback");
-    let Some(idp) = Idps::start(
-        &redirect,
-        json!({"alice": {"email": "alice@acme.test", "email_verified": true, "name": "Alice Liddell", "groups": ["admins"]}}),
-    ) else {
-        return;
-    };
+    )
+}
+
+/// An app whose public URL is `listener`'s address, resolving DNS through the harness's server,
+/// its clock at the real time (IdPs sign with it), and its base URL.
+async fn app_for_browser(listener: &tokio::net::TcpListener, idp: &Idps) -> (TestApp, String) {
+    let base = base_of(listener);
     let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
     let t = TestApp::new(Db::Sqlite)
         .await
@@ -734,9 +726,18 @@ async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team()
         })
         .await;
     t.clock.advance(chrono::Utc::now() - t.app.now());
-    let root = t.user("root@elsewhere.test").await;
-    let a = t.account(&root, "acme").await;
-    let key = Some(root.key.as_str());
+    (t, base)
+}
+
+/// The account's "Admins" team, the IdP group `admins` mapped to it on `provider`, and
+/// `acme.test` verified through the harness's DNS: the team's id.
+async fn admins_team_and_verified_domain(
+    t: &TestApp,
+    idp: &Idps,
+    a: atrium::domain::AccountId,
+    key: Option<&str>,
+    provider: &Value,
+) -> String {
     let (_, team) = t
         .call(
             M::POST,
@@ -746,20 +747,14 @@ async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team()
         )
         .await;
     let team_id = team["id"].as_str().expect("team").to_string();
-    let (s, p) = t
-        .call(M::POST, &format!("/api/accounts/{a}/sso/providers"), key,
-              Some(json!({"kind": "oidc", "name": "Acme IdP", "issuer": idp.issuer, "client_id": "atrium",
-                          "client_secret": "atrium-secret", "scopes": ["groups"], "groups_claim": "groups"})))
-        .await;
-    assert_eq!(s, S::CREATED, "{p}");
-    assert_eq!(p["redirect_uri"], redirect.as_str());
+    let mappings = format!(
+        "/api/accounts/{a}/sso/providers/{}/group_mappings",
+        provider["id"].as_str().expect("id")
+    );
     let (s, _) = t
         .call(
             M::PUT,
-            &format!(
-                "/api/accounts/{a}/sso/providers/{}/group_mappings",
-                p["id"].as_str().expect("id")
-            ),
+            &mappings,
             key,
             Some(json!([{"group": "admins", "team_id": team_id}])),
         )
@@ -774,18 +769,77 @@ async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team()
         )
         .await;
     idp.publish(json!({"_atrium-challenge.acme.test.": [d["txt_value"]]}));
-    let (s, _) = t
+    let verify = format!(
+        "/api/accounts/{a}/sso/domains/{}/verify",
+        d["id"].as_str().expect("id")
+    );
+    assert_eq!(t.call(M::POST, &verify, key, None).await.0, S::OK);
+    team_id
+}
+
+/// Back from the IdP in the browser: on Atrium's accounts page signed in as `email`, and the only
+/// member of the mapped team.
+async fn landed_in_team(
+    t: &TestApp,
+    page: &mut crate::browser::Page,
+    base: &str,
+    email: &str,
+    a: atrium::domain::AccountId,
+    key: Option<&str>,
+    team_id: &str,
+) {
+    page.wait_for(&format!(
+        "location.origin === '{base}' && location.pathname === '/' && document.readyState === 'complete'"
+    ))
+    .await;
+    let text = page.text().await;
+    assert!(
+        text.contains("Your accounts") && text.contains("acme"),
+        "{text}"
+    );
+    assert!(text.contains(email), "signed in as {email}: {text}");
+    let (_, v) = t
         .call(
-            M::POST,
-            &format!(
-                "/api/accounts/{a}/sso/domains/{}/verify",
-                d["id"].as_str().expect("id")
-            ),
+            M::GET,
+            &format!("/api/accounts/{a}/teams/{team_id}"),
             key,
             None,
         )
         .await;
-    assert_eq!(s, S::OK);
+    assert_eq!(
+        v["memberships"].as_array().map(Vec::len),
+        Some(1),
+        "{email} joined Admins: {v}"
+    );
+}
+
+#[tokio::test]
+async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team() {
+    let Some(browser) = crate::browser::Browser::launch() else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let redirect = format!("{}/auth/oidc/callback", base_of(&listener));
+    let Some(idp) = Idps::start(
+        &redirect,
+        json!({"alice": {"email": "alice@acme.test", "email_verified": true, "name": "Alice Liddell", "groups": ["admins"]}}),
+    ) else {
+        return;
+    };
+    let (t, base) = app_for_browser(&listener, &idp).await;
+    let root = t.user("root@elsewhere.test").await;
+    let a = t.account(&root, "acme").await;
+    let key = Some(root.key.as_str());
+    let (s, p) = t
+        .call(M::POST, &format!("/api/accounts/{a}/sso/providers"), key,
+              Some(json!({"kind": "oidc", "name": "Acme IdP", "issuer": idp.issuer, "client_id": "atrium",
+                          "client_secret": "atrium-secret", "scopes": ["groups"], "groups_claim": "groups"})))
+        .await;
+    assert_eq!(s, S::CREATED, "{p}");
+    assert_eq!(p["redirect_uri"], redirect.as_str());
+    let team_id = admins_team_and_verified_domain(&t, &idp, a, key, &p).await;
     t.serve_listener(listener).await;
 
     // From Atrium's sign-in page, email first, to the IdP's login form and back, signed in.
@@ -808,32 +862,7 @@ async fn a_member_signs_in_through_the_idp_in_chromium_and_lands_in_their_team()
          document.querySelector('form').submit(); true",
     )
     .await;
-    page.wait_for(&format!(
-        "location.origin === '{base}' && location.pathname === '/' && document.readyState === 'complete'"
-    ))
-    .await;
-    let text = page.text().await;
-    assert!(
-        text.contains("Your accounts") && text.contains("acme"),
-        "{text}"
-    );
-    assert!(
-        text.contains("alice@acme.test"),
-        "signed in as Alice: {text}"
-    );
-    let (_, v) = t
-        .call(
-            M::GET,
-            &format!("/api/accounts/{a}/teams/{team_id}"),
-            key,
-            None,
-        )
-        .await;
-    assert_eq!(
-        v["memberships"].as_array().map(Vec::len),
-        Some(1),
-        "Alice joined Admins: {v}"
-    );
+    landed_in_team(&t, &mut page, &base, "alice@acme.test", a, key, &team_id).await;
 }
 
 #[cfg(feature = "saml")]
@@ -1473,19 +1502,7 @@ async fn a_member_signs_in_through_a_saml_idp_in_chromium_and_lands_in_their_tea
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let base = format!(
-        "http://127.0.0.1:{}",
-        listener.local_addr().expect("addr").port()
-    );
-    let dns: std::net::SocketAddr = format!("127.0.0.1:{}", idp.dns_port).parse().expect("addr");
-    let t = TestApp::new(Db::Sqlite)
-        .await
-        .reconfigured(|c| {
-            c.public_url = base.clone();
-            c.dns_resolver = Some(dns);
-        })
-        .await;
-    t.clock.advance(chrono::Utc::now() - t.app.now());
+    let (t, base) = app_for_browser(&listener, &idp).await;
     let root = t.user("root@elsewhere.test").await;
     let a = t.account(&root, "acme").await;
     let key = Some(root.key.as_str());
@@ -1493,15 +1510,6 @@ async fn a_member_signs_in_through_a_saml_idp_in_chromium_and_lands_in_their_tea
         &atrium::services::sso::acs_url(&t.app, a),
         &atrium::services::sso::sp_entity_id(&t.app, a),
     );
-    let (_, team) = t
-        .call(
-            M::POST,
-            &format!("/api/accounts/{a}/teams/"),
-            key,
-            Some(json!({"name": "Admins"})),
-        )
-        .await;
-    let team_id = team["id"].as_str().expect("team").to_string();
     let (s, p) = t
         .call(
             M::POST,
@@ -1514,33 +1522,7 @@ async fn a_member_signs_in_through_a_saml_idp_in_chromium_and_lands_in_their_tea
         )
         .await;
     assert_eq!(s, S::CREATED, "{p}");
-    let mappings = format!(
-        "/api/accounts/{a}/sso/providers/{}/group_mappings",
-        p["id"].as_str().expect("id")
-    );
-    let (s, _) = t
-        .call(
-            M::PUT,
-            &mappings,
-            key,
-            Some(json!([{"group": "admins", "team_id": team_id}])),
-        )
-        .await;
-    assert_eq!(s, S::OK);
-    let (_, d) = t
-        .call(
-            M::POST,
-            &format!("/api/accounts/{a}/sso/domains"),
-            key,
-            Some(json!({"domain": "acme.test"})),
-        )
-        .await;
-    idp.publish(json!({"_atrium-challenge.acme.test.": [d["txt_value"]]}));
-    let verify = format!(
-        "/api/accounts/{a}/sso/domains/{}/verify",
-        d["id"].as_str().expect("id")
-    );
-    assert_eq!(t.call(M::POST, &verify, key, None).await.0, S::OK);
+    let team_id = admins_team_and_verified_domain(&t, &idp, a, key, &p).await;
     t.serve_listener(listener).await;
 
     let mut page = browser.page().await;
@@ -1563,32 +1545,7 @@ async fn a_member_signs_in_through_a_saml_idp_in_chromium_and_lands_in_their_tea
          document.querySelector('form[action=\"/signin\"]').submit(); true",
     )
     .await;
-    page.wait_for(&format!(
-        "location.origin === '{base}' && location.pathname === '/' && document.readyState === 'complete'"
-    ))
-    .await;
-    let text = page.text().await;
-    assert!(
-        text.contains("Your accounts") && text.contains("acme"),
-        "{text}"
-    );
-    assert!(
-        text.contains("carol@acme.test"),
-        "signed in as Carol: {text}"
-    );
-    let (_, v) = t
-        .call(
-            M::GET,
-            &format!("/api/accounts/{a}/teams/{team_id}"),
-            key,
-            None,
-        )
-        .await;
-    assert_eq!(
-        v["memberships"].as_array().map(Vec::len),
-        Some(1),
-        "Carol joined Admins: {v}"
-    );
+    landed_in_team(&t, &mut page, &base, "carol@acme.test", a, key, &team_id).await;
     let (_, members) = t
         .call(
             M::POST,

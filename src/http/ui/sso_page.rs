@@ -35,9 +35,8 @@ async fn render(
     account: AccountId,
     created: Option<ScimTokenCreated>,
 ) -> Response {
-    let (app, p) = (app.clone(), p.clone());
     let r: Result<Response> = async {
-        let shell = Shell::open(&app, &p, account).await?;
+        let shell = Shell::open(app, p, account).await?;
         let expiry = super::relative(
             app.now() + chrono::Duration::seconds(app.config.session_ttl_seconds),
             app.now(),
@@ -46,7 +45,7 @@ async fn render(
         .to_string();
         let has_feature = shell.a.settings.contains_key("require_sso");
         let config = if has_feature && shell.can(P::ReadSso) {
-            configuration(&app, &p, &shell).await?
+            configuration(app, p, &shell).await?
         } else if has_feature {
             html! { p.muted { "Single sign-on is configured by the account's Owners and Admins." } }
         } else {
@@ -54,7 +53,7 @@ async fn render(
         };
         let has_scim = shell.a.features.contains(&"scim");
         let directory = if has_scim && shell.can(P::ReadSso) {
-            scim_section(&app, &p, &shell, created.as_ref()).await?
+            scim_section(app, p, &shell, created.as_ref()).await?
         } else if has_scim {
             html! {}
         } else {
