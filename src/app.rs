@@ -70,8 +70,8 @@ pub struct AppState {
     pub setup: Arc<crate::services::setup::SetupToken>,
     /// Upstreams, rate limits and retention of every account, for the workspace gateway.
     pub upstreams: Arc<crate::services::upstreams::Registry>,
-    /// Rate-limit buckets (in memory on this node).
-    pub limiter: Arc<crate::services::ratelimit::Limiter>,
+    /// Rate limits: shared through Redis when configured, else a share per server.
+    pub limiter: Arc<crate::services::ratelimit::Limits>,
     /// Prometheus counters and histograms.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The HTTP client the gateway forwards with: one keep-alive pool per upstream.
@@ -84,18 +84,28 @@ pub struct AppState {
     pub listening: Mutex<Vec<std::net::SocketAddr>>,
     /// Resolved upstream names.
     pub dns: crate::services::upstreams::DnsCache,
+    /// Held (as a receiver) by every open connection and relayed websocket: a stopping server
+    /// waits for them all, up to its grace period.
+    pub inflight: tokio::sync::watch::Sender<()>,
+    /// This server among the others: readiness, leadership, live servers.
+    pub node: crate::services::node::NodeState,
 }
 
 impl App {
     /// Builds the app over a migrated store and loads the permission index.
     pub async fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let started = clock.now();
         let audit_key = Arc::new(load_or_create_key(&config.audit_key_file)?);
         let mailer =
             crate::services::mail::Mailer::new(config.smtp_url.as_deref(), &config.smtp_from)?;
         let app = App(Arc::new(AppState {
             setup: Arc::default(),
             upstreams: Arc::default(),
-            limiter: Arc::default(),
+            limiter: Arc::new(match &config.redis_url {
+                Some(url) => crate::services::ratelimit::Limits::shared(url)
+                    .map_err(|e| anyhow::anyhow!("ATRIUM_REDIS_URL: {e}"))?,
+                None => crate::services::ratelimit::Limits::local(),
+            }),
             metrics: Arc::default(),
             upstream_client: crate::upstream::upstream_client(),
             upstream_pool: Default::default(),
@@ -111,6 +121,8 @@ impl App {
             refusals: Default::default(),
             listening: Mutex::default(),
             dns: Default::default(),
+            node: crate::services::node::NodeState::new(started),
+            inflight: tokio::sync::watch::channel(()).0,
         }));
         crate::services::audit::start_refusal_writer(&app);
         crate::services::index::load_all(&app).await?;

@@ -65,6 +65,14 @@ pub struct Config {
     /// The DNS server that domain verification asks (`ATRIUM_DNS_RESOLVER=host:port`), for tests
     /// only; `None`: the system resolver.
     pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Redis shared by every server for cluster-wide rate limits (`redis://host:port/db`);
+    /// `None`: each server limits alone (on PostgreSQL, with an equal share of the budget).
+    pub redis_url: Option<String>,
+    /// How long a stopping server lets in-flight calls and websockets finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+    /// This server's name in logs, the node registry and job leadership (default: host name
+    /// and a random suffix, new at every start).
+    pub node_id: String,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:4300";
@@ -91,6 +99,9 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             upstream_networks: Vec::new(),
             dns_resolver: None,
+            redis_url: None,
+            shutdown_grace_seconds: 30,
+            node_id: default_node_id(),
         }
     }
 }
@@ -115,6 +126,9 @@ pub struct FileConfig {
     pub invitation_ttl_seconds: Option<i64>,
     pub trusted_proxies: Option<Vec<String>>,
     pub upstream_networks: Option<Vec<String>>,
+    pub redis_url: Option<String>,
+    pub shutdown_grace_seconds: Option<u64>,
+    pub node_id: Option<String>,
     #[serde(default)]
     pub plans: std::collections::BTreeMap<
         crate::domain::plan::PlanType,
@@ -175,6 +189,26 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub upstream_networks: Option<Vec<String>>,
+    /// Redis for rate limits shared by every server (redis://host:port/db); unset = per server.
+    #[arg(long, global = true, env = "ATRIUM_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Seconds a stopping server lets in-flight calls and websockets finish (default 30).
+    #[arg(long, global = true, env = "ATRIUM_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// This server's name in logs and the node registry (default: host name + random suffix).
+    #[arg(long, global = true, env = "ATRIUM_NODE_ID")]
+    pub node_id: Option<String>,
+}
+
+/// The host name and a random suffix: unique per start, readable in logs.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "atrium".into());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
 fn parse_plan(s: &str) -> Result<crate::domain::plan::PlanType, String> {
@@ -292,6 +326,15 @@ impl Config {
                 crate::domain::upstream_policy::UpstreamNetwork::parse(n)
             })?;
         }
+        if let Some(v) = o.redis_url.clone().or(file.redis_url) {
+            c.redis_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = o.shutdown_grace_seconds.or(file.shutdown_grace_seconds) {
+            c.shutdown_grace_seconds = v;
+        }
+        if let Some(v) = o.node_id.clone().or(file.node_id) {
+            c.node_id = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -310,6 +353,20 @@ impl Config {
         }
         if self.smtp_from.parse::<lettre::message::Mailbox>().is_err() {
             bail!("smtp_from must be an address such as \"Atrium <atrium@example.com>\"");
+        }
+        if let Some(r) = &self.redis_url {
+            if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
+                bail!("redis_url must start with redis:// or rediss://");
+            }
+        }
+        if self.node_id.is_empty()
+            || self.node_id.len() > 100
+            || !self
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            bail!("node_id must be 1 to 100 letters, digits or - _ . :");
         }
         if self.audit_checkpoint_seconds < 1 {
             bail!("audit_checkpoint_seconds must be at least 1");

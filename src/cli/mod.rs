@@ -34,6 +34,8 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// List the servers sharing the database (seen within the last 15 s), oldest first.
+    Nodes,
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -202,6 +204,8 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     match crate::config::worker_threads() {
@@ -426,6 +430,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied");
             Ok(())
         }
+        Command::Nodes => {
+            let app = open(Config::load(&cli.overrides, None)?).await?;
+            let nodes = services::node::live_nodes(&app).await?;
+            if nodes.is_empty() {
+                println!("no live servers");
+            }
+            for n in nodes {
+                println!(
+                    "{}\tversion {}\tstarted {}\tseen {}",
+                    n.id,
+                    n.version,
+                    n.started_at.to_rfc3339(),
+                    n.seen_at.to_rfc3339()
+                );
+            }
+            Ok(())
+        }
         Command::Users(UsersCommand::Create {
             email,
             handle,
@@ -626,6 +647,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let mut c = app.store.reader().await?;
         store::users::count_users(&mut c).await?
     };
+    // One line per start, for operators and log search.
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        database = app.store.engine.name(),
+        node_id = %app.config.node_id,
+        listen = %listener.local_addr()?,
+        rate_limits = if app.config.redis_url.is_some() { "redis" } else { "per-server" },
+        "atrium started"
+    );
     tell(format_args!(
         "Atrium is listening on http://{} (public URL {})",
         listener.local_addr()?,
@@ -655,6 +685,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for job in jobs {
         job.abort();
     }
+    if let Err(e) = services::node::leave(&last).await {
+        tracing::warn!(error = %e, "leaving the node registry failed");
+    }
+    tracing::info!(node_id = %last.config.node_id, "atrium stopped");
     // Refusals answered before the shutdown are in the audit log before the database closes.
     services::audit::flush_refusals(&last).await;
     store.close().await;

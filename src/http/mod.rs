@@ -46,6 +46,7 @@ pub fn api_router() -> OpenApiRouter<App> {
     use api::*;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::health))
+        .routes(routes!(auth::ready))
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
@@ -407,13 +408,31 @@ fn security_headers(h: &mut axum::http::HeaderMap) {
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
     let (accounts, grants) = crate::services::gate::size(&app);
+    let mut text = app.metrics.render(accounts, grants);
+    let _ = write!(
+        text,
+        "# HELP atrium_rate_limit_shared 1 when rate limits are shared through Redis and it answers.\n\
+         # TYPE atrium_rate_limit_shared gauge\natrium_rate_limit_shared {}\n\
+         # HELP atrium_rate_limit_fallback_total Rate-limit decisions made per server because Redis failed.\n\
+         # TYPE atrium_rate_limit_fallback_total counter\natrium_rate_limit_fallback_total {}\n\
+         # HELP atrium_jobs_leader 1 on the server that runs the jobs that run once.\n\
+         # TYPE atrium_jobs_leader gauge\natrium_jobs_leader {}\n\
+         # HELP atrium_nodes_live Servers sharing the database, by heartbeat.\n\
+         # TYPE atrium_nodes_live gauge\natrium_nodes_live {}\n",
+        u8::from(app.limiter.is_shared()),
+        app.limiter.fallbacks.load(Relaxed),
+        u8::from(app.node.leading.load(Relaxed)),
+        app.node.live.load(Relaxed),
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(accounts, grants),
+        text,
     )
 }
 

@@ -70,8 +70,10 @@ pub async fn serve(
     let svc = crate::http::service(app.clone());
     fast::prepare();
     let (stop_tx, stop_rx) = watch::channel(false);
-    // Every connection holds a receiver; the sender sees them all gone when the last one ends.
-    let (done_tx, done_rx) = watch::channel(());
+    // Every connection (and every relayed websocket) holds a receiver; the sender sees them all
+    // gone when the last one ends.
+    let done_rx = app.inflight.subscribe();
+    let inflight_app = app.clone();
     let ctx = Ctx {
         app,
         svc,
@@ -109,11 +111,26 @@ pub async fn serve(
         thread.open.fetch_add(1, Ordering::Relaxed);
         let _ = thread.tx.send((stream, peer));
     }
+    inflight_app
+        .node
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     // The connection threads end once their connections have.
     drop(threads);
     drop(listener);
     let _ = stop_tx.send(true);
-    done_tx.closed().await;
+    // In-flight calls and websockets finish, for up to the grace period.
+    let grace = Duration::from_secs(inflight_app.config.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, inflight_app.inflight.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = inflight_app.inflight.receiver_count(),
+            grace_seconds = grace.as_secs(),
+            "grace period over: closing the calls and websockets still open"
+        );
+    }
     Ok(())
 }
 

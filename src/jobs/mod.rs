@@ -1,30 +1,48 @@
-//! Background jobs that run inside `atrium serve`: keeping the permission index and the key cache
-//! in step with changes made by other processes, and recording when keys were last used.
+//! Background jobs that run inside `atrium serve`. Some run on every server: keeping the
+//! permission index and the key cache in step with changes made by other processes, recording
+//! when keys were last used, the node heartbeat. The others must run on one server at a time
+//! (email outbox, audit checkpoints and retention, run retention, expiry sweeps, DNS
+//! re-verification): on PostgreSQL the server holding the jobs lock (a session advisory lock)
+//! runs them, and another takes over within seconds when it dies.
 
 use crate::app::App;
-use crate::services::index;
-use crate::store::dialect::{Engine, ACCESS_CHANNEL, KEYS_CHANNEL};
+use crate::services::{index, node};
+use crate::store::dialect::{Engine, ACCESS_CHANNEL, KEYS_CHANNEL, OUTBOX_CHANNEL};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// How often every process compares its snapshots' access versions with the database. Bounds how
-/// long a change made by another process can go unseen when no notification arrives (SQLite, or a
-/// dropped PostgreSQL connection).
+/// long a change made by another process can go unseen when no notification arrives (a dropped
+/// PostgreSQL connection).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// SQLite: how often the server asks whether another process (the CLI) committed, which is
+/// what bounds how long a CLI change takes to reach it.
+pub const SQLITE_WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// How often a server that does not lead asks for the jobs lock, and how often the leader checks
+/// that its lock's connection is alive. A dead leader's lock ends with its connection; the
+/// takeover then waits at most [`CLAIM_EVERY`].
+pub const CLAIM_EVERY: Duration = Duration::from_secs(2);
+pub const LEADER_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The database ends a leader's session it has not heard from for this long (a leader that
+/// vanished without closing its connection), so another server leads within 10 s.
+pub const LEADER_IDLE_LIMIT_SECS: u64 = 6;
 
 /// Starts the jobs; they end when the runtime shuts down.
 pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
     let mut jobs = vec![
         tokio::spawn(sweep(app.clone())),
         tokio::spawn(flush_key_use(app.clone())),
-        tokio::spawn(audit_checkpoints(app.clone())),
-        tokio::spawn(audit_retention(app.clone())),
-        tokio::spawn(outbox(app.clone())),
-        tokio::spawn(sweep_expired(app.clone())),
-        tokio::spawn(reverify_domains(app.clone())),
-        tokio::spawn(run_retention(app.clone())),
         tokio::spawn(prune_upstream_pool(app.clone())),
+        tokio::spawn(heartbeat(app.clone())),
+        spawn_leadership(app),
     ];
+    if app.store.engine == Engine::Sqlite {
+        jobs.push(spawn_sqlite_watch(app));
+    }
     if let Some(listener) = spawn_listener(app) {
         jobs.push(listener);
     }
@@ -33,7 +51,128 @@ pub fn spawn(app: &App) -> Vec<JoinHandle<()>> {
 
 /// Starts the change listener alone (PostgreSQL only).
 pub fn spawn_listener(app: &App) -> Option<JoinHandle<()>> {
-    (app.store.engine == Engine::Postgres).then(|| tokio::spawn(listen(app.clone())))
+    (app.store.engine == Engine::Postgres).then(|| {
+        app.node.listener_started.store(true, Relaxed);
+        tokio::spawn(listen(app.clone()))
+    })
+}
+
+/// Tasks that end when this value is dropped (so a leadership loop that is itself stopped
+/// stops the jobs it started).
+struct Running(Vec<JoinHandle<()>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for j in &self.0 {
+            j.abort();
+        }
+    }
+}
+
+/// The jobs that must run on one server at a time.
+fn spawn_singletons(app: &App) -> Running {
+    Running(vec![
+        tokio::spawn(audit_checkpoints(app.clone())),
+        tokio::spawn(audit_retention(app.clone())),
+        tokio::spawn(outbox(app.clone())),
+        tokio::spawn(sweep_expired(app.clone())),
+        tokio::spawn(reverify_domains(app.clone())),
+        tokio::spawn(run_retention(app.clone())),
+    ])
+}
+
+/// Starts the leadership loop alone (tests run it on several apps of one database).
+pub fn spawn_leadership(app: &App) -> JoinHandle<()> {
+    tokio::spawn(lead(app.clone()))
+}
+
+/// Runs the singleton jobs while this server leads. SQLite has one server: it always leads.
+/// On PostgreSQL, leadership is a session advisory lock held on a connection of its own.
+async fn lead(app: App) {
+    if app.store.engine == Engine::Sqlite {
+        app.node.leading.store(true, Relaxed);
+        let jobs = spawn_singletons(&app);
+        // Held until the runtime ends.
+        std::future::pending::<()>().await;
+        drop(jobs);
+        return;
+    }
+    loop {
+        match app.store.dedicated().await {
+            Ok(mut conn) => {
+                match crate::store::nodes::try_lead(&mut conn, LEADER_IDLE_LIMIT_SECS).await {
+                    Ok(true) => {
+                        tracing::info!(node = %app.config.node_id, "leading the jobs that run once");
+                        app.node.leading.store(true, Relaxed);
+                        let jobs = spawn_singletons(&app);
+                        loop {
+                            tokio::time::sleep(LEADER_CHECK_EVERY).await;
+                            if !crate::store::nodes::still_leading(&mut conn).await {
+                                break;
+                            }
+                        }
+                        drop(jobs);
+                        app.node.leading.store(false, Relaxed);
+                        tracing::warn!(
+                            node = %app.config.node_id,
+                            "lost the jobs lock's connection; stopped the jobs that run once"
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "asking for the jobs lock failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "no connection for the jobs lock"),
+        }
+        tokio::time::sleep(CLAIM_EVERY).await;
+    }
+}
+
+/// Records this server in the node registry every few seconds (and forgets full rate-limit
+/// cells).
+async fn heartbeat(app: App) {
+    let mut tick = tokio::time::interval(node::HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = node::heartbeat(&app).await {
+            tracing::warn!(error = %e, "node heartbeat failed");
+        }
+        app.limiter.prune(app.now().timestamp_micros());
+    }
+}
+
+/// Starts the SQLite change watch alone (tests).
+pub fn spawn_sqlite_watch(app: &App) -> JoinHandle<()> {
+    tokio::spawn(watch_sqlite(app.clone()))
+}
+
+/// SQLite: another process (the CLI) committed when the database's `data_version` moved; the
+/// stale snapshots are then rebuilt at once instead of at the next sweep.
+async fn watch_sqlite(app: App) {
+    let mut conn = None;
+    let mut last = None;
+    loop {
+        if conn.is_none() {
+            conn = app.store.dedicated().await.ok();
+        }
+        let Some(c) = conn.as_mut() else {
+            tokio::time::sleep(SQLITE_WATCH_EVERY).await;
+            continue;
+        };
+        match crate::store::nodes::data_version(c).await {
+            // The first reading cannot tell what changed since the index was loaded: refresh.
+            Ok(v) if last.is_none_or(|l| l != v) => {
+                last = Some(v);
+                if let Err(e) = index::refresh_stale(&app).await {
+                    tracing::warn!(error = %e, "permission index refresh failed");
+                }
+            }
+            Ok(v) => last = Some(v),
+            Err(_) => conn = None,
+        }
+        tokio::time::sleep(SQLITE_WATCH_EVERY).await;
+    }
 }
 
 async fn sweep(app: App) {
@@ -49,7 +188,7 @@ async fn sweep(app: App) {
     }
 }
 
-/// Deletes expired flow runs through every bound upstream, and forgets full rate-limit cells.
+/// Deletes expired flow runs through every bound upstream.
 async fn run_retention(app: App) {
     if app.config.run_retention_seconds == 0 {
         return;
@@ -58,7 +197,6 @@ async fn run_retention(app: App) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        app.limiter.prune(app.now().timestamp_micros());
         for (account, _) in app.upstreams.bound_accounts() {
             let account = crate::domain::AccountId(account);
             if let Err(e) = crate::services::retention::apply(&app, None, account, false).await {
@@ -164,8 +302,12 @@ async fn listen(app: App) {
         match listen_once(&app).await {
             Ok(()) => return,
             Err(e) => {
+                app.node.listening.store(false, Relaxed);
                 tracing::warn!(error = %e, "change listener disconnected; reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                // Announcements made meanwhile were lost: keys revoked elsewhere are verified
+                // again, and stale snapshots rebuilt.
+                app.keys.clear();
                 let _ = index::refresh_stale(&app).await;
             }
         }
@@ -174,9 +316,16 @@ async fn listen(app: App) {
 
 async fn listen_once(app: &App) -> anyhow::Result<()> {
     let mut listener = sqlx::postgres::PgListener::connect(&app.config.database_url).await?;
-    listener.listen_all([ACCESS_CHANNEL, KEYS_CHANNEL]).await?;
+    listener
+        .listen_all([ACCESS_CHANNEL, KEYS_CHANNEL, OUTBOX_CHANNEL])
+        .await?;
+    app.node.listening.store(true, Relaxed);
     loop {
         let n = listener.recv().await?;
+        if n.channel() == OUTBOX_CHANNEL {
+            app.mailer.wake.notify_one();
+            continue;
+        }
         let Ok(id) = uuid::Uuid::try_parse(n.payload()) else {
             continue;
         };

@@ -262,7 +262,7 @@ pub fn upstream(app: &App, t: &Target<'_>) -> Result<(Arc<AccountGateway>, Arc<U
 
 /// Charges a call to the account's buckets: `items` units of logs + events for item-counted
 /// routes, one API unit for everything else.
-pub fn charge(
+pub async fn charge(
     app: &App,
     account: AccountId,
     g: &AccountGateway,
@@ -273,8 +273,17 @@ pub fn charge(
         Charge::Api => (Bucket::Api, 1, g.api_per_minute),
         Charge::Items => (Bucket::LogsAndEvents, items, g.logs_per_minute),
     };
+    let servers = app.node.live.load(std::sync::atomic::Ordering::Relaxed);
     app.limiter
-        .take(account.0, bucket, cost, limit, app.now().timestamp_micros())
+        .take(
+            account.0,
+            bucket,
+            cost,
+            limit,
+            app.now().timestamp_micros(),
+            servers,
+        )
+        .await
         .map_err(|r| {
             app.metrics.rate_limited[bucket as usize]
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -318,22 +327,24 @@ pub async fn rate_limit_status(
     .await?;
     let g = app.upstreams.account(&account.0).unwrap_or_default();
     let now = app.now().timestamp_micros();
-    let buckets: Vec<BucketView> = Bucket::ALL
-        .iter()
-        .map(|b| {
-            let limit = match b {
-                Bucket::Api => g.api_per_minute,
-                Bucket::LogsAndEvents => g.logs_per_minute,
-            };
-            let c = app.limiter.consumption(account.0, *b, limit, now);
-            BucketView {
-                key: b.key(),
-                limit_per_minute: limit,
-                used: c.used,
-                exceeded: c.exceeded,
-            }
-        })
-        .collect();
+    let servers = app.node.live.load(std::sync::atomic::Ordering::Relaxed);
+    let mut buckets: Vec<BucketView> = Vec::with_capacity(Bucket::ALL.len());
+    for b in Bucket::ALL {
+        let limit = match b {
+            Bucket::Api => g.api_per_minute,
+            Bucket::LogsAndEvents => g.logs_per_minute,
+        };
+        let c = app
+            .limiter
+            .consumption(account.0, b, limit, now, servers)
+            .await;
+        buckets.push(BucketView {
+            key: b.key(),
+            limit_per_minute: limit,
+            used: c.used,
+            exceeded: c.exceeded,
+        });
+    }
     Ok(RateLimitStatus {
         exceeded_buckets: buckets
             .iter()

@@ -314,7 +314,7 @@ pub async fn invite(
         out.push(view(&mut tx, r, now).await?);
     }
     tx.commit().await?;
-    app.mailer.wake.notify_one();
+    crate::services::mail::wake(app);
     Ok(out)
 }
 
@@ -508,7 +508,7 @@ pub async fn resend(
     .await?;
     let v = view(&mut tx, r, now).await?;
     tx.commit().await?;
-    app.mailer.wake.notify_one();
+    crate::services::mail::wake(app);
     Ok(v)
 }
 

@@ -132,6 +132,20 @@ fn build(from: &Mailbox, m: &OutboxMessage) -> std::result::Result<Message, Stri
 }
 
 /// Sends every message that is due. Returns (sent, failed attempts).
+/// Wakes the outbox after a commit that queued email: at once on this server, and on
+/// PostgreSQL on the server that leads the jobs (best effort: the leader also polls every 5 s).
+pub fn wake(app: &App) {
+    app.mailer.wake.notify_one();
+    if app.store.engine == crate::store::Engine::Postgres {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Ok(mut c) = app.store.reader().await {
+                let _ = store::nodes::announce(&mut c, crate::store::dialect::OUTBOX_CHANNEL).await;
+            }
+        });
+    }
+}
+
 pub async fn deliver_due(app: &App) -> Result<(usize, usize)> {
     let due = {
         let mut c = app.store.reader().await?;
@@ -139,6 +153,20 @@ pub async fn deliver_due(app: &App) -> Result<(usize, usize)> {
     };
     let (mut sent, mut failed) = (0, 0);
     for mut m in due {
+        // Claimed before it is sent: a message is sent by one server even when two ever run the
+        // outbox at once (a leader that lost its lock and has not noticed yet). A server that
+        // dies mid-send leaves it to be retried once the claim lapses.
+        let claimed = {
+            let mut tx = crate::services::unit::Unit::begin(app).await?;
+            let ok =
+                store::invitations::claim_message(&mut tx, m.id, app.now(), app.now() + CLAIM_FOR)
+                    .await?;
+            tx.commit().await?;
+            ok
+        };
+        if !claimed {
+            continue;
+        }
         let opened = open_body(app, &m.body_text)
             .and_then(|t| Ok((t, open_body(app, &m.body_html)?)))
             .map(|(t, h)| {
@@ -181,6 +209,9 @@ pub async fn deliver_due(app: &App) -> Result<(usize, usize)> {
     }
     Ok((sent, failed))
 }
+
+/// How long a claimed message is left to the server sending it before another retries it.
+const CLAIM_FOR: chrono::Duration = chrono::Duration::minutes(5);
 
 /// 30 s, 1 min, 2 min, … capped at 1 hour.
 pub fn backoff(attempts: i64) -> chrono::Duration {

@@ -16,6 +16,7 @@ pub mod ip_allowlist;
 pub mod mail;
 pub mod me;
 pub mod memberships;
+pub mod node;
 pub mod plans;
 pub mod ratelimit;
 pub mod retention;

@@ -1,11 +1,19 @@
 //! Per-account rate limits in the two buckets of Prefect Cloud (§4.1 of the reference): API
 //! requests, and logs + events. Each bucket is a GCRA ("generic cell rate algorithm") cell: one
 //! integer per (account, bucket), the theoretical arrival time, so a limit of N per minute admits
-//! up to N at once and then one every 60/N seconds. One integer updated with a compare-and-set is
-//! what makes the state easy to move to a shared store (a Redis script or a PostgreSQL row) when
-//! several nodes must share a budget; this node keeps it in memory.
+//! up to N at once and then one every 60/N seconds.
+//!
+//! Where the cell lives ([`Limits`]): with Redis (`ATRIUM_REDIS_URL`), one cell per account for
+//! the whole cluster, from which each server leases a few units at a time (the hot path takes
+//! from its lease in memory; a refusal is remembered until the cell would admit again). Without
+//! Redis, each server keeps its own cell with an equal share of the budget (the budget divided
+//! by the live servers of the node registry). Redis unreachable: the same per-server share,
+//! with a warning and a metric, never an error. See docs/ARCHITECTURE.md, "Rate limits across
+//! servers".
 
+use crate::store::shared_limits::{Lease, SharedLimits};
 use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use uuid::Uuid;
 
@@ -113,6 +121,183 @@ impl Limiter {
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
         cells.retain(|_, tat| *tat > now_us);
     }
+}
+
+/// Units a server leases beyond what a call needs: 1 % of the budget (at most 100), so the
+/// units held unused by N servers stay within N % of the budget.
+fn prefetch(per_minute: u32) -> u32 {
+    (per_minute / 100).min(100)
+}
+
+/// How long the server decides alone after Redis failed, before asking it again.
+const DOWN_FOR_US: i64 = 2_000_000;
+
+/// Units leased from the shared cell and not used yet, and a remembered refusal.
+#[derive(Default, Clone, Copy)]
+struct Held {
+    units: u32,
+    /// The shared cell refuses until then (µs).
+    refused_until: i64,
+}
+
+/// The rate limits of this server: shared through Redis when configured, else a share of the
+/// budget per server.
+pub struct Limits {
+    /// Per-server cells (no Redis, or Redis down).
+    pub local: Limiter,
+    shared: Option<SharedLimits>,
+    held: Mutex<FxHashMap<(Uuid, Bucket), Held>>,
+    /// Redis failed: decide alone until then (µs).
+    down_until: AtomicI64,
+    down: AtomicBool,
+    /// Decisions made per server because Redis failed.
+    pub fallbacks: AtomicU64,
+}
+
+impl Limits {
+    /// Per-server limits only.
+    pub fn local() -> Limits {
+        Limits {
+            local: Limiter::default(),
+            shared: None,
+            held: Mutex::default(),
+            down_until: AtomicI64::new(0),
+            down: AtomicBool::new(false),
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    /// Limits shared through the Redis at `url` (connected on first use).
+    pub fn shared(url: &str) -> anyhow::Result<Limits> {
+        Ok(Limits {
+            shared: Some(SharedLimits::new(url)?),
+            ..Limits::local()
+        })
+    }
+
+    /// True when budgets are shared through Redis (and Redis answers).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some() && !self.down.load(Relaxed)
+    }
+
+    /// Takes `cost` units from an account's bucket, or says when to retry. `servers`: live
+    /// servers sharing the database, for the per-server share.
+    pub async fn take(
+        &self,
+        account: Uuid,
+        bucket: Bucket,
+        cost: u32,
+        per_minute: u32,
+        now_us: i64,
+        servers: u32,
+    ) -> Result<(), RetryAfter> {
+        if cost == 0 {
+            return Ok(());
+        }
+        let cost = cost.min(per_minute.max(1));
+        if let Some(shared) = self.shared.as_ref().filter(|_| self.usable(now_us)) {
+            {
+                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                let h = held.entry((account, bucket)).or_default();
+                if h.refused_until > now_us {
+                    return Err(retry_after(h.refused_until - now_us));
+                }
+                if h.units >= cost {
+                    h.units -= cost;
+                    return Ok(());
+                }
+            }
+            let cell = cell_key(account, bucket);
+            let want = cost.saturating_add(prefetch(per_minute));
+            match shared
+                .lease(&cell, interval_us(per_minute), WINDOW_US, cost, want)
+                .await
+            {
+                Ok(lease) => {
+                    self.recovered();
+                    let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                    let h = held.entry((account, bucket)).or_default();
+                    return match lease {
+                        Lease::Granted(n) => {
+                            h.units = h.units.saturating_add(n - cost.min(n));
+                            Ok(())
+                        }
+                        Lease::Wait(us) => {
+                            h.refused_until = now_us + us;
+                            Err(retry_after(us))
+                        }
+                    };
+                }
+                Err(e) => self.failed(now_us, &e),
+            }
+        }
+        if self.shared.is_some() {
+            self.fallbacks.fetch_add(1, Relaxed);
+        }
+        let share = per_minute.div_ceil(servers.max(1)).max(1);
+        self.local.take(account, bucket, cost, share, now_us)
+    }
+
+    /// The state of an account's bucket (the shared cell when there is one).
+    pub async fn consumption(
+        &self,
+        account: Uuid,
+        bucket: Bucket,
+        per_minute: u32,
+        now_us: i64,
+        servers: u32,
+    ) -> Consumption {
+        if let Some(shared) = self.shared.as_ref().filter(|_| self.usable(now_us)) {
+            match shared.debt(&cell_key(account, bucket)).await {
+                Ok(debt) => {
+                    let t = interval_us(per_minute);
+                    return Consumption {
+                        used: (debt / t) as u64,
+                        limit_per_minute: per_minute,
+                        exceeded: debt + t > WINDOW_US,
+                    };
+                }
+                Err(e) => self.failed(now_us, &e),
+            }
+        }
+        let share = per_minute.div_ceil(servers.max(1)).max(1);
+        let mut c = self.local.consumption(account, bucket, share, now_us);
+        c.limit_per_minute = per_minute;
+        c
+    }
+
+    /// Forgets per-server cells back to full and remembered refusals that lapsed.
+    pub fn prune(&self, now_us: i64) {
+        self.local.prune(now_us);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|_, h| h.units > 0 || h.refused_until > now_us);
+    }
+
+    fn usable(&self, now_us: i64) -> bool {
+        self.down_until.load(Relaxed) <= now_us
+    }
+
+    fn failed(&self, now_us: i64, e: &anyhow::Error) {
+        self.down_until.store(now_us + DOWN_FOR_US, Relaxed);
+        if !self.down.swap(true, Relaxed) {
+            tracing::warn!(error = %e, "Redis is unreachable: rate limits are per server until it answers again");
+        }
+    }
+
+    fn recovered(&self) {
+        if self.down.swap(false, Relaxed) {
+            tracing::info!("Redis answers again: rate limits are shared across servers");
+        }
+    }
+}
+
+/// The Redis key of an account's bucket.
+fn cell_key(account: Uuid, bucket: Bucket) -> String {
+    format!("atrium:rl:{account}:{}", bucket.key())
+}
+
+fn retry_after(us: i64) -> RetryAfter {
+    RetryAfter((us.clamp(1, WINDOW_US) as u64).div_ceil(1_000_000).max(1))
 }
 
 #[cfg(test)]

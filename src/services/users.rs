@@ -252,7 +252,7 @@ pub async fn request_email_change(
     )
     .await?;
     tx.commit().await?;
-    app.mailer.wake.notify_one();
+    crate::services::mail::wake(app);
     Ok(())
 }
 

@@ -18,6 +18,14 @@ impl Engine {
         }
     }
 
+    /// The engine's name in logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgresql",
+        }
+    }
+
     /// A statement that takes the account row's write lock for the rest of the transaction, so
     /// counted invariants (at least one Owner) are checked by one writer at a time. SQLite
     /// serializes writers already (single write connection, database-level lock), so a plain read
@@ -53,3 +61,7 @@ pub const ACCESS_CHANNEL: &str = "atrium_access";
 
 /// The PostgreSQL channel revoked API keys are announced on.
 pub const KEYS_CHANNEL: &str = "atrium_keys";
+
+/// The PostgreSQL channel that wakes the jobs leader's email outbox when another server queued
+/// a message.
+pub const OUTBOX_CHANNEL: &str = "atrium_outbox";

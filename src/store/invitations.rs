@@ -315,6 +315,22 @@ pub async fn find_due(c: &mut Conn, now: Time, limit: i64) -> Result<Vec<OutboxM
     .collect()
 }
 
+/// Claims a due message for sending until `until`; false when another server claimed it (or it
+/// was sent or cancelled) since it was read.
+pub async fn claim_message(c: &mut Conn, id: Uuid, now: Time, until: Time) -> Result<bool, Error> {
+    let n = sqlx::query(
+        "UPDATE outbox SET next_attempt_at = $3 \
+         WHERE id = $1 AND status = 'pending' AND next_attempt_at <= $2",
+    )
+    .bind(id.to_string())
+    .bind(micros(now))
+    .bind(micros(until))
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 /// Marks a message sent and erases its body (it carries a one-time link).
 pub async fn mark_sent(c: &mut Conn, id: Uuid, now: Time) -> Result<(), Error> {
     sqlx::query(

@@ -11,11 +11,13 @@ pub mod error;
 pub mod grants;
 pub mod scim;
 pub mod service_accounts;
+pub mod shared_limits;
 pub mod sso;
 
 pub use error::Error;
 pub mod invitations;
 pub mod memberships;
+pub mod nodes;
 pub mod roles;
 pub mod teams;
 pub mod upstreams;
@@ -157,6 +159,21 @@ impl Store {
     /// A connection for reads.
     pub async fn reader(&self) -> Result<Reader, Error> {
         Ok(self.read.acquire().await?)
+    }
+
+    /// A connection of its own, outside the pools, for as long as the caller keeps it (job
+    /// leadership holds its lock on one; the SQLite change watch polls on one).
+    pub async fn dedicated(&self) -> Result<Conn, Error> {
+        Ok(self.read.acquire().await?.detach())
+    }
+
+    /// The newest migration this build knows.
+    pub fn known_migration_level(&self) -> i64 {
+        let m = match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATOR,
+            Engine::Postgres => &POSTGRES_MIGRATOR,
+        };
+        m.iter().map(|m| m.version).max().unwrap_or(0)
     }
 
     /// True when the database answers.

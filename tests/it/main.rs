@@ -24,6 +24,7 @@ mod plans;
 mod prefect_cli;
 mod prefect_gateway;
 mod processes;
+mod scale_out;
 mod schemathesis;
 mod scim;
 mod service_accounts;

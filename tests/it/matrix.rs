@@ -241,6 +241,7 @@ pub(crate) fn table() -> Vec<Cell> {
     let owner_role = AccountRole::Owner.id().to_string();
     vec![
         c(M::GET, "/api/health", None, [200; 6]),
+        c(M::GET, "/api/ready", None, [200; 6]),
         c(
             M::POST,
             "/api/auth/signup",

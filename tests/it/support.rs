@@ -302,7 +302,10 @@ impl TestApp {
             .await
             .expect("connect peer store");
         let clock = self.clock.clone();
-        let app = App::new((*self.app.config).clone(), store, clock.clone())
+        // Another server: same configuration, its own node id.
+        let mut config = (*self.app.config).clone();
+        config.node_id = format!("peer-{}", uuid::Uuid::new_v4().simple());
+        let app = App::new(config, store, clock.clone())
             .await
             .expect("peer app");
         let svc = atrium::http::service(app.clone());
@@ -614,7 +617,7 @@ impl Installation {
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .env("ATRIUM_DATABASE_URL", &self.db)
             .env("ATRIUM_DATA_DIR", self.data.path())
-            .env("ATRIUM_LOG", "warn")
+            .env("ATRIUM_LOG", "warn,atrium::cli=info")
             .env("ATRIUM_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
             .stderr(

@@ -118,6 +118,28 @@ pub async fn logout(State(app): State<App>, Auth(p): Auth) -> Result<Response> {
         .into_response())
 }
 
+/// Whether this server should get traffic (load balancers' readiness check): the database
+/// answers, migrations are current, the permission index is loaded and kept current, and the
+/// server is not shutting down. 200 with every check, or 503 with the same body and a `detail`.
+#[utoipa::path(get, path = "/api/ready", tag = "health",
+    responses((status = 200, body = crate::services::node::Readiness),
+        (status = 503, body = crate::services::node::Readiness)))]
+pub async fn ready(State(app): State<App>) -> Response {
+    let r = crate::services::node::readiness(&app).await;
+    if r.ready {
+        return axum::Json(r).into_response();
+    }
+    let failed: Vec<String> = r
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    let mut body = serde_json::to_value(&r).unwrap_or_default();
+    body["detail"] = serde_json::Value::String(format!("not ready ({})", failed.join("; ")));
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
 /// `true` when the database answers; 503 otherwise.
 #[utoipa::path(get, path = "/api/health", tag = "health",
     responses((status = 200, body = bool), (status = 503, body = super::ErrorBody)))]

@@ -249,7 +249,7 @@ async fn admit(
         Some(Charge::Items) if call.needs_body => (Charge::Items, gateway::items_of(body)?),
         _ => (Charge::Api, 1),
     };
-    gateway::charge(app, t.account, &g, charge, items)?;
+    gateway::charge(app, t.account, &g, charge, items).await?;
     Ok((upstream, rewrite))
 }
 

@@ -81,6 +81,8 @@ pub async fn handle(
         upgrade
     };
     upgrade.on_upgrade(move |socket| async move {
+        // A stopping server lets the websocket finish, up to its grace period.
+        let _inflight = app.inflight.subscribe();
         app.metrics.websockets_open.fetch_add(1, Relaxed);
         let t = gateway::Target {
             account,
@@ -267,13 +269,18 @@ async fn wait_for_budget(app: &App, t: &gateway::Target<'_>) {
         let Some(g) = app.upstreams.account(&t.account.0) else {
             return;
         };
-        match app.limiter.take(
-            t.account.0,
-            Bucket::LogsAndEvents,
-            1,
-            g.logs_per_minute,
-            app.now().timestamp_micros(),
-        ) {
+        match app
+            .limiter
+            .take(
+                t.account.0,
+                Bucket::LogsAndEvents,
+                1,
+                g.logs_per_minute,
+                app.now().timestamp_micros(),
+                app.node.live.load(Relaxed),
+            )
+            .await
+        {
             Ok(()) => return,
             Err(r) => {
                 app.metrics.rate_limited[Bucket::LogsAndEvents as usize].fetch_add(1, Relaxed);

@@ -1,0 +1,522 @@
+//! Several servers on one database (issue 19): rate limits shared through Redis (and what
+//! happens when Redis is gone), the jobs that run once, how fast a change made on one server
+//! reaches the others, readiness.
+
+use crate::support::*;
+use atrium::domain::role::{AccountRole, BuiltinWorkspaceRole};
+use atrium::services::ratelimit::{Bucket, Limits};
+use serde_json::json;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// The Redis the shared-limit tests use, or `None` (skipped, or failed in CI).
+fn redis_url() -> Option<String> {
+    match std::env::var("ATRIUM_TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            missing("Redis (ATRIUM_TEST_REDIS_URL)");
+            None
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// What one GCRA cell admits from a standing overload between two instants: the burst (a whole
+/// minute's budget) and then the budget's rate.
+fn gcra_admits(per_minute: u32, elapsed: Duration) -> f64 {
+    f64::from(per_minute) * (1.0 + elapsed.as_secs_f64() / 60.0)
+}
+
+/// Three servers (three `Limits`, each with its own leases, as three processes have) hammer one
+/// account's budget through one Redis: together they admit what one server would, within 5 %,
+/// where per-server limits admit three times as much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_share_one_budget_through_redis() {
+    let Some(url) = redis_url() else { return };
+    let account = uuid::Uuid::new_v4();
+    let per_minute = 1200;
+    let servers: Vec<std::sync::Arc<Limits>> = (0..3)
+        .map(|_| std::sync::Arc::new(Limits::shared(&url).expect("redis url")))
+        .collect();
+    let run_for = Duration::from_secs(6);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for l in &servers {
+        let l = l.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut admitted, mut refused) = (0u64, 0u64);
+            while started.elapsed() < run_for {
+                match l
+                    .take(account, Bucket::Api, 1, per_minute, now_us(), 3)
+                    .await
+                {
+                    Ok(()) => admitted += 1,
+                    Err(_) => refused += 1,
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            (admitted, refused)
+        }));
+    }
+    let mut admitted = 0;
+    let mut per_server = Vec::new();
+    for t in tasks {
+        let (a, r) = t.await.expect("task");
+        assert!(r > 0, "each server met the limit");
+        admitted += a;
+        per_server.push(a);
+    }
+    let expected = gcra_admits(per_minute, started.elapsed());
+    let off = (admitted as f64 - expected) / expected;
+    eprintln!(
+        "shared limit: {admitted} admitted by 3 servers ({per_server:?}), one cell admits {expected:.0}: {:+.2} %",
+        off * 100.0
+    );
+    assert!(
+        off.abs() <= 0.05,
+        "{admitted} admitted across three servers, {expected:.0} expected (±5 %)"
+    );
+    for l in &servers {
+        assert!(l.is_shared());
+        assert_eq!(l.fallbacks.load(Relaxed), 0);
+    }
+}
+
+/// Redis unreachable: every call is still answered — admitted or refused with a retry time from
+/// the server's own share of the budget — the failure is counted, and nothing waits long.
+#[tokio::test]
+async fn without_redis_each_server_limits_its_share_and_never_fails() {
+    // Nothing listens on port 1.
+    let l = Limits::shared("redis://127.0.0.1:1/").expect("url");
+    let account = uuid::Uuid::new_v4();
+    let t0 = now_us();
+    let started = Instant::now();
+    let mut admitted = 0;
+    for _ in 0..40 {
+        if l.take(account, Bucket::Api, 1, 60, t0, 2).await.is_ok() {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 30, "half of 60 per minute for one of two servers");
+    assert!(!l.is_shared());
+    assert_eq!(l.fallbacks.load(Relaxed), 40);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "one failed connection attempt, then local decisions for a while ({:?})",
+        started.elapsed()
+    );
+}
+
+/// Without Redis, a server takes an equal share of the budget from the live servers of the
+/// registry (its heartbeat), and `/api/ready` says what it checked.
+#[tokio::test]
+async fn servers_register_by_heartbeat_and_report_readiness() {
+    each_db(|a| async move {
+        let b = a.peer().await;
+        let live = atrium::services::node::heartbeat(&a.app)
+            .await
+            .expect("heartbeat");
+        assert_eq!(live, 1);
+        let live = atrium::services::node::heartbeat(&b.app)
+            .await
+            .expect("heartbeat");
+        assert_eq!(live, 2, "both servers are in the registry");
+        assert_eq!(
+            atrium::services::node::live_nodes(&a.app)
+                .await
+                .expect("nodes")
+                .len(),
+            2
+        );
+        // A server that stops cleanly leaves the registry.
+        atrium::services::node::leave(&b.app).await.expect("leave");
+        assert_eq!(
+            atrium::services::node::heartbeat(&a.app)
+                .await
+                .expect("heartbeat"),
+            1
+        );
+        // One not heard from for longer than LIVE_FOR no longer counts.
+        atrium::services::node::heartbeat(&b.app)
+            .await
+            .expect("heartbeat");
+        a.clock.advance(chrono::Duration::seconds(20));
+        assert_eq!(
+            atrium::services::node::heartbeat(&a.app)
+                .await
+                .expect("heartbeat"),
+            1
+        );
+
+        let (s, v) = a.call(M::GET, "/api/ready", None, None).await;
+        assert_eq!(s, S::OK, "{v}");
+        assert_eq!(v["ready"], true);
+        let names: Vec<&str> = v["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            names,
+            ["database", "migrations", "permission_index", "shutdown"]
+        );
+        assert_eq!(v["node_id"], a.app.config.node_id.as_str());
+        // A stopping server is not ready: load balancers stop sending to it.
+        a.app.node.stopping.store(true, Relaxed);
+        let (s, v) = a.call(M::GET, "/api/ready", None, None).await;
+        assert_eq!(s, S::SERVICE_UNAVAILABLE);
+        assert!(
+            v["detail"].as_str().unwrap_or("").contains("shutting down"),
+            "{v}"
+        );
+        // The liveness check is unaffected.
+        assert_eq!(a.call(M::GET, "/api/health", None, None).await.0, S::OK);
+    })
+    .await;
+}
+
+/// The jobs that run once: of three servers on one PostgreSQL exactly one leads; when it dies
+/// (its lock's connection closes) another leads within 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_leads_the_jobs_and_another_takes_over_when_it_dies() {
+    if std::env::var("ATRIUM_TEST_POSTGRES_URL").is_err() {
+        missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)");
+        return;
+    }
+    let a = TestApp::new(Db::Postgres).await;
+    let (b, c) = (a.peer().await, a.peer().await);
+    let apps = [&a.app, &b.app, &c.app];
+    let mut loops: Vec<_> = apps
+        .iter()
+        .map(|app| Some(atrium::jobs::spawn_leadership(app)))
+        .collect();
+    let leaders = || {
+        apps.iter()
+            .filter(|app| app.node.leading.load(Relaxed))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while leaders() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Over several claim rounds, never more than one.
+    for _ in 0..30 {
+        assert_eq!(leaders(), 1, "exactly one leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = apps
+        .iter()
+        .position(|app| app.node.leading.load(Relaxed))
+        .expect("a leader");
+    // The leader dies: its loop (and the connection holding the lock) is gone.
+    loops[first].take().expect("loop").abort();
+    apps[first].node.leading.store(false, Relaxed);
+    let died = Instant::now();
+    while leaders() == 0 && died.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = died.elapsed();
+    eprintln!("jobs leadership taken over after {took:?}");
+    assert_eq!(leaders(), 1, "another server leads");
+    assert!(!apps[first].node.leading.load(Relaxed));
+    assert!(
+        took < Duration::from_secs(10),
+        "taken over within 10 s ({took:?})"
+    );
+    for l in loops.into_iter().flatten() {
+        l.abort();
+    }
+}
+
+/// Email queued once is sent once, even when two servers run the outbox at the same moment (a
+/// leader that lost its lock and has not noticed yet): each message is claimed before it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_outboxes_at_once_send_each_message_once() {
+    let Some(smtp) = SmtpSink::start() else {
+        return;
+    };
+    let smtp = std::sync::Arc::new(smtp);
+    each_db(|t| {
+        let smtp = smtp.clone();
+        async move {
+            let t = t.reconfigured(|c| c.smtp_url = Some(smtp.url())).await;
+            let peer = t.peer().await;
+            let tag = format!("{:?}", t.db).to_lowercase();
+            let owner = t.user(&format!("owner-{tag}@x.test")).await;
+            let acct = t.account(&owner, "acme").await;
+            let invitees: Vec<String> = (0..12).map(|i| format!("out{i}-{tag}@x.test")).collect();
+            let body: Vec<_> = invitees
+                .iter()
+                .map(|e| json!({"email": e, "account_role_id": AccountRole::Member.id()}))
+                .collect();
+            let (s, v) = t
+                .call(
+                    M::POST,
+                    &format!("/api/accounts/{acct}/invitations/"),
+                    Some(&owner.key),
+                    Some(json!(body)),
+                )
+                .await;
+            assert_eq!(s, S::CREATED, "{v}");
+            let (x, y) = tokio::join!(
+                atrium::services::mail::deliver_due(&t.app),
+                atrium::services::mail::deliver_due(&peer.app),
+            );
+            let (x, y) = (x.expect("outbox a"), y.expect("outbox b"));
+            assert_eq!(
+                x.0 + y.0,
+                12,
+                "every message sent by one of them ({x:?}, {y:?})"
+            );
+            let sent: Vec<String> = smtp
+                .messages()
+                .into_iter()
+                .filter(|m| m.contains(&format!("-{tag}@x.test")))
+                .collect();
+            for e in &invitees {
+                let n = sent
+                    .iter()
+                    .filter(|m| m.contains(&format!("To: {e}")))
+                    .count();
+                assert_eq!(n, 1, "{e} got {n} messages");
+            }
+        }
+    })
+    .await;
+}
+
+/// On SQLite, a change made by another process (the CLI) reaches the running server through
+/// its `data_version` watch, without waiting for the 5 s sweep (not running here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_change_made_elsewhere_arrives_without_the_sweep() {
+    let a = TestApp::new(Db::Sqlite).await;
+    let owner = a.user("owner@x.test").await;
+    let dev = a.user("dev@x.test").await;
+    let acct = a.account(&owner, "acme").await;
+    a.add_member(acct, &owner, &dev, AccountRole::Member).await;
+    let ws = a.workspace(acct, &owner.key, "prod").await;
+    // The other process (as the CLI does) starts after the account exists.
+    let cli = a.peer().await;
+    let watch = atrium::jobs::spawn_sqlite_watch(&a.app);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let probe = format!("/api/accounts/{acct}/workspaces/{ws}");
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        // Granted elsewhere, then revoked elsewhere; `a` follows each within the watch period.
+        let (s, v) = cli.call(M::POST, &format!("{probe}/user_access/"), Some(&owner.key),
+            Some(json!({"user_id": dev.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}))).await;
+        assert_eq!(s, S::OK, "{v}");
+        let access = v[0]["id"].as_str().expect("id").to_string();
+        let t0 = Instant::now();
+        wait_for_status(&a, &probe, &dev.key, S::OK).await;
+        took.push(t0.elapsed());
+        assert_eq!(
+            cli.call(
+                M::DELETE,
+                &format!("{probe}/user_access/{access}"),
+                Some(&owner.key),
+                None
+            )
+            .await
+            .0,
+            S::NO_CONTENT
+        );
+        let t0 = Instant::now();
+        wait_for_status(&a, &probe, &dev.key, S::NOT_FOUND).await;
+        took.push(t0.elapsed());
+    }
+    watch.abort();
+    took.sort();
+    eprintln!(
+        "SQLite: changes made by another process seen after {:?} (median) … {:?} (max)",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+}
+
+/// Polls `a` until `path` answers `want` for `key` (at most 10 s; the sweep would take 5).
+async fn wait_for_status(a: &TestApp, path: &str, key: &str, want: S) {
+    let t0 = Instant::now();
+    loop {
+        let s = a.call(M::GET, path, Some(key), None).await.0;
+        if s == want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{path} still {s}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// 1,000 revocations made on one server, each checked on another until refused there: grants
+/// removed (access announcements) and keys deleted (key announcements), p50 and p99 reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_revocations_reach_another_server_quickly() {
+    if std::env::var("ATRIUM_TEST_POSTGRES_URL").is_err() {
+        missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)");
+        return;
+    }
+    let a = TestApp::new(Db::Postgres).await;
+    let b = a.peer().await;
+    let listener = atrium::jobs::spawn_listener(&b.app).expect("listener on PostgreSQL");
+    let owner = a.user("owner@x.test").await;
+    let dev = a.user("dev@x.test").await;
+    let acct = a.account(&owner, "acme").await;
+    a.add_member(acct, &owner, &dev, AccountRole::Member).await;
+    let ws = a.workspace(acct, &owner.key, "prod").await;
+    let probe = format!("/api/accounts/{acct}/workspaces/{ws}");
+    let n: usize = std::env::var("ATRIUM_TEST_REVOCATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        if i % 2 == 0 {
+            let (s, v) = a.call(M::POST, &format!("{probe}/user_access/"), Some(&owner.key),
+                Some(json!({"user_id": dev.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}))).await;
+            assert_eq!(s, S::OK, "{v}");
+            let access = v[0]["id"].as_str().expect("id").to_string();
+            wait_for_status(&b, &probe, &dev.key, S::OK).await;
+            assert_eq!(
+                a.call(
+                    M::DELETE,
+                    &format!("{probe}/user_access/{access}"),
+                    Some(&owner.key),
+                    None
+                )
+                .await
+                .0,
+                S::NO_CONTENT
+            );
+            let t0 = Instant::now();
+            wait_for_status(&b, &probe, &dev.key, S::NOT_FOUND).await;
+            took.push(t0.elapsed());
+        } else {
+            let (s, v) = a
+                .call(
+                    M::POST,
+                    "/api/me/api_keys",
+                    Some(&dev.key),
+                    Some(json!({"name": format!("k{i}")})),
+                )
+                .await;
+            assert_eq!(s, S::CREATED, "{v}");
+            let (id, key) = (
+                v["id"].as_str().expect("id").to_string(),
+                v["key"].as_str().expect("key").to_string(),
+            );
+            wait_for_status(&b, "/api/me", &key, S::OK).await;
+            assert_eq!(
+                a.call(
+                    M::DELETE,
+                    &format!("/api/me/api_keys/{id}"),
+                    Some(&dev.key),
+                    None
+                )
+                .await
+                .0,
+                S::NO_CONTENT
+            );
+            let t0 = Instant::now();
+            wait_for_status(&b, "/api/me", &key, S::UNAUTHORIZED).await;
+            took.push(t0.elapsed());
+        }
+    }
+    listener.abort();
+    took.sort();
+    let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)];
+    eprintln!(
+        "{n} revocations on another server: p50 {:?}, p99 {:?}, max {:?}",
+        pct(0.50),
+        pct(0.99),
+        took[took.len() - 1]
+    );
+}
+
+/// A running `atrium serve` on SQLite sees a plan changed by `atrium accounts set-plan` (another
+/// process) without waiting for the 5 s sweep, and says so in one start line with its version,
+/// database and node id; SIGTERM stops it cleanly, taking it out of the node registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_change_reaches_a_running_sqlite_server_and_sigterm_stops_it_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inst = Installation::new(format!("sqlite://{}/atrium.db", dir.path().display()));
+    let (account, key) = inst.bootstrap("owner@x.test", "acme");
+    let mut server = inst.serve();
+    let port = server.port;
+    let status = format!("/api/accounts/{account}/rate-limits/status");
+    let limit_of = move || {
+        let r = http(port, "GET", &status, &key, "");
+        r.split("\"limit_per_minute\":")
+            .nth(1)
+            .and_then(|x| x.split([',', '}']).next())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_ne!(limit_of(), "7");
+    let out = inst.cli_output(
+        &[
+            "accounts",
+            "set-plan",
+            "--account",
+            "acme",
+            "--plan",
+            "pro",
+            "--api-rate-limit",
+            "7",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = Instant::now();
+    while limit_of() != "7" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the plan change never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "set-plan reached the running server after {:?}",
+        t0.elapsed()
+    );
+    // SIGTERM: the server stops accepting, finishes and exits 0.
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(code) = server.child.try_wait().expect("wait") {
+            break code;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "{code:?}");
+    let log = std::fs::read_to_string(inst.data.path().join("serve.log")).expect("log");
+    let start = log
+        .lines()
+        .find(|l| l.contains("atrium started"))
+        .unwrap_or_else(|| panic!("no start line in {log}"));
+    for field in [env!("CARGO_PKG_VERSION"), "sqlite", "node_id="] {
+        assert!(start.contains(field), "{field} missing from {start}");
+    }
+    assert!(log.contains("atrium stopped"), "{log}");
+    let nodes = inst.cli(&["nodes"], None);
+    assert!(nodes.contains("no live servers"), "{nodes}");
+}
