@@ -130,6 +130,15 @@ enum WorkspacesCommand {
         /// File holding the upstream's PREFECT_SERVER_API_AUTH_STRING (never on the command line).
         #[arg(long)]
         auth_string_file: Option<std::path::PathBuf>,
+        /// https upstreams: PEM CA bundle trusted instead of the system's roots.
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+        /// https upstreams requiring mutual TLS: PEM client certificate chain…
+        #[arg(long, requires = "client_key_file")]
+        client_cert_file: Option<std::path::PathBuf>,
+        /// …and its PEM private key (stored encrypted).
+        #[arg(long, requires = "client_cert_file")]
+        client_key_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -374,7 +383,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ref workspace,
             ref url,
             ref auth_string_file,
+            ref ca_file,
+            ref client_cert_file,
+            ref client_key_file,
         }) => {
+            let read = |f: &Option<std::path::PathBuf>| -> anyhow::Result<Option<Option<String>>> {
+                f.as_ref()
+                    .map(|f| {
+                        std::fs::read_to_string(f)
+                            .with_context(|| format!("reading {}", f.display()))
+                            .map(Some)
+                    })
+                    .transpose()
+            };
             let app = open(Config::load(&cli.overrides, None)?).await?;
             let (account_id, principal) = account_owner(&app, account).await?;
             let ws = {
@@ -402,6 +423,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 services::upstreams::SetUpstream {
                     url: url.clone(),
                     auth_string,
+                    ca_certificates: read(ca_file)?,
+                    client_certificate: read(client_cert_file)?,
+                    client_key: read(client_key_file)?,
                 },
             )
             .await?;

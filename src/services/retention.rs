@@ -70,8 +70,7 @@ async fn call_once(
     path: &str,
     body: Option<&Value>,
 ) -> std::result::Result<Value, CallError> {
-    let addr = crate::services::upstreams::upstream_addr(app, u).await?;
-    let uri = format!("http://{addr}{}/{}", u.path, path);
+    let uri = format!("{}/{}", u.path, path);
     let mut req = Request::builder()
         .method(method)
         .uri(&uri)
@@ -89,10 +88,9 @@ async fn call_once(
     let req = req
         .body(body)
         .map_err(|e| Error::UpstreamFailed(format!("bad upstream request: {e}")))?;
-    let resp = tokio::time::timeout(CALL_TIMEOUT, app.upstream_client.request(req))
+    let resp = tokio::time::timeout(CALL_TIMEOUT, crate::services::upstreams::send(app, u, req))
         .await
-        .map_err(|_| Error::UpstreamTimeout(format!("{} did not answer in time", u.url)))?
-        .map_err(|e| Error::UpstreamFailed(format!("{} is unreachable: {e}", u.url)))?;
+        .map_err(|_| Error::UpstreamTimeout(format!("{} did not answer in time", u.url)))??;
     let status = resp.status();
     let bytes = tokio::time::timeout(CALL_TIMEOUT, resp.into_body().collect())
         .await

@@ -40,6 +40,12 @@ pub struct Upstream {
     pub auth_string: Option<String>,
     /// Who bound it: what the address it resolves to must satisfy at every connection.
     pub binder: Binder,
+    /// `https://` upstreams: how the TLS handshake is made.
+    pub tls: Option<Arc<crate::upstream::tls::TlsSettings>>,
+    /// The key of its idle connections in the fast path's pool: the address for plain HTTP; for
+    /// TLS also the workspace, so connections made with one workspace's client certificate are
+    /// never used for another's.
+    pub pool_key: String,
 }
 
 /// What the gateway needs to know about one account: its rate limits, run retention and
@@ -160,25 +166,45 @@ fn upstream_of(app: &App, r: &UpstreamRow) -> anyhow::Result<Upstream> {
         }
         None => None,
     };
+    let https = authority.starts_with("https://");
     let host = authority
         .strip_prefix("http://")
+        .or_else(|| authority.strip_prefix("https://"))
         .unwrap_or(&authority)
         .to_string();
-    let has_port = !host.ends_with(']')
-        && host
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    let address = if has_port {
-        host.clone()
+    let port_at = (!host.ends_with(']'))
+        .then(|| host.rsplit_once(':'))
+        .flatten()
+        .filter(|(_, p)| p.parse::<u16>().is_ok());
+    let address = match port_at {
+        Some(_) => host.clone(),
+        None if https => format!("{host}:443"),
+        None => format!("{host}:80"),
+    };
+    let tls = if https {
+        let name = port_at.map_or(host.as_str(), |(h, _)| h);
+        let key = match &r.client_key_enc {
+            Some(enc) => Some(decrypt(app, enc)?),
+            None => None,
+        };
+        let config = crate::upstream::tls::client_config(
+            r.ca_pem.as_deref(),
+            r.client_cert_pem.as_deref(),
+            key.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        Some(Arc::new(crate::upstream::tls::TlsSettings {
+            config,
+            server_name: crate::upstream::tls::server_name(name).map_err(anyhow::Error::msg)?,
+        }))
     } else {
-        format!("{host}:80")
+        None
     };
     Ok(Upstream {
         url: r.url.clone(),
         authority,
         path,
         host,
-        address,
         authorization,
         auth_string,
         binder: if r.operator_bound {
@@ -186,6 +212,13 @@ fn upstream_of(app: &App, r: &UpstreamRow) -> anyhow::Result<Upstream> {
         } else {
             Binder::Account
         },
+        pool_key: if tls.is_some() {
+            format!("{address}|tls|{}", r.workspace_id)
+        } else {
+            address.clone()
+        },
+        address,
+        tls,
     })
 }
 
@@ -292,6 +325,9 @@ async fn check_binding(app: &App, account: AccountId, url: &str, binder: Binder)
         account_id: account,
         url: url.to_string(),
         auth_string_enc: None,
+        ca_pem: None,
+        client_cert_pem: None,
+        client_key_enc: None,
         operator_bound: binder == Binder::Operator,
         created: app.now(),
         updated: app.now(),
@@ -334,23 +370,19 @@ async fn check_binding(app: &App, account: AccountId, url: &str, binder: Binder)
     Ok(())
 }
 
-/// Splits and checks an upstream API URL: `http://host[:port][/path]`, no credentials, query or
-/// fragment. Returns (`http://host:port`, `/path` without trailing slash).
+/// Splits and checks an upstream API URL: `http[s]://host[:port][/path]`, no credentials, query
+/// or fragment. Returns (`http[s]://host:port`, `/path` without trailing slash).
 pub fn split_url(url: &str) -> std::result::Result<(String, String), String> {
     let bad = |why: &str| format!("upstream url {url:?} {why}");
     if url.len() > 2000 {
         return Err(bad("is too long"));
     }
     let uri: Uri = url.parse().map_err(|_| bad("is not a valid URL"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(bad(
-                "uses https, which the gateway does not speak yet: bind the upstream over http on a private network",
-            ))
-        }
-        _ => return Err(bad("must start with http://")),
-    }
+    let scheme = match uri.scheme_str() {
+        Some("http") => "http",
+        Some("https") => "https",
+        _ => return Err(bad("must start with http:// or https://")),
+    };
     let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
     if authority.as_str().contains('@') {
         return Err(bad("must not carry credentials; use auth_string"));
@@ -362,7 +394,7 @@ pub fn split_url(url: &str) -> std::result::Result<(String, String), String> {
     if path.split('/').any(|s| s == "." || s == "..") || path.contains("//") {
         return Err(bad("has dot segments or empty segments"));
     }
-    Ok((format!("http://{authority}"), path))
+    Ok((format!("{scheme}://{authority}"), path))
 }
 
 const AUTH_STRING_PURPOSE: &str = "atrium/upstream-auth-string/v1";
@@ -387,12 +419,27 @@ fn decrypt(app: &App, enc: &str) -> anyhow::Result<String> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetUpstream {
-    /// The upstream's API base URL, as `PREFECT_API_URL` would hold it: `http://host[:port][/path]`.
+    /// The upstream's API base URL, as `PREFECT_API_URL` would hold it:
+    /// `http[s]://host[:port][/path]`.
     #[schema(
         max_length = 2000,
-        pattern = r"^\s*http://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9\-_~!$&'()*+,;=:@%]+)*/?\s*$"
+        pattern = r"^\s*https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9\-_~!$&'()*+,;=:@%]+)*/?\s*$"
     )]
     pub url: String,
+    /// `https` upstreams: PEM certificates trusted instead of the system's roots (a private CA).
+    /// Omitted keeps the stored bundle, `null` removes it.
+    #[serde(default, deserialize_with = "crate::services::input::double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 65536)]
+    pub ca_certificates: Option<Option<String>>,
+    /// `https` upstreams that require a client certificate (mutual TLS): the PEM chain. Omitted
+    /// keeps, `null` removes (with the key).
+    #[serde(default, deserialize_with = "crate::services::input::double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 65536)]
+    pub client_certificate: Option<Option<String>>,
+    /// The client certificate's PEM private key. Stored encrypted, never returned.
+    #[serde(default, deserialize_with = "crate::services::input::double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 65536)]
+    pub client_key: Option<Option<String>>,
     /// The upstream's `PREFECT_SERVER_API_AUTH_STRING`: omitted keeps the stored one, `null`
     /// removes it. Never returned.
     #[serde(default, deserialize_with = "crate::services::input::double_option")]
@@ -406,6 +453,10 @@ pub struct UpstreamView {
     pub workspace_id: Uuid,
     pub url: String,
     pub has_auth_string: bool,
+    /// The CA bundle trusted for an https upstream (`null`: the system's roots).
+    pub ca_certificates: Option<String>,
+    /// The client certificate offered to an https upstream (its key is never shown).
+    pub client_certificate: Option<String>,
     pub created: chrono::DateTime<chrono::Utc>,
     pub updated: chrono::DateTime<chrono::Utc>,
 }
@@ -415,6 +466,8 @@ fn view(r: &UpstreamRow) -> UpstreamView {
         workspace_id: r.workspace_id.0,
         url: r.url.clone(),
         has_auth_string: r.auth_string_enc.is_some(),
+        ca_certificates: r.ca_pem.clone(),
+        client_certificate: r.client_cert_pem.clone(),
         created: r.created,
         updated: r.updated,
     }
@@ -467,11 +520,65 @@ pub async fn set_upstream(
         Some(None) => None,
         Some(Some(a)) => Some(encrypt(app, a)?),
     };
+    let keep = |new: &Option<Option<String>>, old: Option<&String>| match new {
+        None => old.cloned(),
+        Some(v) => v.clone(),
+    };
+    let ca_pem = keep(
+        &s.ca_certificates,
+        before.as_ref().and_then(|b| b.ca_pem.as_ref()),
+    );
+    let client_cert_pem = keep(
+        &s.client_certificate,
+        before.as_ref().and_then(|b| b.client_cert_pem.as_ref()),
+    );
+    let client_key = match &s.client_key {
+        None => match before.as_ref().and_then(|b| b.client_key_enc.as_ref()) {
+            // Removing the certificate removes its key.
+            Some(_) if client_cert_pem.is_none() => None,
+            Some(enc) => Some(decrypt(app, enc).map_err(Error::Unexpected)?),
+            None => None,
+        },
+        Some(v) => v.clone(),
+    };
+    // The settings must make a working client configuration before they are kept.
+    if [&ca_pem, &client_cert_pem, &client_key]
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| v.len() > 65_536))
+    {
+        return Err(Error::Validation(
+            "ca_certificates, client_certificate and client_key are at most 64 KiB each".into(),
+        ));
+    }
+    if url.starts_with("https://") {
+        crate::upstream::tls::client_config(
+            ca_pem.as_deref(),
+            client_cert_pem.as_deref(),
+            client_key.as_deref(),
+        )
+        .map_err(Error::Validation)?;
+    } else if ca_pem.is_some() || client_cert_pem.is_some() || client_key.is_some() {
+        return Err(Error::Validation(
+            "ca_certificates, client_certificate and client_key apply to https:// upstreams only"
+                .into(),
+        ));
+    }
+    let client_key_enc = match &client_key {
+        Some(k) => Some(encrypt(app, k)?),
+        None => None,
+    };
+    let tls_change = json!({
+        "ca_certificates": ca_pem.is_some(),
+        "client_certificate": client_cert_pem.is_some(),
+    });
     let row = UpstreamRow {
         workspace_id: workspace,
         account_id: account,
         url,
         auth_string_enc,
+        ca_pem,
+        client_cert_pem,
+        client_key_enc,
         operator_bound: binder == Binder::Operator,
         created: before.as_ref().map_or(now, |b| b.created),
         updated: now,
@@ -500,6 +607,7 @@ pub async fn set_upstream(
         .payload(json!({
             "url": {"before": before.as_ref().map(|b| &b.url), "after": &row.url},
             "auth_string": auth_change,
+            "tls": tls_change,
             "bound_by": if row.operator_bound { "operator" } else { "account" },
         })),
     )
@@ -553,7 +661,10 @@ pub async fn delete_upstream(
 /// Connects to one of the upstream's allowed addresses (`services::upstreams::connect_addrs`):
 /// every connection Atrium makes to an upstream — gateway calls on both transports, websockets,
 /// retention — is made here or to an address from there, never by resolving its name again.
-pub async fn connect_upstream(app: &App, up: &Upstream) -> Result<tokio::net::TcpStream, Error> {
+pub async fn connect_upstream(
+    app: &App,
+    up: &Upstream,
+) -> Result<crate::upstream::tls::UpstreamStream, Error> {
     let addrs = connect_addrs(app, up)
         .await
         .map_err(|_| refused_upstream(app))?;
@@ -567,7 +678,12 @@ pub async fn connect_upstream(app: &App, up: &Upstream) -> Result<tokio::net::Tc
         {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                return Ok(s);
+                let Some(tls) = &up.tls else {
+                    return Ok(crate::upstream::tls::UpstreamStream::Plain(s));
+                };
+                return crate::upstream::tls::handshake(tls, s)
+                    .await
+                    .map_err(|why| tls_failed(app, up, &why));
             }
             Ok(Err(e)) => last = e.to_string(),
             Err(_) => last = "connect timed out".into(),
@@ -578,6 +694,76 @@ pub async fn connect_upstream(app: &App, up: &Upstream) -> Result<tokio::net::Tc
         up,
         crate::metrics::UpstreamError::Connect,
         &last,
+    ))
+}
+
+/// Sends one request (its URI in origin form: path and query) to the upstream and answers the
+/// response head: plain HTTP through the shared keep-alive client, addressed to a checked
+/// address; TLS over a checked, handshaken connection of its own. Failures are answered as the
+/// 502s of [`upstream_failed`] (the caller bounds the wait).
+pub async fn send(
+    app: &App,
+    up: &Upstream,
+    mut req: axum::http::Request<axum::body::Body>,
+) -> Result<axum::http::Response<hyper::body::Incoming>> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    if up.tls.is_none() {
+        let addr = upstream_addr(app, up).await?;
+        *req.uri_mut() = format!("http://{addr}{target}")
+            .parse()
+            .map_err(|_| Error::Malformed("not a valid upstream URI".into()))?;
+        return app.upstream_client.request(req).await.map_err(|e| {
+            let kind = if e.is_connect() {
+                crate::metrics::UpstreamError::Connect
+            } else {
+                crate::metrics::UpstreamError::Other
+            };
+            upstream_failed(app, up, kind, &e)
+        });
+    }
+    let stream = connect_upstream(app, up).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                upstream_failed_with(app, up, crate::metrics::UpstreamError::Connect, &e)
+            })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| upstream_failed_with(app, up, crate::metrics::UpstreamError::Other, &e))
+}
+
+/// [`upstream_failed`], except that a TLS failure found in `e`'s chain (an upstream that
+/// refused the client certificate answers with an alert only after the handshake, when the
+/// request is read) is named as one.
+pub fn upstream_failed_with(
+    app: &App,
+    up: &Upstream,
+    kind: crate::metrics::UpstreamError,
+    e: &(dyn std::error::Error + 'static),
+) -> Error {
+    match up.tls.as_ref().and(crate::upstream::tls::tls_reason(e)) {
+        Some(why) => tls_failed(app, up, &why),
+        None => upstream_failed(app, up, kind, &e),
+    }
+}
+
+/// A TLS handshake with the upstream failed: a 502 that says why (the reason names certificates
+/// and alerts, never secrets).
+fn tls_failed(app: &App, up: &Upstream, why: &str) -> Error {
+    app.metrics
+        .upstream_error(crate::metrics::UpstreamError::Connect);
+    tracing::warn!(upstream = %up.url, error = %why, "gateway: TLS to the upstream failed");
+    Error::UpstreamFailed(format!(
+        "the workspace's upstream Prefect server could not be reached over TLS: {why}"
     ))
 }
 

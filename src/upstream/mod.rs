@@ -3,6 +3,7 @@
 //! It knows nothing of accounts or permissions (the services decide; `http::gateway` carries).
 
 pub mod pool;
+pub mod tls;
 
 use axum::body::Body;
 use hyper_util::client::legacy::connect::HttpConnector;

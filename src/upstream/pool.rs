@@ -2,6 +2,7 @@
 //! (`http::gateway::fast`): a connection is taken by one client connection's task, used inline for one
 //! exchange (no task of its own, no channel), and put back when the response ended cleanly.
 
+use super::tls::UpstreamStream;
 use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ pub struct UpstreamPool {
 }
 
 struct Idle {
-    s: TcpStream,
+    s: UpstreamStream,
     since: Instant,
     /// The connection thread whose poller the socket is registered with: it is only handed out
     /// there again, as a socket used from another thread would have every wake-up cross threads.
@@ -29,7 +30,7 @@ struct Idle {
 impl UpstreamPool {
     /// The most recently used idle connection to `address` opened on connection thread
     /// `thread` that is still open, if any.
-    pub fn checkout(&self, address: &str, thread: usize) -> Option<TcpStream> {
+    pub fn checkout(&self, address: &str, thread: usize) -> Option<UpstreamStream> {
         let now = Instant::now();
         loop {
             let Idle { s, since, .. } = {
@@ -38,7 +39,7 @@ impl UpstreamPool {
                 let i = list.iter().rposition(|c| c.thread == thread)?;
                 list.remove(i)
             };
-            if now.duration_since(since) < IDLE && still_open(&s) {
+            if now.duration_since(since) < IDLE && s.still_open() {
                 return Some(s);
             }
         }
@@ -46,7 +47,7 @@ impl UpstreamPool {
 
     /// Puts a connection whose last response ended cleanly back; the oldest idle ones beyond
     /// [`MAX_IDLE`] or [`IDLE`] are closed.
-    pub fn checkin(&self, address: &str, thread: usize, s: TcpStream) {
+    pub fn checkin(&self, address: &str, thread: usize, s: UpstreamStream) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = match idle.get_mut(address) {
@@ -71,7 +72,7 @@ impl UpstreamPool {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         for list in idle.values_mut() {
-            list.retain(|c| now.duration_since(c.since) < IDLE && still_open(&c.s));
+            list.retain(|c| now.duration_since(c.since) < IDLE && c.s.still_open());
         }
         idle.retain(|_, l| !l.is_empty());
     }
@@ -95,11 +96,18 @@ mod tests {
     use super::*;
 
     /// A connected socket pair on loopback; the far end is kept so the near end stays open.
-    async fn pair() -> (TcpStream, TcpStream) {
+    async fn pair() -> (UpstreamStream, TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let near = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (far, _) = l.accept().await.unwrap();
-        (near, far)
+        (UpstreamStream::Plain(near), far)
+    }
+
+    fn local_port(s: &UpstreamStream) -> std::net::SocketAddr {
+        match s {
+            UpstreamStream::Plain(s) => s.local_addr().unwrap(),
+            UpstreamStream::Tls(s) => s.get_ref().0.local_addr().unwrap(),
+        }
     }
 
     /// A pooled connection is registered with the poller of the thread that opened it, so it is
@@ -109,7 +117,7 @@ mod tests {
         let pool = UpstreamPool::default();
         let (a, _fa) = pair().await;
         let (b, _fb) = pair().await;
-        let (a_port, b_port) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let (a_port, b_port) = (local_port(&a), local_port(&b));
         pool.checkin("up:1", 0, a);
         pool.checkin("up:1", 1, b);
         assert!(
@@ -121,10 +129,10 @@ mod tests {
             "no connection to another address"
         );
         let got = pool.checkout("up:1", 0).expect("thread 0's connection");
-        assert_eq!(got.local_addr().unwrap(), a_port);
+        assert_eq!(local_port(&got), a_port);
         assert_eq!(pool.idle_count(), 1);
         let got = pool.checkout("up:1", 1).expect("thread 1's connection");
-        assert_eq!(got.local_addr().unwrap(), b_port);
+        assert_eq!(local_port(&got), b_port);
         assert_eq!(pool.idle_count(), 0);
     }
 

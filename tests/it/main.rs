@@ -31,3 +31,4 @@ mod service_accounts;
 mod setup;
 mod sso;
 mod teams;
+mod upstream_tls;

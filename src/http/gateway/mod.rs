@@ -13,7 +13,7 @@ use crate::domain::gateway_routes::{self, Charge, Need};
 use crate::http::error::HttpError;
 use crate::http::extract::{bearer, client_ip, session_cookie, user_agent};
 use crate::metrics::{RouteClass, UpstreamError};
-use crate::services::upstreams::{upstream_addr, upstream_failed, Upstream};
+use crate::services::upstreams::{upstream_failed, Upstream};
 use crate::services::{auth, gateway, Error};
 use crate::upstream::RESPONSE_TIMEOUT;
 use axum::body::Body;
@@ -313,8 +313,7 @@ async fn forward(
         }
         None => body,
     };
-    let addr = upstream_addr(app, &upstream).await?;
-    let mut uri = format!("http://{addr}").into_bytes();
+    let mut uri = Vec::with_capacity(256);
     write_upstream_target(&mut uri, &upstream, t, rewrite.query(raw.query()));
     parts.uri = Uri::try_from(uri)
         .map_err(|_| Error::Malformed("path refused by the gateway: not a valid URI".into()))?;
@@ -336,21 +335,13 @@ async fn forward(
     let started = Instant::now();
     let sent = tokio::time::timeout(
         RESPONSE_TIMEOUT,
-        app.upstream_client
-            .request(Request::from_parts(parts, body)),
+        crate::services::upstreams::send(app, &upstream, Request::from_parts(parts, body)),
     )
     .await;
     app.metrics.upstream_latency.observe(started.elapsed());
     let resp = match sent {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            let kind = if e.is_connect() {
-                UpstreamError::Connect
-            } else {
-                UpstreamError::Other
-            };
-            return Err(upstream_failed(app, &upstream, kind, &e).into());
-        }
+        Ok(Err(e)) => return Err(e.into()),
         Err(e) => return Err(upstream_failed(app, &upstream, UpstreamError::Timeout, &e).into()),
     };
     let (mut rparts, rbody) = resp.into_parts();

@@ -290,8 +290,7 @@ async fn wait_for_budget(app: &App, t: &gateway::Target<'_>) {
     }
 }
 
-type UpstreamSocket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type UpstreamSocket = tokio_tungstenite::WebSocketStream<crate::upstream::tls::UpstreamStream>;
 
 /// Opens the upstream websocket with subprotocol `prefect` and does the auth handshake with the
 /// upstream's auth string (or `null` when it has none).
@@ -301,7 +300,9 @@ async fn connect_upstream(
     rest: &str,
     query: Option<&str>,
 ) -> anyhow::Result<UpstreamSocket> {
-    let host = u.authority.strip_prefix("http://").unwrap_or(&u.authority);
+    // The stream is already TLS when the upstream is https: the URL gives the request its path
+    // and Host only.
+    let host = &u.host;
     let url = match query {
         Some(q) => format!("ws://{host}{}/{rest}?{q}", u.path),
         None => format!("ws://{host}{}/{rest}", u.path),
@@ -315,12 +316,10 @@ async fn connect_upstream(
         req.headers_mut().insert(header::AUTHORIZATION, a.clone());
     }
     let stream = crate::services::upstreams::connect_upstream(app, u).await?;
-    let (mut ws, _) = tokio::time::timeout(
-        AUTH_TIMEOUT,
-        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream)),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("connect timed out"))??;
+    let (mut ws, _) =
+        tokio::time::timeout(AUTH_TIMEOUT, tokio_tungstenite::client_async(req, stream))
+            .await
+            .map_err(|_| anyhow::anyhow!("connect timed out"))??;
     let auth = serde_json::json!({"type": "auth", "token": u.auth_string});
     ws.send(tungstenite::Message::Text(auth.to_string().into()))
         .await?;

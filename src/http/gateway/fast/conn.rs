@@ -19,7 +19,7 @@ pub struct Conn {
     pub(super) watchdog: Watchdog,
     pub(super) ubuf: BytesMut,
     pub(super) out: Vec<u8>,
-    pub(super) sticky: Option<(String, TcpStream)>,
+    pub(super) sticky: Option<(String, UpstreamStream)>,
     /// The connection thread serving this connection (upstream connections are pooled by it).
     pub(super) thread: usize,
 }
@@ -63,11 +63,11 @@ impl Conn {
     }
 
     /// An upstream connection to `address`: the one kept from the last call, else a pooled one.
-    pub(super) fn upstream(&mut self, app: &App, address: &str) -> Option<TcpStream> {
+    pub(super) fn upstream(&mut self, app: &App, address: &str) -> Option<UpstreamStream> {
         if let Some((a, s)) = self.sticky.take() {
             if a != address {
                 app.upstream_pool.checkin(&a, self.thread, s);
-            } else if pool::still_open(&s) {
+            } else if s.still_open() {
                 return Some(s);
             }
         }

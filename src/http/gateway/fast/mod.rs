@@ -19,10 +19,11 @@ use crate::app::App;
 use crate::http::error::HttpError;
 use crate::http::extract::resolve_client;
 use crate::metrics::{RouteClass, UpstreamError};
-use crate::services::upstreams::upstream_failed;
 use crate::services::upstreams::Upstream;
+use crate::services::upstreams::{upstream_failed, upstream_failed_with};
 use crate::services::{gateway, Error};
-use crate::upstream::{pool, RESPONSE_TIMEOUT};
+use crate::upstream::tls::UpstreamStream;
+use crate::upstream::RESPONSE_TIMEOUT;
 use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::response::IntoResponse;
 use bytes::{Buf, BytesMut};
@@ -227,7 +228,7 @@ impl Exchange<'_> {
             .map_err(|()| Failed::Broken(Some(status)))?;
 
         if reusable && ubuf.is_empty() {
-            if let Some((a, s)) = self.c.sticky.replace((up.address.clone(), conn)) {
+            if let Some((a, s)) = self.c.sticky.replace((up.pool_key.clone(), conn)) {
                 app.upstream_pool.checkin(&a, self.c.thread, s);
             }
         }
@@ -251,12 +252,12 @@ impl Exchange<'_> {
         bodiless: bool,
         head_only: bool,
         since: tokio::time::Instant,
-    ) -> Result<(TcpStream, ResponseHead), Failed> {
+    ) -> Result<(UpstreamStream, ResponseHead), Failed> {
         let app = self.app;
         let started = Instant::now();
         let mut retried = false;
         loop {
-            let (mut conn, reused) = match self.c.upstream(app, &up.address) {
+            let (mut conn, reused) = match self.c.upstream(app, &up.pool_key) {
                 Some(c) => (c, true),
                 None => (connect(app, up).await?, false),
             };
@@ -266,7 +267,9 @@ impl Exchange<'_> {
                     retried = true;
                     continue;
                 }
-                return Err(upstream_error(app, up, UpstreamError::Other, &e));
+                return Err(Failed::Answer(
+                    upstream_failed_with(app, up, UpstreamError::Other, &e).into(),
+                ));
             }
             self.relay_body(&mut conn, up).await?;
             ubuf.clear();
@@ -281,6 +284,11 @@ impl Exchange<'_> {
                     return Ok((conn, resp));
                 }
                 Some(Err(HeadError::Closed)) if retry && ubuf.is_empty() => retried = true,
+                Some(Err(HeadError::Io(e))) => {
+                    return Err(Failed::Answer(
+                        upstream_failed_with(app, up, UpstreamError::Other, &e).into(),
+                    ))
+                }
                 Some(Err(e)) => return Err(upstream_error(app, up, UpstreamError::Other, &e)),
                 None => {
                     let e = "no response head in time";
@@ -295,7 +303,7 @@ impl Exchange<'_> {
     /// then closed: the client sees the body cut short).
     async fn relay_response(
         &mut self,
-        conn: &mut TcpStream,
+        conn: &mut UpstreamStream,
         ubuf: &mut BytesMut,
         out: &mut Vec<u8>,
         framing: &mut Framing,
@@ -359,7 +367,7 @@ impl Exchange<'_> {
     }
 
     /// Streams the rest of the body from the client to the upstream.
-    async fn relay_body(&mut self, conn: &mut TcpStream, up: &Upstream) -> Result<(), Failed> {
+    async fn relay_body(&mut self, conn: &mut UpstreamStream, up: &Upstream) -> Result<(), Failed> {
         while self.body_left > 0 {
             if self.c.buf.is_empty() {
                 self.fill().await?;
@@ -384,7 +392,7 @@ impl Exchange<'_> {
     }
 }
 
-async fn connect(app: &App, up: &Upstream) -> Result<TcpStream, Failed> {
+async fn connect(app: &App, up: &Upstream) -> Result<UpstreamStream, Failed> {
     crate::services::upstreams::connect_upstream(app, up)
         .await
         .map_err(|e| Failed::Answer(e.into()))
@@ -393,7 +401,7 @@ async fn connect(app: &App, up: &Upstream) -> Result<TcpStream, Failed> {
 /// Reads the upstream's response head (skipping interim 1xx responses) into `ubuf`; what follows
 /// the head stays in `ubuf`.
 async fn response_head(
-    conn: &mut TcpStream,
+    conn: &mut UpstreamStream,
     ubuf: &mut BytesMut,
     head_only: bool,
     out: &mut Vec<u8>,
