@@ -36,6 +36,13 @@ enum Command {
     Migrate,
     /// List the servers sharing the database (seen within the last 15 s), oldest first.
     Nodes,
+    /// SQLite: write a consistent copy of the database to a new file while the server runs
+    /// (`VACUUM INTO`). PostgreSQL: use `pg_dump` (docs/operations.md).
+    Backup {
+        /// The new file (must not exist).
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -452,6 +459,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::connect(&config.database_url, None).await?;
             store.migrate().await?;
             eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Backup { ref to } => {
+            let config = Config::load(&cli.overrides, None)?;
+            let store = Store::connect(&config.database_url, None).await?;
+            anyhow::ensure!(
+                store.engine == crate::store::Engine::Sqlite,
+                "atrium backup copies SQLite databases; back up PostgreSQL with pg_dump (docs/operations.md)"
+            );
+            anyhow::ensure!(!to.exists(), "{} exists already", to.display());
+            let target = to
+                .to_str()
+                .context("the backup path must be valid UTF-8")?;
+            store.backup_sqlite(target).await?;
+            store.close().await;
+            eprintln!("backed up to {}", to.display());
             Ok(())
         }
         Command::Nodes => {

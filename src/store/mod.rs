@@ -167,6 +167,16 @@ impl Store {
         Ok(self.read.acquire().await?.detach())
     }
 
+    /// SQLite: writes a consistent copy of the database (one read snapshot) to a new file.
+    pub async fn backup_sqlite(&self, to: &str) -> Result<(), Error> {
+        let mut c = self.read.acquire().await?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(to)
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
     /// The newest migration this build knows.
     pub fn known_migration_level(&self) -> i64 {
         let m = match self.engine {

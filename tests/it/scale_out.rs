@@ -520,3 +520,74 @@ async fn a_cli_change_reaches_a_running_sqlite_server_and_sigterm_stops_it_clean
     let nodes = inst.cli(&["nodes"], None);
     assert!(nodes.contains("no live servers"), "{nodes}");
 }
+
+/// The backup procedures of docs/operations.md, on both databases: a copy taken while the data
+/// is in use, restored into a new database, still verifies its audit chains and serves the same
+/// accounts.
+#[test]
+fn a_backup_restored_into_a_new_database_still_verifies_its_audit_chains() {
+    // SQLite: `atrium backup --to FILE` (VACUUM INTO), then the copy is the database.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inst = Installation::new(format!("sqlite://{}/atrium.db", dir.path().display()));
+    let (account, key) = inst.bootstrap("owner@x.test", "acme");
+    let server = inst.serve();
+    let ws = create_workspace(server.port, &account, &key, "prod");
+    let copy = dir.path().join("backup.db");
+    inst.cli(&["backup", "--to", copy.to_str().expect("utf8")], None);
+    drop(server);
+    let restored = Installation {
+        db: format!("sqlite://{}", copy.display()),
+        data: tempfile::tempdir().expect("tempdir"),
+    };
+    std::fs::copy(inst.data.path().join("audit-signing.key"), restored.data.path().join("audit-signing.key")).expect("key");
+    verify_restored(&restored, &account, &ws, &key);
+    let again = inst.cli_output(&["backup", "--to", copy.to_str().expect("utf8")], None);
+    assert!(!again.status.success(), "an existing file is never overwritten");
+
+    // PostgreSQL: pg_dump, then pg_restore into a new database.
+    let Ok(base) = std::env::var("ATRIUM_TEST_POSTGRES_URL") else {
+        missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)");
+        return;
+    };
+    let source = FreshDatabase::create(&base);
+    let inst = Installation::new(source.url.clone());
+    let (account, key) = inst.bootstrap("owner@x.test", "acme");
+    let server = inst.serve();
+    let ws = create_workspace(server.port, &account, &key, "prod");
+    let dump = inst.data.path().join("atrium.dump");
+    let status = std::process::Command::new("pg_dump")
+        .args(["--format=custom", "--no-owner", "--file"])
+        .arg(&dump)
+        .arg(&source.url)
+        .status();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        missing("pg_dump");
+        return;
+    }
+    drop(server);
+    let target = FreshDatabase::create(&base);
+    let status = std::process::Command::new("pg_restore")
+        .args(["--no-owner", "--exit-on-error", "--dbname", &target.url])
+        .arg(&dump)
+        .status()
+        .expect("pg_restore");
+    assert!(status.success(), "pg_restore");
+    let restored = Installation {
+        db: target.url.clone(),
+        data: tempfile::tempdir().expect("tempdir"),
+    };
+    std::fs::copy(inst.data.path().join("audit-signing.key"), restored.data.path().join("audit-signing.key")).expect("key");
+    verify_restored(&restored, &account, &ws, &key);
+}
+
+/// A restored installation: every audit chain verifies (with the original signing key), and a
+/// server on it answers the original key with the original account and its workspace.
+fn verify_restored(restored: &Installation, account: &str, ws: &str, key: &str) {
+    let out = restored.cli_output(&["audit", "verify"], None);
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok: chain") && !text.contains("BROKEN"), "{text}");
+    let server = restored.serve();
+    let r = http(server.port, "GET", &format!("/api/accounts/{account}/workspaces/{ws}"), key, "");
+    assert!(r.starts_with("HTTP/1.1 200") && r.contains("\"handle\":\"prod\""), "{r}");
+}
