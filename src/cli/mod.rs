@@ -469,9 +469,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "atrium backup copies SQLite databases; back up PostgreSQL with pg_dump (docs/operations.md)"
             );
             anyhow::ensure!(!to.exists(), "{} exists already", to.display());
-            let target = to
-                .to_str()
-                .context("the backup path must be valid UTF-8")?;
+            let target = to.to_str().context("the backup path must be valid UTF-8")?;
             store.backup_sqlite(target).await?;
             store.close().await;
             eprintln!("backed up to {}", to.display());

@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod dashboard_gate;
 mod dashboard_pages;
+mod fault;
 mod gateway;
 mod gateway_differential;
 mod inputs;

@@ -539,10 +539,17 @@ fn a_backup_restored_into_a_new_database_still_verifies_its_audit_chains() {
         db: format!("sqlite://{}", copy.display()),
         data: tempfile::tempdir().expect("tempdir"),
     };
-    std::fs::copy(inst.data.path().join("audit-signing.key"), restored.data.path().join("audit-signing.key")).expect("key");
+    std::fs::copy(
+        inst.data.path().join("audit-signing.key"),
+        restored.data.path().join("audit-signing.key"),
+    )
+    .expect("key");
     verify_restored(&restored, &account, &ws, &key);
     let again = inst.cli_output(&["backup", "--to", copy.to_str().expect("utf8")], None);
-    assert!(!again.status.success(), "an existing file is never overwritten");
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
 
     // PostgreSQL: pg_dump, then pg_restore into a new database.
     let Ok(base) = std::env::var("ATRIUM_TEST_POSTGRES_URL") else {
@@ -576,7 +583,11 @@ fn a_backup_restored_into_a_new_database_still_verifies_its_audit_chains() {
         db: target.url.clone(),
         data: tempfile::tempdir().expect("tempdir"),
     };
-    std::fs::copy(inst.data.path().join("audit-signing.key"), restored.data.path().join("audit-signing.key")).expect("key");
+    std::fs::copy(
+        inst.data.path().join("audit-signing.key"),
+        restored.data.path().join("audit-signing.key"),
+    )
+    .expect("key");
     verify_restored(&restored, &account, &ws, &key);
 }
 
@@ -586,8 +597,20 @@ fn verify_restored(restored: &Installation, account: &str, ws: &str, key: &str) 
     let out = restored.cli_output(&["audit", "verify"], None);
     let text = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("ok: chain") && !text.contains("BROKEN"), "{text}");
+    assert!(
+        text.contains("ok: chain") && !text.contains("BROKEN"),
+        "{text}"
+    );
     let server = restored.serve();
-    let r = http(server.port, "GET", &format!("/api/accounts/{account}/workspaces/{ws}"), key, "");
-    assert!(r.starts_with("HTTP/1.1 200") && r.contains("\"handle\":\"prod\""), "{r}");
+    let r = http(
+        server.port,
+        "GET",
+        &format!("/api/accounts/{account}/workspaces/{ws}"),
+        key,
+        "",
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("\"handle\":\"prod\""),
+        "{r}"
+    );
 }

@@ -613,15 +613,27 @@ impl Installation {
             .local_addr()
             .expect("addr")
             .port();
+        self.serve_on(port, &[])
+    }
+
+    /// Starts `atrium serve` on `port` with extra environment variables (its log goes to
+    /// `serve-PORT.log` then) and waits until it accepts connections.
+    pub fn serve_on(&self, port: u16, env: &[(&str, &str)]) -> Server {
+        let log = if env.is_empty() {
+            "serve.log".to_string()
+        } else {
+            format!("serve-{port}.log")
+        };
         let child = std::process::Command::new(BIN)
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .env("ATRIUM_DATABASE_URL", &self.db)
             .env("ATRIUM_DATA_DIR", self.data.path())
             .env("ATRIUM_LOG", "warn,atrium::cli=info")
             .env("ATRIUM_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(
-                std::fs::File::create(self.data.path().join("serve.log"))
+                std::fs::File::create(self.data.path().join(log))
                     .map_or_else(|_| std::process::Stdio::null(), Into::into),
             )
             .spawn()
