@@ -354,8 +354,9 @@ async fn wait_for_status(a: &TestApp, path: &str, key: &str, want: S) {
     }
 }
 
-/// 1,000 revocations made on one server, each checked on another until refused there: grants
-/// removed (access announcements) and keys deleted (key announcements), p50 and p99 reported.
+/// 1,000 revocations made on one server, each checked on another until refused there — the four
+/// kinds in turn: a grant removed, a key deleted, a member deactivated, a role edited (a scope
+/// taken out of a custom role) — p50 and p99 reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_revocations_reach_another_server_quickly() {
     if std::env::var("ATRIUM_TEST_POSTGRES_URL").is_err() {
@@ -363,79 +364,188 @@ async fn a_thousand_revocations_reach_another_server_quickly() {
         return;
     }
     let a = TestApp::new(Db::Postgres).await;
-    let b = a.peer().await;
-    let listener = atrium::jobs::spawn_listener(&b.app).expect("listener on PostgreSQL");
     let owner = a.user("owner@x.test").await;
     let dev = a.user("dev@x.test").await;
+    let ops = a.user("ops@x.test").await;
     let acct = a.account(&owner, "acme").await;
     a.add_member(acct, &owner, &dev, AccountRole::Member).await;
+    let ops_membership = a.add_member(acct, &owner, &ops, AccountRole::Member).await;
     let ws = a.workspace(acct, &owner.key, "prod").await;
     let probe = format!("/api/accounts/{acct}/workspaces/{ws}");
+    // `ops` holds a custom role with `see_flows`: a gateway read of a flow passes the gate and
+    // ends in 503 (no upstream bound); without the scope it is refused before that.
+    let (s, role) = a
+        .call(
+            M::POST,
+            &format!("/api/accounts/{acct}/workspace_roles/"),
+            Some(&owner.key),
+            Some(json!({"name": "Flow readers", "scopes": ["see_flows"]})),
+        )
+        .await;
+    assert_eq!(s, S::CREATED, "{role}");
+    let role_path = format!(
+        "/api/accounts/{acct}/workspace_roles/{}",
+        role["id"].as_str().expect("id")
+    );
+    let (s, v) = a
+        .call(
+            M::POST,
+            &format!("{probe}/user_access/"),
+            Some(&owner.key),
+            Some(json!({"user_id": ops.id, "workspace_role_id": role["id"]})),
+        )
+        .await;
+    assert_eq!(s, S::OK, "{v}");
+    let flow = format!("{probe}/flows/3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11");
+    let active = format!("/api/accounts/{acct}/account_memberships/{ops_membership}/active");
+    let account_probe = format!("/api/accounts/{acct}");
+    let b = a.peer().await;
+    let listener = atrium::jobs::spawn_listener(&b.app).expect("listener on PostgreSQL");
+    // Announcements made before the listener is connected would only reach b at its sweep.
+    let t0 = Instant::now();
+    while !b.app.node.listening.load(Relaxed) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the listener never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let n: usize = std::env::var("ATRIUM_TEST_REVOCATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let mut took = Vec::with_capacity(n);
+    let mut took: [Vec<Duration>; 4] = Default::default();
     for i in 0..n {
-        if i % 2 == 0 {
-            let (s, v) = a.call(M::POST, &format!("{probe}/user_access/"), Some(&owner.key),
-                Some(json!({"user_id": dev.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}))).await;
-            assert_eq!(s, S::OK, "{v}");
-            let access = v[0]["id"].as_str().expect("id").to_string();
-            wait_for_status(&b, &probe, &dev.key, S::OK).await;
-            assert_eq!(
-                a.call(
-                    M::DELETE,
-                    &format!("{probe}/user_access/{access}"),
-                    Some(&owner.key),
-                    None
-                )
-                .await
-                .0,
-                S::NO_CONTENT
-            );
-            let t0 = Instant::now();
-            wait_for_status(&b, &probe, &dev.key, S::NOT_FOUND).await;
-            took.push(t0.elapsed());
-        } else {
-            let (s, v) = a
-                .call(
-                    M::POST,
-                    "/api/me/api_keys",
-                    Some(&dev.key),
-                    Some(json!({"name": format!("k{i}")})),
-                )
-                .await;
-            assert_eq!(s, S::CREATED, "{v}");
-            let (id, key) = (
-                v["id"].as_str().expect("id").to_string(),
-                v["key"].as_str().expect("key").to_string(),
-            );
-            wait_for_status(&b, "/api/me", &key, S::OK).await;
-            assert_eq!(
-                a.call(
-                    M::DELETE,
-                    &format!("/api/me/api_keys/{id}"),
-                    Some(&dev.key),
-                    None
-                )
-                .await
-                .0,
-                S::NO_CONTENT
-            );
-            let t0 = Instant::now();
-            wait_for_status(&b, "/api/me", &key, S::UNAUTHORIZED).await;
-            took.push(t0.elapsed());
+        let kind = i % 4;
+        match kind {
+            0 => {
+                let (s, v) = a.call(M::POST, &format!("{probe}/user_access/"), Some(&owner.key),
+                    Some(json!({"user_id": dev.id, "workspace_role_id": BuiltinWorkspaceRole::Viewer.id()}))).await;
+                assert_eq!(s, S::OK, "{v}");
+                let access = v[0]["id"].as_str().expect("id").to_string();
+                wait_for_status(&b, &probe, &dev.key, S::OK).await;
+                assert_eq!(
+                    a.call(
+                        M::DELETE,
+                        &format!("{probe}/user_access/{access}"),
+                        Some(&owner.key),
+                        None
+                    )
+                    .await
+                    .0,
+                    S::NO_CONTENT
+                );
+                let t0 = Instant::now();
+                wait_for_status(&b, &probe, &dev.key, S::NOT_FOUND).await;
+                took[kind].push(t0.elapsed());
+            }
+            1 => {
+                let (s, v) = a
+                    .call(
+                        M::POST,
+                        "/api/me/api_keys",
+                        Some(&dev.key),
+                        Some(json!({"name": format!("k{i}")})),
+                    )
+                    .await;
+                assert_eq!(s, S::CREATED, "{v}");
+                let (id, key) = (
+                    v["id"].as_str().expect("id").to_string(),
+                    v["key"].as_str().expect("key").to_string(),
+                );
+                wait_for_status(&b, "/api/me", &key, S::OK).await;
+                assert_eq!(
+                    a.call(
+                        M::DELETE,
+                        &format!("/api/me/api_keys/{id}"),
+                        Some(&dev.key),
+                        None
+                    )
+                    .await
+                    .0,
+                    S::NO_CONTENT
+                );
+                let t0 = Instant::now();
+                wait_for_status(&b, "/api/me", &key, S::UNAUTHORIZED).await;
+                took[kind].push(t0.elapsed());
+            }
+            2 => {
+                wait_for_status(&b, &account_probe, &ops.key, S::OK).await;
+                let (s, v) = a
+                    .call(
+                        M::PATCH,
+                        &active,
+                        Some(&owner.key),
+                        Some(json!({"active": false})),
+                    )
+                    .await;
+                assert_eq!(s, S::NO_CONTENT, "{v}");
+                let t0 = Instant::now();
+                wait_for_status(&b, &account_probe, &ops.key, S::NOT_FOUND).await;
+                took[kind].push(t0.elapsed());
+                let (s, v) = a
+                    .call(
+                        M::PATCH,
+                        &active,
+                        Some(&owner.key),
+                        Some(json!({"active": true})),
+                    )
+                    .await;
+                assert_eq!(s, S::NO_CONTENT, "{v}");
+            }
+            _ => {
+                wait_for_status(&b, &flow, &ops.key, S::SERVICE_UNAVAILABLE).await;
+                let (s, v) = a
+                    .call(
+                        M::PATCH,
+                        &role_path,
+                        Some(&owner.key),
+                        Some(json!({"scopes": ["see_deployments"]})),
+                    )
+                    .await;
+                assert!(s.is_success(), "{v}");
+                let t0 = Instant::now();
+                wait_for_status(&b, &flow, &ops.key, S::FORBIDDEN).await;
+                took[kind].push(t0.elapsed());
+                let (s, v) = a
+                    .call(
+                        M::PATCH,
+                        &role_path,
+                        Some(&owner.key),
+                        Some(json!({"scopes": ["see_flows"]})),
+                    )
+                    .await;
+                assert!(s.is_success(), "{v}");
+            }
         }
     }
     listener.abort();
-    took.sort();
-    let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)];
+    let pct = |t: &mut Vec<Duration>, p: f64| {
+        t.sort();
+        t[((t.len() as f64 * p) as usize).min(t.len() - 1)]
+    };
+    let mut all: Vec<Duration> = took.iter().flatten().copied().collect();
+    for (name, t) in [
+        "grant removed",
+        "key deleted",
+        "member deactivated",
+        "role edited",
+    ]
+    .iter()
+    .zip(took.iter_mut())
+    {
+        eprintln!(
+            "{name}: {} on another server: p50 {:?}, p99 {:?}",
+            t.len(),
+            pct(t, 0.5),
+            pct(t, 0.99)
+        );
+    }
     eprintln!(
         "{n} revocations on another server: p50 {:?}, p99 {:?}, max {:?}",
-        pct(0.50),
-        pct(0.99),
-        took[took.len() - 1]
+        pct(&mut all, 0.5),
+        pct(&mut all, 0.99),
+        all[all.len() - 1]
     );
 }
 
@@ -613,4 +723,125 @@ fn verify_restored(restored: &Installation, account: &str, ws: &str, key: &str) 
         r.starts_with("HTTP/1.1 200") && r.contains("\"handle\":\"prod\""),
         "{r}"
     );
+}
+
+/// SIGTERM: the server stops accepting, lets a gateway call in flight finish within the grace
+/// period and exits 0; a call longer than the grace period is cut when it ends.
+#[test]
+fn sigterm_lets_calls_in_flight_finish_up_to_the_grace_period() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    // An upstream that answers every call after DELAY milliseconds.
+    static DELAY: AtomicU64 = AtomicU64::new(0);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let upstream = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(DELAY.load(SeqCst))).await;
+            axum::Json(json!({"id": "3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11", "name": "slow"}))
+        };
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, axum::Router::new().fallback(slow)).await;
+        });
+        port
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inst = Installation::new(format!("sqlite://{}/atrium.db", dir.path().display()));
+    let (account, key) = inst.bootstrap("owner@x.test", "acme");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let serve = || inst.serve_on(port, &[("ATRIUM_SHUTDOWN_GRACE_SECONDS", "3")]);
+    let mut server = serve();
+    let ws = create_workspace(port, &account, &key, "prod");
+    inst.cli(
+        &[
+            "workspaces",
+            "set-upstream",
+            "--account",
+            "acme",
+            "--workspace",
+            "prod",
+            "--url",
+            &format!("http://127.0.0.1:{upstream}/api"),
+        ],
+        None,
+    );
+    let flow = format!(
+        "/api/accounts/{account}/workspaces/{ws}/flows/3c5c1f36-8d0a-4c56-9f55-8f3c3b2a1d11"
+    );
+    let t0 = Instant::now();
+    while !http(port, "GET", &flow, &key, "").starts_with("HTTP/1.1 200") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the upstream binding never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let term = |s: &Server| {
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &s.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success());
+    };
+    let wait_exit = |s: &mut Server| -> (std::process::ExitStatus, Duration) {
+        let t0 = Instant::now();
+        loop {
+            if let Some(code) = s.child.try_wait().expect("wait") {
+                return (code, t0.elapsed());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "still running 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // A 1.5 s call in flight when SIGTERM arrives is answered, then the server exits.
+    DELAY.store(1500, SeqCst);
+    let (k, f) = (key.clone(), flow.clone());
+    let call = std::thread::spawn(move || http(port, "GET", &f, &k, ""));
+    std::thread::sleep(Duration::from_millis(300));
+    term(&server);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no new connections once stopping"
+    );
+    let (code, _) = wait_exit(&mut server);
+    let answer = call.join().expect("call");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the call in flight finished: {answer}"
+    );
+    assert!(code.success(), "{code:?}");
+
+    // A call longer than the grace period (3 s) does not hold the server: it exits at the end of
+    // the grace period and the call is cut.
+    DELAY.store(20_000, SeqCst);
+    let mut server = serve();
+    let (k, f) = (key.clone(), flow.clone());
+    let call = std::thread::spawn(move || http(port, "GET", &f, &k, ""));
+    std::thread::sleep(Duration::from_millis(300));
+    term(&server);
+    let (code, took) = wait_exit(&mut server);
+    assert!(code.success(), "{code:?}");
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(15),
+        "exited after {took:?}, grace 3 s"
+    );
+    let answer = call.join().expect("call");
+    assert!(
+        !answer.starts_with("HTTP/1.1 200"),
+        "the call was cut, not answered: {answer}"
+    );
+    let log =
+        std::fs::read_to_string(inst.data.path().join(format!("serve-{port}.log"))).expect("log");
+    assert!(log.contains("grace period over"), "{log}");
 }
