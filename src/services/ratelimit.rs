@@ -123,8 +123,9 @@ impl Limiter {
     }
 }
 
-/// Units a server leases beyond what a call needs: 1 % of the budget (at most 100), so the
-/// units held unused by N servers stay within N % of the budget.
+/// Units a server leases beyond what a call needs: 1 % of the budget (at most 100). A server
+/// holds at most about 1.5 of these (a background refill starts below half), so the units held
+/// unused by N servers stay within 1.5·N % of the budget.
 fn prefetch(per_minute: u32) -> u32 {
     (per_minute / 100).min(100)
 }
@@ -138,6 +139,8 @@ struct Held {
     units: u32,
     /// The shared cell refuses until then (µs).
     refused_until: i64,
+    /// A lease is being fetched in the background.
+    refilling: bool,
 }
 
 /// The rate limits of this server: shared through Redis when configured, else a share of the
@@ -145,8 +148,8 @@ struct Held {
 pub struct Limits {
     /// Per-server cells (no Redis, or Redis down).
     pub local: Limiter,
-    shared: Option<SharedLimits>,
-    held: Mutex<FxHashMap<(Uuid, Bucket), Held>>,
+    shared: Option<std::sync::Arc<SharedLimits>>,
+    held: std::sync::Arc<Mutex<FxHashMap<(Uuid, Bucket), Held>>>,
     /// Redis failed: decide alone until then (µs).
     down_until: AtomicI64,
     down: AtomicBool,
@@ -160,7 +163,7 @@ impl Limits {
         Limits {
             local: Limiter::default(),
             shared: None,
-            held: Mutex::default(),
+            held: Default::default(),
             down_until: AtomicI64::new(0),
             down: AtomicBool::new(false),
             fallbacks: AtomicU64::new(0),
@@ -170,7 +173,7 @@ impl Limits {
     /// Limits shared through the Redis at `url` (connected on first use).
     pub fn shared(url: &str) -> anyhow::Result<Limits> {
         Ok(Limits {
-            shared: Some(SharedLimits::new(url)?),
+            shared: Some(std::sync::Arc::new(SharedLimits::new(url)?)),
             ..Limits::local()
         })
     }
@@ -204,6 +207,13 @@ impl Limits {
                 }
                 if h.units >= cost {
                     h.units -= cost;
+                    // Below half a prefetch: the next lease is fetched in the background, so
+                    // in steady state no call waits for Redis.
+                    let prefetch = prefetch(per_minute);
+                    if prefetch > 1 && h.units < prefetch / 2 && !h.refilling {
+                        h.refilling = true;
+                        self.refill(shared, account, bucket, per_minute, prefetch);
+                    }
                     return Ok(());
                 }
             }
@@ -238,6 +248,39 @@ impl Limits {
         self.local.take(account, bucket, cost, share, now_us)
     }
 
+    /// Leases up to `want` more units in the background (nothing when the cell is empty or Redis
+    /// fails: the next call that finds no units asks in the foreground and sees why).
+    fn refill(
+        &self,
+        shared: &std::sync::Arc<SharedLimits>,
+        account: Uuid,
+        bucket: Bucket,
+        per_minute: u32,
+        want: u32,
+    ) {
+        let (shared, held) = (shared.clone(), self.held.clone());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let got = shared
+                .lease(
+                    &cell_key(account, bucket),
+                    interval_us(per_minute),
+                    WINDOW_US,
+                    1,
+                    want,
+                )
+                .await;
+            let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+            let h = held.entry((account, bucket)).or_default();
+            h.refilling = false;
+            if let Ok(Lease::Granted(n)) = got {
+                h.units = h.units.saturating_add(n);
+            }
+        });
+    }
+
     /// The state of an account's bucket (the shared cell when there is one).
     pub async fn consumption(
         &self,
@@ -270,7 +313,7 @@ impl Limits {
     pub fn prune(&self, now_us: i64) {
         self.local.prune(now_us);
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.retain(|_, h| h.units > 0 || h.refused_until > now_us);
+        held.retain(|_, h| h.units > 0 || h.refused_until > now_us || h.refilling);
     }
 
     fn usable(&self, now_us: i64) -> bool {
