@@ -52,6 +52,9 @@ fn three_servers_keep_their_promises_when_one_is_killed_mid_load() {
         missing("Redis (ATRIUM_TEST_REDIS_URL)");
         return;
     };
+    let Some(smtp) = SmtpSink::start() else {
+        return;
+    };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let upstream = rt.block_on(crate::gateway::recording_upstream());
     let db = FreshDatabase::create(&base);
@@ -80,6 +83,7 @@ fn three_servers_keep_their_promises_when_one_is_killed_mid_load() {
                 .port()
         })
         .collect();
+    let smtp_url = smtp.url();
     let start = |i: usize| {
         let node = format!("node-{i}");
         inst.serve_on(
@@ -88,6 +92,7 @@ fn three_servers_keep_their_promises_when_one_is_killed_mid_load() {
                 ("ATRIUM_REDIS_URL", redis.as_str()),
                 ("ATRIUM_NODE_ID", node.as_str()),
                 ("ATRIUM_WORKER_THREADS", "1"),
+                ("ATRIUM_SMTP_URL", smtp_url.as_str()),
             ],
         )
     };
@@ -199,6 +204,7 @@ fn three_servers_keep_their_promises_when_one_is_killed_mid_load() {
     let mut leader_after_kill = None;
     let mut phase = 0;
     let mut victim = 0;
+    let mut invitation_sent: Option<Duration> = None;
     let mut round = 0usize;
     while started.elapsed() < run_for {
         let elapsed = started.elapsed();
@@ -226,6 +232,43 @@ fn three_servers_keep_their_promises_when_one_is_killed_mid_load() {
                 );
                 std::thread::sleep(Duration::from_millis(100));
             }
+            // The jobs run there: an invitation made on the other survivor is emailed, once.
+            let leader = leader_after_kill.map(|l| l.0);
+            let other = (0..3)
+                .find(|&s| s != victim && Some(s) != leader)
+                .expect("survivor");
+            let r = http(
+                ports[other],
+                "POST",
+                &format!("/api/accounts/{account}/invitations/"),
+                &key,
+                &format!(
+                    r#"[{{"email": "after-the-kill@x.test", "account_role_id": "{}"}}]"#,
+                    atrium::domain::role::AccountRole::Member.id()
+                ),
+            );
+            assert_eq!(status(&r), 201, "{r}");
+            let t0 = Instant::now();
+            while !smtp
+                .messages()
+                .iter()
+                .any(|m| m.contains("after-the-kill@x.test"))
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "the outbox did not run on a survivor: {}",
+                    ports
+                        .iter()
+                        .map(|p| std::fs::read_to_string(
+                            inst.data.path().join(format!("serve-{p}.log"))
+                        )
+                        .unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join("\n---\n")
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            invitation_sent = Some(t0.elapsed());
         }
         if phase == 1 && elapsed > Duration::from_secs(15) {
             servers[victim] = Some(start(victim));
@@ -332,6 +375,14 @@ fn three_servers_keep_their_promises_when_one_is_killed_mid_load() {
         t.admitted
     );
     assert!(leader_after_kill.is_some());
+    std::thread::sleep(Duration::from_secs(1));
+    let copies = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.contains("after-the-kill@x.test"))
+        .count();
+    assert_eq!(copies, 1, "the invitation was emailed {copies} times");
+    eprintln!("invitation made on a survivor after the kill emailed after {invitation_sent:?}");
     assert!(
         revocations.iter().all(|d| *d <= Duration::from_secs(1)),
         "a revocation took longer than 1 s: {:?}",
