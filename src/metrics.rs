@@ -83,6 +83,41 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     pub index_rebuilds: AtomicU64,
     pub websockets_open: AtomicU64,
+    /// Passes of each job that runs once (on the leading server only), by [`Job`].
+    pub job_runs: [AtomicU64; 6],
+}
+
+/// The jobs that run on one server at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Outbox = 0,
+    AuditCheckpoints = 1,
+    AuditRetention = 2,
+    RunRetention = 3,
+    ExpirySweep = 4,
+    DomainReverification = 5,
+}
+
+impl Job {
+    pub const ALL: [Job; 6] = [
+        Job::Outbox,
+        Job::AuditCheckpoints,
+        Job::AuditRetention,
+        Job::RunRetention,
+        Job::ExpirySweep,
+        Job::DomainReverification,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Job::Outbox => "outbox",
+            Job::AuditCheckpoints => "audit_checkpoints",
+            Job::AuditRetention => "audit_retention",
+            Job::RunRetention => "run_retention",
+            Job::ExpirySweep => "expiry_sweep",
+            Job::DomainReverification => "domain_reverification",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -97,6 +132,7 @@ impl Default for Metrics {
             upstream_latency: Histogram::default(),
             index_rebuilds: AtomicU64::new(0),
             websockets_open: AtomicU64::new(0),
+            job_runs: Default::default(),
         }
     }
 }
@@ -121,6 +157,16 @@ impl Metrics {
             self.requests[ci * STATUSES + usize::from(status - 100)].fetch_add(1, Relaxed);
         }
         self.latency[ci].observe(d);
+    }
+
+    /// Counts one pass of a job that runs once.
+    pub fn job_ran(&self, job: Job) {
+        self.job_runs[job as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Passes of `job` so far on this server.
+    pub fn job_runs(&self, job: Job) -> u64 {
+        self.job_runs[job as usize].load(Relaxed)
     }
 
     pub fn upstream_error(&self, e: UpstreamError) {
@@ -178,6 +224,15 @@ impl Metrics {
         let _ = writeln!(out, "# HELP atrium_websockets_open Gateway websockets currently relayed.\n# TYPE atrium_websockets_open gauge\natrium_websockets_open {}", self.websockets_open.load(Relaxed));
         let _ = writeln!(out, "# HELP atrium_index_accounts Accounts in the permission index.\n# TYPE atrium_index_accounts gauge\natrium_index_accounts {index_accounts}");
         let _ = writeln!(out, "# HELP atrium_index_grants Workspace grants (user, service account, team) in the permission index.\n# TYPE atrium_index_grants gauge\natrium_index_grants {index_grants}");
+        out.push_str("# HELP atrium_job_runs_total Passes of the jobs that run on one server at a time (only the leader's grow).\n# TYPE atrium_job_runs_total counter\n");
+        for j in Job::ALL {
+            let _ = writeln!(
+                out,
+                "atrium_job_runs_total{{job=\"{}\"}} {}",
+                j.name(),
+                self.job_runs(j)
+            );
+        }
         let _ = writeln!(out, "# HELP atrium_index_rebuilds_total Account snapshots rebuilt.\n# TYPE atrium_index_rebuilds_total counter\natrium_index_rebuilds_total {}", self.index_rebuilds.load(Relaxed));
         out
     }

@@ -6,6 +6,7 @@
 //! runs them, and another takes over within seconds when it dies.
 
 use crate::app::App;
+use crate::metrics::Job;
 use crate::services::{index, node};
 use crate::store::dialect::{Engine, ACCESS_CHANNEL, KEYS_CHANNEL, OUTBOX_CHANNEL};
 use std::sync::atomic::Ordering::Relaxed;
@@ -197,6 +198,7 @@ async fn run_retention(app: App) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        app.metrics.job_ran(Job::RunRetention);
         for (account, _) in app.upstreams.bound_accounts() {
             let account = crate::domain::AccountId(account);
             if let Err(e) = crate::services::retention::apply(&app, None, account, false).await {
@@ -212,6 +214,7 @@ async fn audit_checkpoints(app: App) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        app.metrics.job_ran(Job::AuditCheckpoints);
         match crate::services::audit::checkpoint_all(&app).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(chains = n, "audit checkpoints signed"),
@@ -227,6 +230,7 @@ async fn audit_retention(app: App) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        app.metrics.job_ran(Job::AuditRetention);
         match crate::services::audit::prune_all(&app).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "audit retention: deleted old events"),
@@ -242,6 +246,7 @@ async fn sweep_expired(app: App) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        app.metrics.job_ran(Job::ExpirySweep);
         match crate::services::grants::sweep_expired(&app).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "removed expired grants and team memberships"),
@@ -257,6 +262,7 @@ async fn reverify_domains(app: App) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        app.metrics.job_ran(Job::DomainReverification);
         match crate::services::sso::reverify_domains(&app).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
@@ -271,6 +277,7 @@ async fn reverify_domains(app: App) {
 /// Sends queued email as soon as it is queued (or every 5 s, for retries and other processes).
 async fn outbox(app: App) {
     loop {
+        app.metrics.job_ran(Job::Outbox);
         match crate::services::mail::deliver_due(&app).await {
             Ok((0, 0)) => {}
             Ok((sent, failed)) => tracing::info!(sent, failed, "outbox"),

@@ -212,6 +212,28 @@ async fn one_server_leads_the_jobs_and_another_takes_over_when_it_dies() {
         .iter()
         .position(|app| app.node.leading.load(Relaxed))
         .expect("a leader");
+    // Only the leader ran the jobs that run once (each runs its first pass at once).
+    use atrium::metrics::Job;
+    let runs = |app: &atrium::app::App| Job::ALL.map(|j| app.metrics.job_runs(j));
+    for (i, app) in apps.iter().enumerate() {
+        let r = runs(app);
+        if i == first {
+            for j in [
+                Job::Outbox,
+                Job::AuditCheckpoints,
+                Job::AuditRetention,
+                Job::ExpirySweep,
+            ] {
+                assert!(
+                    app.metrics.job_runs(j) > 0,
+                    "the leader ran {}: {r:?}",
+                    j.name()
+                );
+            }
+        } else {
+            assert_eq!(r, [0; 6], "server {i} does not lead yet ran jobs");
+        }
+    }
     // The leader dies: its loop (and the connection holding the lock) is gone.
     loops[first].take().expect("loop").abort();
     apps[first].node.leading.store(false, Relaxed);
@@ -222,6 +244,29 @@ async fn one_server_leads_the_jobs_and_another_takes_over_when_it_dies() {
     let took = died.elapsed();
     eprintln!("jobs leadership taken over after {took:?}");
     assert_eq!(leaders(), 1, "another server leads");
+    let second = apps
+        .iter()
+        .position(|app| app.node.leading.load(Relaxed))
+        .expect("a leader");
+    let t0 = Instant::now();
+    for j in [Job::Outbox, Job::AuditCheckpoints, Job::ExpirySweep] {
+        while apps[second].metrics.job_runs(j) == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the new leader runs {}",
+                j.name()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let third = (0..3)
+        .find(|&i| i != first && i != second)
+        .expect("the third");
+    assert_eq!(
+        runs(apps[third]),
+        [0; 6],
+        "the server that never led never ran a job"
+    );
     assert!(!apps[first].node.leading.load(Relaxed));
     assert!(
         took < Duration::from_secs(10),
