@@ -415,6 +415,108 @@ fn prefect_flows_run_through_the_gateway_under_rbac_limits_and_retention() {
     }
     the_upstreams_secret_routes_are_all_in_the_table(upstream.port);
     retention_in_process(upstream.port);
+    over_tls(&prefect, &upstream);
+}
+
+/// The same Prefect server behind a TLS endpoint that requires a client certificate (a rustls
+/// server made in the test, a private CA): bound as an `https://` upstream with the CA bundle and
+/// a client certificate from the CLI, the stock client runs a flow with a task through Atrium —
+/// HTTP calls and the `events/in` websocket both over TLS to the upstream.
+fn over_tls(prefect: &str, upstream: &PrefectServer) {
+    let Some(pki) = crate::upstream_tls::Pki::make() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let front = rt.block_on(crate::upstream_tls::tls_front(&pki, upstream.port, true));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inst = Installation::new(format!("sqlite://{}/atrium.db", dir.path().display()));
+    let (account, key) = inst.bootstrap("ann@acme.test", "acme");
+    let server = inst.serve();
+    let port = server.port;
+    let auth = format!("Bearer {key}");
+    let resp = http(
+        port,
+        "POST",
+        &format!("/api/accounts/{account}/workspaces/"),
+        &key,
+        r#"{"name":"Prod","handle":"prod"}"#,
+    );
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let ws = body_of(&resp)["id"]
+        .as_str()
+        .expect("workspace id")
+        .to_string();
+    let gw = format!("/api/accounts/{account}/workspaces/{ws}");
+    let secret = inst.data.path().join("upstream-auth");
+    std::fs::write(&secret, UPSTREAM_AUTH).expect("write auth file");
+    let path = |f: &str| pki.path(f).to_str().expect("utf8 path").to_string();
+    let out = inst.cli(
+        &[
+            "workspaces",
+            "set-upstream",
+            "--account",
+            "acme",
+            "--workspace",
+            "prod",
+            "--url",
+            &format!("https://localhost:{front}/api"),
+            "--auth-string-file",
+            secret.to_str().expect("utf8 path"),
+            "--ca-file",
+            &path("ca.pem"),
+            "--client-cert-file",
+            &path("client.pem"),
+            "--client-key-file",
+            &path("client.key"),
+        ],
+        None,
+    );
+    assert!(
+        out.contains("BEGIN CERTIFICATE") && !out.contains("PRIVATE KEY"),
+        "{out}"
+    );
+    wait_for("the https binding to reach the server", 30, || {
+        raw_http(
+            port,
+            "GET",
+            &format!("{gw}/health"),
+            &[("Authorization", &auth)],
+            "",
+        )
+        .starts_with("HTTP/1.1 200")
+    });
+    let python = Path::new(prefect).with_file_name("python");
+    let cloud_url = format!("http://127.0.0.1:{port}/api");
+    let owner = Client {
+        python,
+        prefect,
+        home: tempfile::tempdir().expect("home"),
+        cloud_url: cloud_url.clone(),
+        api_url: format!("{cloud_url}/accounts/{account}/workspaces/{ws}"),
+        key: key.clone(),
+    };
+    let (ok, text) = owner.python(FLOW);
+    assert!(ok && text.contains("RESULT 3"), "flow run over TLS: {text}");
+    wait_for(
+        "the task run to be recorded from events sent over TLS",
+        30,
+        || {
+            let r = raw_http(
+                port,
+                "POST",
+                &format!("{gw}/task_runs/filter"),
+                &[("Authorization", &auth)],
+                "{}",
+            );
+            body_of(&r).as_array().is_some_and(|a| {
+                a.iter().any(|t| {
+                    t["state_type"] == "COMPLETED"
+                        && t["name"].as_str().is_some_and(|n| n.starts_with("add-"))
+                })
+            })
+        },
+    );
+    drop(rt);
 }
 
 fn scenario(prefect: &str, upstream: &PrefectServer, db: String) {

@@ -13,12 +13,12 @@ use tokio_rustls::rustls;
 
 /// A private CA, a server certificate for `localhost` (only) signed by it, and a client
 /// certificate signed by a second CA (the one the server trusts for clients).
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn make() -> Option<Pki> {
+    pub(crate) fn make() -> Option<Pki> {
         let dir = tempfile::tempdir().expect("tempdir");
         let run = |args: &[&str]| {
             std::process::Command::new("openssl")
@@ -135,11 +135,11 @@ impl Pki {
         Some(Pki { dir })
     }
 
-    fn read(&self, name: &str) -> String {
+    pub(crate) fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).expect("pem")
     }
 
-    fn path(&self, name: &str) -> std::path::PathBuf {
+    pub(crate) fn path(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
     }
 }
@@ -154,7 +154,7 @@ fn certs(path: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
 
 /// A TLS terminator in front of `backend` (plain HTTP); with `client_ca`, it requires a client
 /// certificate signed by it. Returns its port.
-async fn tls_front(pki: &Pki, backend: u16, client_ca: bool) -> u16 {
+pub(crate) async fn tls_front(pki: &Pki, backend: u16, client_ca: bool) -> u16 {
     use rustls::pki_types::pem::PemObject;
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path("server.key")).expect("key");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
