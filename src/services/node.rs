@@ -104,7 +104,8 @@ pub async fn readiness(app: &App) -> Readiness {
         name: "permission_index",
         ok: listening,
         detail: if listening {
-            format!("{} accounts loaded", crate::services::gate::size(app).0)
+            // Unauthenticated callers read this: no counts of anything.
+            "loaded and kept current".to_string()
         } else {
             "the change listener is reconnecting: changes made on other servers may be missed"
                 .into()
