@@ -40,6 +40,9 @@ pub struct RouteRule {
     pub pattern: &'static str,
     pub need: Need,
     pub charge: Charge,
+    /// A Prefect Cloud route the OSS server serves under another path: forwarded there (the
+    /// path below the workspace, without query).
+    pub upstream_path: Option<&'static str>,
 }
 
 const fn s(method: &'static str, pattern: &'static str, scope: Scope) -> RouteRule {
@@ -48,6 +51,7 @@ const fn s(method: &'static str, pattern: &'static str, scope: Scope) -> RouteRu
         pattern,
         need: Need::Scope(scope),
         charge: Charge::Api,
+        upstream_path: None,
     }
 }
 
@@ -57,6 +61,7 @@ const fn any(method: &'static str, pattern: &'static str) -> RouteRule {
         pattern,
         need: Need::Member,
         charge: Charge::Api,
+        upstream_path: None,
     }
 }
 
@@ -66,6 +71,23 @@ const fn secrets(method: &'static str, pattern: &'static str) -> RouteRule {
         pattern,
         need: Need::Secrets,
         charge: Charge::Api,
+        upstream_path: None,
+    }
+}
+
+/// A Cloud route answered by the OSS server at `upstream_path`.
+const fn alias(
+    method: &'static str,
+    pattern: &'static str,
+    scope: Scope,
+    upstream_path: &'static str,
+) -> RouteRule {
+    RouteRule {
+        method,
+        pattern,
+        need: Need::Scope(scope),
+        charge: Charge::Api,
+        upstream_path: Some(upstream_path),
     }
 }
 
@@ -75,6 +97,7 @@ const fn items(method: &'static str, pattern: &'static str, scope: Scope) -> Rou
         pattern,
         need: Need::Scope(scope),
         charge: Charge::Items,
+        upstream_path: None,
     }
 }
 
@@ -112,6 +135,7 @@ pub const TABLE: &[RouteRule] = &[
         pattern: "automations/owned-by/*",
         need: Need::AutomationsOwnedBy,
         charge: Charge::Api,
+        upstream_path: None,
     },
     s("GET", "automations/related-to/*", SeeAutomations),
     s("POST", "automations/templates/validate", SeeAutomations),
@@ -147,8 +171,15 @@ pub const TABLE: &[RouteRule] = &[
     s("PATCH", "block_types/*", ManageBlocks),
     s("DELETE", "block_types/*", ManageBlocks),
     s("GET", "collections/views/*", SeeWorkPools),
-    // Prefect Cloud's route for the same catalogue (CloudClient.read_worker_metadata).
-    s("GET", "collections/work_pool_types", SeeWorkPools),
+    // Prefect Cloud's route for the same catalogue (CloudClient.read_worker_metadata, what
+    // `prefect work-pool create` and the `prefect deploy` prompts read in Cloud mode): the OSS
+    // server's aggregate worker metadata, which has the same shape.
+    alias(
+        "GET",
+        "collections/work_pool_types",
+        SeeWorkPools,
+        "collections/views/aggregate-worker-metadata",
+    ),
     // Concurrency limits, v1 (by tag) and v2 (global). Taking and releasing slots is part of
     // running flows and tasks.
     s("POST", "concurrency_limits", ManageConcurrencyLimits),

@@ -607,6 +607,34 @@ fn scenario(prefect: &str, upstream: &PrefectServer, db: String) {
         })
     });
 
+    // The worker catalogue Prefect Cloud serves (`collections/work_pool_types`), answered from the
+    // upstream's own aggregate worker metadata: the stock CLI creates a pool of a type whose
+    // worker package is not installed here (kubernetes) from the catalogue's base job template.
+    let r = raw_http(
+        port,
+        "GET",
+        &format!("{gw}/collections/work_pool_types"),
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let catalogue = body_of(&r);
+    assert_eq!(
+        catalogue["prefect-kubernetes"]["kubernetes"]["type"], "kubernetes",
+        "{catalogue}"
+    );
+    assert_eq!(catalogue["prefect"]["process"]["type"], "process");
+    let (ok, text) = owner.prefect(&["work-pool", "create", "k8s-pool", "--type", "kubernetes"]);
+    assert!(
+        ok && text.contains("k8s-pool"),
+        "work-pool create from the catalogue: {text}"
+    );
+    let (ok, text) = owner.prefect(&["work-pool", "inspect", "k8s-pool"]);
+    assert!(
+        ok && text.contains("kubernetes") && text.contains("job_manifest"),
+        "{text}"
+    );
+
     // A Runner service account hosts a deployment with flow.serve(); a run triggered through the
     // gateway executes and completes (runner polling, events/out, logs/out via --watch).
     let resp = http(

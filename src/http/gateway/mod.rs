@@ -270,11 +270,13 @@ fn write_upstream_target(
     out: &mut Vec<u8>,
     up: &Upstream,
     t: &gateway::Target<'_>,
+    rule: Option<&crate::domain::gateway_routes::RouteRule>,
     query: Option<&str>,
 ) {
     out.extend_from_slice(up.path.as_bytes());
     out.push(b'/');
-    out.extend_from_slice(t.rest.as_bytes());
+    let rest = rule.and_then(|r| r.upstream_path).unwrap_or(t.rest);
+    out.extend_from_slice(rest.as_bytes());
     if let Some(q) = query {
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
@@ -314,7 +316,13 @@ async fn forward(
         None => body,
     };
     let mut uri = Vec::with_capacity(256);
-    write_upstream_target(&mut uri, &upstream, t, rewrite.query(raw.query()));
+    write_upstream_target(
+        &mut uri,
+        &upstream,
+        t,
+        call.rule,
+        rewrite.query(raw.query()),
+    );
     parts.uri = Uri::try_from(uri)
         .map_err(|_| Error::Malformed("path refused by the gateway: not a valid URI".into()))?;
     parts.version = axum::http::Version::HTTP_11;

@@ -174,7 +174,7 @@ impl Exchange<'_> {
         out.clear();
         out.extend_from_slice(parts.method.as_str().as_bytes());
         out.push(b' ');
-        write_upstream_target(&mut out, &up, &t, rewrite.query(uri.query()));
+        write_upstream_target(&mut out, &up, &t, call.rule, rewrite.query(uri.query()));
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(up.host.as_bytes());
         out.extend_from_slice(b"\r\n");
