@@ -624,12 +624,14 @@ fn scenario(prefect: &str, upstream: &PrefectServer, db: String) {
         "{catalogue}"
     );
     assert_eq!(catalogue["prefect"]["process"]["type"], "process");
-    let (ok, text) = owner.prefect(&["work-pool", "create", "k8s-pool", "--type", "kubernetes"]);
+    // One upstream serves both databases' scenarios: a pool name of this workspace's own.
+    let pool = format!("k8s-{}", &ws[..8]);
+    let (ok, text) = owner.prefect(&["work-pool", "create", &pool, "--type", "kubernetes"]);
     assert!(
-        ok && text.contains("k8s-pool"),
+        ok && text.contains(&pool),
         "work-pool create from the catalogue: {text}"
     );
-    let (ok, text) = owner.prefect(&["work-pool", "inspect", "k8s-pool"]);
+    let (ok, text) = owner.prefect(&["work-pool", "inspect", &pool]);
     assert!(
         ok && text.contains("kubernetes") && text.contains("job_manifest"),
         "{text}"
