@@ -890,3 +890,107 @@ fn sigterm_lets_calls_in_flight_finish_up_to_the_grace_period() {
         std::fs::read_to_string(inst.data.path().join(format!("serve-{port}.log"))).expect("log");
     assert!(log.contains("grace period over"), "{log}");
 }
+
+/// A Redis of its own on a free port (`redis-server` from the PATH), killed when dropped.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<OwnRedis> {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if t0.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(OwnRedis { child, port })
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis going away and coming back under a running limiter: every decision is still made (no
+/// error but a retry time), the server limits alone meanwhile (counted), and it shares the
+/// budget through Redis again once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_goes_away_and_comes_back_is_survived_and_used_again() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let Some(redis) = OwnRedis::start(port) else {
+        missing("redis-server on the PATH");
+        return;
+    };
+    let l = Limits::shared(&format!("redis://127.0.0.1:{}/", redis.port)).expect("url");
+    let account = uuid::Uuid::new_v4();
+    // 6,000 a minute: leases of 60 units; the cell is far from empty throughout.
+    let take = || l.take(account, Bucket::Api, 1, 6000, now_us(), 1);
+    for _ in 0..100 {
+        assert!(take().await.is_ok());
+    }
+    assert!(l.is_shared());
+    assert_eq!(l.fallbacks.load(Relaxed), 0);
+
+    drop(redis);
+    let mut decided = 0;
+    for _ in 0..300 {
+        // Admitted or refused with a retry time: never an error of its own.
+        let _ = take().await;
+        decided += 1;
+    }
+    assert_eq!(decided, 300);
+    assert!(!l.is_shared(), "Redis is gone");
+    assert!(l.fallbacks.load(Relaxed) > 0, "local decisions are counted");
+
+    let _redis = OwnRedis::start(port).expect("redis again");
+    let t0 = Instant::now();
+    loop {
+        let _ = take().await;
+        if l.is_shared() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "Redis was never used again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = l.fallbacks.load(Relaxed);
+    for _ in 0..100 {
+        assert!(take().await.is_ok());
+    }
+    assert_eq!(
+        l.fallbacks.load(Relaxed),
+        before,
+        "shared again: no more local decisions"
+    );
+    eprintln!("Redis used again {:?} after it came back", t0.elapsed());
+}
