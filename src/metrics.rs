@@ -137,6 +137,18 @@ impl Default for Metrics {
     }
 }
 
+/// What `/metrics` shows that is kept outside [`Metrics`]: the permission index's size, the rate
+/// limiter's and this server's state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    pub index_accounts: usize,
+    pub index_grants: usize,
+    pub rate_limit_shared: bool,
+    pub rate_limit_fallbacks: u64,
+    pub jobs_leader: bool,
+    pub nodes_live: u32,
+}
+
 /// Why an upstream call failed.
 #[derive(Debug, Clone, Copy)]
 pub enum UpstreamError {
@@ -173,8 +185,13 @@ impl Metrics {
         self.upstream_errors[e as usize].fetch_add(1, Relaxed);
     }
 
-    /// The exposition text. `index_accounts` is the permission index's size, read by the caller.
-    pub fn render(&self, index_accounts: usize, index_grants: usize) -> String {
+    /// The exposition text, with the gauges the caller read from elsewhere.
+    pub fn render(&self, g: &Gauges) -> String {
+        let Gauges {
+            index_accounts,
+            index_grants,
+            ..
+        } = *g;
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP atrium_http_requests_total HTTP requests answered, by route class and status.\n# TYPE atrium_http_requests_total counter\n");
         for (ci, c) in RouteClass::ALL.iter().enumerate() {
@@ -234,6 +251,10 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP atrium_index_rebuilds_total Account snapshots rebuilt.\n# TYPE atrium_index_rebuilds_total counter\natrium_index_rebuilds_total {}", self.index_rebuilds.load(Relaxed));
+        let _ = writeln!(out, "# HELP atrium_rate_limit_shared 1 when rate limits are shared through Redis and it answers.\n# TYPE atrium_rate_limit_shared gauge\natrium_rate_limit_shared {}", u8::from(g.rate_limit_shared));
+        let _ = writeln!(out, "# HELP atrium_rate_limit_fallback_total Rate-limit decisions made per server because Redis failed.\n# TYPE atrium_rate_limit_fallback_total counter\natrium_rate_limit_fallback_total {}", g.rate_limit_fallbacks);
+        let _ = writeln!(out, "# HELP atrium_jobs_leader 1 on the server that runs the jobs that run once.\n# TYPE atrium_jobs_leader gauge\natrium_jobs_leader {}", u8::from(g.jobs_leader));
+        let _ = writeln!(out, "# HELP atrium_nodes_live Servers sharing the database, by heartbeat.\n# TYPE atrium_nodes_live gauge\natrium_nodes_live {}", g.nodes_live);
         out
     }
 }
@@ -256,7 +277,11 @@ mod tests {
             std::time::Duration::from_millis(3),
         );
         m.request(RouteClass::Api, 404, std::time::Duration::from_millis(3));
-        let text = m.render(2, 7);
+        let text = m.render(&Gauges {
+            index_accounts: 2,
+            index_grants: 7,
+            ..Gauges::default()
+        });
         assert!(text.contains("atrium_http_requests_total{class=\"gateway\",status=\"200\"} 2"));
         assert!(text.contains("atrium_http_requests_total{class=\"api\",status=\"404\"} 1"));
         assert!(text.contains(

@@ -408,25 +408,16 @@ fn security_headers(h: &mut axum::http::HeaderMap) {
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {
-    use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
-    let (accounts, grants) = crate::services::gate::size(&app);
-    let mut text = app.metrics.render(accounts, grants);
-    let _ = write!(
-        text,
-        "# HELP atrium_rate_limit_shared 1 when rate limits are shared through Redis and it answers.\n\
-         # TYPE atrium_rate_limit_shared gauge\natrium_rate_limit_shared {}\n\
-         # HELP atrium_rate_limit_fallback_total Rate-limit decisions made per server because Redis failed.\n\
-         # TYPE atrium_rate_limit_fallback_total counter\natrium_rate_limit_fallback_total {}\n\
-         # HELP atrium_jobs_leader 1 on the server that runs the jobs that run once.\n\
-         # TYPE atrium_jobs_leader gauge\natrium_jobs_leader {}\n\
-         # HELP atrium_nodes_live Servers sharing the database, by heartbeat.\n\
-         # TYPE atrium_nodes_live gauge\natrium_nodes_live {}\n",
-        u8::from(app.limiter.is_shared()),
-        app.limiter.fallbacks.load(Relaxed),
-        u8::from(app.node.leading.load(Relaxed)),
-        app.node.live.load(Relaxed),
-    );
+    let (index_accounts, index_grants) = crate::services::gate::size(&app);
+    let text = app.metrics.render(&crate::metrics::Gauges {
+        index_accounts,
+        index_grants,
+        rate_limit_shared: app.limiter.is_shared(),
+        rate_limit_fallbacks: app.limiter.fallbacks.load(Relaxed),
+        jobs_leader: app.node.leading.load(Relaxed),
+        nodes_live: app.node.live.load(Relaxed),
+    });
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -92,38 +92,28 @@ pub fn spawn_leadership(app: &App) -> JoinHandle<()> {
 async fn lead(app: App) {
     if app.store.engine == Engine::Sqlite {
         app.node.leading.store(true, Relaxed);
-        let jobs = spawn_singletons(&app);
         // Held until the runtime ends.
-        std::future::pending::<()>().await;
-        drop(jobs);
-        return;
+        let _jobs = spawn_singletons(&app);
+        return std::future::pending().await;
     }
     loop {
-        match app.store.dedicated().await {
-            Ok(mut conn) => {
-                match crate::store::nodes::try_lead(&mut conn, LEADER_IDLE_LIMIT_SECS).await {
-                    Ok(true) => {
-                        tracing::info!(node = %app.config.node_id, "leading the jobs that run once");
-                        app.node.leading.store(true, Relaxed);
-                        let jobs = spawn_singletons(&app);
-                        loop {
-                            tokio::time::sleep(LEADER_CHECK_EVERY).await;
-                            if !crate::store::nodes::still_leading(&mut conn).await {
-                                break;
-                            }
-                        }
-                        drop(jobs);
-                        app.node.leading.store(false, Relaxed);
-                        tracing::warn!(
-                            node = %app.config.node_id,
-                            "lost the jobs lock's connection; stopped the jobs that run once"
-                        );
-                    }
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "asking for the jobs lock failed"),
+        match node::Leadership::claim(&app, LEADER_IDLE_LIMIT_SECS).await {
+            Ok(Some(mut lock)) => {
+                tracing::info!(node = %app.config.node_id, "leading the jobs that run once");
+                app.node.leading.store(true, Relaxed);
+                let jobs = spawn_singletons(&app);
+                while lock.held().await {
+                    tokio::time::sleep(LEADER_CHECK_EVERY).await;
                 }
+                drop(jobs);
+                app.node.leading.store(false, Relaxed);
+                tracing::warn!(
+                    node = %app.config.node_id,
+                    "lost the jobs lock's connection; stopped the jobs that run once"
+                );
             }
-            Err(e) => tracing::warn!(error = %e, "no connection for the jobs lock"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "asking for the jobs lock failed"),
         }
         tokio::time::sleep(CLAIM_EVERY).await;
     }
@@ -151,26 +141,12 @@ pub fn spawn_sqlite_watch(app: &App) -> JoinHandle<()> {
 /// SQLite: another process (the CLI) committed when the database's `data_version` moved; the
 /// stale snapshots are then rebuilt at once instead of at the next sweep.
 async fn watch_sqlite(app: App) {
-    let mut conn = None;
-    let mut last = None;
+    let mut watch = node::CommitWatch::default();
     loop {
-        if conn.is_none() {
-            conn = app.store.dedicated().await.ok();
-        }
-        let Some(c) = conn.as_mut() else {
-            tokio::time::sleep(SQLITE_WATCH_EVERY).await;
-            continue;
-        };
-        match crate::store::nodes::data_version(c).await {
-            // The first reading cannot tell what changed since the index was loaded: refresh.
-            Ok(v) if last.is_none_or(|l| l != v) => {
-                last = Some(v);
-                if let Err(e) = index::refresh_stale(&app).await {
-                    tracing::warn!(error = %e, "permission index refresh failed");
-                }
+        if let Ok(true) = watch.moved(&app).await {
+            if let Err(e) = index::refresh_stale(&app).await {
+                tracing::warn!(error = %e, "permission index refresh failed");
             }
-            Ok(v) => last = Some(v),
-            Err(_) => conn = None,
         }
         tokio::time::sleep(SQLITE_WATCH_EVERY).await;
     }

@@ -172,3 +172,49 @@ pub async fn live_nodes(app: &App) -> Result<Vec<store::nodes::Node>> {
     )
     .await?)
 }
+
+/// Job leadership held on a connection of its own (PostgreSQL): the lock lives as long as the
+/// connection, so a leader that dies hands leadership on with it.
+pub struct Leadership(store::Conn);
+
+impl Leadership {
+    /// Takes job leadership if no other server holds it (`None`: another does). The database
+    /// ends the lock's session when it hears nothing for `idle_limit_secs`.
+    pub async fn claim(app: &App, idle_limit_secs: u64) -> Result<Option<Leadership>> {
+        let mut conn = app.store.dedicated().await?;
+        Ok(store::nodes::try_lead(&mut conn, idle_limit_secs)
+            .await?
+            .then_some(Leadership(conn)))
+    }
+
+    /// True while the lock's connection is alive (and so the lock held).
+    pub async fn held(&mut self) -> bool {
+        store::nodes::still_leading(&mut self.0).await
+    }
+}
+
+/// SQLite: notices commits made by other processes (the CLI) through the database's
+/// `data_version`, read on a connection of its own.
+#[derive(Default)]
+pub struct CommitWatch {
+    conn: Option<store::Conn>,
+    last: Option<i64>,
+}
+
+impl CommitWatch {
+    /// True when another connection committed since the last call — and at the first call, which
+    /// cannot tell what changed before it. Errors drop the connection (reopened next time).
+    pub async fn moved(&mut self, app: &App) -> Result<bool> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(app.store.dedicated().await?),
+        };
+        match store::nodes::data_version(conn).await {
+            Ok(v) => Ok(self.last.replace(v) != Some(v)),
+            Err(e) => {
+                self.conn = None;
+                Err(e.into())
+            }
+        }
+    }
+}

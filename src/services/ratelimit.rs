@@ -51,6 +51,18 @@ pub struct Consumption {
     pub exceeded: bool,
 }
 
+impl Consumption {
+    /// A cell whose arrival time is `debt_us` ahead of now, at `per_minute`.
+    fn of_debt(debt_us: i64, per_minute: u32) -> Consumption {
+        let t = interval_us(per_minute);
+        Consumption {
+            used: (debt_us / t) as u64,
+            limit_per_minute: per_minute,
+            exceeded: debt_us + t > WINDOW_US,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Limiter {
     cells: Mutex<FxHashMap<(Uuid, Bucket), i64>>,
@@ -101,19 +113,13 @@ impl Limiter {
         per_minute: u32,
         now_us: i64,
     ) -> Consumption {
-        let t = interval_us(per_minute);
         let cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
         let tat = cells
             .get(&(account, bucket))
             .copied()
             .unwrap_or(now_us)
             .max(now_us);
-        let debt = tat - now_us;
-        Consumption {
-            used: (debt / t) as u64,
-            limit_per_minute: per_minute,
-            exceeded: debt + t > WINDOW_US,
-        }
+        Consumption::of_debt(tat - now_us, per_minute)
     }
 
     /// Forgets cells that are back to full (bounded memory over many accounts).
@@ -292,14 +298,7 @@ impl Limits {
     ) -> Consumption {
         if let Some(shared) = self.shared.as_ref().filter(|_| self.usable(now_us)) {
             match shared.debt(&cell_key(account, bucket)).await {
-                Ok(debt) => {
-                    let t = interval_us(per_minute);
-                    return Consumption {
-                        used: (debt / t) as u64,
-                        limit_per_minute: per_minute,
-                        exceeded: debt + t > WINDOW_US,
-                    };
-                }
+                Ok(debt) => return Consumption::of_debt(debt, per_minute),
                 Err(e) => self.failed(now_us, &e),
             }
         }

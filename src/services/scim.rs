@@ -1397,20 +1397,9 @@ async fn delete_group(app: &App, p: &Principal, account: AccountId, id: &str) ->
     crate::services::gate::scim(app, p, account)?;
     let id = TeamId(resource_id(id, "Group")?);
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let t = store::teams::find_team(&mut tx, account, id)
-        .await?
-        .ok_or_else(|| ScimError::not_found("Group"))?;
-    store::teams::delete_team(&mut tx.access(account), account, id).await?;
-    audit::record(
-        app,
-        &mut tx,
-        Some(p),
-        account.0,
-        NewEvent::new("team", "deleted", id.0)
-            .name(t.name)
-            .payload(json!({"via": "scim"})),
-    )
-    .await?;
+    if !crate::services::teams::delete_in(app, &mut tx, p, account, id, Some("scim")).await? {
+        return Err(ScimError::not_found("Group"));
+    }
     tx.commit().await?;
     Ok(())
 }

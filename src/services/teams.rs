@@ -264,19 +264,33 @@ pub async fn update_team(
 pub async fn delete_team(app: &App, p: &Principal, account: AccountId, id: TeamId) -> Result<()> {
     crate::services::authorize(app, p, account, P::DeleteTeam).await?;
     let mut tx = crate::services::unit::Unit::account(app, account).await?;
-    let t = store::teams::find_team(&mut tx, account, id)
-        .await?
-        .ok_or_else(|| Error::not_found("team"))?;
-    store::teams::delete_team(&mut tx.access(account), account, id).await?;
-    audit::record(
-        app,
-        &mut tx,
-        Some(p),
-        account.0,
-        NewEvent::new("team", "deleted", id.0).name(t.name.clone()),
-    )
-    .await?;
+    if !delete_in(app, &mut tx, p, account, id, None).await? {
+        return Err(Error::not_found("team"));
+    }
     tx.commit().await
+}
+
+/// Deletes a team inside `tx` (the caller authorized it), with its workspace grants; false when
+/// the account has no such team. Audited as `deleted`, with `via` when another channel than the
+/// API made it (SCIM).
+pub(crate) async fn delete_in(
+    app: &App,
+    tx: &mut crate::services::unit::Unit<'_>,
+    p: &Principal,
+    account: AccountId,
+    id: TeamId,
+    via: Option<&str>,
+) -> Result<bool> {
+    let Some(t) = store::teams::find_team(tx, account, id).await? else {
+        return Ok(false);
+    };
+    store::teams::delete_team(&mut tx.access(account), account, id).await?;
+    let mut event = NewEvent::new("team", "deleted", id.0).name(t.name);
+    if let Some(via) = via {
+        event = event.payload(json!({ "via": via }));
+    }
+    audit::record(app, tx, Some(p), account.0, event).await?;
+    Ok(true)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
