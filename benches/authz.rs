@@ -142,6 +142,7 @@ fn team_expanded(d: &Data) -> Vec<(usize, usize, usize)> {
 fn atrium_index(d: &Data) -> Index {
     let index = Index::new();
     let rows = SnapshotRows {
+        acls: vec![],
         db_version: 0,
         plan: atrium::domain::plan::PlanType::Enterprise,
         features: atrium::domain::plan::FeatureSet::all(),

@@ -84,6 +84,8 @@ pub struct AppState {
     pub listening: Mutex<Vec<std::net::SocketAddr>>,
     /// Resolved upstream names.
     pub dns: crate::services::upstreams::DnsCache,
+    /// Deployments' work pools, for delegation to a pool's access control list.
+    pub deployment_pools: crate::services::object_acls::PoolCache,
     /// Held (as a receiver) by every open connection and relayed websocket: a stopping server
     /// waits for them all, up to its grace period.
     pub inflight: tokio::sync::watch::Sender<()>,
@@ -121,6 +123,7 @@ impl App {
             refusals: Default::default(),
             listening: Mutex::default(),
             dns: Default::default(),
+            deployment_pools: Default::default(),
             node: crate::services::node::NodeState::new(started),
             inflight: tokio::sync::watch::channel(()).0,
         }));

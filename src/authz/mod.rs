@@ -2,6 +2,7 @@
 //! function starts with. Pure and synchronous: the index is built from rows the services load,
 //! and time is passed in. Must not import `store`, `http` or `services`.
 
+use crate::domain::object_acl::{ObjectAcl, ObjectKind};
 use crate::domain::plan::{FeatureSet, PlanType};
 use crate::domain::role::{AccountPermission, AccountRole, BuiltinWorkspaceRole};
 use crate::domain::scope::{Scope, ScopeSet};
@@ -113,6 +114,26 @@ pub struct WorkspaceEntry {
     pub grants: FxHashMap<Uuid, GrantEntry>,
     /// Team grants by team id.
     pub team_grants: FxHashMap<Uuid, GrantEntry>,
+    /// The workspace's object ACLs (shared between snapshots: they change rarely).
+    pub acls: Arc<WorkspaceAcls>,
+}
+
+/// A workspace's object ACLs, by kind ([`ObjectKind`] as index) and key.
+#[derive(Debug, Default)]
+pub struct WorkspaceAcls(pub [FxHashMap<Box<str>, ObjectAcl>; 3]);
+
+impl WorkspaceAcls {
+    pub fn get(&self, kind: ObjectKind, key: &str) -> Option<&ObjectAcl> {
+        self.0[kind as usize].get(key)
+    }
+
+    pub fn of_kind(&self, kind: ObjectKind) -> &FxHashMap<Box<str>, ObjectAcl> {
+        &self.0[kind as usize]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|m| m.is_empty())
+    }
 }
 
 /// One way a principal holds scopes in a workspace (for explanations).
@@ -172,6 +193,8 @@ pub struct SnapshotRows {
     pub team_members: Vec<(Uuid, Uuid, Option<i64>)>,
     /// (workspace, team, role, closed scopes, expiry µs or None)
     pub team_grants: Vec<(WorkspaceId, Uuid, RoleId, ScopeSet, Option<i64>)>,
+    /// (workspace, kind, key, ACL)
+    pub acls: Vec<(WorkspaceId, ObjectKind, String, ObjectAcl)>,
 }
 
 /// One user's access rows, re-read after a change that touched only them.
@@ -209,8 +232,18 @@ impl AccountSnapshot {
                     default_role,
                     grants: FxHashMap::default(),
                     team_grants: FxHashMap::default(),
+                    acls: Arc::default(),
                 },
             );
+        }
+        let mut acls: FxHashMap<Uuid, WorkspaceAcls> = FxHashMap::default();
+        for (ws, kind, key, acl) in rows.acls {
+            acls.entry(ws.0).or_default().0[kind as usize].insert(key.into(), acl);
+        }
+        for (ws, a) in acls {
+            if let Some(w) = s.workspaces.get_mut(&ws) {
+                w.acls = Arc::new(a);
+            }
         }
         for (ws, user, role_id, scopes, expires) in rows.grants {
             if let Some(w) = s.workspaces.get_mut(&ws.0) {
@@ -354,6 +387,13 @@ impl AccountSnapshot {
     /// Effective scopes of `user` in `workspace` at `now_us`: direct grant (unless expired) ∪ the
     /// workspace default role ∪ implicit Owner for account Owners/Admins. `None` when the user is
     /// not an active member or the workspace is not in this account.
+    /// Whether `member` belongs to `team` at `now_us` (membership not expired).
+    pub fn in_team(&self, member: &Uuid, team: &Uuid, now_us: i64) -> bool {
+        self.member_teams
+            .get(member)
+            .is_some_and(|ts| ts.iter().any(|(t, exp)| t == team && *exp > now_us))
+    }
+
     #[inline]
     pub fn workspace_scopes(&self, user: &Uuid, workspace: &Uuid, now_us: i64) -> Option<ScopeSet> {
         let role = self.active_role(user)?;
@@ -699,6 +739,7 @@ mod tests {
             ],
             team_members: vec![],
             team_grants: vec![],
+            acls: vec![],
         });
         w.index.put(w.account, snap);
         w
@@ -753,6 +794,7 @@ mod tests {
             grants: vec![],
             team_members: vec![],
             team_grants: vec![],
+            acls: vec![],
         };
         // The rebuild that read version 7 lands first; one that read version 6 lands after it.
         w.index
@@ -856,6 +898,7 @@ mod tests {
                 grants: vec![],
                 team_members: vec![],
                 team_grants: vec![],
+                acls: vec![],
             }),
         );
         assert!(!w

@@ -7,6 +7,7 @@ pub mod entities;
 pub mod gateway_routes;
 pub mod ids;
 pub mod ipnet;
+pub mod object_acl;
 pub mod plan;
 pub mod role;
 pub mod scim;

@@ -32,6 +32,7 @@ features! {
     Sso = "sso",
     Scim = "scim",
     IpAllowlist = "ip_allowlist",
+    ObjectAcls = "object_acls",
 }
 
 /// A set of features as a bitset.

@@ -106,6 +106,18 @@ pub fn api_router() -> OpenApiRouter<App> {
             roles::update_role,
             roles::delete_role
         ))
+        .routes(routes!(
+            object_acls::read_deployment_access,
+            object_acls::set_deployment_access
+        ))
+        .routes(routes!(
+            object_acls::read_work_pool_access,
+            object_acls::set_work_pool_access
+        ))
+        .routes(routes!(
+            object_acls::read_block_document_access,
+            object_acls::set_block_document_access
+        ))
         .routes(routes!(access::upsert_user_access))
         .routes(routes!(access::filter_user_access))
         .routes(routes!(

@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::canonical::{self, Unreadable};
 use crate::domain::gateway_routes::{self, Charge, Need, RouteRule};
+use crate::domain::object_acl;
 use crate::domain::role::BuiltinWorkspaceRole;
 use crate::domain::scope::Scope;
 use crate::domain::{AccountId, WorkspaceId};
@@ -126,12 +127,15 @@ pub fn rule_of(method: &str, t: &Target<'_>) -> Option<&'static RouteRule> {
 
 /// What the gateway forwards in place of what the client sent, for a call it had to understand
 /// to decide on (GUIDE §4: the gateway forwards only what it understood).
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Rewrite {
     /// `Some(q)`: forward the query `q` instead of the client's (`Some(None)`: no query).
     pub query: Option<Option<String>>,
     /// `Some(b)`: forward this JSON body (`Content-Type: application/json`) instead.
     pub body: Option<Vec<u8>>,
+    /// `Some`: the answer must be read whole and filtered by the object ACLs
+    /// (`object_acls::filter_answer`) before the client gets it.
+    pub after: Option<crate::services::object_acls::After>,
 }
 
 impl Rewrite {
@@ -171,7 +175,11 @@ fn secrets_off(method: &str, query: Option<&str>, body: Option<&[u8]>) -> Result
     } else {
         None
     };
-    Ok(Rewrite { query, body })
+    Ok(Rewrite {
+        query,
+        body,
+        after: None,
+    })
 }
 
 /// The number of items an item-counted call is charged for (its JSON array body, parsed
@@ -194,12 +202,13 @@ pub async fn authorize_call(
     query: Option<&str>,
     body: Option<&[u8]>,
 ) -> Result<Rewrite> {
-    let held = crate::services::gate::workspace(app, p, t.account, t.workspace)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => Error::not_found("workspace"),
-            e => e,
-        })?;
+    let (access, held) =
+        crate::services::gate::workspace_and_access(app, p, t.account, t.workspace)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => Error::not_found("workspace"),
+                e => e,
+            })?;
     let path = t.rest;
     let need = match rule.map(|r| r.need) {
         None => {
@@ -232,10 +241,25 @@ pub async fn authorize_call(
             s.name()
         )));
     }
-    if rule.is_some_and(|r| r.need == Need::Secrets) && !held.contains(Scope::SeeSecretBlocks) {
-        return secrets_off(method, query, body);
-    }
-    Ok(Rewrite::default())
+    let acl = rule
+        .and_then(|r| object_acl::route(method, r.pattern))
+        .and_then(|route| Some((route, access.object_acls(t.workspace, held)?)));
+    let after = match acl {
+        Some((route, view)) => {
+            let (_, up) = upstream(app, t)?;
+            crate::services::object_acls::decide(app, p, t, &up, route, view, body).await?
+        }
+        None => None,
+    };
+    let mut rewrite = if rule.is_some_and(|r| r.need == Need::Secrets)
+        && !held.contains(Scope::SeeSecretBlocks)
+    {
+        secrets_off(method, query, body)?
+    } else {
+        Rewrite::default()
+    };
+    rewrite.after = after;
+    Ok(rewrite)
 }
 
 /// True when the workspace has an upstream.

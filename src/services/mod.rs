@@ -17,6 +17,7 @@ pub mod mail;
 pub mod me;
 pub mod memberships;
 pub mod node;
+pub mod object_acls;
 pub mod plans;
 pub mod ratelimit;
 pub mod retention;

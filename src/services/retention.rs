@@ -7,119 +7,17 @@ use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::{AccountId, WorkspaceId};
 use crate::services::audit::{self, NewEvent};
-use crate::services::upstreams::Upstream;
+use crate::services::upstreams::{call, Upstream};
 use crate::services::{Error, Result};
-use axum::body::Body;
-use axum::http::{header, Method, Request};
-use http_body_util::BodyExt;
+use axum::http::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs deleted per filter page.
 const PAGE: usize = 200;
 const TERMINAL: [&str; 4] = ["COMPLETED", "FAILED", "CANCELLED", "CRASHED"];
-
-/// One JSON call to an upstream's API (`path` below its base, no leading slash). Calls made here
-/// are idempotent (counts, filters, deletes), so an upstream that is briefly busy (429, 502, 503 —
-/// a Prefect server on SQLite answers 503 while its database is locked) is retried with backoff.
-/// A 404 is `Error::NotFound`.
-pub async fn call(
-    app: &App,
-    u: &Upstream,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<Value> {
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 0;
-    loop {
-        match call_once(app, u, method.clone(), path, body).await {
-            Err(Busy(e)) if attempt < 4 => {
-                tracing::debug!(error = %e, attempt, "upstream busy, retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(Busy(e) | Failed(e)) => return Err(e),
-            Ok(v) => return Ok(v),
-        }
-    }
-}
-
-/// Why a single call failed: worth retrying or not.
-enum CallError {
-    Busy(Error),
-    Failed(Error),
-}
-use CallError::{Busy, Failed};
-
-impl From<Error> for CallError {
-    fn from(e: Error) -> Self {
-        Failed(e)
-    }
-}
-
-async fn call_once(
-    app: &App,
-    u: &Upstream,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> std::result::Result<Value, CallError> {
-    let uri = format!("{}/{}", u.path, path);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(&uri)
-        .header(header::HOST, &u.host);
-    if let Some(a) = &u.authorization {
-        req = req.header(header::AUTHORIZATION, a.clone());
-    }
-    let body = match body {
-        Some(b) => {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let req = req
-        .body(body)
-        .map_err(|e| Error::UpstreamFailed(format!("bad upstream request: {e}")))?;
-    let resp = tokio::time::timeout(CALL_TIMEOUT, crate::services::upstreams::send(app, u, req))
-        .await
-        .map_err(|_| Error::UpstreamTimeout(format!("{} did not answer in time", u.url)))??;
-    let status = resp.status();
-    let bytes = tokio::time::timeout(CALL_TIMEOUT, resp.into_body().collect())
-        .await
-        .map_err(|_| Error::UpstreamTimeout(format!("{} did not answer in time", u.url)))?
-        .map_err(|e| Error::UpstreamFailed(format!("{}: {e}", u.url)))?
-        .to_bytes();
-    if status == axum::http::StatusCode::NOT_FOUND {
-        return Err(Failed(Error::NotFound(format!(
-            "{path} not found upstream"
-        ))));
-    }
-    if matches!(status.as_u16(), 429 | 502 | 503) {
-        return Err(Busy(Error::UpstreamFailed(format!(
-            "{} is busy: it answered {status} to {path}",
-            u.url
-        ))));
-    }
-    if !status.is_success() {
-        return Err(Failed(Error::UpstreamFailed(format!(
-            "{} answered {status} to {path}",
-            u.url
-        ))));
-    }
-    if bytes.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Failed(Error::UpstreamFailed(format!("{}: {e}", u.url))))
-}
 
 /// What one retention pass did (or, dry, would do) in one workspace.
 #[derive(Debug, Serialize, ToSchema)]

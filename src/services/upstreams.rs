@@ -814,3 +814,107 @@ pub fn upstream_failed(
         }
     }
 }
+
+/// How long one of Atrium's own calls to an upstream may take.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One JSON call to an upstream's API (`path` below its base, no leading slash). Calls made here
+/// are idempotent (counts, filters, deletes), so an upstream that is briefly busy (429, 502, 503 —
+/// a Prefect server on SQLite answers 503 while its database is locked) is retried with backoff.
+/// A 404 is `Error::NotFound`.
+pub async fn call(
+    app: &App,
+    u: &Upstream,
+    method: axum::http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let mut delay = std::time::Duration::from_millis(250);
+    let mut attempt = 0;
+    loop {
+        match call_once(app, u, method.clone(), path, body).await {
+            Err(Busy(e)) if attempt < 4 => {
+                tracing::debug!(error = %e, attempt, "upstream busy, retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(Busy(e) | Failed(e)) => return Err(e),
+            Ok(v) => return Ok(v),
+        }
+    }
+}
+
+/// Why a single call failed: worth retrying or not.
+enum CallError {
+    Busy(Error),
+    Failed(Error),
+}
+use CallError::{Busy, Failed};
+
+impl From<Error> for CallError {
+    fn from(e: Error) -> Self {
+        Failed(e)
+    }
+}
+
+async fn call_once(
+    app: &App,
+    u: &Upstream,
+    method: axum::http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> std::result::Result<serde_json::Value, CallError> {
+    let uri = format!("{}/{}", u.path, path);
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(&uri)
+        .header(axum::http::header::HOST, &u.host);
+    if let Some(a) = &u.authorization {
+        req = req.header(axum::http::header::AUTHORIZATION, a.clone());
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header(axum::http::header::CONTENT_TYPE, "application/json");
+            axum::body::Body::from(b.to_string())
+        }
+        None => axum::body::Body::empty(),
+    };
+    let req = req
+        .body(body)
+        .map_err(|e| Error::UpstreamFailed(format!("bad upstream request: {e}")))?;
+    let resp = tokio::time::timeout(CALL_TIMEOUT, crate::services::upstreams::send(app, u, req))
+        .await
+        .map_err(|_| Error::UpstreamTimeout(format!("{} did not answer in time", u.url)))??;
+    let status = resp.status();
+    let bytes = tokio::time::timeout(
+        CALL_TIMEOUT,
+        http_body_util::BodyExt::collect(resp.into_body()),
+    )
+    .await
+    .map_err(|_| Error::UpstreamTimeout(format!("{} did not answer in time", u.url)))?
+    .map_err(|e| Error::UpstreamFailed(format!("{}: {e}", u.url)))?
+    .to_bytes();
+    if status == axum::http::StatusCode::NOT_FOUND {
+        return Err(Failed(Error::NotFound(format!(
+            "{path} not found upstream"
+        ))));
+    }
+    if matches!(status.as_u16(), 429 | 502 | 503) {
+        return Err(Busy(Error::UpstreamFailed(format!(
+            "{} is busy: it answered {status} to {path}",
+            u.url
+        ))));
+    }
+    if !status.is_success() {
+        return Err(Failed(Error::UpstreamFailed(format!(
+            "{} answered {status} to {path}",
+            u.url
+        ))));
+    }
+    if bytes.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Failed(Error::UpstreamFailed(format!("{}: {e}", u.url))))
+}

@@ -18,6 +18,7 @@ pub use error::Error;
 pub mod invitations;
 pub mod memberships;
 pub mod nodes;
+pub mod object_acls;
 pub mod roles;
 pub mod teams;
 pub mod upstreams;

@@ -425,6 +425,21 @@ const NOT_PRINCIPAL_OPS: &[(&str, &str, &str)] = &[
         "teams are not principals",
     ),
     ("POST", "/api/accounts/{}/access/what_if", "changes nothing"),
+    (
+        "PUT",
+        "/api/accounts/{}/workspaces/{}/deployments/{}/access",
+        "object ACLs only narrow what workspace roles give (manage_acls)",
+    ),
+    (
+        "PUT",
+        "/api/accounts/{}/workspaces/{}/work_pools/{}/access",
+        "object ACLs only narrow what workspace roles give (manage_acls)",
+    ),
+    (
+        "PUT",
+        "/api/accounts/{}/workspaces/{}/block_documents/{}/access",
+        "object ACLs only narrow what workspace roles give (manage_acls)",
+    ),
     ("POST", "/api/accounts/{}/audit/checkpoint", "the audit log"),
 ];
 

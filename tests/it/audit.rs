@@ -234,6 +234,18 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
         // Evaluates a change without applying it.
         ("POST /api/accounts/{}/access/what_if", None),
         (
+            "PUT /api/accounts/{}/workspaces/{}/deployments/{}/access",
+            Some("prefect-cloud.object-acl.updated"),
+        ),
+        (
+            "PUT /api/accounts/{}/workspaces/{}/work_pools/{}/access",
+            Some("prefect-cloud.object-acl.updated"),
+        ),
+        (
+            "PUT /api/accounts/{}/workspaces/{}/block_documents/{}/access",
+            Some("prefect-cloud.object-acl.updated"),
+        ),
+        (
             "POST /api/accounts/{}/sso/providers",
             Some("prefect-cloud.sso-provider.created"),
         ),

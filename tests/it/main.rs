@@ -21,6 +21,7 @@ mod invitations;
 mod ip_allowlist;
 mod matrix;
 mod migrations;
+mod object_acls;
 mod plans;
 mod prefect_cli;
 mod prefect_gateway;

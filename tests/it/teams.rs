@@ -143,6 +143,7 @@ fn explain_agrees_with_the_check_on_random_access_graphs() {
             AccountRole::Admin,
         ];
         let snap = AccountSnapshot::build(SnapshotRows {
+            acls: vec![],
             db_version: 0,
             plan: PlanType::Enterprise,
             features: FeatureSet::all(),

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod invitations;
 pub mod me;
 pub mod memberships;
+pub mod object_acls;
 pub mod plans;
 pub mod roles;
 pub mod scim_tokens;

@@ -10,6 +10,7 @@ pub mod ws;
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::gateway_routes::{self, Charge, Need};
+use crate::domain::object_acl;
 use crate::http::error::HttpError;
 use crate::http::extract::{bearer, client_ip, session_cookie, user_agent};
 use crate::metrics::{RouteClass, UpstreamError};
@@ -188,8 +189,9 @@ async fn relay(app: App, t: gateway::Target<'_>, raw: &Uri, req: Request) -> Res
 struct Call {
     pub principal: Principal,
     pub rule: Option<&'static gateway_routes::RouteRule>,
-    /// The body must be read whole before authorizing: item-counted routes (charged per item)
-    /// and secret-bearing reads with a body, which may be rewritten (bounded by the 5 MiB limit).
+    /// The body must be read whole before authorizing: item-counted routes (charged per item),
+    /// secret-bearing reads with a body, which may be rewritten, and the routes object ACLs
+    /// decide on by their body (bounded by the 5 MiB limit).
     pub needs_body: bool,
 }
 
@@ -214,8 +216,13 @@ async fn begin(app: &App, t: &gateway::Target<'_>, parts: &Parts) -> Result<Call
         return Err(HttpError::PayloadTooLarge);
     }
     let rule = gateway::rule_of(parts.method.as_str(), t);
-    let needs_body =
-        has_body && rule.is_some_and(|r| r.charge == Charge::Items || r.need == Need::Secrets);
+    let needs_body = has_body
+        && rule.is_some_and(|r| {
+            r.charge == Charge::Items
+                || r.need == Need::Secrets
+                || object_acl::route(parts.method.as_str(), r.pattern)
+                    .is_some_and(object_acl::AclRoute::needs_body)
+        });
     Ok(Call {
         principal,
         rule,
@@ -315,31 +322,19 @@ async fn forward(
         }
         None => body,
     };
-    let mut uri = Vec::with_capacity(256);
-    write_upstream_target(
-        &mut uri,
+    upstream_head(
+        &mut parts,
         &upstream,
         t,
         call.rule,
         rewrite.query(raw.query()),
-    );
-    parts.uri = Uri::try_from(uri)
-        .map_err(|_| Error::Malformed("path refused by the gateway: not a valid URI".into()))?;
-    parts.version = axum::http::Version::HTTP_11;
-    strip_request_headers(&mut parts.headers);
-    // Host first, then the upstream's credentials, then the client's headers: the same bytes the
-    // fast path writes (tests/it/gateway_differential.rs compares them).
-    let client_headers = std::mem::take(&mut parts.headers);
-    if let Ok(h) = HeaderValue::from_str(&upstream.host) {
-        parts.headers.insert(header::HOST, h);
+    )?;
+    if let Some(after) = rewrite.after.take() {
+        let body = axum::body::to_bytes(body, crate::http::MAX_BODY)
+            .await
+            .map_err(|_| HttpError::PayloadTooLarge)?;
+        return filtered(app, t, &upstream, parts, body, &after).await;
     }
-    if let Some(a) = &upstream.authorization {
-        parts.headers.insert(header::AUTHORIZATION, a.clone());
-    }
-    for (name, value) in &client_headers {
-        parts.headers.append(name, value.clone());
-    }
-    parts.extensions = Default::default();
     let started = Instant::now();
     let sent = tokio::time::timeout(
         RESPONSE_TIMEOUT,
@@ -363,6 +358,94 @@ async fn forward(
     );
     let body = Body::new(rbody.map_err(axum::Error::new));
     Ok(Response::from_parts(rparts, body))
+}
+
+/// Turns a client's request head into the upstream's: the upstream target, then Host, the
+/// upstream's credentials and the client's headers (hop-by-hop and identity headers stripped) —
+/// the same bytes the fast path writes (tests/it/gateway_differential.rs compares them).
+fn upstream_head(
+    parts: &mut Parts,
+    upstream: &Upstream,
+    t: &gateway::Target<'_>,
+    rule: Option<&gateway_routes::RouteRule>,
+    query: Option<&str>,
+) -> Result<(), Error> {
+    let mut uri = Vec::with_capacity(256);
+    write_upstream_target(&mut uri, upstream, t, rule, query);
+    parts.uri = Uri::try_from(uri)
+        .map_err(|_| Error::Malformed("path refused by the gateway: not a valid URI".into()))?;
+    parts.version = axum::http::Version::HTTP_11;
+    strip_request_headers(&mut parts.headers);
+    let client_headers = std::mem::take(&mut parts.headers);
+    if let Ok(h) = HeaderValue::from_str(&upstream.host) {
+        parts.headers.insert(header::HOST, h);
+    }
+    if let Some(a) = &upstream.authorization {
+        parts.headers.insert(header::AUTHORIZATION, a.clone());
+    }
+    for (name, value) in &client_headers {
+        parts.headers.append(name, value.clone());
+    }
+    parts.extensions = Default::default();
+    Ok(())
+}
+
+/// The largest upstream answer the object ACLs read whole to filter.
+const MAX_FILTERED_ANSWER: usize = 64 * 1024 * 1024;
+
+/// Sends a call whose answer the object ACLs must read (`parts`: the upstream's request head),
+/// reads the answer whole and filters it (`object_acls::filter_answer`). Other answers than 200
+/// are relayed as they are. Both transports end here for such calls.
+async fn filtered(
+    app: &App,
+    t: &gateway::Target<'_>,
+    upstream: &Upstream,
+    mut parts: Parts,
+    body: bytes::Bytes,
+    after: &crate::services::object_acls::After,
+) -> Result<Response, HttpError> {
+    // The answer is parsed: ask for it uncompressed.
+    parts.headers.remove(header::ACCEPT_ENCODING);
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        RESPONSE_TIMEOUT,
+        crate::services::upstreams::send(
+            app,
+            upstream,
+            Request::from_parts(parts, Body::from(body)),
+        ),
+    )
+    .await;
+    app.metrics.upstream_latency.observe(started.elapsed());
+    let resp = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(upstream_failed(app, upstream, UpstreamError::Timeout, &e).into()),
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    strip_response_headers(&mut rparts.headers);
+    rewrite_location(
+        app,
+        t,
+        &upstream.authority,
+        &upstream.path,
+        &mut rparts.headers,
+    );
+    let read = http_body_util::Limited::new(rbody, MAX_FILTERED_ANSWER);
+    let bytes = match tokio::time::timeout(RESPONSE_TIMEOUT, read.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => return Err(upstream_failed(app, upstream, UpstreamError::Other, &e).into()),
+        Err(e) => return Err(upstream_failed(app, upstream, UpstreamError::Timeout, &e).into()),
+    };
+    if rparts.status != axum::http::StatusCode::OK {
+        return Ok(Response::from_parts(rparts, Body::from(bytes)));
+    }
+    let out = crate::services::object_acls::filter_answer(app, t, upstream, after, &bytes).await?;
+    rparts.headers.remove(header::CONTENT_ENCODING);
+    rparts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Response::from_parts(rparts, Body::from(out)))
 }
 
 /// Redirects from the upstream (FastAPI adds or removes trailing slashes) point back at the

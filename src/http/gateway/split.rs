@@ -73,6 +73,9 @@ mod tests {
             "events/count-by/day",
             "upstream",
             "invitations/x/revoke",
+            "deployments/x/access",
+            "work_pools/my%20pool/access",
+            "block_documents/x/access",
         ] {
             assert!(atrium_serves(ours), "{ours}");
         }
@@ -85,7 +88,8 @@ mod tests {
             "user_access/filter/x",
             "upstreams",
             "",
-            "deployments/x/access",
+            "deployments/x/access/more",
+            "flows/x/access",
         ] {
             assert!(!atrium_serves(theirs), "{theirs}");
         }

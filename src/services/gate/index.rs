@@ -200,9 +200,19 @@ fn canonical(s: &AccountSnapshot) -> String {
                 .iter()
                 .map(|(t, g)| (*t, format!("{g:?}")))
                 .collect();
+            let acls: BTreeMap<_, _> = w
+                .acls
+                .0
+                .iter()
+                .enumerate()
+                .flat_map(|(kind, m)| {
+                    m.iter()
+                        .map(move |(k, a)| ((kind, k.clone()), format!("{a:?}")))
+                })
+                .collect();
             (
                 *k,
-                format!("{:?} {grants:?} {team_grants:?}", w.default_role),
+                format!("{:?} {grants:?} {team_grants:?} {acls:?}", w.default_role),
             )
         })
         .collect();
@@ -311,7 +321,13 @@ pub async fn load_rows(
                 .map(|s| (w, team, role, s, exp.map(|t| t.timestamp_micros())))
         })
         .collect();
+    let acls = store::object_acls::find_account_acls(&mut c, account)
+        .await?
+        .into_iter()
+        .map(|r| (r.workspace_id, r.kind, r.key, r.acl))
+        .collect();
     let rows = SnapshotRows {
+        acls,
         team_members,
         team_grants,
         db_version,

@@ -18,6 +18,7 @@ pub mod index;
 
 use crate::app::App;
 use crate::authz::{AccountSnapshot, Denied, Principal};
+use crate::domain::object_acl::{Level, ObjectKind};
 use crate::domain::plan::{FeatureSet, PlanType};
 use crate::domain::role::{AccountPermission, AccountRole};
 use crate::domain::scope::{Scope, ScopeSet};
@@ -118,10 +119,82 @@ impl Access {
         self.scopes(workspace).is_some()
     }
 
+    /// How object ACLs restrict the caller in a workspace where they hold `held`: `None` when
+    /// they do not (the plan lacks `object_acls`, the workspace has no ACL, or they hold
+    /// `manage_acls`, which ACLs never restrict).
+    pub fn object_acls(&self, workspace: WorkspaceId, held: ScopeSet) -> Option<AclView> {
+        if !self
+            .snap
+            .features
+            .contains(crate::domain::plan::Feature::ObjectAcls)
+            || held.contains(Scope::ManageAcls)
+        {
+            return None;
+        }
+        let acls = self.snap.workspaces.get(&workspace.0)?.acls.clone();
+        (!acls.is_empty()).then(|| AclView {
+            snap: self.snap.clone(),
+            acls,
+            user: self.user,
+            now_us: self.now_us,
+        })
+    }
+
     /// The account's access data as the gate decided on it, for services that explain or
     /// simulate access (`explain`, the access list, what-if). Read-only.
     pub fn snapshot(&self) -> &AccountSnapshot {
         &self.snap
+    }
+}
+
+/// A caller's place on one workspace's object ACLs (from [`Access::object_acls`]): answers
+/// whether they may reach an object at a level. Objects without an ACL are not restricted.
+#[derive(Clone)]
+pub struct AclView {
+    snap: Arc<AccountSnapshot>,
+    acls: Arc<crate::authz::WorkspaceAcls>,
+    user: uuid::Uuid,
+    now_us: i64,
+}
+
+impl AclView {
+    /// Whether the caller may reach the object `key` of `kind` at `level` by its own ACL (no
+    /// delegation: see [`AclView::deployment`]).
+    pub fn allows(&self, kind: ObjectKind, key: &str, level: Level) -> bool {
+        self.acls.get(kind, key).is_none_or(|acl| {
+            acl.allows(level, &self.user, |t| {
+                self.snap.in_team(&self.user, t, self.now_us)
+            })
+        })
+    }
+
+    /// Whether the caller may reach a deployment at `level`: by its work pool's ACL when the pool
+    /// (`pool`: its name, when known) has one, else by its own.
+    pub fn deployment(&self, id: &str, pool: Option<&str>, level: Level) -> bool {
+        match pool.filter(|p| self.acls.get(ObjectKind::WorkPool, p).is_some()) {
+            Some(p) => self.allows(ObjectKind::WorkPool, p, level),
+            None => self.allows(ObjectKind::Deployment, id, level),
+        }
+    }
+
+    /// Whether any object of `kind` has an ACL.
+    pub fn has(&self, kind: ObjectKind) -> bool {
+        !self.acls.of_kind(kind).is_empty()
+    }
+
+    /// Whether `key` of `kind` has an ACL.
+    pub fn governed(&self, kind: ObjectKind, key: &str) -> bool {
+        self.acls.get(kind, key).is_some()
+    }
+
+    /// The objects of `kind` whose own ACL keeps the caller below `level`.
+    pub fn denied(&self, kind: ObjectKind, level: Level) -> Vec<String> {
+        self.acls
+            .of_kind(kind)
+            .keys()
+            .filter(|k| !self.allows(kind, k, level))
+            .map(|k| k.to_string())
+            .collect()
     }
 }
 
@@ -207,6 +280,16 @@ pub async fn workspace(
     ws: WorkspaceId,
 ) -> Result<ScopeSet> {
     Ok(workspace_access(app, p, account, ws)?.1)
+}
+
+/// [`workspace`], answering the caller's [`Access`] too.
+pub async fn workspace_and_access(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    ws: WorkspaceId,
+) -> Result<(Access, ScopeSet)> {
+    workspace_access(app, p, account, ws)
 }
 
 /// Requires `scope` in a workspace at the clock's current instant (tenant → allowlist → scope); a

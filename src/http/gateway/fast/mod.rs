@@ -12,8 +12,8 @@
 //! response codec).
 
 use super::{
-    admit, begin, gateway_location, set_json_body_headers, strip_request_headers,
-    write_upstream_target, RESPONSE_HOP_BY_HOP,
+    admit, begin, filtered, gateway_location, set_json_body_headers, strip_request_headers,
+    upstream_head, write_upstream_target, RESPONSE_HOP_BY_HOP,
 };
 use crate::app::App;
 use crate::http::error::HttpError;
@@ -104,8 +104,18 @@ pub async fn exchange(app: &App, c: &mut Conn, head: Head) -> bool {
 
 /// Writes an error as a complete response.
 async fn answer(client: &mut TcpStream, e: HttpError, close: bool) -> std::io::Result<u16> {
-    let (parts, body) = e.into_response().into_parts();
-    // Error bodies are in memory: this resolves at once.
+    write_response(client, e.into_response(), close).await
+}
+
+/// Writes a response whose body is in memory (an error, a filtered answer) as a complete one.
+async fn write_response(
+    client: &mut TcpStream,
+    resp: axum::response::Response,
+    close: bool,
+) -> std::io::Result<u16> {
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    // The bodies written here are in memory: this resolves at once.
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
@@ -167,6 +177,23 @@ impl Exchange<'_> {
             }
             None => whole,
         };
+        if let Some(after) = rewrite.after.take() {
+            let body = match whole {
+                Some(b) => b,
+                None => self.read_body().await?,
+            };
+            let query = rewrite.query(uri.query()).map(str::to_owned);
+            let resp = async {
+                upstream_head(&mut parts, &up, &t, call.rule, query.as_deref())?;
+                filtered(app, &t, &up, parts, body.into(), &after).await
+            }
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+            let status = write_response(&mut self.c.client, resp, self.close)
+                .await
+                .map_err(|_| Failed::Broken(None))?;
+            return Ok((status, !self.close));
+        }
 
         // The request head, and what of the body is at hand, for one write.
         strip_request_headers(&mut parts.headers);
