@@ -715,14 +715,14 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 200, 200]),
         c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 204, 204]),
         c(M::GET, "/api/accounts/{account_id}/rate-limits/status", None, [401, 404, 403, 403, 200, 200]),
-        // Object ACLs: the object is looked up on the workspace's upstream, which the world has
-        // none of — an authorized caller gets 503, everyone else is refused before the lookup.
-        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/deployments/{object_id}/access", None, [401, 404, 404, 503, 503, 503]),
-        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/deployments/{object_id}/access", Some(json!({"access_control": {}})), [401, 404, 404, 403, 503, 503]),
-        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/work_pools/{work_pool_name}/access", None, [401, 404, 404, 503, 503, 503]),
-        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/work_pools/{work_pool_name}/access", Some(json!({"access_control": {}})), [401, 404, 404, 403, 503, 503]),
-        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/block_documents/{object_id}/access", None, [401, 404, 404, 503, 503, 503]),
-        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/block_documents/{object_id}/access", Some(json!({"access_control": {}})), [401, 404, 404, 403, 503, 503]),
+        // Object ACLs: the object is looked up on the workspace's upstream, which in the world
+        // cannot be reached — an authorized caller gets 502, everyone else is refused first.
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/deployments/{object_id}/access", None, [401, 404, 404, 502, 502, 502]),
+        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/deployments/{object_id}/access", Some(json!({"access_control": {}})), [401, 404, 404, 403, 502, 502]),
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/work_pools/{work_pool_name}/access", None, [401, 404, 404, 502, 502, 502]),
+        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/work_pools/{work_pool_name}/access", Some(json!({"access_control": {}})), [401, 404, 404, 403, 502, 502]),
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/block_documents/{object_id}/access", None, [401, 404, 404, 502, 502, 502]),
+        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/block_documents/{object_id}/access", Some(json!({"access_control": {}})), [401, 404, 404, 403, 502, 502]),
         c(M::POST, "/api/accounts/{account_id}/access/what_if", Some(json!({"change": "deactivate_member", "member_id": "{target_user_id}"})), [401, 404, 403, 403, 200, 200]),
     ]
     .into_iter()

@@ -30,7 +30,7 @@ macro_rules! acl_handlers {
         #[doc = concat!("Reads the ", $what, "'s access control list (`", $see, "` and view access to it; plan feature `object_acls`). Without an ACL every level is `*`.")]
         #[utoipa::path(get, path = concat!("/api/accounts/{account_id}/workspaces/{workspace_id}/", $segment, "/{", stringify!($param), "}/access"), tag = "object-acls",
             params($params),
-            responses((status = 200, body = AccessControl), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
+            responses((status = 200, body = AccessControl), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
         pub async fn $read(
             State(app): State<App>,
             Auth(p): Auth,
@@ -43,7 +43,7 @@ macro_rules! acl_handlers {
         #[doc = concat!("Replaces the ", $what, "'s access control list (`manage_acls`; plan feature `object_acls`). Every level `*` removes it. Audited.")]
         #[utoipa::path(put, path = concat!("/api/accounts/{account_id}/workspaces/{workspace_id}/", $segment, "/{", stringify!($param), "}/access"), tag = "object-acls",
             params($params), request_body = SetAccess,
-            responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
+            responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
         pub async fn $set(
             State(app): State<App>,
             Auth(p): Auth,
