@@ -6,7 +6,20 @@ import httpx
 atrium, account, owner, dev, direct, auth, calls = sys.argv[1:8]
 calls = int(calls)
 H = lambda k: {"Authorization": f"Bearer {k}"}
-c = httpx.Client(timeout=60)
+class Retrying(httpx.Client):
+    """Retries 503s as the prefect client does (a Prefect server on SQLite answers 503 while its
+    database is locked)."""
+
+    def request(self, *a, **kw):
+        for _ in range(10):
+            r = super().request(*a, **kw)
+            if r.status_code not in (502, 503):
+                return r
+            time.sleep(0.3)
+        return r
+
+
+c = Retrying(timeout=60)
 ws = c.post(f"{atrium}/api/accounts/{account}/workspaces/", headers=H(owner),
             json={"name": "prod", "handle": "prod"}).json()["id"]
 base = f"{atrium}/api/accounts/{account}/workspaces/{ws}"
@@ -24,12 +37,13 @@ ids = []
 for i in range(200):
     d = c.post(f"{base}/deployments/", headers=H(owner), json={
         "name": f"d{i:03}", "flow_id": flow, "work_pool_name": "locked" if i % 2 else "open"}).json()
+    assert "id" in d, d
     ids.append(d["id"])
 acl = {"access_control": {"manage_actor_ids": [], "run_actor_ids": [], "view_actor_ids": []}}
 c.put(f"{base}/work_pools/locked/access", headers=H(owner), json=acl).raise_for_status()
 for d in ids[0:40:2]:
     c.put(f"{base}/deployments/{d}/access", headers=H(owner), json=acl).raise_for_status()
-basic = {"Authorization": "Basic " + base64.b64encode(f":{auth}".encode()).decode()}
+basic = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 body = {"limit": 200}
 peers = {
     "direct": (direct, basic),

@@ -877,29 +877,41 @@ async fn hidden_count(
             .await
         }
         ObjectKind::Deployment => {
-            let mut n = 0;
+            // Deployments in pools whose ACL hides them…
             let pools = view.denied(ObjectKind::WorkPool, Level::View);
             let pools = narrowed(&f, "work_pools", "name", pools);
-            if !pools.is_empty() {
-                n += count(
-                    "deployments/count",
-                    with_any(&f, "work_pools", "name", &pools),
-                )
-                .await?;
-            }
-            // Deployments hidden by their own ACL, unless their pool's ACL governs them.
-            let mut own = Vec::new();
-            for id in view.denied(ObjectKind::Deployment, Level::View) {
-                let pool = pool_of(app, t, up, view, &id).await?;
-                if !pool.is_some_and(|p| view.governed(ObjectKind::WorkPool, &p)) {
-                    own.push(id);
+            let in_pools = async {
+                if pools.is_empty() {
+                    return Ok(0);
                 }
-            }
-            let own = narrowed(&f, "deployments", "id", own);
-            if !own.is_empty() {
-                n += count("deployments/count", with_any(&f, "deployments", "id", &own)).await?;
-            }
-            Ok(n)
+                count("deployments/count", with_any(&f, "work_pools", "name", &pools)).await
+            };
+            // …and those hidden by their own ACL, unless their pool's ACL governs them (the
+            // pools looked up together).
+            let own = async {
+                let denied = narrowed(
+                    &f,
+                    "deployments",
+                    "id",
+                    view.denied(ObjectKind::Deployment, Level::View),
+                );
+                let pools = futures_util::future::join_all(
+                    denied.iter().map(|id| pool_of(app, t, up, view, id)),
+                )
+                .await;
+                let mut own = Vec::with_capacity(denied.len());
+                for (id, pool) in denied.into_iter().zip(pools) {
+                    if !pool?.is_some_and(|p| view.governed(ObjectKind::WorkPool, &p)) {
+                        own.push(id);
+                    }
+                }
+                if own.is_empty() {
+                    return Ok(0);
+                }
+                count("deployments/count", with_any(&f, "deployments", "id", &own)).await
+            };
+            let (a, b) = futures_util::future::join(in_pools, own).await;
+            Ok(a? + b?)
         }
     }
 }

@@ -437,6 +437,14 @@ async fn object_acls_restrict_deployments_work_pools_and_blocks_on_every_route()
             ("dev_c", c, M::PATCH, format!("block_documents/{}", w.b_acl), Some(json!({"data": {"value": "other"}})), S::FORBIDDEN),
             ("dev_b", b, M::DELETE, format!("block_documents/{}", w.b_acl), None, S::NOT_FOUND),
             ("dev_b", b, M::GET, format!("block_documents/{}", w.b_open), None, S::OK),
+            // Other spellings of the same object are the same object.
+            ("dev_b", b, M::GET, dep(&w.d_acl.to_uppercase()), None, S::NOT_FOUND),
+            ("dev_b", b, M::GET, format!("{}/", dep(&w.d_acl)), None, S::NOT_FOUND),
+            ("dev_b", b, M::GET, dep(&w.d_acl.replace('-', "")), None, S::NOT_FOUND),
+            ("dev_b", b, M::GET, format!("deployments/%7B{}%7D", w.d_acl), None, S::NOT_FOUND),
+            ("dev_b", b, M::GET, format!("work_pools/{}/", w.pool_locked), None, S::NOT_FOUND),
+            ("dev_b", b, M::GET, format!("work_pools/{}", w.pool_locked.replacen('l', "%6C", 1)), None, S::BAD_REQUEST),
+            ("dev_b", b, M::GET, format!("block_documents/{}", w.b_acl.to_uppercase()), None, S::NOT_FOUND),
             // The ACL of an object the caller cannot see does not exist for them either.
             ("dev_b", b, M::GET, format!("deployments/{}/access", w.d_acl), None, S::NOT_FOUND),
             ("dev_b", b, M::GET, format!("work_pools/{}/access", w.pool_locked), None, S::NOT_FOUND),
