@@ -108,6 +108,23 @@ fn normalize_body(v: &mut serde_json::Value) -> Result<(), Error> {
     Ok(())
 }
 
+/// A JSON body that may be absent (`POST …/filter` without a body, as the `prefect` CLI sends
+/// some): an empty body or `null` is `T::default()`, anything else is read as [`Json`] reads it.
+pub async fn optional_json<T: DeserializeOwned + Default, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<T, crate::http::error::HttpError> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, crate::http::MAX_BODY)
+        .await
+        .map_err(|_| crate::http::error::HttpError::PayloadTooLarge)?;
+    if bytes.trim_ascii().is_empty() || bytes.trim_ascii() == b"null" {
+        return Ok(T::default());
+    }
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    Json::<T>::from_request(req, state).await.map(|Json(t)| t)
+}
+
 /// Refuses an escaped NUL in a path or query (PostgreSQL cannot store one).
 fn refuse_nul(raw: Option<&str>, what: &str) -> Result<(), Error> {
     if raw.is_some_and(|r| r.contains("%00")) {

@@ -202,6 +202,15 @@ pub fn api_router() -> OpenApiRouter<App> {
             gateway::delete_upstream
         ))
         .routes(routes!(gateway::rate_limit_status))
+        .routes(routes!(webhooks::create_webhook))
+        .routes(routes!(webhooks::filter_webhooks))
+        .routes(routes!(
+            webhooks::read_webhook,
+            webhooks::replace_webhook,
+            webhooks::patch_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_webhook))
 }
 
 /// The OpenAPI document (3.1), completed with the answers every route can give.
@@ -454,6 +463,7 @@ pub fn router(app: App) -> Router {
         .merge(ui::routes::router(&app))
         .merge(scim::router())
         .route("/metrics", axum::routing::get(metrics))
+        .route("/hooks/{slug}", axum::routing::any(api::webhooks::receive))
         .fallback(gateway::handle)
         .method_not_allowed_fallback(|| async {
             (

@@ -30,6 +30,7 @@ pub mod teams;
 pub mod unit;
 pub mod upstreams;
 pub mod users;
+pub mod webhooks;
 pub mod whatif;
 pub mod workspaces;
 

@@ -884,7 +884,11 @@ async fn hidden_count(
                 if pools.is_empty() {
                     return Ok(0);
                 }
-                count("deployments/count", with_any(&f, "work_pools", "name", &pools)).await
+                count(
+                    "deployments/count",
+                    with_any(&f, "work_pools", "name", &pools),
+                )
+                .await
             };
             // …and those hidden by their own ACL, unless their pool's ACL governs them (the
             // pools looked up together).

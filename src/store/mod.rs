@@ -23,6 +23,7 @@ pub mod roles;
 pub mod teams;
 pub mod upstreams;
 pub mod users;
+pub mod webhooks;
 pub mod workspaces;
 
 use crate::domain::Time;

@@ -425,6 +425,11 @@ const NOT_PRINCIPAL_OPS: &[(&str, &str, &str)] = &[
         "teams are not principals",
     ),
     ("POST", "/api/accounts/{}/access/what_if", "changes nothing"),
+    ("POST", "/api/accounts/{}/workspaces/{}/webhooks", "webhooks are not principals"),
+    ("PUT", "/api/accounts/{}/workspaces/{}/webhooks/{}", "webhooks are not principals; a service account named must be the account's"),
+    ("PATCH", "/api/accounts/{}/workspaces/{}/webhooks/{}", "webhooks are not principals"),
+    ("DELETE", "/api/accounts/{}/workspaces/{}/webhooks/{}", "webhooks are not principals"),
+    ("POST", "/api/accounts/{}/workspaces/{}/webhooks/{}/rotate", "webhooks are not principals"),
     (
         "PUT",
         "/api/accounts/{}/workspaces/{}/deployments/{}/access",

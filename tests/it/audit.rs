@@ -234,6 +234,26 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
         // Evaluates a change without applying it.
         ("POST /api/accounts/{}/access/what_if", None),
         (
+            "POST /api/accounts/{}/workspaces/{}/webhooks",
+            Some("prefect-cloud.webhook.created"),
+        ),
+        (
+            "PUT /api/accounts/{}/workspaces/{}/webhooks/{}",
+            Some("prefect-cloud.webhook.updated"),
+        ),
+        (
+            "PATCH /api/accounts/{}/workspaces/{}/webhooks/{}",
+            Some("prefect-cloud.webhook.updated"),
+        ),
+        (
+            "DELETE /api/accounts/{}/workspaces/{}/webhooks/{}",
+            Some("prefect-cloud.webhook.deleted"),
+        ),
+        (
+            "POST /api/accounts/{}/workspaces/{}/webhooks/{}/rotate",
+            Some("prefect-cloud.webhook.rotated"),
+        ),
+        (
             "PUT /api/accounts/{}/workspaces/{}/deployments/{}/access",
             Some("prefect-cloud.object-acl.updated"),
         ),

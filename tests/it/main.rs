@@ -34,3 +34,4 @@ mod setup;
 mod sso;
 mod teams;
 mod upstream_tls;
+mod webhooks;

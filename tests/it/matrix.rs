@@ -24,6 +24,7 @@ pub(crate) struct World {
     bot_key: String,
     bot_access: String,
     team: String,
+    webhook: String,
 }
 
 pub(crate) const WHO: [&str; 8] = [
@@ -165,7 +166,18 @@ pub(crate) async fn world(t: &TestApp, n: usize) -> World {
         )
         .await;
     assert_eq!(s, S::OK, "{v}");
+    let (s, v) = t
+        .call(
+            M::POST,
+            &format!("/api/accounts/{account}/workspaces/{ws}/webhooks/"),
+            Some(&owner.key),
+            Some(json!({"name": "hook", "template": "{\"event\": \"e\", \"resource\": {\"prefect.resource.id\": \"r\"}}"})),
+        )
+        .await;
+    assert_eq!(s, S::CREATED, "{v}");
+    let webhook = v["id"].as_str().expect("webhook").to_string();
     World {
+        webhook,
         n,
         account: account.to_string(),
         ws: ws.to_string(),
@@ -221,6 +233,7 @@ pub(crate) fn fill(template: &str, w: &World) -> String {
         .replace("{domain_id}", "7a1c0c55-0000-4000-8000-00000000d0e1")
         .replace("{token_id}", "7a1c0c55-0000-4000-8000-0000000005c1")
         .replace("{object_id}", "7a1c0c55-0000-4000-8000-00000000ac1d")
+        .replace("{webhook_id}", &w.webhook)
         .replace("{work_pool_name}", "pool-a")
 }
 
@@ -715,6 +728,13 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 200, 200]),
         c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 204, 204]),
         c(M::GET, "/api/accounts/{account_id}/rate-limits/status", None, [401, 404, 403, 403, 200, 200]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/webhooks", Some(json!({"name": "h2", "template": "{}"})), [401, 404, 404, 403, 201, 201]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/webhooks/filter", Some(json!({})), [401, 404, 404, 200, 200, 200]),
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/webhooks/{webhook_id}", None, [401, 404, 404, 200, 200, 200]),
+        c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/webhooks/{webhook_id}", Some(json!({"name": "h3", "template": "{}"})), [401, 404, 404, 403, 204, 204]),
+        c(M::PATCH, "/api/accounts/{account_id}/workspaces/{workspace_id}/webhooks/{webhook_id}", Some(json!({"enabled": false})), [401, 404, 404, 403, 204, 204]),
+        c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/webhooks/{webhook_id}", None, [401, 404, 404, 403, 204, 204]),
+        c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/webhooks/{webhook_id}/rotate", None, [401, 404, 404, 403, 200, 200]),
         // Object ACLs: the object is looked up on the workspace's upstream, which in the world
         // cannot be reached — an authorized caller gets 502, everyone else is refused first.
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/deployments/{object_id}/access", None, [401, 404, 404, 502, 502, 502]),

@@ -10,10 +10,11 @@ use atrium::domain::role::{AccountRole, BuiltinWorkspaceRole};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
-const AUTH: &str = "acl-upstream-secret";
+pub(crate) const AUTH: &str = "acl-upstream-secret";
 
-/// One Prefect server for every run of this module (each run uses names of its own).
-fn upstream() -> Option<&'static PrefectServer> {
+/// One Prefect server for the tests of this module and `webhooks.rs` (each run uses names of its
+/// own).
+pub(crate) fn upstream() -> Option<&'static PrefectServer> {
     static SERVER: OnceLock<Option<PrefectServer>> = OnceLock::new();
     SERVER
         .get_or_init(|| {
@@ -50,7 +51,13 @@ struct World {
 
 /// A call, retried as the `prefect` client retries it when the upstream is briefly busy (a
 /// Prefect server on SQLite answers 503 while its database is locked).
-async fn call(t: &TestApp, m: M, path: &str, key: &str, body: Option<Value>) -> (S, Value) {
+pub(crate) async fn call(
+    t: &TestApp,
+    m: M,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (S, Value) {
     for _ in 0..5 {
         let (s, v) = t.call(m.clone(), path, Some(key), body.clone()).await;
         if !matches!(s, S::SERVICE_UNAVAILABLE | S::BAD_GATEWAY) {
@@ -61,7 +68,7 @@ async fn call(t: &TestApp, m: M, path: &str, key: &str, body: Option<Value>) -> 
     t.call(m, path, Some(key), body).await
 }
 
-async fn ok(t: &TestApp, m: M, path: &str, key: &str, body: Option<Value>) -> Value {
+pub(crate) async fn ok(t: &TestApp, m: M, path: &str, key: &str, body: Option<Value>) -> Value {
     let (s, v) = call(t, m.clone(), path, key, body).await;
     assert!(s.is_success(), "{m} {path}: {s} {v}");
     v

@@ -17,6 +17,7 @@ pub mod service_accounts;
 pub mod sso;
 pub mod teams;
 pub mod users;
+pub mod webhooks;
 pub mod workspaces;
 
 use crate::domain::*;
