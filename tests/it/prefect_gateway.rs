@@ -90,7 +90,13 @@ pub fn start_prefect_server(prefect: &str, auth: &str) -> PrefectServer {
 }
 
 /// One request with arbitrary headers; the raw response.
-fn raw_http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+pub(crate) fn raw_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();

@@ -6,6 +6,7 @@
 //! Needs `ATRIUM_TEST_PREFECT`.
 
 use crate::object_acls::{call, ok, upstream, AUTH};
+use crate::prefect_gateway::raw_http;
 use crate::support::*;
 use atrium::domain::role::{AccountRole, BuiltinWorkspaceRole};
 use serde_json::{json, Value};
@@ -170,4 +171,222 @@ async fn webhooks_render_calls_into_prefect_events_under_their_rules() {
         assert_eq!(with_key(bot_key).await, S::NOT_FOUND);
     })
     .await;
+}
+
+/// The JSON body of a raw HTTP response.
+fn body_of(resp: &str) -> Value {
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// Runs the stock `prefect` CLI in Cloud mode against a workspace of Atrium; `stdin` answers its
+/// prompts.
+fn prefect_cli(
+    prefect: &str,
+    home: &std::path::Path,
+    api: &str,
+    key: &str,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String) {
+    use std::io::Write;
+    let cloud = api.split("/accounts/").next().unwrap_or(api);
+    let mut child = std::process::Command::new(prefect)
+        .args(args)
+        .env("PREFECT_HOME", home)
+        .env("DO_NOT_TRACK", "1")
+        .env("PREFECT_CLOUD_API_URL", cloud)
+        .env("PREFECT_API_URL", api)
+        .env("PREFECT_API_KEY", key)
+        .env("COLUMNS", "400")
+        .env_remove("PREFECT_API_AUTH_STRING")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run prefect");
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("prefect output");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Every `prefect cloud webhook` command, unchanged, against Atrium with a real Prefect server
+/// behind it; then a call to the webhook's URL fires a real Prefect automation on the upstream
+/// (it pauses a work pool), on both databases.
+#[test]
+fn the_prefect_cli_manages_webhooks_and_a_webhook_fires_a_prefect_automation() {
+    let Ok(prefect) = std::env::var("ATRIUM_TEST_PREFECT") else {
+        missing("the prefect CLI (ATRIUM_TEST_PREFECT)");
+        return;
+    };
+    let Some(up) = upstream() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dbs = vec![format!("sqlite://{}/atrium.db", dir.path().display())];
+    let pg = std::env::var("ATRIUM_TEST_POSTGRES_URL")
+        .ok()
+        .map(|b| FreshDatabase::create(&b));
+    match &pg {
+        Some(db) => dbs.push(db.url.clone()),
+        None => missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)"),
+    }
+    for db in dbs {
+        let inst = Installation::new(db);
+        let (account, key) = inst.bootstrap("ann@hooks.test", "hooks");
+        let server = inst.serve();
+        let port = server.port;
+        let ws = create_workspace(port, &account, &key, "prod");
+        let gw = format!("/api/accounts/{account}/workspaces/{ws}");
+        let r = http(
+            port,
+            "PUT",
+            &format!("{gw}/upstream"),
+            &key,
+            &json!({"url": format!("http://127.0.0.1:{}/api", up.port), "auth_string": AUTH})
+                .to_string(),
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        let sfx = &ws[..8];
+        let pool = format!("hook-pool-{sfx}");
+        let r = http(
+            port,
+            "POST",
+            &format!("{gw}/work_pools/"),
+            &key,
+            &json!({"name": pool, "type": "process"}).to_string(),
+        );
+        assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+        let pool_id = body_of(&r)["id"].as_str().expect("pool id").to_string();
+        let event = format!("atrium.hook.{sfx}");
+        let automation = json!({
+            "name": format!("on-{sfx}"), "enabled": true,
+            "trigger": {"type": "event", "posture": "Reactive", "expect": [event], "match": {}, "threshold": 1, "within": 0},
+            "actions": [{"type": "pause-work-pool", "source": "selected", "work_pool_id": pool_id}],
+        });
+        let r = http(
+            port,
+            "POST",
+            &format!("{gw}/automations/"),
+            &key,
+            &automation.to_string(),
+        );
+        assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+
+        let home = tempfile::tempdir().expect("home");
+        let api = format!("http://127.0.0.1:{port}/api/accounts/{account}/workspaces/{ws}");
+        let cli = |args: &[&str], stdin: &str| {
+            prefect_cli(&prefect, home.path(), &api, &key, args, stdin)
+        };
+        let template = format!(
+            r#"{{"event": "{event}", "resource": {{"prefect.resource.id": "order.{{{{ json.order }}}}"}}}}"#
+        );
+        let (ok, text) = cli(
+            &[
+                "cloud",
+                "webhook",
+                "create",
+                "orders",
+                "--description",
+                "shop",
+                "--template",
+                &template,
+            ],
+            "",
+        );
+        assert!(
+            ok && text.contains("Successfully created webhook orders"),
+            "{text}"
+        );
+        let listed = body_of(&http(
+            port,
+            "POST",
+            &format!("{gw}/webhooks/filter"),
+            &key,
+            "",
+        ));
+        let id = listed[0]["id"].as_str().expect("id").to_string();
+        let (ok, text) = cli(&["cloud", "webhook", "ls"], "");
+        assert!(
+            ok && text.contains(&id) && text.contains("orders"),
+            "{text}"
+        );
+        let (ok, text) = cli(&["cloud", "webhook", "get", &id, "--output", "json"], "");
+        assert!(ok && text.contains(&event), "{text}");
+        let (ok, text) = cli(
+            &[
+                "cloud",
+                "webhook",
+                "update",
+                &id,
+                "--description",
+                "the shop",
+            ],
+            "",
+        );
+        assert!(ok && text.contains("Successfully updated"), "{text}");
+        let (ok, text) = cli(&["cloud", "webhook", "toggle", &id], "");
+        assert!(ok && text.contains("disabled"), "{text}");
+        let (ok, text) = cli(&["cloud", "webhook", "toggle", &id], "");
+        assert!(ok && text.contains("enabled"), "{text}");
+        let (ok, text) = cli(&["cloud", "webhook", "rotate", &id], "y\n");
+        assert!(
+            ok && text.contains("Successfully rotated webhook URL to"),
+            "{text}"
+        );
+        let hook = body_of(&http(port, "GET", &format!("{gw}/webhooks/{id}"), &key, ""));
+        assert_eq!(hook["description"], "the shop");
+        let slug = hook["slug"].as_str().expect("slug").to_string();
+        assert!(
+            text.contains(&slug),
+            "the rotated slug is the one shown: {text}"
+        );
+
+        // A call to the webhook's URL (no key: none required) fires the automation upstream.
+        let r = raw_http(
+            port,
+            "POST",
+            &format!("/hooks/{slug}"),
+            &[],
+            r#"{"order": 7}"#,
+        );
+        assert!(r.starts_with("HTTP/1.1 204"), "{r}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let p = body_of(&http(
+                port,
+                "GET",
+                &format!("{gw}/work_pools/{pool}"),
+                &key,
+                "",
+            ));
+            if p["is_paused"] == json!(true) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the automation did not pause the pool: {p}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+
+        let (ok, text) = cli(&["cloud", "webhook", "delete", &id], "y\n");
+        assert!(ok && text.contains("Successfully deleted"), "{text}");
+        let r = raw_http(
+            port,
+            "POST",
+            &format!("/hooks/{slug}"),
+            &[],
+            r#"{"order": 8}"#,
+        );
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        drop(server);
+    }
 }
