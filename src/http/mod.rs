@@ -62,7 +62,11 @@ pub fn api_router() -> OpenApiRouter<App> {
         .routes(routes!(me::filter_my_api_keys))
         .routes(routes!(me::delete_my_api_key))
         .routes(routes!(me::workspace_scopes))
-        .routes(routes!(users::read_user, users::update_user))
+        .routes(routes!(
+            users::read_user,
+            users::update_user,
+            users::delete_user
+        ))
         .routes(routes!(users::request_email_change))
         .routes(routes!(users::confirm_email_change))
         .routes(routes!(users::create_api_key, users::list_api_keys))

@@ -310,6 +310,62 @@ pub async fn confirm_email_change(app: &App, c: ConfirmEmailChange) -> Result<Us
     Ok(after)
 }
 
+/// `DELETE /api/users/{id}`: a user deletes themselves (nobody else can: 404). They leave every
+/// account they belong to — refused as a whole (409, nothing changed) when they are the last
+/// active Owner of one — and their sessions and keys stop at once, on every server. The accounts
+/// are locked in one order for the whole transaction, so two Owners leaving one account at the
+/// same moment cannot both succeed.
+pub async fn delete_user(app: &App, p: &Principal, user: UserId) -> Result<()> {
+    require_self(p, user, false)?;
+    let mut accounts: Vec<crate::domain::AccountId> = {
+        let mut c = app.store.reader().await?;
+        store::memberships::find_accounts_of_user(&mut c, user)
+            .await?
+            .into_iter()
+            .map(|m| m.account_id)
+            .collect()
+    };
+    accounts.sort();
+    let mut tx = crate::services::unit::Unit::begin(app).await?;
+    let engine = tx.engine();
+    for a in &accounts {
+        store::accounts::lock_account(&mut tx, engine, *a).await?;
+    }
+    let me = store::users::find_user_by_id(&mut tx, user)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    for a in &accounts {
+        if let Some(m) = store::memberships::find_membership_by_user(&mut tx, *a, user).await? {
+            crate::services::memberships::remove_in(app, &mut tx, p, *a, &m, None)
+                .await
+                .map_err(|e| match e {
+                    Error::Conflict(_) => Error::conflict(format!(
+                        "you are the last active Owner of an account ({a}): make someone else Owner or delete the account first"
+                    )),
+                    e => e,
+                })?;
+        }
+    }
+    let keys = store::api_keys::find_api_keys_by_user(&mut tx, user, None, i64::MAX, 0).await?;
+    for k in &keys {
+        store::api_keys::notify_key_revoked(&mut tx, engine, k.id).await?;
+    }
+    store::users::delete_user(&mut tx, user).await?;
+    audit::record(
+        app,
+        &mut tx,
+        Some(p),
+        SYSTEM_CHAIN,
+        NewEvent::new("user", "deleted", user.0)
+            .name(me.email.clone())
+            .payload(json!({"accounts_left": accounts})),
+    )
+    .await?;
+    tx.commit().await?;
+    app.keys.remove_user(user);
+    Ok(())
+}
+
 /// Body of key creation.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -304,3 +304,13 @@ pub async fn claim_email_change(
     .map(|r| Ok((UserId(get_uuid(&r, "user_id")?), r.try_get("new_email")?)))
     .transpose()
 }
+
+/// Deletes a user; their credentials, sessions, personal keys and pending email change go with
+/// them (foreign keys). Their memberships must have been removed first (audited per account).
+pub async fn delete_user(c: &mut Conn, id: UserId) -> Result<bool, Error> {
+    let r = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}

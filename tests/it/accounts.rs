@@ -613,3 +613,63 @@ async fn an_accounts_auth_expiration_bounds_its_members_sessions_and_cli_login_k
     })
     .await;
 }
+
+/// `DELETE /api/users/{id}`: only the user themself; it leaves every account (audited there) and
+/// ends the user's keys at once; the last active Owner of an account cannot leave this way, and
+/// two Owners deleting themselves at the same moment leave one Owner behind — on both databases,
+/// with many accounts raced at once.
+#[tokio::test]
+async fn users_delete_themselves_but_never_an_accounts_last_owner() {
+    each_db(|t| async move {
+        let ann = t.user("ann@del.test").await;
+        let bob = t.user("bob@del.test").await;
+        let acme = t.account(&ann, "acme").await;
+        t.add_member(acme, &ann, &bob, AccountRole::Member).await;
+        let me = |u: &TestUser| format!("/api/users/{}", u.id);
+
+        let (s, v) = t.call(M::DELETE, &me(&ann), Some(&bob.key), None).await;
+        assert_eq!(s, S::NOT_FOUND, "nobody deletes someone else: {v}");
+        let (s, v) = t.call(M::DELETE, &me(&ann), Some(&ann.key), None).await;
+        assert_eq!(s, S::CONFLICT, "{v}");
+        assert!(v["detail"].as_str().unwrap_or("").contains("last active Owner"), "{v}");
+        assert_eq!(t.call(M::GET, "/api/me", Some(&ann.key), None).await.0, S::OK, "nothing changed");
+        let (_, members) = t.call(M::POST, &format!("/api/accounts/{acme}/account_memberships/count"), Some(&ann.key), Some(json!({}))).await;
+        assert_eq!(members, json!(2));
+
+        let (s, v) = t.call(M::DELETE, &me(&bob), Some(&bob.key), None).await;
+        assert_eq!(s, S::NO_CONTENT, "{v}");
+        assert_eq!(t.call(M::GET, "/api/me", Some(&bob.key), None).await.0, S::UNAUTHORIZED, "the key ended with the user");
+        let (_, members) = t.call(M::POST, &format!("/api/accounts/{acme}/account_memberships/count"), Some(&ann.key), Some(json!({}))).await;
+        assert_eq!(members, json!(1));
+        let (_, events) = t.call(M::POST, &format!("/api/accounts/{acme}/events/filter"), Some(&ann.key),
+            Some(json!({"filter": {"event": {"name": ["prefect-cloud.account-membership.deleted"]}}}))).await;
+        assert_eq!(events["total"], 1, "leaving is audited in the account: {events}");
+
+        // Eight accounts with two Owners each; both Owners of every account delete themselves at
+        // once: in each account exactly one succeeds.
+        let mut pairs = Vec::new();
+        for i in 0..8 {
+            let o1 = t.user(&format!("o1-{i}@race.test")).await;
+            let o2 = t.user(&format!("o2-{i}@race.test")).await;
+            let a = t.account(&o1, &format!("race-{i}")).await;
+            t.add_member(a, &o1, &o2, AccountRole::Owner).await;
+            pairs.push((a, o1, o2));
+        }
+        let calls = pairs.iter().flat_map(|(_, o1, o2)| [o1, o2]).map(|u| {
+            let (t, path, key) = (&t, me(u), u.key.clone());
+            async move { t.call(M::DELETE, &path, Some(&key), None).await.0 }
+        });
+        let statuses = futures_util::future::join_all(calls).await;
+        for (i, pair) in statuses.chunks(2).enumerate() {
+            let mut got = pair.to_vec();
+            got.sort();
+            assert_eq!(got, vec![S::NO_CONTENT, S::CONFLICT], "{:?}: account {i}: {pair:?}", t.db);
+        }
+        for (a, o1, o2) in &pairs {
+            let survivor = if t.call(M::GET, "/api/me", Some(&o1.key), None).await.0 == S::OK { o1 } else { o2 };
+            let (s, n) = t.call(M::POST, &format!("/api/accounts/{a}/account_memberships/count"), Some(&survivor.key), Some(json!({}))).await;
+            assert_eq!((s, n), (S::OK, json!(1)), "one Owner remains");
+        }
+    })
+    .await;
+}

@@ -322,6 +322,11 @@ const NOT_PRINCIPAL_OPS: &[(&str, &str, &str)] = &[
     ),
     ("PATCH", "/api/users/{}", "the caller's own profile"),
     (
+        "DELETE",
+        "/api/users/{}",
+        "the caller's own user only (anyone else's: 404); the last-Owner rule under concurrency in tests/it/accounts.rs",
+    ),
+    (
         "POST",
         "/api/users/{}/email_change",
         "the caller's own email, with their password",

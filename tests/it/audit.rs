@@ -52,6 +52,7 @@ fn expected_event(method: &str, template: &str) -> Option<&'static str> {
             Some("prefect-cloud.api-key.deleted"),
         ),
         ("PATCH /api/users/{}", Some("prefect-cloud.user.updated")),
+        ("DELETE /api/users/{}", Some("prefect-cloud.user.deleted")),
         (
             "POST /api/users/{}/api_keys",
             Some("prefect-cloud.api-key.created"),

@@ -355,6 +355,13 @@ pub(crate) fn table() -> Vec<Cell> {
             Some(json!({"first_name": "Ann"})),
             [401, 404, 404, 404, 404, 204],
         ),
+        // The Owner is the last Owner of the world's account: they cannot delete themselves.
+        c(
+            M::DELETE,
+            "/api/users/{user_id}",
+            None,
+            [401, 404, 404, 404, 404, 409],
+        ),
         c(
             M::POST,
             "/api/users/{user_id}/api_keys",

@@ -17,6 +17,7 @@ const SELF_ENDING: &[&str] = &[
     "delete_api_key",
     "delete_account",
     "leave_account",
+    "delete_user",
 ];
 
 /// The fuzzed account and workspace.

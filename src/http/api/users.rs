@@ -40,6 +40,19 @@ pub async fn update_user(
 /// Starts changing your email address: confirm with your current password; the new address
 /// gets a single-use link (valid one hour) and the old one a notice. Nothing changes until the
 /// link is followed (`POST /api/auth/email_change/confirm`).
+/// Deletes your own user (nobody else's: 404): you leave every account — refused (409) while you
+/// are the last active Owner of one — and your sessions and keys stop at once.
+#[utoipa::path(delete, path = "/api/users/{user_id}", tag = "users", params(UserPath),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_user(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(u): Path<UserPath>,
+) -> Result<StatusCode> {
+    users::delete_user(&app, &p, u.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/api/users/{user_id}/email_change", tag = "users", params(UserPath), request_body = RequestEmailChange,
     responses((status = 202), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn request_email_change(
