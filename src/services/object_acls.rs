@@ -919,3 +919,112 @@ async fn hidden_count(
         }
     }
 }
+
+// ---- The dashboard's names ----
+
+/// The key of an object named as people name it (`flow/deployment`, a work pool's name,
+/// `block-type-slug/block-name`), looked up on the workspace's upstream (the kind's `see_` scope;
+/// whether the caller may view it is [`read_access`]'s to decide).
+pub async fn find_by_name(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    ws: WorkspaceId,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<String> {
+    crate::services::require_scope(app, p, account, ws, see_scope(kind))
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::not_found("workspace"),
+            e => e,
+        })?;
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let path = match kind {
+        ObjectKind::WorkPool => return Ok(name.to_string()),
+        ObjectKind::Deployment => {
+            let (flow, dep) = name.split_once('/').ok_or_else(|| {
+                Error::validation("name a deployment as flow-name/deployment-name")
+            })?;
+            format!("deployments/name/{}/{}", enc(flow), enc(dep))
+        }
+        ObjectKind::BlockDocument => {
+            let (slug, block) = name
+                .split_once('/')
+                .ok_or_else(|| Error::validation("name a block as block-type-slug/block-name"))?;
+            format!(
+                "block_types/slug/{}/block_documents/name/{}",
+                enc(slug),
+                enc(block)
+            )
+        }
+    };
+    let t = Target {
+        account,
+        workspace: ws,
+        rest: "",
+    };
+    let (_, up) = crate::services::gateway::upstream(app, &t)?;
+    let v = call(app, &up, Method::GET, &path, None)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound(format!("{} not found.", title(kind))),
+            e => e,
+        })?;
+    v["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::UpstreamFailed("the upstream's answer has no id".into()))
+}
+
+/// The accessors of one level as the dashboard's form writes them — one per line: `*`, a
+/// member's email, a service account's name, `team:NAME` — as (actor ids, team ids).
+pub async fn accessors_from_lines(
+    app: &App,
+    account: AccountId,
+    text: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut c = app.store.reader().await?;
+    let (mut actors, mut teams) = (Vec::new(), Vec::new());
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line == "*" {
+            actors.push("*".to_string());
+        } else if let Some(team) = line.strip_prefix("team:") {
+            let f = store::teams::TeamFilter {
+                names: Some(vec![team.trim().to_string()]),
+                ..Default::default()
+            };
+            let t = store::teams::find_teams(&mut c, account, &f, 1, 0)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    Error::validation(format!("no team named {team:?} in this account"))
+                })?;
+            teams.push(t.id.0.to_string());
+        } else if line.contains('@') {
+            let u = store::users::find_user_by_email(&mut c, line)
+                .await?
+                .ok_or_else(|| {
+                    Error::validation(format!("{line} is not a member of this account"))
+                })?;
+            actors.push(u.actor_id.0.to_string());
+        } else {
+            let b = store::service_accounts::find_bots(
+                &mut c,
+                account,
+                Some(&[line.to_string()]),
+                1,
+                0,
+            )
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Error::validation(format!("no service account named {line:?} in this account"))
+            })?;
+            actors.push(b.actor_id.0.to_string());
+        }
+    }
+    Ok((actors, teams))
+}

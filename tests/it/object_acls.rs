@@ -539,6 +539,38 @@ async fn object_acls_restrict_deployments_work_pools_and_blocks_on_every_route()
         let text = events.to_string();
         assert!(text.contains(&dev_a_actor) && text.contains(&w.team), "the lists are in the record: {text}");
 
+        // The dashboard: an Admin (an implicit workspace Owner: manage_acls) picks the locked work
+        // pool by name, sees its list, and gives dev_b view access from the form.
+        let ada = t.user_with_password("ada@acl.test").await;
+        let ada_user = TestUser { id: ada, key: w.owner.key.clone(), key_id: w.owner.key_id };
+        let acct = atrium::domain::AccountId(uuid::Uuid::parse_str(&w.acct).expect("account id"));
+        t.add_member(acct, &w.owner, &ada_user, AccountRole::Admin).await;
+        let (_, h) = crate::dashboard::sign_in(&t, "ada@acl.test", "a-long-password", "/").await;
+        let session = cookie_of(&h, "atrium_session");
+        let ws_id = w.gw.rsplit('/').next().expect("ws").to_string();
+        let (s, _, html) = crate::dashboard::get_page(&t, &format!("/account/{}/workspace/{ws_id}", w.acct), &session).await;
+        assert_eq!(s, S::OK);
+        assert!(html.contains("/object-access") && html.contains("Webhooks"), "{html}");
+        let page = format!("/account/{}/workspace/{ws_id}/object-access?kind=work_pool&name={}", w.acct, w.pool_locked);
+        let (s, h, html) = crate::dashboard::get_page(&t, &page, &session).await;
+        assert_eq!(s, S::OK, "{html}");
+        assert!(html.contains("dev-a@acl.test") && html.contains("service account worker"), "{html}");
+        let csrf = csrf_cookie(&h);
+        let (s, _, html) = form(&t, &format!("/account/{}/workspace/{ws_id}/object-access", w.acct), &format!("{session}; {csrf}"), &[
+            ("csrf", &hidden(&html, "csrf")),
+            ("kind", "work_pool"),
+            ("key", &w.pool_locked),
+            ("name", &w.pool_locked),
+            ("manage", "dev-a@acl.test"),
+            ("run", "worker"),
+            ("view", "dev-b@acl.test\nteam:ops"),
+        ]).await;
+        assert_eq!(s, S::SEE_OTHER, "{html}");
+        let (s, v) = call(&t, M::GET, &g(&format!("work_pools/{}", w.pool_locked)), b, None).await;
+        assert_eq!(s, S::OK, "the dashboard gave dev_b view access: {v}");
+        let (_, v) = t.call(M::GET, &g(&format!("work_pools/{}/access", w.pool_locked)), Some(own), None).await;
+        assert_eq!(v["view_actors"].as_array().map(Vec::len), Some(2), "{v}");
+
         // Every level `*` removes the ACL (the Terraform provider's destroy): roles alone again.
         put(g(&format!("deployments/{}/access", w.d_acl)), json!({"access_control": {
             "manage_actor_ids": ["*"], "run_actor_ids": ["*"], "view_actor_ids": ["*"],

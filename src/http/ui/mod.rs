@@ -11,6 +11,7 @@ pub mod form;
 pub mod invitations;
 pub mod keys;
 pub mod members;
+pub mod object_access;
 pub mod profile;
 pub mod roles;
 pub mod routes;

@@ -102,6 +102,16 @@ fn account() -> Vec<(&'static str, &'static str, Handler)> {
         ),
         (
             "GET",
+            "/workspace/{workspace_id}/object-access",
+            get(object_access::show),
+        ),
+        (
+            "POST",
+            "/workspace/{workspace_id}/object-access",
+            post(object_access::save),
+        ),
+        (
+            "GET",
             "/workspace/{workspace_id}/{*rest}",
             get(workspaces::prefect_link),
         ),

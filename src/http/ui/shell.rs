@@ -141,6 +141,11 @@ impl Shell {
         self.access.scopes(workspace).unwrap_or_default()
     }
 
+    /// Whether the account's plan includes a feature (to draw only the pages it has).
+    pub fn has_feature(&self, f: crate::domain::plan::Feature) -> bool {
+        self.access.snapshot().features.contains(f)
+    }
+
     /// Whether the signed-in user holds `scope` in a workspace of the account.
     pub fn may(&self, workspace: crate::domain::WorkspaceId, scope: Scope) -> bool {
         self.scopes(workspace).contains(scope)

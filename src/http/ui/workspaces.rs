@@ -161,6 +161,16 @@ pub async fn show(
         let may_edit = held.contains(Scope::WriteWorkspaceSettings);
         let may_set_default = held.contains(Scope::ManageWorkspaceUsers);
         let sees_access = held.contains(Scope::SeeWorkspaceUsers);
+        let acls = shell.has_feature(crate::domain::plan::Feature::ObjectAcls)
+            && [Scope::SeeDeployments, Scope::SeeWorkPools, Scope::SeeBlocks]
+                .iter()
+                .any(|s| held.contains(*s));
+        let hooks = if held.contains(Scope::SeeWebhooks) {
+            let f = crate::services::webhooks::FilterWebhooks::default();
+            Some(crate::services::webhooks::filter(&app, &p, account, workspace, f).await?)
+        } else {
+            None
+        };
         let base = shell.url(&format!("/workspace/{}", w.id));
         let default = w.default_workspace_role_id.map(|r| r.to_string()).unwrap_or_default();
         let default_name = roles
@@ -178,6 +188,18 @@ pub async fn show(
                 }
             }
             @if sees_access { p { a href={ (base) "/access" } { "Who has access" } } }
+            @if acls { p { a href={ (base) "/object-access" } { "Object access (deployments, work pools, blocks)" } } }
+            @if let Some(hooks) = &hooks {
+                h2 { "Webhooks" }
+                (table("Webhooks of this workspace", &["Name", "Enabled", "URL", "Template"], &hooks.iter().map(|h| html! {
+                    tr {
+                        td { (h.name) }
+                        td { @if h.enabled { "yes" } @else { "no" } }
+                        td { code { (h.url) } }
+                        td { code { (h.template.chars().take(80).collect::<String>()) } }
+                    }
+                }).collect::<Vec<_>>(), "No webhooks yet: create one with prefect cloud webhook create."))
+            }
             h2 { "Default access" }
             @if may_set_default && may_edit {
                 form method="post" action={ (base) "/default-access" } {
