@@ -271,15 +271,23 @@ pub fn bound(app: &App, account: AccountId, workspace: WorkspaceId) -> bool {
 
 /// The workspace's upstream, or 503 when none is bound.
 pub fn upstream(app: &App, t: &Target<'_>) -> Result<(Arc<AccountGateway>, Arc<Upstream>)> {
-    let found = app.upstreams.account(&t.account.0).and_then(|g| {
-        let u = g.upstreams.get(&t.workspace.0).cloned()?;
+    upstream_of(app, t.account, t.workspace)
+}
+
+/// [`upstream`] for a workspace named by its ids (Atrium's own calls to it: ACL lookups, webhooks).
+pub fn upstream_of(
+    app: &App,
+    account: AccountId,
+    workspace: WorkspaceId,
+) -> Result<(Arc<AccountGateway>, Arc<Upstream>)> {
+    let found = app.upstreams.account(&account.0).and_then(|g| {
+        let u = g.upstreams.get(&workspace.0).cloned()?;
         Some((g, u))
     });
     match found {
         Some(both) => Ok(both),
         None => Err(Error::NoUpstream(format!(
-            "this workspace has no upstream Prefect server; an account Owner or Admin binds one with PUT /api/accounts/{}/workspaces/{}/upstream",
-            t.account, t.workspace
+            "this workspace has no upstream Prefect server; an account Owner or Admin binds one with PUT /api/accounts/{account}/workspaces/{workspace}/upstream"
         ))),
     }
 }

@@ -96,36 +96,53 @@ fn title(kind: ObjectKind) -> &'static str {
     }
 }
 
+/// A name as one path segment of an upstream URL.
+fn segment(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 /// The upstream path of one object.
 fn object_path(kind: ObjectKind, key: &str) -> String {
     match kind {
         ObjectKind::Deployment => format!("deployments/{key}"),
         ObjectKind::BlockDocument => format!("block_documents/{key}"),
-        ObjectKind::WorkPool => format!(
-            "work_pools/{}",
-            form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
-        ),
+        ObjectKind::WorkPool => format!("work_pools/{}", segment(key)),
     }
 }
 
-/// The object as the workspace's upstream has it (404 when it has none).
-async fn fetch_object(
+/// An object of `kind` as the workspace's upstream answers `path` (404 when it has none).
+async fn upstream_object(
     app: &App,
     account: AccountId,
     ws: WorkspaceId,
     kind: ObjectKind,
-    key: &str,
+    path: &str,
 ) -> Result<Value> {
-    let t = Target {
-        account,
-        workspace: ws,
-        rest: "",
-    };
-    let (_, up) = crate::services::gateway::upstream(app, &t)?;
-    call(app, &up, Method::GET, &object_path(kind, key), None)
+    let (_, up) = crate::services::gateway::upstream_of(app, account, ws)?;
+    call(app, &up, Method::GET, path, None)
         .await
         .map_err(|e| match e {
             Error::NotFound(_) => Error::NotFound(format!("{} not found.", title(kind))),
+            e => e,
+        })
+}
+
+/// The caller's access and scopes in the workspace, requiring `scope` (a workspace they cannot
+/// reach is "workspace not found").
+async fn require(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    ws: WorkspaceId,
+    scope: Scope,
+) -> Result<(
+    crate::services::gate::Access,
+    crate::domain::scope::ScopeSet,
+)> {
+    crate::services::gate::require_scope_access(app, p, account, ws, scope)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::not_found("workspace"),
             e => e,
         })
 }
@@ -139,18 +156,12 @@ pub async fn read_access(
     kind: ObjectKind,
     raw: &str,
 ) -> Result<AccessControl> {
-    let (access, held) = crate::services::gate::workspace_and_access(app, p, account, ws)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => Error::not_found("workspace"),
-            e => e,
-        })?;
-    crate::services::require_scope(app, p, account, ws, see_scope(kind)).await?;
+    let (access, held) = require(app, p, account, ws, see_scope(kind)).await?;
     crate::services::plans::require_feature(app, account, Feature::ObjectAcls)?;
     let key = kind
         .key(raw)
         .ok_or_else(|| Error::NotFound(format!("{} not found.", title(kind))))?;
-    let object = fetch_object(app, account, ws, kind, &key).await?;
+    let object = upstream_object(app, account, ws, kind, &object_path(kind, &key)).await?;
     if let Some(view) = access.object_acls(ws, held) {
         let pool = object["work_pool_name"].as_str();
         let visible = match kind {
@@ -255,12 +266,7 @@ pub async fn set_access(
     raw: &str,
     body: SetAccess,
 ) -> Result<()> {
-    crate::services::require_scope(app, p, account, ws, Scope::ManageAcls)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => Error::not_found("workspace"),
-            e => e,
-        })?;
+    let (access, _) = require(app, p, account, ws, Scope::ManageAcls).await?;
     crate::services::plans::require_feature(app, account, Feature::ObjectAcls)?;
     let key = kind
         .key(raw)
@@ -271,7 +277,7 @@ pub async fn set_access(
             "block documents have no run level: send only manage_ and view_ lists",
         ));
     }
-    let object = fetch_object(app, account, ws, kind, &key).await?;
+    let object = upstream_object(app, account, ws, kind, &object_path(kind, &key)).await?;
     let mut c = app.store.reader().await?;
     let mut acl = ObjectAcl::default();
     for (level, actors, teams) in [
@@ -291,14 +297,9 @@ pub async fn set_access(
                 "at most {MAX_PER_LEVEL} accessors per level"
             )));
         }
-        for s in actors {
-            let a = resolve(&mut c, account, s, false, level).await?;
-            if !out.contains(&a) {
-                out.push(a);
-            }
-        }
-        for s in teams {
-            let a = resolve(&mut c, account, s, true, level).await?;
+        let named = actors.iter().map(|s| (s, false));
+        for (s, team) in named.chain(teams.iter().map(|s| (s, true))) {
+            let a = resolve(&mut c, account, s, team, level).await?;
             if !out.contains(&a) {
                 out.push(a);
             }
@@ -306,12 +307,11 @@ pub async fn set_access(
     }
     drop(c);
     let open = acl.is_open(kind);
-    let before = crate::services::gate::listed(app, p, account).and_then(|a| {
-        a.snapshot()
-            .workspaces
-            .get(&ws.0)
-            .and_then(|w| w.acls.get(kind, &key).cloned())
-    });
+    let before = access
+        .snapshot()
+        .workspaces
+        .get(&ws.0)
+        .and_then(|w| w.acls.get(kind, &key).cloned());
     let object_id = object["id"]
         .as_str()
         .and_then(|s| Uuid::try_parse(s).ok())
@@ -848,48 +848,34 @@ async fn hidden_count(
     for k in ["page", "limit", "offset", "sort"] {
         f.remove(k);
     }
-    let count = |path: &'static str, filter: Value| async move {
-        let v = call(app, up, Method::POST, path, Some(&filter)).await?;
-        v.as_u64()
-            .ok_or_else(|| Error::UpstreamFailed(format!("{path} did not answer a number")))
-    };
+    // The objects of `collection` whose `field` is one of `hidden` that the filter matches.
+    let count =
+        |path: &'static str, collection: &'static str, field: &'static str, hidden: Vec<String>| {
+            let f = &f;
+            async move {
+                let keys = narrowed(f, collection, field, hidden);
+                if keys.is_empty() {
+                    return Ok(0);
+                }
+                let filter = with_any(f, collection, field, &keys);
+                let v = call(app, up, Method::POST, path, Some(&filter)).await?;
+                v.as_u64()
+                    .ok_or_else(|| Error::UpstreamFailed(format!("{path} did not answer a number")))
+            }
+        };
     match kind {
         ObjectKind::WorkPool => {
-            let pools = narrowed(&f, "work_pools", "name", view.denied(kind, Level::View));
-            if pools.is_empty() {
-                return Ok(0);
-            }
-            count(
-                "work_pools/count",
-                with_any(&f, "work_pools", "name", &pools),
-            )
-            .await
+            let hidden = view.denied(kind, Level::View);
+            count("work_pools/count", "work_pools", "name", hidden).await
         }
         ObjectKind::BlockDocument => {
-            let ids = narrowed(&f, "block_documents", "id", view.denied(kind, Level::View));
-            if ids.is_empty() {
-                return Ok(0);
-            }
-            count(
-                "block_documents/count",
-                with_any(&f, "block_documents", "id", &ids),
-            )
-            .await
+            let hidden = view.denied(kind, Level::View);
+            count("block_documents/count", "block_documents", "id", hidden).await
         }
         ObjectKind::Deployment => {
             // Deployments in pools whose ACL hides them…
             let pools = view.denied(ObjectKind::WorkPool, Level::View);
-            let pools = narrowed(&f, "work_pools", "name", pools);
-            let in_pools = async {
-                if pools.is_empty() {
-                    return Ok(0);
-                }
-                count(
-                    "deployments/count",
-                    with_any(&f, "work_pools", "name", &pools),
-                )
-                .await
-            };
+            let in_pools = count("deployments/count", "work_pools", "name", pools);
             // …and those hidden by their own ACL, unless their pool's ACL governs them (the
             // pools looked up together).
             let own = async {
@@ -909,10 +895,7 @@ async fn hidden_count(
                         own.push(id);
                     }
                 }
-                if own.is_empty() {
-                    return Ok(0);
-                }
-                count("deployments/count", with_any(&f, "deployments", "id", &own)).await
+                count("deployments/count", "deployments", "id", own).await
             };
             let (a, b) = futures_util::future::join(in_pools, own).await;
             Ok(a? + b?)
@@ -933,20 +916,14 @@ pub async fn find_by_name(
     kind: ObjectKind,
     name: &str,
 ) -> Result<String> {
-    crate::services::require_scope(app, p, account, ws, see_scope(kind))
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => Error::not_found("workspace"),
-            e => e,
-        })?;
-    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    require(app, p, account, ws, see_scope(kind)).await?;
     let path = match kind {
         ObjectKind::WorkPool => return Ok(name.to_string()),
         ObjectKind::Deployment => {
             let (flow, dep) = name.split_once('/').ok_or_else(|| {
                 Error::validation("name a deployment as flow-name/deployment-name")
             })?;
-            format!("deployments/name/{}/{}", enc(flow), enc(dep))
+            format!("deployments/name/{}/{}", segment(flow), segment(dep))
         }
         ObjectKind::BlockDocument => {
             let (slug, block) = name
@@ -954,23 +931,12 @@ pub async fn find_by_name(
                 .ok_or_else(|| Error::validation("name a block as block-type-slug/block-name"))?;
             format!(
                 "block_types/slug/{}/block_documents/name/{}",
-                enc(slug),
-                enc(block)
+                segment(slug),
+                segment(block)
             )
         }
     };
-    let t = Target {
-        account,
-        workspace: ws,
-        rest: "",
-    };
-    let (_, up) = crate::services::gateway::upstream(app, &t)?;
-    let v = call(app, &up, Method::GET, &path, None)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => Error::NotFound(format!("{} not found.", title(kind))),
-            e => e,
-        })?;
+    let v = upstream_object(app, account, ws, kind, &path).await?;
     v["id"]
         .as_str()
         .map(str::to_string)

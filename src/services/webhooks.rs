@@ -454,12 +454,7 @@ pub async fn receive(app: &App, slug: &str, call: Incoming<'_>) -> Result<Value>
         crate::services::require_scope(app, p, w.account_id, w.workspace_id, Scope::ManageEvents)
             .await?;
     }
-    let t = crate::services::gateway::Target {
-        account: w.account_id,
-        workspace: w.workspace_id,
-        rest: "",
-    };
-    let (g, up) = crate::services::gateway::upstream(app, &t)?;
+    let (g, up) = crate::services::gateway::upstream_of(app, w.account_id, w.workspace_id)?;
     crate::services::gateway::charge(app, w.account_id, &g, Charge::Items, 1).await?;
     let event = match render(app, &w, &call) {
         Ok(e) => e,

@@ -335,18 +335,7 @@ async fn forward(
             .map_err(|_| HttpError::PayloadTooLarge)?;
         return filtered(app, t, &upstream, parts, body, &after).await;
     }
-    let started = Instant::now();
-    let sent = tokio::time::timeout(
-        RESPONSE_TIMEOUT,
-        crate::services::upstreams::send(app, &upstream, Request::from_parts(parts, body)),
-    )
-    .await;
-    app.metrics.upstream_latency.observe(started.elapsed());
-    let resp = match sent {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(e.into()),
-        Err(e) => return Err(upstream_failed(app, &upstream, UpstreamError::Timeout, &e).into()),
-    };
+    let resp = send_timed(app, &upstream, Request::from_parts(parts, body)).await?;
     let (mut rparts, rbody) = resp.into_parts();
     strip_response_headers(&mut rparts.headers);
     rewrite_location(
@@ -358,6 +347,28 @@ async fn forward(
     );
     let body = Body::new(rbody.map_err(axum::Error::new));
     Ok(Response::from_parts(rparts, body))
+}
+
+/// Sends a request to the upstream, waiting at most [`RESPONSE_TIMEOUT`] for the response head
+/// (then it fails as [`upstream_failed`] says) and recording the wait in the upstream latency
+/// histogram. Both the streamed and the filtered path send through here.
+async fn send_timed(
+    app: &App,
+    upstream: &Upstream,
+    req: Request,
+) -> Result<axum::http::Response<hyper::body::Incoming>, HttpError> {
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        RESPONSE_TIMEOUT,
+        crate::services::upstreams::send(app, upstream, req),
+    )
+    .await;
+    app.metrics.upstream_latency.observe(started.elapsed());
+    match sent {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(upstream_failed(app, upstream, UpstreamError::Timeout, &e).into()),
+    }
 }
 
 /// Turns a client's request head into the upstream's: the upstream target, then Host, the
@@ -406,22 +417,7 @@ async fn filtered(
 ) -> Result<Response, HttpError> {
     // The answer is parsed: ask for it uncompressed.
     parts.headers.remove(header::ACCEPT_ENCODING);
-    let started = Instant::now();
-    let sent = tokio::time::timeout(
-        RESPONSE_TIMEOUT,
-        crate::services::upstreams::send(
-            app,
-            upstream,
-            Request::from_parts(parts, Body::from(body)),
-        ),
-    )
-    .await;
-    app.metrics.upstream_latency.observe(started.elapsed());
-    let resp = match sent {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(e.into()),
-        Err(e) => return Err(upstream_failed(app, upstream, UpstreamError::Timeout, &e).into()),
-    };
+    let resp = send_timed(app, upstream, Request::from_parts(parts, Body::from(body))).await?;
     let (mut rparts, rbody) = resp.into_parts();
     strip_response_headers(&mut rparts.headers);
     rewrite_location(
