@@ -160,7 +160,8 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         };
         let t = Instant::now();
-        let page = store::audit::find_events(&mut c, a, &q, None, 50).await?;
+        let page = store::audit::find_events(&mut c, a, &q, store::audit::Window::Before(None), 50)
+            .await?;
         page_us.push(t.elapsed().as_micros());
         found += page.len();
         let t = Instant::now();

@@ -468,6 +468,10 @@ pub fn router(app: App) -> Router {
         .merge(scim::router())
         .route("/metrics", axum::routing::get(metrics))
         .route("/hooks/{slug}", axum::routing::any(api::webhooks::receive))
+        .route(
+            "/api/accounts/{account_id}/events/out",
+            axum::routing::get(gateway::account_ws::handle),
+        )
         .fallback(gateway::handle)
         .method_not_allowed_fallback(|| async {
             (

@@ -792,7 +792,14 @@ async fn page(
 ) -> Result<EventPage> {
     let q = to_query(&f, workspace, app.now())?;
     let mut c = app.store.reader().await?;
-    let events = store::audit::find_events(&mut c, account.0, &q, before, limit).await?;
+    let events = store::audit::find_events(
+        &mut c,
+        account.0,
+        &q,
+        store::audit::Window::Before(before),
+        limit,
+    )
+    .await?;
     let total = store::audit::count_events(&mut c, account.0, &q, COUNT_CAP).await?;
     let next_page = (events.len() as i64 == limit)
         .then(|| events.last())
@@ -815,6 +822,33 @@ async fn page(
         total,
         next_page,
     })
+}
+
+/// The account's audit events after sequence number `after` (from `since`, µs, when `None`),
+/// oldest first, at most `limit`: the audit part of the account-wide event stream (the caller
+/// was authorized by `services::account_events`). Refusals queued on this server land with later
+/// sequence numbers, so a stream polling this sees them on a later poll.
+pub async fn stream_after(
+    app: &App,
+    account: AccountId,
+    since: i64,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventView>> {
+    let q = EventQuery {
+        since: Some(since),
+        ..EventQuery::default()
+    };
+    let mut c = app.store.reader().await?;
+    let events = store::audit::find_events(
+        &mut c,
+        account.0,
+        &q,
+        store::audit::Window::After(after),
+        limit,
+    )
+    .await?;
+    Ok(events.into_iter().map(view).collect())
 }
 
 fn events_path(account: AccountId, workspace: Option<WorkspaceId>) -> String {

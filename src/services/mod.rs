@@ -2,6 +2,7 @@
 //! authorize → load → apply the domain rule → persist in one transaction → refresh the index.
 //! The only layer that calls both `authz` and `store`.
 
+pub mod account_events;
 pub mod accounts;
 pub mod audit;
 pub mod auth;

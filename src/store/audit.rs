@@ -223,25 +223,43 @@ fn filtered(base: &str, account: Uuid, q: &EventQuery) -> Sql {
     s
 }
 
-/// Newest first; `before` = (occurred, seq) of the last event of the previous page (keyset).
+/// Which matching events a read returns.
+pub enum Window {
+    /// Newest first, before (occurred, seq) of the last event of the previous page (keyset), or
+    /// from the newest.
+    Before(Option<(i64, i64)>),
+    /// Oldest first by sequence number, after `seq` of the account's chain (from the first when
+    /// `None`): what a live subscription has not been sent yet. Uses the primary key.
+    After(Option<i64>),
+}
+
+/// Matching events of `window`, at most `limit`.
 pub async fn find_events(
     c: &mut Conn,
     account: Uuid,
     q: &EventQuery,
-    before: Option<(i64, i64)>,
+    window: Window,
     limit: i64,
 ) -> Result<Vec<AuditRecord>, Error> {
     let mut s = filtered(&format!("SELECT {COLS} FROM audit_events"), account, q);
-    if let Some((occurred, seq)) = before {
-        s.push(
-            " AND (occurred < ? OR (occurred = ? AND seq < ?))",
-            [Arg::Int(occurred), Arg::Int(occurred), Arg::Int(seq)],
-        );
-    }
-    s.push(
-        " ORDER BY occurred DESC, seq DESC LIMIT ?",
-        [Arg::Int(limit)],
-    );
+    let order = match window {
+        Window::Before(before) => {
+            if let Some((occurred, seq)) = before {
+                s.push(
+                    " AND (occurred < ? OR (occurred = ? AND seq < ?))",
+                    [Arg::Int(occurred), Arg::Int(occurred), Arg::Int(seq)],
+                );
+            }
+            " ORDER BY occurred DESC, seq DESC LIMIT ?"
+        }
+        Window::After(after) => {
+            if let Some(seq) = after {
+                s.push(" AND seq > ?", [Arg::Int(seq)]);
+            }
+            " ORDER BY seq ASC LIMIT ?"
+        }
+    };
+    s.push(order, [Arg::Int(limit)]);
     s.query()
         .fetch_all(&mut *c)
         .await?

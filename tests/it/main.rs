@@ -3,6 +3,7 @@
 
 mod support;
 
+mod account_events;
 mod accounts;
 mod adversarial;
 mod audit;

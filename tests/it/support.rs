@@ -650,6 +650,20 @@ impl Installation {
     }
 }
 
+/// The databases a test of the real binary runs on: a SQLite file in `dir`, then a fresh
+/// PostgreSQL database when configured (dropped with the returned guard).
+pub fn installation_databases(dir: &std::path::Path) -> (Vec<String>, Option<FreshDatabase>) {
+    let mut dbs = vec![format!("sqlite://{}/atrium.db", dir.display())];
+    let pg = std::env::var("ATRIUM_TEST_POSTGRES_URL")
+        .ok()
+        .map(|b| FreshDatabase::create(&b));
+    match &pg {
+        Some(db) => dbs.push(db.url.clone()),
+        None => missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)"),
+    }
+    (dbs, pg)
+}
+
 /// Creates a workspace through a running server's API; its id.
 pub fn create_workspace(port: u16, account: &str, key: &str, handle: &str) -> String {
     let resp = http(

@@ -230,14 +230,7 @@ fn the_prefect_cli_manages_webhooks_and_a_webhook_fires_a_prefect_automation() {
     };
     let Some(up) = upstream() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut dbs = vec![format!("sqlite://{}/atrium.db", dir.path().display())];
-    let pg = std::env::var("ATRIUM_TEST_POSTGRES_URL")
-        .ok()
-        .map(|b| FreshDatabase::create(&b));
-    match &pg {
-        Some(db) => dbs.push(db.url.clone()),
-        None => missing("PostgreSQL (ATRIUM_TEST_POSTGRES_URL)"),
-    }
+    let (dbs, _pg) = installation_databases(dir.path());
     for db in dbs {
         let inst = Installation::new(db);
         let (account, key) = inst.bootstrap("ann@hooks.test", "hooks");

@@ -3,6 +3,7 @@
 //! `services::gateway`, and is streamed to the workspace's upstream Prefect server over a
 //! keep-alive pool (one per upstream authority). Websockets are relayed by [`ws`].
 
+pub mod account_ws;
 pub mod fast;
 pub mod split;
 pub mod ws;
@@ -103,12 +104,15 @@ fn strip_response_headers(h: &mut HeaderMap) {
 }
 
 /// Authenticates a gateway call: bearer key, or a dashboard session (state-changing calls with a
-/// session must come from our own origin).
+/// session must come from our own origin, and so must a websocket handshake).
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Option<Principal>, Error> {
     let mut p = if let Some(key) = bearer(parts) {
         auth::authenticate_key(app, key).await?
     } else if let Some(sid) = session_cookie(parts) {
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        // A websocket handshake is a GET, but what it opens reads and writes: it must come from
+        // our origin too (cross-site websocket hijacking), whatever the cookie's SameSite says.
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+            && !parts.headers.contains_key(header::UPGRADE);
         let origin_ok = parts
             .headers
             .get(header::ORIGIN)

@@ -8,12 +8,16 @@
 
 use crate::app::App;
 use crate::authz::Principal;
+use crate::domain::gateway_routes::Need;
+use crate::http::extract::{client_ip, user_agent};
+use crate::services::gate::{self, Standing};
 use crate::services::ratelimit::Bucket;
 use crate::services::upstreams::Upstream;
 use crate::services::{auth, gateway, Error};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::Request;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,8 +27,8 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close codes (RFC 6455): policy violation, and "try again later".
-const POLICY: u16 = 1008;
-const UNAVAILABLE: u16 = 1013;
+pub(super) const POLICY: u16 = 1008;
+pub(super) const UNAVAILABLE: u16 = 1013;
 
 struct Owned {
     target_path: String,
@@ -41,44 +45,26 @@ pub async fn handle(
         return e.into_response();
     }
     let (mut parts, _body) = req.into_parts();
-    let offers_prefect = parts
-        .headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == "prefect");
-    let principal = match super::authenticate(&app, &parts).await {
-        Ok(p) => p,
+    let head = match Head::of(&app, &parts).await {
+        Ok(h) => h,
         Err(e) => return e.into_response(),
     };
-    if principal.is_none() && !offers_prefect {
-        return Error::Unauthenticated(
-            "not authenticated: send Authorization: bearer <API key>, or use subprotocol prefect and an auth frame".into(),
-        )
-        .into_response();
-    }
     let owned = Owned {
         target_path: t.rest.to_string(),
         query,
     };
     let (account, workspace) = (t.account, t.workspace);
     // With header auth, refuse before the upgrade so the client sees a plain 401/403/404.
-    let upstream = match &principal {
+    let upstream = match &head.principal {
         Some(p) => match admit(&app, p, &t).await {
             Ok(u) => Some(u),
             Err(e) => return e.into_response(),
         },
         None => None,
     };
-    let upgrade = match super::ws_upgrade(&mut parts, &app).await {
+    let upgrade = match head.upgrade(&mut parts, &app).await {
         Ok(u) => u,
         Err(r) => return r,
-    };
-    let upgrade = if offers_prefect {
-        upgrade.protocols(["prefect"])
-    } else {
-        upgrade
     };
     upgrade.on_upgrade(move |socket| async move {
         // A stopping server lets the websocket finish, up to its grace period.
@@ -89,17 +75,7 @@ pub async fn handle(
             workspace,
             rest: &owned.target_path,
         };
-        if let Err(reason) = relay(
-            &app,
-            socket,
-            &t,
-            owned.query.as_deref(),
-            principal,
-            upstream,
-            offers_prefect,
-        )
-        .await
-        {
+        if let Err(reason) = relay(&app, socket, &t, owned.query.as_deref(), head, upstream).await {
             tracing::debug!(reason, "gateway websocket ended");
         }
         app.metrics.websockets_open.fetch_sub(1, Relaxed);
@@ -111,7 +87,102 @@ async fn admit(app: &App, p: &Principal, t: &gateway::Target<'_>) -> Result<Arc<
     Ok(gateway::upstream(app, t)?.1)
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+/// What the head of a websocket request says: the principal of a header-authenticated client,
+/// whether it speaks subprotocol `prefect` (then it authenticates in band), and its address.
+pub(super) struct Head {
+    pub principal: Option<Principal>,
+    pub prefect: bool,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl Head {
+    /// Authenticates the header (401 for a bad key or session); a client with neither a header
+    /// nor subprotocol `prefect` is refused (401) before the upgrade.
+    pub async fn of(app: &App, parts: &Parts) -> Result<Head, Error> {
+        let prefect = parts
+            .headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == "prefect");
+        let principal = super::authenticate(app, parts).await?;
+        if principal.is_none() && !prefect {
+            return Err(Error::Unauthenticated(
+                "not authenticated: send Authorization: bearer <API key>, or use subprotocol prefect and an auth frame".into(),
+            ));
+        }
+        Ok(Head {
+            principal,
+            prefect,
+            ip: client_ip(parts),
+            user_agent: user_agent(parts),
+        })
+    }
+
+    /// The upgrade, answering with subprotocol `prefect` when the client offered it.
+    pub async fn upgrade(
+        &self,
+        parts: &mut Parts,
+        app: &App,
+    ) -> Result<axum::extract::ws::WebSocketUpgrade, Response> {
+        let upgrade = super::ws_upgrade(parts, app).await?;
+        Ok(if self.prefect {
+            upgrade.protocols(["prefect"])
+        } else {
+            upgrade
+        })
+    }
+
+    /// After the upgrade: the caller. A `prefect`-subprotocol client sends its auth frame first
+    /// (read even when the header authenticated it); its key authenticates it unless the header
+    /// did. On failure the socket is closed with a policy violation and its reason.
+    pub async fn principal(
+        self,
+        app: &App,
+        socket: &mut WebSocket,
+    ) -> Result<(Principal, bool), &'static str> {
+        let authenticated = self.principal.is_some();
+        if !self.prefect {
+            return self.principal.map(|p| (p, true)).ok_or("no principal");
+        }
+        let Some(token) = auth_frame(socket).await else {
+            close(socket, POLICY, "expected an auth frame").await;
+            return Err("no auth frame");
+        };
+        if let Some(p) = self.principal {
+            return Ok((p, authenticated));
+        }
+        let Some(key) = token else {
+            close(socket, POLICY, "Unauthorized: an API key is required").await;
+            return Err("no token");
+        };
+        match auth::authenticate_key(app, &key).await {
+            Ok(mut p) => {
+                p.ip = self.ip;
+                p.user_agent = self.user_agent;
+                Ok((p, false))
+            }
+            Err(_) => {
+                close(socket, POLICY, "Unauthorized: invalid API key").await;
+                Err("bad key")
+            }
+        }
+    }
+}
+
+/// Closes a client socket after a refusal: 1013 (try again later) when no upstream is bound or
+/// reachable, 1008 (policy) for anything else.
+pub(super) async fn refuse(socket: &mut WebSocket, e: &Error) {
+    let code = match e {
+        Error::NoUpstream(_) => UNAVAILABLE,
+        _ => POLICY,
+    };
+    close(socket, code, &e.to_string()).await;
+}
+
+pub(super) async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code,
@@ -148,48 +219,26 @@ async fn relay(
     mut socket: WebSocket,
     t: &gateway::Target<'_>,
     query: Option<&str>,
-    principal: Option<Principal>,
+    head: Head,
     upstream: Option<Arc<Upstream>>,
-    prefect_protocol: bool,
 ) -> Result<(), &'static str> {
-    // In-band authentication: the first frame of a `prefect`-subprotocol client.
-    let upstream = if prefect_protocol {
-        let Some(token) = auth_frame(&mut socket).await else {
-            close(&mut socket, POLICY, "expected an auth frame").await;
-            return Err("no auth frame");
-        };
-        match (principal.as_ref(), upstream) {
-            (Some(_), Some(u)) => u,
-            _ => {
-                let Some(key) = token else {
-                    close(&mut socket, POLICY, "Unauthorized: an API key is required").await;
-                    return Err("no token");
-                };
-                let p = match auth::authenticate_key(app, &key).await {
-                    Ok(p) => p,
-                    Err(_) => {
-                        close(&mut socket, POLICY, "Unauthorized: invalid API key").await;
-                        return Err("bad key");
-                    }
-                };
-                match admit(app, &p, t).await {
-                    Ok(u) => u,
-                    Err(e @ Error::NoUpstream(_)) => {
-                        close(&mut socket, UNAVAILABLE, &e.to_string()).await;
-                        return Err("no upstream");
-                    }
-                    Err(e) => {
-                        close(&mut socket, POLICY, &e.to_string()).await;
-                        return Err("refused");
-                    }
-                }
+    let prefect_protocol = head.prefect;
+    let (principal, admitted) = head.principal(app, &mut socket).await?;
+    let upstream = match upstream.filter(|_| admitted) {
+        Some(u) => u,
+        None => match admit(app, &principal, t).await {
+            Ok(u) => u,
+            Err(e) => {
+                refuse(&mut socket, &e).await;
+                return Err("refused");
             }
-        }
-    } else {
-        match upstream {
-            Some(u) => u,
-            None => return Err("no upstream"),
-        }
+        },
+    };
+    // What the route needs, re-asked of the gate for each message the upstream sends: a member
+    // removed or stripped of the scope stops receiving on the next message.
+    let need = match gateway::rule_of("WS", t).map(|r| r.need) {
+        Some(Need::Scope(s)) => Some(s),
+        _ => None,
     };
 
     let mut up = match connect_upstream(app, &upstream, t.rest, query).await {
@@ -239,6 +288,10 @@ async fn relay(
             }
             from_upstream = up.next() => {
                 let Some(Ok(msg)) = from_upstream else { break };
+                if gate::standing_in(app, &principal, t.account, t.workspace, need) != Standing::Holds {
+                    close(&mut socket, POLICY, "your access to this workspace changed").await;
+                    break;
+                }
                 let out = match msg {
                     tungstenite::Message::Text(s) => Message::Text(s.as_str().into()),
                     tungstenite::Message::Binary(b) => Message::Binary(b),
@@ -290,11 +343,12 @@ async fn wait_for_budget(app: &App, t: &gateway::Target<'_>) {
     }
 }
 
-type UpstreamSocket = tokio_tungstenite::WebSocketStream<crate::upstream::tls::UpstreamStream>;
+pub(super) type UpstreamSocket =
+    tokio_tungstenite::WebSocketStream<crate::upstream::tls::UpstreamStream>;
 
 /// Opens the upstream websocket with subprotocol `prefect` and does the auth handshake with the
 /// upstream's auth string (or `null` when it has none).
-async fn connect_upstream(
+pub(super) async fn connect_upstream(
     app: &App,
     u: &Upstream,
     rest: &str,

@@ -114,6 +114,16 @@ impl Access {
             .filter(|s| !s.is_empty())
     }
 
+    /// The workspaces of the account where the caller holds `scope`.
+    pub fn workspaces_with(&self, scope: Scope) -> Vec<WorkspaceId> {
+        self.snap
+            .workspaces
+            .keys()
+            .map(|w| WorkspaceId(*w))
+            .filter(|w| self.scopes(*w).is_some_and(|s| s.contains(scope)))
+            .collect()
+    }
+
     /// Can the caller reach this workspace (hold any scope in it)?
     pub fn sees(&self, workspace: WorkspaceId) -> bool {
         self.scopes(workspace).is_some()
@@ -225,6 +235,46 @@ pub fn scim(app: &App, p: &Principal, account: AccountId) -> Result<()> {
             allowlist(app, p, account)
         }
         _ => Err(Denied::NotFound.into()),
+    }
+}
+
+/// Where a caller admitted to a long-lived stream (a websocket) stands now: re-asked for each
+/// message it relays, so a member removed, deactivated, moved off the allowlist or stripped of the
+/// scope stops receiving on the next message. Nothing is recorded (the stream was admitted; it
+/// just ends or narrows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Still allowed.
+    Holds,
+    /// Still a member, but no longer allowed this part of the stream.
+    Lacks,
+    /// No longer a member the account admits: end the stream.
+    Gone,
+}
+
+/// [`Standing`] of a caller for `scope` in `workspace` (`None`: any scope there).
+pub fn standing_in(
+    app: &App,
+    p: &Principal,
+    account: AccountId,
+    workspace: WorkspaceId,
+    scope: Option<Scope>,
+) -> Standing {
+    match listed(app, p, account) {
+        None => Standing::Gone,
+        Some(a) => match a.scopes(workspace) {
+            Some(held) if scope.is_none_or(|s| held.contains(s)) => Standing::Holds,
+            _ => Standing::Lacks,
+        },
+    }
+}
+
+/// [`Standing`] of a caller for an account permission.
+pub fn standing(app: &App, p: &Principal, account: AccountId, perm: AccountPermission) -> Standing {
+    match listed(app, p, account) {
+        None => Standing::Gone,
+        Some(a) if a.can(perm) => Standing::Holds,
+        Some(_) => Standing::Lacks,
     }
 }
 
