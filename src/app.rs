@@ -86,6 +86,8 @@ pub struct AppState {
     pub dns: crate::services::upstreams::DnsCache,
     /// Deployments' work pools, for delegation to a pool's access control list.
     pub deployment_pools: crate::services::object_acls::PoolCache,
+    /// Files of the workspaces' Prefect UIs (`services::prefect_ui`).
+    pub prefect_ui: crate::services::prefect_ui::UiCache,
     /// Held (as a receiver) by every open connection and relayed websocket: a stopping server
     /// waits for them all, up to its grace period.
     pub inflight: tokio::sync::watch::Sender<()>,
@@ -124,6 +126,7 @@ impl App {
             listening: Mutex::default(),
             dns: Default::default(),
             deployment_pools: Default::default(),
+            prefect_ui: Default::default(),
             node: crate::services::node::NodeState::new(started),
             inflight: tokio::sync::watch::channel(()).0,
         }));

@@ -19,6 +19,11 @@ pub enum Need {
     /// whatever the client sent (`services::gateway::authorize_call`). A test checks that every
     /// route of the real Prefect server taking `include_secrets` is one of these.
     Secrets,
+    /// A read every member may make whose answer only holders of the scope see: for the others
+    /// the gateway answers `{}` in place of a successful answer. `GET admin/settings` (the Prefect
+    /// server's configuration): Prefect's UI reads it on every page, and a Viewer, who lacks
+    /// `see_workspace_settings`, must still be able to browse.
+    Redacted(Scope),
     /// `DELETE automations/owned-by/{resource}`: a deployment's own automations are part of the
     /// deployment (`flow.serve()` replaces them), so `write_deployments` suffices for
     /// `prefect.deployment.*` resources; anything else needs `manage_automations`.
@@ -50,6 +55,16 @@ const fn s(method: &'static str, pattern: &'static str, scope: Scope) -> RouteRu
         method,
         pattern,
         need: Need::Scope(scope),
+        charge: Charge::Api,
+        upstream_path: None,
+    }
+}
+
+const fn redacted(method: &'static str, pattern: &'static str, scope: Scope) -> RouteRule {
+    RouteRule {
+        method,
+        pattern,
+        need: Need::Redacted(scope),
         charge: Charge::Api,
         upstream_path: None,
     }
@@ -111,7 +126,7 @@ pub const TABLE: &[RouteRule] = &[
     any("GET", "ready"),
     any("GET", "csrf-token"),
     any("GET", "admin/version"),
-    s("GET", "admin/settings", SeeWorkspaceSettings),
+    redacted("GET", "admin/settings", SeeWorkspaceSettings),
     // Every flow run reads the default result storage.
     s("GET", "admin/storage", SeeFlows),
     s("PUT", "admin/storage", ManageWorkspaceSettings),

@@ -7,7 +7,7 @@ use crate::services::{auth, Error};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 pub const SESSION_COOKIE: &str = "atrium_session";
@@ -36,22 +36,87 @@ pub fn session_cookie(parts: &Parts) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
+/// A state-changing call (or a websocket handshake) authenticated by a session cookie — the
+/// Prefect UI's calls — must come from our own origin and carry Prefect's CSRF headers with a
+/// token Atrium minted for this session and client (`GET …/csrf-token`). API keys need neither.
+pub fn check_cookie_call(app: &App, parts: &Parts, p: &Principal) -> Result<(), Error> {
+    let upgrade = parts.headers.contains_key(header::UPGRADE);
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) && !upgrade {
+        return Ok(());
+    }
+    let origin_ok = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| {
+            app.config
+                .public_url
+                .strip_prefix(o)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
+    if !origin_ok {
+        return Err(Error::Forbidden(
+            "a call with a session cookie that changes something must come from this site's own pages".into(),
+        ));
+    }
+    // Browsers cannot add headers to a websocket handshake; its origin is what protects it.
+    if upgrade {
+        return Ok(());
+    }
+    let crate::authz::Credential::Session { id_hash } = &p.credential else {
+        return Ok(());
+    };
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+    match (header("prefect-csrf-token"), header("prefect-csrf-client")) {
+        (Some(token), Some(client))
+            if crate::http::ui::prefect_csrf_ok(app, id_hash, client, token) =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::Forbidden(
+            "Invalid CSRF token or client identifier: a write with a session cookie needs the Prefect-Csrf-Token and Prefect-Csrf-Client headers (GET …/csrf-token?client=…)".into(),
+        )),
+    }
+}
+
+/// The caller of an API call: an API key, or a session (whose writes pass [`check_cookie_call`]
+/// when `guard_writes`).
+async fn caller(parts: &Parts, app: &App, guard_writes: bool) -> Result<Principal, Error> {
+    let mut p = if let Some(key) = bearer(parts) {
+        auth::authenticate_key(app, key).await?
+    } else if let Some(sid) = session_cookie(parts) {
+        let p = auth::authenticate_session(app, sid).await?;
+        if guard_writes {
+            check_cookie_call(app, parts, &p)?;
+        }
+        p
+    } else {
+        return Err(Error::Unauthenticated(
+            "not authenticated: send Authorization: Bearer <API key> or sign in".into(),
+        ));
+    };
+    p.ip = client_ip(parts);
+    p.user_agent = user_agent(parts);
+    Ok(p)
+}
+
 impl FromRequestParts<App> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let mut p = if let Some(key) = bearer(parts) {
-            auth::authenticate_key(app, key).await?
-        } else if let Some(sid) = session_cookie(parts) {
-            auth::authenticate_session(app, sid).await?
-        } else {
-            return Err(Error::Unauthenticated(
-                "not authenticated: send Authorization: Bearer <API key> or sign in".into(),
-            ));
-        };
-        p.ip = client_ip(parts);
-        p.user_agent = user_agent(parts);
-        Ok(Auth(p))
+        caller(parts, app, true).await.map(Auth)
+    }
+}
+
+/// The caller of `POST /api/auth/logout`: ending one's own session changes nothing an attacker
+/// could want, so a session cookie needs no CSRF token for it.
+pub struct Leaving(pub Principal);
+
+impl FromRequestParts<App> for Leaving {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        caller(parts, app, false).await.map(Leaving)
     }
 }
 

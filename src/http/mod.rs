@@ -215,6 +215,7 @@ pub fn api_router() -> OpenApiRouter<App> {
             webhooks::delete_webhook
         ))
         .routes(routes!(webhooks::rotate_webhook))
+        .routes(routes!(csrf::csrf_token))
 }
 
 /// The OpenAPI document (3.1), completed with the answers every route can give.

@@ -133,9 +133,16 @@ pub struct Rewrite {
     pub query: Option<Option<String>>,
     /// `Some(b)`: forward this JSON body (`Content-Type: application/json`) instead.
     pub body: Option<Vec<u8>>,
-    /// `Some`: the answer must be read whole and filtered by the object ACLs
-    /// (`object_acls::filter_answer`) before the client gets it.
-    pub after: Option<crate::services::object_acls::After>,
+    /// `Some`: the answer must be read whole and changed before the client gets it.
+    pub after: Option<After>,
+}
+
+/// How a successful answer is changed before the client gets it.
+pub enum After {
+    /// Filtered by the object ACLs (`object_acls::filter_answer`).
+    Acl(crate::services::object_acls::After),
+    /// Replaced by `{}` (`Need::Redacted`: the caller lacks the scope to see it).
+    Redacted,
 }
 
 impl Rewrite {
@@ -222,7 +229,7 @@ pub async fn authorize_call(
             audit::record_denial(app, p, t.account, &msg, Some(t.workspace));
             return Err(Error::Forbidden(msg));
         }
-        Some(Need::Member) => None,
+        Some(Need::Member | Need::Redacted(_)) => None,
         Some(Need::Scope(s)) => Some(s),
         Some(Need::Secrets) => Some(Scope::SeeBlocks),
         Some(Need::AutomationsOwnedBy) => {
@@ -247,9 +254,14 @@ pub async fn authorize_call(
     let after = match acl {
         Some((route, view)) => {
             let (_, up) = upstream(app, t)?;
-            crate::services::object_acls::decide(app, p, t, &up, route, view, body).await?
+            crate::services::object_acls::decide(app, p, t, &up, route, view, body)
+                .await?
+                .map(After::Acl)
         }
-        None => None,
+        None => match rule.map(|r| r.need) {
+            Some(Need::Redacted(s)) if !held.contains(s) => Some(After::Redacted),
+            _ => None,
+        },
     };
     let mut rewrite = if rule.is_some_and(|r| r.need == Need::Secrets)
         && !held.contains(Scope::SeeSecretBlocks)

@@ -20,6 +20,7 @@ pub mod memberships;
 pub mod node;
 pub mod object_acls;
 pub mod plans;
+pub mod prefect_ui;
 pub mod ratelimit;
 pub mod retention;
 pub mod roles;

@@ -613,6 +613,7 @@ pub async fn set_upstream(
     )
     .await?;
     tx.commit().await?;
+    app.prefect_ui.forget(workspace);
     Ok(view(&row))
 }
 
@@ -655,7 +656,9 @@ pub async fn delete_upstream(
             .payload(json!({"url": {"before": before.url, "after": null}})),
     )
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    app.prefect_ui.forget(workspace);
+    Ok(())
 }
 
 /// Connects to one of the upstream's allowed addresses (`services::upstreams::connect_addrs`):

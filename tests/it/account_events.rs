@@ -144,11 +144,7 @@ fn emit(port: u16, gw: &str, key: &str, name: &str) {
 
 #[test]
 fn the_account_event_stream_carries_what_each_caller_may_see_of_every_workspace() {
-    let (Ok(prefect), Ok(python)) = (
-        std::env::var("ATRIUM_TEST_PREFECT"),
-        std::env::var("ATRIUM_TEST_PYTHON"),
-    ) else {
-        missing("the prefect package (ATRIUM_TEST_PREFECT, ATRIUM_TEST_PYTHON)");
+    let Some((prefect, python)) = prefect_and_python() else {
         return;
     };
     let Some(up_a) = upstream() else { return };
@@ -179,15 +175,8 @@ fn the_account_event_stream_carries_what_each_caller_may_see_of_every_workspace(
         let ws_b = create_workspace(port, &account, &key, "beta");
         let gw_a = format!("/api/accounts/{account}/workspaces/{ws_a}");
         let gw_b = format!("/api/accounts/{account}/workspaces/{ws_b}");
-        for (gw, up) in [(&gw_a, up_a.port), (&gw_b, up_b.port)] {
-            ok(
-                port,
-                "PUT",
-                &format!("{gw}/upstream"),
-                &key,
-                json!({"url": format!("http://127.0.0.1:{up}/api"), "auth_string": AUTH}),
-            );
-        }
+        bind_upstream(port, &gw_a, &key, up_a.port, AUTH);
+        bind_upstream(port, &gw_b, &key, up_b.port, AUTH);
         // A service account that sees workspace A only (Developer there, nothing in B).
         let bot = ok(
             port,

@@ -869,7 +869,7 @@ async fn a_member_sees_no_controls_they_cannot_use_and_is_refused_anyway() {
 }
 
 #[tokio::test]
-async fn open_sign_up_then_a_new_account_from_the_home_page_and_prefect_links_land_on_the_workspace(
+async fn open_sign_up_then_a_new_account_from_the_home_page_and_prefect_links_land_on_the_prefect_ui(
 ) {
     each_db(|t| async move {
         // Invite-only (the default): the page says so and the form posts are refused.
@@ -963,7 +963,8 @@ async fn open_sign_up_then_a_new_account_from_the_home_page_and_prefect_links_la
             (s, h["location"].to_str().ok()),
             (S::PERMANENT_REDIRECT, Some("/me/api-keys"))
         );
-        // A link the prefect client prints into Prefect's UI lands on the workspace page.
+        // A link the prefect client prints into Prefect's UI lands on the same page of the
+        // workspace's Prefect UI (served by Atrium; tests/it/prefect_ui.rs).
         let (s, h, body) = zed
             .submit(
                 &format!("{account_page}/workspaces"),
@@ -973,24 +974,14 @@ async fn open_sign_up_then_a_new_account_from_the_home_page_and_prefect_links_la
             .await;
         assert_eq!(s, S::SEE_OTHER, "{body}");
         let ws_page = h["location"].to_str().expect("location").to_string();
-        let (s, h, _) = get_page(
-            &t,
-            &format!("{ws_page}/flow-runs/flow-run/0b7c0a8e-4a4e-4d4c-9b1a-3a1d2f3e4c5d"),
-            &zed.session,
-        )
-        .await;
+        let run = "runs/flow-run/0b7c0a8e-4a4e-4d4c-9b1a-3a1d2f3e4c5d";
+        let (s, h, _) = get_page(&t, &format!("{ws_page}/{run}?tab=Logs"), &zed.session).await;
         assert_eq!(
             (s, h["location"].to_str().ok()),
             (
                 S::SEE_OTHER,
-                Some(format!("{ws_page}?prefect_link=1").as_str())
+                Some(format!("{ws_page}/ui/{run}?tab=Logs").as_str())
             )
-        );
-        let (s, html) = zed.get(&format!("{ws_page}?prefect_link=1")).await;
-        assert_eq!(s, S::OK);
-        assert!(
-            html.contains("That link points into Prefect's own UI"),
-            "{html}"
         );
     })
     .await;

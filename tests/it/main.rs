@@ -26,6 +26,7 @@ mod object_acls;
 mod plans;
 mod prefect_cli;
 mod prefect_gateway;
+mod prefect_ui;
 mod processes;
 mod scale_out;
 mod schemathesis;

@@ -733,6 +733,9 @@ pub(crate) fn table() -> Vec<Cell> {
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/explain?actor_id={target_user_id}&scope=see_flows", None, [401, 404, 404, 403, 200, 200]),
         c(M::PUT, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", Some(json!({"url": "http://{spare_upstream}:9/api", "auth_string": "other"})), [401, 404, 403, 403, 200, 200]),
         c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 200, 200]),
+        // Prefect's CSRF tokens are for the UI's session; with an API key the route answers as a
+        // Prefect server with CSRF protection off (tests/it/prefect_ui.rs covers sessions).
+        c(M::GET, "/api/accounts/{account_id}/workspaces/{workspace_id}/csrf-token?client=matrix", None, [401, 404, 404, 422, 422, 422]),
         c(M::DELETE, "/api/accounts/{account_id}/workspaces/{workspace_id}/upstream", None, [401, 404, 403, 403, 204, 204]),
         c(M::GET, "/api/accounts/{account_id}/rate-limits/status", None, [401, 404, 403, 403, 200, 200]),
         c(M::POST, "/api/accounts/{account_id}/workspaces/{workspace_id}/webhooks", Some(json!({"name": "h2", "template": "{}"})), [401, 404, 404, 403, 201, 201]),

@@ -46,19 +46,30 @@ fn free_port() -> u16 {
 
 /// Starts a Prefect OSS server requiring `auth` and waits for `/api/health`.
 pub fn start_prefect_server(prefect: &str, auth: &str) -> PrefectServer {
+    start_prefect_server_with(prefect, auth, false)
+}
+
+/// [`start_prefect_server`], with its UI where Atrium serves it from when `ui` is set
+/// (`PREFECT_UI_SERVE_BASE=/atrium-prefect-ui`, docs/gateway.md "Prefect UI").
+pub fn start_prefect_server_with(prefect: &str, auth: &str, ui: bool) -> PrefectServer {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
-    let child = Command::new(prefect)
-        .args([
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--no-ui",
-            "--analytics-off",
-        ])
+    let mut cmd = Command::new(prefect);
+    cmd.args([
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--analytics-off",
+    ]);
+    if ui {
+        cmd.env("PREFECT_UI_SERVE_BASE", "/atrium-prefect-ui");
+    } else {
+        cmd.arg("--no-ui");
+    }
+    let child = cmd
         .env("PREFECT_HOME", home.path())
         .env("DO_NOT_TRACK", "1")
         .env("PREFECT_SERVER_API_AUTH_STRING", auth)

@@ -664,6 +664,35 @@ pub fn installation_databases(dir: &std::path::Path) -> (Vec<String>, Option<Fre
     (dbs, pg)
 }
 
+/// The `prefect` CLI and the Python that has the `prefect` package, or `None` (after reporting)
+/// when they are not configured.
+pub fn prefect_and_python() -> Option<(String, String)> {
+    match (
+        std::env::var("ATRIUM_TEST_PREFECT"),
+        std::env::var("ATRIUM_TEST_PYTHON"),
+    ) {
+        (Ok(prefect), Ok(python)) => Some((prefect, python)),
+        _ => {
+            missing("the prefect package (ATRIUM_TEST_PREFECT, ATRIUM_TEST_PYTHON)");
+            None
+        }
+    }
+}
+
+/// Binds the workspace of gateway path `gw` to the Prefect server on `upstream` (with its auth
+/// string) through a running server's API.
+pub fn bind_upstream(port: u16, gw: &str, key: &str, upstream: u16, auth: &str) {
+    let r = http(
+        port,
+        "PUT",
+        &format!("{gw}/upstream"),
+        key,
+        &serde_json::json!({"url": format!("http://127.0.0.1:{upstream}/api"), "auth_string": auth})
+            .to_string(),
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
 /// Creates a workspace through a running server's API; its id.
 pub fn create_workspace(port: u16, account: &str, key: &str, handle: &str) -> String {
     let resp = http(

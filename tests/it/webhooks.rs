@@ -238,15 +238,7 @@ fn the_prefect_cli_manages_webhooks_and_a_webhook_fires_a_prefect_automation() {
         let port = server.port;
         let ws = create_workspace(port, &account, &key, "prod");
         let gw = format!("/api/accounts/{account}/workspaces/{ws}");
-        let r = http(
-            port,
-            "PUT",
-            &format!("{gw}/upstream"),
-            &key,
-            &json!({"url": format!("http://127.0.0.1:{}/api", up.port), "auth_string": AUTH})
-                .to_string(),
-        );
-        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        bind_upstream(port, &gw, &key, up.port, AUTH);
         let sfx = &ws[..8];
         let pool = format!("hook-pool-{sfx}");
         let r = http(

@@ -2,7 +2,7 @@
 
 use crate::app::App;
 use crate::domain::User;
-use crate::http::extract::{Auth, ClientIp, Json, SECURE_SESSION_COOKIE, SESSION_COOKIE};
+use crate::http::extract::{ClientIp, Json, Leaving, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use crate::services::{auth, Result};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -109,7 +109,7 @@ pub async fn login(
 /// Ends the current session and clears the cookie.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = super::ErrorBody)), security(("bearer" = [])))]
-pub async fn logout(State(app): State<App>, Auth(p): Auth) -> Result<Response> {
+pub async fn logout(State(app): State<App>, Leaving(p): Leaving) -> Result<Response> {
     auth::logout(&app, &p).await?;
     Ok((
         StatusCode::NO_CONTENT,

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod accounts;
 pub mod auth;
+pub mod csrf;
 pub mod events;
 pub mod gateway;
 pub mod invitations;

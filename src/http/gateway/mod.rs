@@ -103,27 +103,15 @@ fn strip_response_headers(h: &mut HeaderMap) {
     }
 }
 
-/// Authenticates a gateway call: bearer key, or a dashboard session (state-changing calls with a
-/// session must come from our own origin, and so must a websocket handshake).
+/// Authenticates a gateway call: bearer key, or a dashboard session (the Prefect UI's calls:
+/// see `extract::check_cookie_call` for what a state-changing one must carry).
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Option<Principal>, Error> {
     let mut p = if let Some(key) = bearer(parts) {
         auth::authenticate_key(app, key).await?
     } else if let Some(sid) = session_cookie(parts) {
-        // A websocket handshake is a GET, but what it opens reads and writes: it must come from
-        // our origin too (cross-site websocket hijacking), whatever the cookie's SameSite says.
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
-            && !parts.headers.contains_key(header::UPGRADE);
-        let origin_ok = parts
-            .headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|o| app.config.public_url.starts_with(o));
-        if !safe && !origin_ok {
-            return Err(Error::Forbidden(
-                "a state-changing gateway call with a session cookie must come from the dashboard's origin".into(),
-            ));
-        }
-        auth::authenticate_session(app, sid).await?
+        let p = auth::authenticate_session(app, sid).await?;
+        crate::http::extract::check_cookie_call(app, parts, &p)?;
+        p
     } else {
         return Ok(None);
     };
@@ -417,7 +405,7 @@ async fn filtered(
     upstream: &Upstream,
     mut parts: Parts,
     body: bytes::Bytes,
-    after: &crate::services::object_acls::After,
+    after: &gateway::After,
 ) -> Result<Response, HttpError> {
     // The answer is parsed: ask for it uncompressed.
     parts.headers.remove(header::ACCEPT_ENCODING);
@@ -440,7 +428,12 @@ async fn filtered(
     if rparts.status != axum::http::StatusCode::OK {
         return Ok(Response::from_parts(rparts, Body::from(bytes)));
     }
-    let out = crate::services::object_acls::filter_answer(app, t, upstream, after, &bytes).await?;
+    let out = match after {
+        gateway::After::Acl(after) => {
+            crate::services::object_acls::filter_answer(app, t, upstream, after, &bytes).await?
+        }
+        gateway::After::Redacted => b"{}".to_vec(),
+    };
     rparts.headers.remove(header::CONTENT_ENCODING);
     rparts
         .headers

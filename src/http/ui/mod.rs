@@ -12,6 +12,7 @@ pub mod invitations;
 pub mod keys;
 pub mod members;
 pub mod object_access;
+pub mod prefect_ui;
 pub mod profile;
 pub mod roles;
 pub mod routes;
@@ -135,6 +136,41 @@ fn csrf_mac(app: &crate::app::App, binding: &str, nonce: &str) -> String {
     mac.update(b"\n");
     mac.update(nonce.as_bytes());
     crate::services::credentials::hex_bytes(&mac.finalize().into_bytes()[..16])
+}
+
+/// Prefect's CSRF protocol, for the Prefect UI Atrium serves (`…/csrf-token?client=C`, then the
+/// `Prefect-Csrf-Token` and `Prefect-Csrf-Client` headers on every write): a token bound to the
+/// session (by its id's hash), the UI's client id and its expiry (µs), as `{expiry}.{mac}` — any
+/// server sharing the database verifies it, nothing is stored.
+pub(crate) fn prefect_csrf_token(
+    app: &crate::app::App,
+    session_hash: &str,
+    client: &str,
+    expires_us: i64,
+) -> String {
+    let nonce = expires_us.to_string();
+    let mac = csrf_mac(app, &format!("prefect-ui:{session_hash}:{client}"), &nonce);
+    format!("{nonce}.{mac}")
+}
+
+/// True when `token` is a [`prefect_csrf_token`] of this session and client that has not expired.
+/// Compared in constant time.
+pub(crate) fn prefect_csrf_ok(
+    app: &crate::app::App,
+    session_hash: &str,
+    client: &str,
+    token: &str,
+) -> bool {
+    let Some(expires) = token
+        .split_once('.')
+        .and_then(|(e, _)| e.parse::<i64>().ok())
+    else {
+        return false;
+    };
+    let want = prefect_csrf_token(app, session_hash, client, expires);
+    expires > app.now().timestamp_micros()
+        && want.len() == token.len()
+        && subtle::ConstantTimeEq::ct_eq(want.as_bytes(), token.as_bytes()).into()
 }
 
 fn csrf_token(app: &crate::app::App, binding: &str) -> String {

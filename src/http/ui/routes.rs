@@ -110,10 +110,16 @@ fn account() -> Vec<(&'static str, &'static str, Handler)> {
             "/workspace/{workspace_id}/object-access",
             post(object_access::save),
         ),
+        ("GET", "/workspace/{workspace_id}/ui", get(prefect_ui::root)),
+        (
+            "GET",
+            "/workspace/{workspace_id}/ui/{*path}",
+            get(prefect_ui::file),
+        ),
         (
             "GET",
             "/workspace/{workspace_id}/{*rest}",
-            get(workspaces::prefect_link),
+            get(prefect_ui::link),
         ),
         ("GET", "/members", get(members::list)),
         ("POST", "/members/invite", post(members::invite)),

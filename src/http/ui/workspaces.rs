@@ -12,10 +12,9 @@ use crate::domain::scope::Scope;
 use crate::domain::{AccountId, RoleId, WorkspaceId};
 use crate::services::workspaces::{self as ws, CreateWorkspace, UpdateWorkspace};
 use crate::services::{Error, Result};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
-use serde::Deserialize;
 use uuid::Uuid;
 
 pub(super) fn role_select(
@@ -127,31 +126,11 @@ pub async fn create(
     }
 }
 
-#[derive(Deserialize)]
-pub struct ShowQuery {
-    /// Set when the visitor followed a link into Prefect's own UI (flow runs, deployments…).
-    #[serde(default)]
-    pub prefect_link: Option<String>,
-}
-
-/// `GET /account/{a}/workspace/{w}/{*rest}`: links the `prefect` client prints into Prefect
-/// Cloud's UI (`…/workspace/{w}/flow-runs/flow-run/{id}` and the like) land on the workspace page,
-/// which says where those objects are shown.
-pub async fn prefect_link(
-    Path((account, workspace, _rest)): Path<(AccountId, WorkspaceId, String)>,
-) -> Response {
-    Redirect::to(&format!(
-        "/account/{account}/workspace/{workspace}?prefect_link=1"
-    ))
-    .into_response()
-}
-
 /// `GET /account/{a}/workspace/{w}`: the workspace, its settings and links to its access page.
 pub async fn show(
     State(app): State<App>,
     SignedIn(p): SignedIn,
     Path((account, workspace)): Path<(AccountId, WorkspaceId)>,
-    Query(q): Query<ShowQuery>,
 ) -> Response {
     let r: Result<Response> = async {
         let shell = Shell::open(&app, &p, account).await?;
@@ -172,6 +151,7 @@ pub async fn show(
             None
         };
         let base = shell.url(&format!("/workspace/{}", w.id));
+        let bound = crate::services::gateway::bound(&app, account, workspace);
         let default = w.default_workspace_role_id.map(|r| r.to_string()).unwrap_or_default();
         let default_name = roles
             .iter()
@@ -181,11 +161,8 @@ pub async fn show(
             p { a href=(shell.url("/workspaces")) { "Workspaces" } }
             h1 { (w.name) }
             p.muted { (w.handle) " · " (w.description) }
-            @if q.prefect_link.is_some() {
-                p.notice role="status" {
-                    "That link points into Prefect's own UI (flow runs, deployments, work pools…). "
-                    "Atrium manages who may reach this workspace; its flows and runs are shown by the Prefect server the workspace is bound to."
-                }
+            @if bound {
+                p.notice { a href={ (base) "/ui/" } { strong { "Open the Prefect UI" } } " — flow runs, deployments, work pools and automations, with your role in this workspace." }
             }
             @if sees_access { p { a href={ (base) "/access" } { "Who has access" } } }
             @if acls { p { a href={ (base) "/object-access" } { "Object access (deployments, work pools, blocks)" } } }
