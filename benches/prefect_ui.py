@@ -2,8 +2,9 @@
 Atrium (benches/prefect_ui.sh starts both). Driven over the DevTools protocol.
 
 For each peer, RUNS times, interleaved: a first load in a fresh browser context (empty cache), then
-a reload in the same context (the browser revalidates what it has). Timed from the navigation until
-the UI has rendered its sidebar; the bytes transferred come from the Resource Timing API.
+a reload in the same context (the browser revalidates what it has), for both of Prefect 3's UIs (v1 at
+the base, v2 below it). Timed from the navigation until the UI has rendered its navigation; the bytes
+transferred come from the Resource Timing API.
 
 Usage: prefect_ui.py CHROMIUM DIRECT_URL ATRIUM_URL SESSION_COOKIE AUTH_STRING RUNS
 """
@@ -22,7 +23,7 @@ from websockets.asyncio.client import connect
 
 CHROMIUM, DIRECT, ATRIUM, COOKIE, AUTH, RUNS = sys.argv[1:7]
 RUNS = int(RUNS)
-RENDERED = "document.querySelector('.p-context-nav-item') !== null"
+RENDERED = "document.body !== null && document.body.innerText.includes('Work Pools')"
 BYTES = "performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource')).reduce((n, e) => n + (e.transferSize || 0), 0)"
 
 
@@ -70,7 +71,8 @@ async def load(cdp, session, url):
         if ready:
             return time.perf_counter() - start
         if time.perf_counter() - start > 60:
-            raise RuntimeError(f"the UI did not render: {url}")
+            seen = await cdp.eval(session, "location.href + ' ' + (document.body ? document.body.innerText.slice(0, 300) : '')")
+            raise RuntimeError(f"the UI did not render: {url}: {seen}")
         await asyncio.sleep(0.005)
 
 
@@ -84,6 +86,9 @@ async def one(cdp, peer, url):
         name, value = COOKIE.split("=", 1)
         await cdp.call("Network.setCookie", session, name=name, value=value, url=ATRIUM)
     else:
+        # Prefect redirects a visit to the other bundle than the preferred one; say which.
+        version = "v2" if url.rstrip("/").endswith("/v2") else "v1"
+        await cdp.call("Network.setCookie", session, name="prefect_ui_version", value=version, url=DIRECT)
         # Prefect's UI asks for the API's auth string; give it as a user would have typed it.
         origin = DIRECT.split("/atrium-prefect-ui")[0]
         await cdp.call("Page.navigate", session, url=origin + "/api/health")
@@ -114,22 +119,28 @@ async def main():
         async with connect(info["webSocketDebuggerUrl"], max_size=None) as ws:
             cdp = Cdp(ws)
             pump = asyncio.create_task(cdp.pump())
-            results = {"direct": [], "atrium": []}
+            peers = [
+                (bundle, peer, url + ("v2/" if bundle == "v2" else ""))
+                for bundle in ("v1", "v2")
+                for peer, url in (("direct", DIRECT), ("atrium", ATRIUM))
+            ]
+            results = {(b, p): [] for b, p, _ in peers}
             # One warm-up of each (Atrium's server-side cache fills, Prefect's static files are read).
-            for peer, url in (("direct", DIRECT), ("atrium", ATRIUM)):
+            for _, peer, url in peers:
                 await one(cdp, peer, url)
             for _ in range(RUNS):
-                for peer, url in (("direct", DIRECT), ("atrium", ATRIUM)):
-                    results[peer].append(await one(cdp, peer, url))
+                for bundle, peer, url in peers:
+                    results[(bundle, peer)].append(await one(cdp, peer, url))
             pump.cancel()
-        med = {p: [statistics.median(r[i] for r in rs) for i in range(4)] for p, rs in results.items()}
-        print(f"{'':24}{'first load':>14}{'reload':>12}{'first bytes':>14}{'reload bytes':>14}")
-        for p in ("direct", "atrium"):
-            f, r, fb, rb = med[p]
-            name = "Prefect directly" if p == "direct" else "through Atrium"
-            print(f"{name:24}{f * 1000:>11.0f} ms{r * 1000:>9.0f} ms{fb / 1024:>11.0f} KiB{rb / 1024:>11.0f} KiB")
-        d, a = med["direct"], med["atrium"]
-        print(f"{'Atrium / direct':24}{a[0] / d[0]:>13.2f}x{a[1] / d[1]:>11.2f}x")
+        med = {k: [statistics.median(r[i] for r in rs) for i in range(4)] for k, rs in results.items()}
+        print(f"{'':28}{'first load':>14}{'reload':>12}{'first bytes':>14}{'reload bytes':>14}")
+        for bundle in ("v1", "v2"):
+            for p in ("direct", "atrium"):
+                f, r, fb, rb = med[(bundle, p)]
+                name = f"{bundle}, " + ("Prefect directly" if p == "direct" else "through Atrium")
+                print(f"{name:28}{f * 1000:>11.0f} ms{r * 1000:>9.0f} ms{fb / 1024:>11.0f} KiB{rb / 1024:>11.0f} KiB")
+            d, a = med[(bundle, "direct")], med[(bundle, "atrium")]
+            print(f"{bundle + ', Atrium / direct':28}{a[0] / d[0]:>13.2f}x{a[1] / d[1]:>11.2f}x")
         print(f"(medians of {RUNS} runs each, interleaved, after one warm-up of each)")
     finally:
         proc.kill()

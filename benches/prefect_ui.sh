@@ -17,7 +17,7 @@ BIN=target/release/atrium
 WORK=$(mktemp -d); export ATRIUM_DATABASE_URL="sqlite://$WORK/atrium.db" ATRIUM_DATA_DIR="$WORK" ATRIUM_LOG=warn
 export ATRIUM_UPSTREAM_NETWORKS=127.0.0.0/8 ATRIUM_PUBLIC_URL=http://127.0.0.1:4541
 PREFECT_HOME="$WORK/prefect" PREFECT_SERVER_API_AUTH_STRING=bench-secret DO_NOT_TRACK=1 \
-  PREFECT_UI_SERVE_BASE=/atrium-prefect-ui \
+  PREFECT_UI_SERVE_BASE=/atrium-prefect-ui PREFECT_UI_API_URL=http://127.0.0.1:4540/api \
   "$PREFECT" server start --host 127.0.0.1 --port 4540 --analytics-off >/dev/null 2>&1 & P=$!
 echo 'a-long-password' | $BIN users create --email owner@bench.test --site-admin >/dev/null 2>&1
 ACCOUNT=$($BIN accounts create --handle bench --name Bench --owner-email owner@bench.test 2>/dev/null)
@@ -30,6 +30,12 @@ WS=$(curl -sf -X POST -H "Authorization: Bearer $OWNER" -H 'Content-Type: applic
 curl -sf -X PUT -H "Authorization: Bearer $OWNER" -H 'Content-Type: application/json' \
   "127.0.0.1:4541/api/accounts/$ACCOUNT/workspaces/$WS/upstream" \
   -d '{"url":"http://127.0.0.1:4540/api","auth_string":"bench-secret"}' >/dev/null
+# A flow run, so that the UI's dashboard has something to draw.
+GW="127.0.0.1:4541/api/accounts/$ACCOUNT/workspaces/$WS"
+FLOW=$(curl -sf -X POST -H "Authorization: Bearer $OWNER" -H 'Content-Type: application/json' \
+  "$GW/flows/" -d '{"name":"bench-flow"}' | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+curl -sf -X POST -H "Authorization: Bearer $OWNER" -H 'Content-Type: application/json' \
+  "$GW/flow_runs/" -d "{\"flow_id\":\"$FLOW\",\"state\":{\"type\":\"COMPLETED\"}}" >/dev/null
 # A session, signed in through the sign-in form as a browser would.
 COOKIE=$("$PY" - <<'PY'
 import re, urllib.request, urllib.parse, http.cookiejar

@@ -1549,3 +1549,210 @@ async fn the_gateway_refuses_what_it_cannot_count_or_match_the_way_the_upstream_
     })
     .await;
 }
+
+/// The Prefect UI's calls are authenticated by the session cookie (issue 21): a write with the
+/// cookie — to the gateway or to Atrium's own API — must come from our origin and carry a Prefect
+/// CSRF token minted for this session and this client, and not yet expired; a websocket opened
+/// with the cookie must come from our origin. API keys need none of it.
+#[tokio::test]
+async fn cookie_writes_need_our_origin_and_an_unexpired_csrf_token_of_this_session() {
+    each_db_and_transport(|t| async move {
+        let port = recording_upstream().await;
+        let w = setup(&t, port, "csrf").await;
+        let account =
+            atrium::domain::AccountId(uuid::Uuid::parse_str(&w.account).expect("account id"));
+        let ada = TestUser {
+            id: t.user_with_password("ada@csrf.test").await,
+            key: w.owner.key.clone(),
+            key_id: w.owner.key_id,
+        };
+        t.add_member(account, &w.owner, &ada, AccountRole::Owner)
+            .await;
+        let session = || async {
+            let (_, h) =
+                crate::dashboard::sign_in(&t, "ada@csrf.test", "a-long-password", "/").await;
+            cookie_of(&h, "atrium_session")
+        };
+        let (cookie, other_session) = (session().await, session().await);
+        let origin = t.app.config.public_url.clone();
+        let send = |method: M, path: String, cookie: &str, headers: &[(&str, &str)]| {
+            let mut req = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("cookie", cookie)
+                .header("content-type", "application/json")
+                .header("content-length", "2");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let req = req.body(axum::body::Body::from("{}")).expect("request");
+            let t = &t;
+            async move {
+                let (s, _, b) = t.send(req).await;
+                (s, String::from_utf8_lossy(&b).into_owned())
+            }
+        };
+        let token_for = |cookie: String, client: &'static str| {
+            let path = w.path(&format!("csrf-token?client={client}"));
+            let send = &send;
+            async move {
+                let (s, b) = send(M::GET, path, &cookie, &[]).await;
+                assert_eq!(s, S::OK, "{b}");
+                let v: Value = serde_json::from_str(&b).expect("token json");
+                assert_eq!(v["client"], client);
+                v["token"].as_str().expect("token").to_string()
+            }
+        };
+        let token = token_for(cookie.clone(), "ui-1").await;
+        let foreign = token_for(other_session.clone(), "ui-1").await;
+        let flows = w.path("flows/");
+        let lookalike = format!("{origin}.evil.test");
+        let mut surprises = Vec::new();
+        for (why, origin, token, client, want) in [
+            (
+                "no origin",
+                None,
+                Some(token.as_str()),
+                "ui-1",
+                S::FORBIDDEN,
+            ),
+            (
+                "another origin",
+                Some("http://127.0.0.1:1"),
+                Some(token.as_str()),
+                "ui-1",
+                S::FORBIDDEN,
+            ),
+            (
+                "a look-alike origin",
+                Some(lookalike.as_str()),
+                Some(token.as_str()),
+                "ui-1",
+                S::FORBIDDEN,
+            ),
+            (
+                "no token",
+                Some(origin.as_str()),
+                None,
+                "ui-1",
+                S::FORBIDDEN,
+            ),
+            (
+                "another client's token",
+                Some(origin.as_str()),
+                Some(token.as_str()),
+                "ui-2",
+                S::FORBIDDEN,
+            ),
+            (
+                "another session's token",
+                Some(origin.as_str()),
+                Some(foreign.as_str()),
+                "ui-1",
+                S::FORBIDDEN,
+            ),
+            (
+                "a forged token",
+                Some(origin.as_str()),
+                Some("99999999999999999.00000000000000000000000000000000"),
+                "ui-1",
+                S::FORBIDDEN,
+            ),
+            (
+                "our origin and token",
+                Some(origin.as_str()),
+                Some(token.as_str()),
+                "ui-1",
+                S::OK,
+            ),
+        ] {
+            let mut h = vec![("prefect-csrf-client", client)];
+            if let Some(o) = origin {
+                h.push(("origin", o));
+            }
+            if let Some(tok) = token {
+                h.push(("prefect-csrf-token", tok));
+            }
+            let (s, b) = send(M::POST, flows.clone(), &cookie, &h).await;
+            if s != want {
+                surprises.push(format!(
+                    "POST flows/ with {why}: {s} (want {want}) {b:.200}"
+                ));
+            }
+        }
+        // Atrium's own API follows the same rule for a cookie.
+        let teams = format!("/api/accounts/{}/teams/", w.account);
+        let body_ok = |s: S| s == S::CREATED || s == S::UNPROCESSABLE_ENTITY;
+        let (s, b) = send(M::POST, teams.clone(), &cookie, &[("origin", &origin)]).await;
+        if s != S::FORBIDDEN {
+            surprises.push(format!(
+                "POST teams/ with the cookie and no token: {s} {b:.200}"
+            ));
+        }
+        let (s, b) = send(
+            M::POST,
+            teams,
+            &cookie,
+            &[
+                ("origin", &origin),
+                ("prefect-csrf-token", &token),
+                ("prefect-csrf-client", "ui-1"),
+            ],
+        )
+        .await;
+        if !body_ok(s) {
+            surprises.push(format!(
+                "POST teams/ with the cookie and a token: {s} {b:.200}"
+            ));
+        }
+        // A websocket handshake with the cookie from another origin never gets to the upgrade.
+        let ws = |origin: &str| {
+            axum::http::Request::builder()
+                .method(M::GET)
+                .uri(w.path("events/out"))
+                .header("cookie", &cookie)
+                .header("origin", origin)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .body(axum::body::Body::empty())
+                .expect("request")
+        };
+        let (s, _, _) = t.send(ws("http://127.0.0.1:1")).await;
+        if s != S::FORBIDDEN {
+            surprises.push(format!(
+                "websocket with the cookie from another origin: {s}"
+            ));
+        }
+        let (s, _, _) = t.send(ws(&origin)).await;
+        if s == S::FORBIDDEN || s == S::UNAUTHORIZED {
+            surprises.push(format!("websocket with the cookie from our origin: {s}"));
+        }
+        // An API key needs neither origin nor token.
+        let (s, _) = t
+            .call(M::POST, &flows, Some(&w.owner.key), Some(json!({})))
+            .await;
+        if s != S::OK {
+            surprises.push(format!("POST flows/ with an API key: {s}"));
+        }
+        // A token stops working when it expires (an hour).
+        t.clock.advance(chrono::Duration::minutes(61));
+        let (s, _) = send(
+            M::POST,
+            flows,
+            &cookie,
+            &[
+                ("origin", &origin),
+                ("prefect-csrf-token", &token),
+                ("prefect-csrf-client", "ui-1"),
+            ],
+        )
+        .await;
+        if s != S::FORBIDDEN {
+            surprises.push(format!("POST flows/ with an expired token: {s}"));
+        }
+        assert_no_surprises(&t.db, &surprises);
+    })
+    .await;
+}

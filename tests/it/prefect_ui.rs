@@ -147,6 +147,10 @@ async fn the_prefect_ui_runs_inside_atrium_with_each_users_role() {
             .to_string(),
     );
     assert_eq!(status(&r), 200, "{r}");
+    let vic_access = body(&r)[0]["id"]
+        .as_str()
+        .expect("the Viewer's grant")
+        .to_string();
     let ui = format!("/account/{account}/workspace/{ws}/ui");
 
     // The stock client runs a flow through the gateway; it logs for 20 s.
@@ -230,6 +234,17 @@ async fn the_prefect_ui_runs_inside_atrium_with_each_users_role() {
     delete_flow(&mut viewer, &base, &ui, &flow_id).await;
     wait_text(&mut viewer, "missing workspace scope manage_flows").await;
     viewer.screenshot("prefect-ui-viewer-refused").await;
+    // Without the grant, the next request for the UI is not found.
+    let r = http(
+        port,
+        "DELETE",
+        &format!("{gw}/user_access/{vic_access}"),
+        &key,
+        "",
+    );
+    assert_eq!(status(&r), 204, "{r}");
+    viewer.goto(&format!("{base}{run_page}")).await;
+    wait_text(&mut viewer, "not found").await;
     assert!(flow_exists(), "the Viewer's delete reached the upstream");
     let denials = body(&http(
         port,
