@@ -335,6 +335,58 @@ async fn the_prefect_ui_runs_inside_atrium_with_each_users_role() {
     ]);
     assert_eq!(status(&r), 201, "{r}");
 
+    // The files carry validators: a reload costs a 304, bundle files are immutable and gzipped.
+    let ask = |method: &str, path: &str, extra: &[(&str, &str)]| {
+        let mut h: Vec<(&str, &str)> = vec![("Cookie", cookie.as_str())];
+        h.extend_from_slice(extra);
+        raw_http(port, method, path, &h, "")
+    };
+    let get = |path: &str, extra: &[(&str, &str)]| ask("GET", path, extra);
+    let header = |resp: &str, name: &str| {
+        resp.split("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+    };
+    let index = get(&format!("{ui}/"), &[]);
+    assert_eq!(status(&index), 200, "{index}");
+    let etag = header(&index, "etag").expect("an ETag");
+    let again = get(&format!("{ui}/"), &[("If-None-Match", etag.as_str())]);
+    assert_eq!(status(&again), 304, "{again}");
+    let script = index
+        .split(&format!("src=\"{ui}/"))
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the bundle's script, at the workspace's path");
+    // (HEAD: the gzipped body is not text.)
+    let asset = ask(
+        "HEAD",
+        &format!("{ui}/{script}"),
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(status(&asset), 200, "{}", &asset[..asset.len().min(400)]);
+    assert_eq!(header(&asset, "content-encoding").as_deref(), Some("gzip"));
+    assert!(
+        header(&asset, "cache-control").is_some_and(|c| c.contains("immutable")),
+        "{}",
+        &asset[..400]
+    );
+
+    // The dashboard's workspace page leads to the UI.
+    owner
+        .goto(&format!("{base}/account/{account}/workspace/{ws}"))
+        .await;
+    owner
+        .act(
+            "[...document.querySelectorAll('a')].find(a => a.innerText.includes('Open the Prefect UI')).click()",
+            &format!("location.pathname.startsWith('{ui}')"),
+        )
+        .await;
+
     // Another account's workspace UI is not found; the Owner deletes the flow from the UI.
     for path in [
         format!("/account/{other}/workspace/{other_ws}/ui/"),
