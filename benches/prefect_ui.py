@@ -82,13 +82,14 @@ async def one(cdp, peer, url):
     session = (await cdp.call("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
     await cdp.call("Page.enable", session)
     await cdp.call("Network.enable", session)
+    # Prefect (and Atrium, keeping its rule) sends a visit of the first UI's start page to the
+    # preferred one; say which.
+    version = "v2" if url.rstrip("/").endswith("/v2") else "v1"
+    await cdp.call("Network.setCookie", session, name="prefect_ui_version", value=version, url=url)
     if peer == "atrium":
         name, value = COOKIE.split("=", 1)
         await cdp.call("Network.setCookie", session, name=name, value=value, url=ATRIUM)
     else:
-        # Prefect redirects a visit to the other bundle than the preferred one; say which.
-        version = "v2" if url.rstrip("/").endswith("/v2") else "v1"
-        await cdp.call("Network.setCookie", session, name="prefect_ui_version", value=version, url=DIRECT)
         # Prefect's UI asks for the API's auth string; give it as a user would have typed it.
         origin = DIRECT.split("/atrium-prefect-ui")[0]
         await cdp.call("Page.navigate", session, url=origin + "/api/health")

@@ -315,6 +315,41 @@ pub async fn settings(
     }))
 }
 
+/// Where Prefect's own server sends a browser that opens a page of its UI (its rule, kept): the
+/// start page of the first UI leads to the second when the visitor prefers it (their
+/// `prefect_ui_version` cookie, which the UI's "Switch to V1/V2 UI" sets, else the upstream's
+/// default), and a page of the second UI leads to the same page of the first when the upstream
+/// has no second UI. `Some(path)` to redirect to; `None` to serve `path`.
+pub async fn redirect(
+    app: &App,
+    account: AccountId,
+    workspace: WorkspaceId,
+    path: &str,
+    preferred: Option<&str>,
+) -> Result<Option<String>> {
+    let v2_page = path
+        .strip_prefix("v2")
+        .filter(|r| r.is_empty() || r.starts_with('/'));
+    if !path.is_empty() && v2_page.is_none() {
+        return Ok(None);
+    }
+    let s = settings(app, account, workspace).await?;
+    let has = |v: &str| {
+        s["available_uis"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == v))
+    };
+    let ours = base(account, workspace);
+    Ok(match v2_page {
+        Some(rest) => (!has("v2")).then(|| format!("{ours}/{}", rest.trim_start_matches('/'))),
+        None => {
+            let default = s["default_ui"].as_str().unwrap_or("v1");
+            let wants = preferred.filter(|p| has(p)).unwrap_or(default);
+            (wants == "v2" && has("v2")).then(|| format!("{ours}/v2/"))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -376,6 +376,31 @@ async fn the_prefect_ui_runs_inside_atrium_with_each_users_role() {
         &asset[..400]
     );
 
+    // A visit to the first UI's start page goes to the UI the visitor prefers (Prefect's rule:
+    // its cookie, else the upstream's default); the second UI's pages are served.
+    let html = [("Accept", "text/html")];
+    let v1 = get(
+        &format!("{ui}/"),
+        &[("Accept", "text/html"), ("Cookie", "prefect_ui_version=v1")],
+    );
+    assert_eq!(status(&v1), 200, "{}", &v1[..v1.len().min(300)]);
+    let prefers_v2 = raw_http(
+        port,
+        "GET",
+        &format!("{ui}/?x=1"),
+        &[
+            ("Accept", "text/html"),
+            ("Cookie", &format!("{cookie}; prefect_ui_version=v2")),
+        ],
+        "",
+    );
+    assert_eq!(status(&prefers_v2), 307, "{prefers_v2}");
+    assert_eq!(
+        header(&prefers_v2, "location").as_deref(),
+        Some(format!("{ui}/v2/?x=1").as_str())
+    );
+    assert_eq!(status(&get(&format!("{ui}/v2/runs"), &html)), 200);
+
     // The dashboard's workspace page leads to the UI.
     owner
         .goto(&format!("{base}/account/{account}/workspace/{ws}"))

@@ -9,7 +9,7 @@ use super::session::SignedIn;
 use crate::app::App;
 use crate::domain::{AccountId, WorkspaceId};
 use crate::services::{gate, prefect_ui};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -18,9 +18,15 @@ pub async fn root(
     State(app): State<App>,
     SignedIn(p): SignedIn,
     Path((account, workspace)): Path<(AccountId, WorkspaceId)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    serve(&app, &p, account, workspace, "", &headers).await
+    let req = Asked {
+        path: "",
+        query,
+        headers,
+    };
+    serve(&app, &p, account, workspace, req).await
 }
 
 /// `GET …/workspace/{w}/ui/{*path}`: a file of the UI, a page of it (answered by its
@@ -29,9 +35,44 @@ pub async fn file(
     State(app): State<App>,
     SignedIn(p): SignedIn,
     Path((account, workspace, path)): Path<(AccountId, WorkspaceId, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    serve(&app, &p, account, workspace, &path, &headers).await
+    let req = Asked {
+        path: &path,
+        query,
+        headers,
+    };
+    serve(&app, &p, account, workspace, req).await
+}
+
+/// What the browser asked for, below the UI's base.
+struct Asked<'a> {
+    path: &'a str,
+    query: Option<String>,
+    headers: HeaderMap,
+}
+
+impl Asked<'_> {
+    /// A page the browser navigates to (not a script, style or image it loads).
+    fn navigation(&self) -> bool {
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+    }
+
+    /// The visitor's choice between Prefect's two UIs (the cookie Prefect's UI sets).
+    fn preferred(&self) -> Option<&str> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == "prefect_ui_version")
+            .map(|(_, v)| v)
+    }
 }
 
 async fn serve(
@@ -39,11 +80,25 @@ async fn serve(
     p: &crate::authz::Principal,
     account: AccountId,
     workspace: WorkspaceId,
-    path: &str,
-    headers: &HeaderMap,
+    req: Asked<'_>,
 ) -> Response {
+    let (path, headers) = (req.path, &req.headers);
     if let Err(e) = gate::workspace(app, p, account, workspace).await {
         return error_page(&e);
+    }
+    if req.navigation() {
+        match prefect_ui::redirect(app, account, workspace, path, req.preferred()).await {
+            Ok(Some(to)) => {
+                let query = req
+                    .query
+                    .as_deref()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                return Redirect::temporary(&format!("{to}{query}")).into_response();
+            }
+            Ok(None) => {}
+            Err(e) => return error_page(&e),
+        }
     }
     if path == "ui-settings" {
         return match prefect_ui::settings(app, account, workspace).await {
