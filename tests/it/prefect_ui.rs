@@ -1,7 +1,8 @@
 //! Each workspace's Prefect UI behind Atrium, in a real Chromium, with a real Prefect server (its
 //! UI at `PREFECT_UI_SERVE_BASE=/atrium-prefect-ui`) behind the real `atrium` binary: sign-in
 //! and back, a flow run the stock client made through the gateway with its logs, a Viewer who
-//! cannot delete a flow (nothing deleted upstream) and an Owner who can, a page of another
+//! cannot delete a flow (nothing deleted upstream) and an Owner who can, a deployment an object ACL
+//! hides from the Viewer's UI, a page of another
 //! origin refused with the user's cookie, another account's UI answering 404, CLI links landing
 //! on the UI. Needs `ATRIUM_TEST_CHROMIUM`, `ATRIUM_TEST_PREFECT` and `ATRIUM_TEST_PYTHON`.
 
@@ -131,6 +132,18 @@ async fn the_prefect_ui_runs_inside_atrium_with_each_users_role() {
         &["users", "api-key", "--email", "zed@ui.test", "--name", "k"],
         None,
     );
+    // Enterprise: object ACLs hold in the UI as in the API.
+    inst.cli(
+        &[
+            "accounts",
+            "set-plan",
+            "--account",
+            "ui",
+            "--plan",
+            "enterprise",
+        ],
+        None,
+    );
     let server = inst.serve();
     let port = server.port;
     let base = format!("http://127.0.0.1:{port}");
@@ -231,6 +244,46 @@ async fn the_prefect_ui_runs_inside_atrium_with_each_users_role() {
     let mut viewer = viewer_browser.page().await;
     sign_in(&mut viewer, &base, &run_page, "vic@ui.test").await;
     wait_text(&mut viewer, "tick 40 of the ui probe").await;
+
+    // Two deployments of the flow; an ACL keeps one to those who manage ACLs (the Owner). The
+    // Viewer's UI lists the other only, and the hidden one's page shows nothing of it.
+    let deploy = |name: &str| {
+        let r = http(
+            port,
+            "POST",
+            &format!("{gw}/deployments/"),
+            &key,
+            &json!({"name": name, "flow_id": flow_id}).to_string(),
+        );
+        assert_eq!(status(&r), 201, "{r}");
+        body(&r)["id"].as_str().expect("deployment id").to_string()
+    };
+    deploy("open-deployment");
+    let hidden = deploy("acl-deployment");
+    let r = http(
+        port,
+        "PUT",
+        &format!("{gw}/deployments/{hidden}/access"),
+        &key,
+        &json!({"access_control": {"manage_actor_ids": [], "run_actor_ids": [], "view_actor_ids": []}})
+            .to_string(),
+    );
+    assert_eq!(status(&r), 204, "{r}");
+    owner.goto(&format!("{base}{ui}/deployments")).await;
+    wait_text(&mut owner, "acl-deployment").await;
+    viewer.goto(&format!("{base}{ui}/deployments")).await;
+    wait_text(&mut viewer, "open-deployment").await;
+    viewer
+        .goto(&format!("{base}{ui}/deployments/deployment/{hidden}"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = viewer.text().await;
+    assert!(!seen.contains("acl-deployment"), "{seen}");
+    viewer.goto(&format!("{base}{ui}/deployments")).await;
+    wait_text(&mut viewer, "open-deployment").await;
+    let seen = viewer.text().await;
+    assert!(!seen.contains("acl-deployment"), "{seen}");
+
     delete_flow(&mut viewer, &base, &ui, &flow_id).await;
     wait_text(&mut viewer, "missing workspace scope manage_flows").await;
     viewer.screenshot("prefect-ui-viewer-refused").await;
@@ -254,15 +307,24 @@ async fn the_prefect_ui_runs_inside_atrium_with_each_users_role() {
         &json!({"filter": {"event": {"name": ["prefect-cloud.request.access-denied"]}}})
             .to_string(),
     ));
-    // Browsing asked for nothing a Viewer may not have: the one refusal is the delete (the
-    // server's settings, which the UI reads on every page, are answered empty for a Viewer).
-    let missing: Vec<&Value> = denials["events"]
+    // Browsing asked for nothing a Viewer may not have: the refusals are the delete and the
+    // hidden deployment's page (the server's settings, which the UI reads on every page, are
+    // answered empty for a Viewer).
+    let mut missing: Vec<String> = denials["events"]
         .as_array()
         .expect("events")
         .iter()
-        .map(|e| &e["payload"]["missing"])
+        .map(|e| e["payload"]["missing"].as_str().unwrap_or("").to_string())
         .collect();
-    assert_eq!(missing, vec![&json!("manage_flows")], "{denials}");
+    missing.sort();
+    assert_eq!(
+        missing,
+        vec![
+            "manage_flows".to_string(),
+            format!("view access to deployment {hidden} (object access control list)"),
+        ],
+        "{denials}"
+    );
 
     // A page of another origin (same site: another port) posting with the Owner's cookie is
     // refused, and so is a cookie-only write from our origin without Prefect's CSRF token.
