@@ -81,7 +81,11 @@ pub fn check_cookie_call(app: &App, parts: &Parts, p: &Principal) -> Result<(), 
 
 /// The caller of an API call: an API key, or a session (whose writes pass [`check_cookie_call`]
 /// when `guard_writes`).
-async fn caller(parts: &Parts, app: &App, guard_writes: bool) -> Result<Principal, Error> {
+pub(crate) async fn caller(
+    parts: &Parts,
+    app: &App,
+    guard_writes: bool,
+) -> Result<Principal, Error> {
     let mut p = if let Some(key) = bearer(parts) {
         auth::authenticate_key(app, key).await?
     } else if let Some(sid) = session_cookie(parts) {

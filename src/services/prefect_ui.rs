@@ -8,9 +8,10 @@
 //! later. Rewriting a bundle built for `/` instead would mean guessing which `"/"` in minified
 //! JavaScript is a path; a marker nobody else writes makes the replacement exact.
 //!
-//! Files are cached per workspace (with a gzip copy of text files), revalidated against the
-//! upstream after [`FRESH`] — except hashed bundle files under `assets/`, which never change —
-//! and served with an `ETag`, so a reload costs the browser a 304 and Atrium no upstream call.
+//! Files (and the upstream's `ui-settings`) are cached per workspace (with a gzip copy of text
+//! files), revalidated against the upstream after [`FRESH`] — except hashed bundle files under
+//! `assets/`, which never change — and served with an `ETag`, so a reload costs the browser a
+//! 304 and Atrium no upstream call.
 
 use crate::app::App;
 use crate::domain::{AccountId, WorkspaceId};
@@ -207,14 +208,26 @@ pub async fn file(
         return Err(Error::NotFound("no such file in the Prefect UI".into()));
     }
     let (_, u) = super::gateway::upstream_of(app, account, workspace)?;
-    let file = file_of(path);
-    let key = (workspace, file.clone());
+    cached(app, account, workspace, &u, file_of(path)).await
+}
+
+/// A file of the upstream's UI (or its `ui-settings`) as Atrium serves it to this workspace:
+/// from the cache, else fetched, rewritten, compressed and — when it exists — cached.
+async fn cached(
+    app: &App,
+    account: AccountId,
+    workspace: WorkspaceId,
+    u: &Upstream,
+    file: String,
+) -> Result<Arc<File>> {
+    let key = (workspace, file);
     if let Some(f) = app.prefect_ui.get(&key) {
         return Ok(f);
     }
-    let (status, content_type, body) = fetch(app, &u, &file).await?;
-    if status == StatusCode::NOT_FOUND && file.is_empty() {
-        return Err(not_configured(&u));
+    let file = &key.1;
+    let (status, content_type, body) = fetch(app, u, file).await?;
+    if status == StatusCode::NOT_FOUND && (file.is_empty() || file == "ui-settings") {
+        return Err(not_configured(u));
     }
     if status.is_server_error() {
         return Err(Error::UpstreamFailed(format!(
@@ -236,10 +249,14 @@ pub async fn file(
         .then(|| gzip(&body))
         .flatten()
         .map(Bytes::from);
-    let etag = format!(
-        "\"{}\"",
-        &crate::services::credentials::hex_bytes(&sha256(&body))[..32]
-    );
+    let etag = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&body);
+        format!(
+            "\"{}\"",
+            crate::services::credentials::hex_bytes(&digest[..16])
+        )
+    };
     let f = Arc::new(File {
         status,
         content_type,
@@ -254,11 +271,6 @@ pub async fn file(
         app.prefect_ui.put(key, f.clone());
     }
     Ok(f)
-}
-
-fn sha256(b: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).to_vec()
 }
 
 fn gzip(b: &[u8]) -> Option<Vec<u8>> {
@@ -277,20 +289,16 @@ pub async fn settings(
     account: AccountId,
     workspace: WorkspaceId,
 ) -> Result<serde_json::Value> {
+    // Through the cache: every page load asks for them, and a visit to the start page too.
     let (_, u) = super::gateway::upstream_of(app, account, workspace)?;
-    let (status, _, body) = fetch(app, &u, "ui-settings").await?;
-    if status == StatusCode::NOT_FOUND {
-        return Err(not_configured(&u));
+    let f = cached(app, account, workspace, &u, "ui-settings".into()).await?;
+    if !f.status.is_success() {
+        return Err(Error::UpstreamFailed(format!(
+            "{} answered {} for its UI settings",
+            u.url, f.status
+        )));
     }
-    let theirs: serde_json::Value = match status.is_success() {
-        true => serde_json::from_slice(&body).unwrap_or_default(),
-        false => {
-            return Err(Error::UpstreamFailed(format!(
-                "{} answered {status} for its UI settings",
-                u.url
-            )))
-        }
-    };
+    let theirs: serde_json::Value = serde_json::from_slice(&f.body).unwrap_or_default();
     let ours = base(account, workspace);
     let available: Vec<String> = theirs["available_uis"]
         .as_array()

@@ -750,6 +750,28 @@ async fn websockets_are_authorized_before_the_upgrade() {
             .send(ws(Some(&w.viewer.key), "events/../admin", None))
             .await;
         assert_eq!(s, S::BAD_REQUEST);
+        // The account-wide stream: someone of another account sees 404, no credential and no
+        // in-band protocol 401, a malformed account id 422 — all before the upgrade.
+        let outsider = t.user("outsider@elsewhere.test").await;
+        let account_ws = |key: Option<&str>, account: &str| {
+            let mut req = Request::builder()
+                .method(M::GET)
+                .uri(format!("/api/accounts/{account}/events/out"))
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+            if let Some(k) = key {
+                req = req.header("authorization", format!("bearer {k}"));
+            }
+            req.body(Body::empty()).expect("request")
+        };
+        let (s, _, _) = t.send(account_ws(Some(&outsider.key), &w.account)).await;
+        assert_eq!(s, S::NOT_FOUND);
+        let (s, _, _) = t.send(account_ws(None, &w.account)).await;
+        assert_eq!(s, S::UNAUTHORIZED);
+        let (s, _, _) = t.send(account_ws(Some(&w.viewer.key), "not-a-uuid")).await;
+        assert_eq!(s, S::UNPROCESSABLE_ENTITY);
     })
     .await;
 }

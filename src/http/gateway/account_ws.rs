@@ -15,11 +15,12 @@ use super::ws::{self, Head, UpstreamSocket, POLICY, UNAVAILABLE};
 use crate::app::App;
 use crate::authz::Principal;
 use crate::domain::{AccountId, WorkspaceId};
+use crate::http::api::AccountPath;
+use crate::http::extract::Path;
 use crate::services::account_events::{self, AuditCursor, Sources};
 use crate::services::gate::Standing;
-use crate::services::Error;
 use axum::extract::ws::{Message, WebSocket};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SelectAll, SplitSink};
 use futures_util::{SinkExt, StreamExt};
@@ -31,14 +32,13 @@ use tokio_tungstenite::tungstenite;
 /// How often the audit part of a stream is read.
 const AUDIT_POLL: Duration = Duration::from_secs(1);
 
-pub async fn handle(State(app): State<App>, Path(account): Path<String>, req: Request) -> Response {
-    let Some(account) = uuid::Uuid::try_parse(&account)
-        .ok()
-        .filter(|_| account.len() == 36)
-        .map(AccountId)
-    else {
-        return Error::validation("account_id: not a valid UUID").into_response();
-    };
+pub async fn handle(
+    State(app): State<App>,
+    Path(AccountPath {
+        account_id: account,
+    }): Path<AccountPath>,
+    req: Request,
+) -> Response {
     let (mut parts, _body) = req.into_parts();
     let head = match Head::of(&app, &parts).await {
         Ok(h) => h,

@@ -13,10 +13,10 @@ use crate::authz::Principal;
 use crate::domain::gateway_routes::{self, Charge, Need};
 use crate::domain::object_acl;
 use crate::http::error::HttpError;
-use crate::http::extract::{bearer, client_ip, session_cookie, user_agent};
+use crate::http::extract::{bearer, session_cookie};
 use crate::metrics::{RouteClass, UpstreamError};
 use crate::services::upstreams::{upstream_failed, Upstream};
-use crate::services::{auth, gateway, Error};
+use crate::services::{gateway, Error};
 use crate::upstream::RESPONSE_TIMEOUT;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -106,18 +106,12 @@ fn strip_response_headers(h: &mut HeaderMap) {
 /// Authenticates a gateway call: bearer key, or a dashboard session (the Prefect UI's calls:
 /// see `extract::check_cookie_call` for what a state-changing one must carry).
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Option<Principal>, Error> {
-    let mut p = if let Some(key) = bearer(parts) {
-        auth::authenticate_key(app, key).await?
-    } else if let Some(sid) = session_cookie(parts) {
-        let p = auth::authenticate_session(app, sid).await?;
-        crate::http::extract::check_cookie_call(app, parts, &p)?;
-        p
-    } else {
+    if bearer(parts).is_none() && session_cookie(parts).is_none() {
         return Ok(None);
-    };
-    p.ip = client_ip(parts);
-    p.user_agent = user_agent(parts);
-    Ok(Some(p))
+    }
+    crate::http::extract::caller(parts, app, true)
+        .await
+        .map(Some)
 }
 
 fn unauthenticated() -> Error {
